@@ -3,12 +3,14 @@
 //! The crate is both the `stagecast` binary and a library, so the demo, the benchmark and the
 //! integration tests drive exactly the code that runs in production.
 
+pub mod alerts;
 pub mod attribution;
 pub mod catalog;
 pub mod local_pg;
 pub mod locale;
 pub mod match_quality;
 pub mod pii;
+pub mod queue;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

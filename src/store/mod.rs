@@ -1,5 +1,325 @@
 //! All SQL lives behind this module (River-style): callers get typed functions, the statements
-//! live in `sql/*.sql` named for what they do.
+//! live in `sql/*.sql`, named for what they do. Nothing else in the crate writes SQL for the
+//! queue or the CRM, so a reviewer finds every statement in one place.
+
+mod rows;
+
+pub use rows::*;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
 
 /// Every migration of the CRM data contract and the `stagecast` schema, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the storage layer. Statements never include PII or tokens in their error text
+/// because parameters are bound, not interpolated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not encode {what} for the database: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The statements, embedded at compile time.
+mod sql {
+    pub const CLAIM_JOBS: &str = include_str!("../../sql/claim_jobs.sql");
+    pub const EXTEND_LEASES: &str = include_str!("../../sql/extend_leases.sql");
+    pub const COMPLETE_JOBS: &str = include_str!("../../sql/complete_jobs.sql");
+    pub const INSERT_DELIVERIES: &str = include_str!("../../sql/insert_deliveries.sql");
+    pub const INSERT_ALERTS: &str = include_str!("../../sql/insert_alerts.sql");
+    pub const POST_ALERTS: &str = include_str!("../../sql/post_alerts.sql");
+    pub const EXPAND_STAGE_CHANGE_BATCH: &str = include_str!("../../sql/expand_stage_change_batch.sql");
+    pub const LOAD_STAGE_CHANGE_CONTEXTS: &str = include_str!("../../sql/load_stage_change_contexts.sql");
+    pub const LOAD_PIXELS: &str = include_str!("../../sql/load_pixels.sql");
+    pub const DELIVERED_EVENT_IDS: &str = include_str!("../../sql/delivered_event_ids.sql");
+    pub const PRUNE_FINISHED: &str = include_str!("../../sql/prune_finished.sql");
+    pub const REQUEUE_ENQUEUE_FAILURES: &str = include_str!("../../sql/requeue_enqueue_failures.sql");
+    pub const PLAINTEXT_TOKENS: &str = include_str!("../../sql/plaintext_tokens.sql");
+    pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
+    pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
+    pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
+    pub const REPLACE_SEALED_TOKEN: &str = include_str!("../../sql/replace_sealed_token.sql");
+}
+
+/// The narrow interface to Postgres. Cheap to clone (the pool is reference counted).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- queue --------------------------------------------------------------------------
+
+    /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`.
+    pub async fn claim_jobs(&self, limit: i64, worker: &str, lease_secs: f64) -> Result<Vec<ClaimedJob>> {
+        Ok(sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
+            .bind(limit)
+            .bind(worker)
+            .bind(lease_secs)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Extend the lease of every job `worker` holds. Returns how many.
+    pub async fn extend_leases(&self, worker: &str, lease_secs: f64) -> Result<u64> {
+        Ok(sqlx::query(sql::EXTEND_LEASES)
+            .bind(worker)
+            .bind(lease_secs)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Write back outcomes, deliveries and alerts in one transaction.
+    pub async fn write_back(&self, worker: &str, batch: &WriteBack) -> Result<WriteBackReport> {
+        let mut report = WriteBackReport::default();
+        let mut tx = self.pool.begin().await?;
+        if !batch.deliveries.is_empty() {
+            let json = encode("deliveries", &batch.deliveries)?;
+            let duplicates: i64 = sqlx::query_scalar(sql::INSERT_DELIVERIES)
+                .bind(json)
+                .fetch_one(&mut *tx)
+                .await?;
+            report.duplicate_deliveries = duplicates as u64;
+        }
+        if !batch.alerts.is_empty() {
+            let json = encode("alerts", &batch.alerts)?;
+            let new_ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_ALERTS)
+                .bind(json)
+                .fetch_all(&mut *tx)
+                .await?;
+            report.new_alerts = new_ids.len() as u64;
+            if !new_ids.is_empty() {
+                let posted: Vec<(i64, Option<i64>)> = sqlx::query_as(sql::POST_ALERTS)
+                    .bind(&new_ids)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                report.posted_alerts = posted.iter().filter(|(_, m)| m.is_some()).count() as u64;
+            }
+        }
+        if !batch.outcomes.is_empty() {
+            let json = encode("job outcomes", &batch.outcomes)?;
+            let applied: i64 = sqlx::query_scalar(sql::COMPLETE_JOBS)
+                .bind(worker)
+                .bind(json)
+                .fetch_one(&mut *tx)
+                .await?;
+            report.applied = applied as u64;
+            report.fenced_out = (batch.outcomes.len() as u64).saturating_sub(report.applied);
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Give back every job `worker` holds (attempt refunded). Returns how many.
+    pub async fn release_held_jobs(&self, worker: &str) -> Result<u64> {
+        Ok(sqlx::query(sql::RELEASE_HELD_JOBS)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Expand a `stage_change_batch` job into per-customer jobs. `None` when the worker no
+    /// longer holds the job (its lease expired and another worker took it).
+    pub async fn expand_stage_change_batch(&self, job_id: i64, worker: &str, attempt: i32) -> Result<Option<u64>> {
+        let (created, archived): (i64, i64) = sqlx::query_as(sql::EXPAND_STAGE_CHANGE_BATCH)
+            .bind(job_id)
+            .bind(worker)
+            .bind(attempt)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((archived > 0).then_some(created as u64))
+    }
+
+    /// Delete finished jobs, audit rows and alerts past their retention.
+    pub async fn prune(&self, retention: &Retention, batch: i64) -> Result<PruneReport> {
+        let (archive, dead, audit, alerts): (i64, i64, i64, i64) = sqlx::query_as(sql::PRUNE_FINISHED)
+            .bind(retention.done.as_secs_f64())
+            .bind(retention.failed.as_secs_f64())
+            .bind(retention.audit.as_secs_f64())
+            .bind(batch)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(PruneReport {
+            archive: archive as u64,
+            dead: dead as u64,
+            audit: audit as u64,
+            alerts: alerts as u64,
+        })
+    }
+
+    /// Move stage changes that a trigger had to park back into the queue.
+    pub async fn requeue_enqueue_failures(&self) -> Result<(u64, u64)> {
+        let (requeued, parked): (i64, i64) = sqlx::query_as(sql::REQUEUE_ENQUEUE_FAILURES)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((requeued as u64, parked as u64))
+    }
+
+    // ---- pipeline reads -----------------------------------------------------------------
+
+    pub async fn load_stage_change_contexts(&self, keys: &[ContextKey]) -> Result<Vec<StageChangeContext>> {
+        let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
+        let customer_ids: Vec<i64> = keys.iter().map(|k| k.customer_id).collect();
+        let stage_ids: Vec<i64> = keys.iter().map(|k| k.stage_id).collect();
+        Ok(sqlx::query_as::<_, StageChangeContext>(sql::LOAD_STAGE_CHANGE_CONTEXTS)
+            .bind(job_ids)
+            .bind(customer_ids)
+            .bind(stage_ids)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn load_pixels(&self) -> Result<Vec<PixelRow>> {
+        Ok(sqlx::query_as::<_, PixelRow>(sql::LOAD_PIXELS).fetch_all(&self.pool).await?)
+    }
+
+    /// Event ids already delivered for these jobs (by earlier attempts).
+    pub async fn delivered_event_ids(&self, job_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(sql::DELIVERED_EVENT_IDS)
+            .bind(job_ids)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    // ---- tokens ---------------------------------------------------------------------------
+
+    /// Pixels holding a plaintext token written by the CRM. The token is only ever held in
+    /// memory long enough to seal it.
+    pub async fn plaintext_tokens(&self) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(sql::PLAINTEXT_TOKENS).fetch_all(&self.pool).await?)
+    }
+
+    /// Store a sealed token and clear the plaintext, if the plaintext is still `expected`.
+    pub async fn store_sealed_token(&self, pixel_ref: i64, sealed: &str, expected: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(sql::STORE_SEALED_TOKEN)
+            .bind(pixel_ref)
+            .bind(sealed)
+            .bind(expected)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn sealed_tokens(&self) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(sql::SEALED_TOKENS).fetch_all(&self.pool).await?)
+    }
+
+    /// Replace a sealed token (re-sealed with the primary key), if it is still `expected`.
+    pub async fn replace_sealed_token(&self, pixel_ref: i64, sealed: &str, expected: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(sql::REPLACE_SEALED_TOKEN)
+            .bind(pixel_ref)
+            .bind(sealed)
+            .bind(expected)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// How long finished work is kept.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Done jobs in `stagecast.job_archive`.
+    pub done: std::time::Duration,
+    /// Failed and cancelled jobs (kept for inspection and replay).
+    pub failed: std::time::Duration,
+    /// Delivery audit and alerts.
+    pub audit: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            done: std::time::Duration::from_secs(24 * 3600),
+            failed: std::time::Duration::from_secs(30 * 24 * 3600),
+            audit: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    pub archive: u64,
+    pub dead: u64,
+    pub audit: u64,
+    pub alerts: u64,
+}
+
+impl PruneReport {
+    pub fn total(&self) -> u64 {
+        self.archive + self.dead + self.audit + self.alerts
+    }
+}
+
+/// What one write-back transaction did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBackReport {
+    /// Outcomes applied (the worker still held the job).
+    pub applied: u64,
+    /// Outcomes ignored because another worker had taken the job over.
+    pub fenced_out: u64,
+    /// Delivered events already recorded as delivered (re-sent after a crash or lease loss).
+    pub duplicate_deliveries: u64,
+    pub new_alerts: u64,
+    pub posted_alerts: u64,
+}
+
+/// A batch of results to write back.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBack {
+    pub outcomes: Vec<OutcomeRow>,
+    pub deliveries: Vec<DeliveryRow>,
+    pub alerts: Vec<AlertRow>,
+}
+
+impl WriteBack {
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.deliveries.is_empty() && self.alerts.is_empty()
+    }
+
+    pub fn append(&mut self, mut other: WriteBack) {
+        self.outcomes.append(&mut other.outcomes);
+        self.deliveries.append(&mut other.deliveries);
+        self.alerts.append(&mut other.alerts);
+    }
+}
+
+/// One job outcome, as complete_jobs.sql reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeRow {
+    pub id: i64,
+    pub attempt: i32,
+    /// done | retry | throttled | released | failed
+    pub outcome: &'static str,
+    pub run_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub destinations: Option<Vec<String>>,
+}

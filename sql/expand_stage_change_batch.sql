@@ -1,0 +1,41 @@
+-- Turn one `stage_change_batch` job (a bulk CRM UPDATE) into one `stage_change` job per
+-- customer, with the same filters as stagecast.enqueue_stage_changes: stages with nothing
+-- configured are skipped, and a change already queued is not queued twice. Fenced like a
+-- completion; the batch job moves to the archive in the same statement.
+-- $1 job id, $2 worker id, $3 attempt. Returns the number of jobs created (NULL row if fenced out).
+WITH batch AS (
+    DELETE FROM stagecast.jobs
+     WHERE id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'
+    RETURNING id, kind, payload, attempts, customer_id, destinations, created_at
+), archived AS (
+    INSERT INTO stagecast.job_archive (id, kind, payload, attempts, customer_id, destinations, created_at, note)
+    SELECT id, kind, payload, attempts, customer_id, destinations, created_at, 'expanded' FROM batch
+    RETURNING 1
+), changes AS (
+    SELECT b.id AS batch_id, b.payload -> 'changed_at' AS changed_at,
+           (c.customer_id #>> '{}')::bigint AS customer_id,
+           (c.to_stage_id #>> '{}')::bigint AS to_stage_id,
+           (c.from_stage_id #>> '{}')::bigint AS from_stage_id
+      FROM batch b,
+           ROWS FROM (jsonb_array_elements(b.payload -> 'customer_ids'),
+                      jsonb_array_elements(b.payload -> 'to_stage_ids'),
+                      jsonb_array_elements(CASE jsonb_typeof(b.payload -> 'from_stage_ids')
+                                           WHEN 'array' THEN b.payload -> 'from_stage_ids'
+                                           ELSE '[]'::jsonb END))
+               AS c(customer_id, to_stage_id, from_stage_id)
+), created AS (
+    INSERT INTO stagecast.jobs (kind, payload, customer_id, dedup_key)
+    SELECT 'stage_change',
+           jsonb_build_object('customer_id', ch.customer_id, 'from_stage_id', ch.from_stage_id,
+                              'to_stage_id', ch.to_stage_id, 'changed_at', ch.changed_at,
+                              'batch_job_id', ch.batch_id),
+           ch.customer_id,
+           'stage_change:' || ch.customer_id || ':' || ch.to_stage_id
+      FROM changes ch
+      JOIN stagecast.crm_stages s ON s.id = ch.to_stage_id
+     WHERE ch.customer_id IS NOT NULL
+       AND s.utm_event IS DISTINCT FROM '[]'::jsonb
+    ON CONFLICT (dedup_key) WHERE status IN ('pending', 'running') DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM created) AS created, (SELECT count(*) FROM archived) AS archived

@@ -1,0 +1,33 @@
+-- Everything the pipeline needs about a batch of stage changes, in one round trip, read through
+-- the adapter views. $1 job ids, $2 customer ids, $3 stage ids (parallel arrays).
+-- Campaign fallback (DESIGN §5): the customer's campaign; else the campaign whose ad ids (or
+-- campaign id, which users also type there) match the first-touch ad id in utm_metadata.
+SELECT c.job_id,
+       cu.id AS customer_id, cu.name, cu.email, cu.phone, cu.sale_price::float8 AS sale_price,
+       cu.currency, cu.utm_metadata, cu.client_ip, cu.client_user_agent, cu.fbclid, cu.fbclid_at,
+       cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
+       s.id AS stage_id, s.name AS stage_name, s.funnel_category, s.utm_event,
+       s.default_value::float8 AS stage_default_value,
+       camp.id AS campaign_id, camp.name AS campaign_name, camp.pixel_id AS campaign_pixel_ref,
+       camp.currency AS campaign_currency, camp.matched_by AS campaign_matched_by,
+       (SELECT jsonb_agg(jsonb_build_object('kind', cc.kind, 'value', cc.value) ORDER BY cc.is_primary DESC, cc.id)
+          FROM stagecast.crm_contacts cc WHERE cc.customer_id = cu.id) AS contacts
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS c(job_id, customer_id, stage_id)
+  LEFT JOIN stagecast.crm_customers cu ON cu.id = c.customer_id
+  LEFT JOIN stagecast.crm_stages s ON s.id = c.stage_id
+  LEFT JOIN LATERAL (
+        SELECT * FROM (
+            SELECT uc.id, uc.name, uc.pixel_id, uc.currency, 'customer'::text AS matched_by, 0 AS rank
+              FROM stagecast.crm_campaigns uc
+             WHERE uc.id = cu.utm_campaign_id
+            UNION ALL
+            SELECT uc.id, uc.name, uc.pixel_id, uc.currency, 'first_touch_ad'::text, 1
+              FROM stagecast.crm_campaigns uc
+             WHERE cu.utm_campaign_id IS NULL
+               AND nullif(cu.utm_metadata ->> 'source_id', '') IS NOT NULL
+               AND (uc.facebook_ad_ids @> ARRAY[cu.utm_metadata ->> 'source_id']
+                    OR uc.facebook_campaign_id = cu.utm_metadata ->> 'source_id')
+        ) m
+        ORDER BY m.rank, m.id
+        LIMIT 1
+  ) camp ON true

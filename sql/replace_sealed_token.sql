@@ -1,0 +1,1 @@
+SELECT stagecast.replace_sealed_token($1, $2, $3)

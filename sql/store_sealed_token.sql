@@ -1,0 +1,1 @@
+SELECT stagecast.store_sealed_token($1, $2, $3)

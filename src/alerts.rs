@@ -1,0 +1,293 @@
+//! Chat alerts (DESIGN §5): why an event was not delivered, written as a `system` message in
+//! the customer's chat in the CRM's language, naming the fix. One alert per cause per stage
+//! change (the dedup key), so retries and replays never spam the chat.
+
+use serde::Serialize;
+
+use crate::locale::{Locale, Localized};
+
+/// Why an agent is being alerted. The `code` is stable: it is stored in `stagecast.alerts.cause`,
+/// used as a metrics label, and documented in docs/operations.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertCause {
+    NoCampaign,
+    PixelMissing,
+    PixelInactive,
+    TokenMissing,
+    TokenUnreadable,
+    TokenInvalid,
+    ApiError,
+    PurchaseWithoutValue,
+    EventTooOld,
+    UnknownEventName,
+    InvalidEventConfig,
+    UnsupportedPlatform,
+    DeliveryGaveUp,
+    AdNotLinked,
+    AdWithoutClickId,
+}
+
+impl AlertCause {
+    pub const ALL: [AlertCause; 15] = [
+        AlertCause::NoCampaign,
+        AlertCause::PixelMissing,
+        AlertCause::PixelInactive,
+        AlertCause::TokenMissing,
+        AlertCause::TokenUnreadable,
+        AlertCause::TokenInvalid,
+        AlertCause::ApiError,
+        AlertCause::PurchaseWithoutValue,
+        AlertCause::EventTooOld,
+        AlertCause::UnknownEventName,
+        AlertCause::InvalidEventConfig,
+        AlertCause::UnsupportedPlatform,
+        AlertCause::DeliveryGaveUp,
+        AlertCause::AdNotLinked,
+        AlertCause::AdWithoutClickId,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            AlertCause::NoCampaign => "no_campaign",
+            AlertCause::PixelMissing => "pixel_missing",
+            AlertCause::PixelInactive => "pixel_inactive",
+            AlertCause::TokenMissing => "token_missing",
+            AlertCause::TokenUnreadable => "token_unreadable",
+            AlertCause::TokenInvalid => "token_invalid",
+            AlertCause::ApiError => "api_error",
+            AlertCause::PurchaseWithoutValue => "purchase_without_value",
+            AlertCause::EventTooOld => "event_too_old",
+            AlertCause::UnknownEventName => "unknown_event_name",
+            AlertCause::InvalidEventConfig => "invalid_event_config",
+            AlertCause::UnsupportedPlatform => "unsupported_platform",
+            AlertCause::DeliveryGaveUp => "delivery_gave_up",
+            AlertCause::AdNotLinked => "ad_not_linked",
+            AlertCause::AdWithoutClickId => "ad_without_click_id",
+        }
+    }
+
+    /// Template with `{placeholders}` filled from [`AlertDetails`].
+    fn template(self) -> Localized {
+        match self {
+            AlertCause::NoCampaign => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o cliente não tem campanha UTM associada. Associe uma campanha ao cliente, ou cadastre o ID do anúncio de origem na campanha, e reenvie.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the customer has no associated UTM campaign. Link a campaign to the customer, or add the originating ad id to a campaign, and replay it.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el cliente no tiene una campaña UTM asociada. Asocie una campaña al cliente, o registre el ID del anuncio de origen en la campaña, y reenvíelo.",
+            },
+            AlertCause::PixelMissing => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a campanha {campaign} não tem pixel e não há pixel padrão ativo. Vincule um pixel à campanha ou marque um pixel como padrão.",
+                en: "The {event} event ({stage}) was not sent to {platform}: campaign {campaign} has no pixel and there is no active default pixel. Link a pixel to the campaign or mark one as default.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: la campaña {campaign} no tiene píxel y no hay un píxel predeterminado activo. Vincule un píxel a la campaña o marque uno como predeterminado.",
+            },
+            AlertCause::PixelInactive => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} está inativo. Ative o pixel ou vincule outro à campanha.",
+                en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} is inactive. Activate it or link another pixel to the campaign.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} está inactivo. Actívelo o vincule otro píxel a la campaña.",
+            },
+            AlertCause::TokenMissing => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} não tem token de acesso. Cadastre o token da API de Conversões no pixel.",
+                en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} has no access token. Add the Conversions API token to the pixel.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} no tiene token de acceso. Registre el token de la API de Conversiones en el píxel.",
+            },
+            AlertCause::TokenUnreadable => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o token do pixel {pixel} não pode ser decifrado com as chaves configuradas. Peça ao administrador para conferir STAGECAST_KEYS ou cadastrar o token novamente.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the token of pixel {pixel} cannot be decrypted with the configured keys. Ask an administrator to check STAGECAST_KEYS or enter the token again.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el token del píxel {pixel} no se puede descifrar con las claves configuradas. Pida al administrador que revise STAGECAST_KEYS o registre el token de nuevo.",
+            },
+            AlertCause::TokenInvalid => Localized {
+                pt: "O evento {event} ({stage}) foi recusado pelo {platform}: o token de acesso do pixel {pixel} é inválido ou expirou (código {code}, fbtrace_id {fbtrace_id}). Gere um novo token e cadastre-o no pixel.",
+                en: "The {event} event ({stage}) was refused by {platform}: the access token of pixel {pixel} is invalid or expired (code {code}, fbtrace_id {fbtrace_id}). Generate a new token and save it on the pixel.",
+                es: "El evento {event} ({stage}) fue rechazado por {platform}: el token de acceso del píxel {pixel} no es válido o expiró (código {code}, fbtrace_id {fbtrace_id}). Genere un nuevo token y regístrelo en el píxel.",
+            },
+            AlertCause::ApiError => Localized {
+                pt: "O evento {event} ({stage}) foi recusado pelo {platform} (código {code}, subcódigo {subcode}, fbtrace_id {fbtrace_id}): {error}",
+                en: "The {event} event ({stage}) was refused by {platform} (code {code}, subcode {subcode}, fbtrace_id {fbtrace_id}): {error}",
+                es: "El evento {event} ({stage}) fue rechazado por {platform} (código {code}, subcódigo {subcode}, fbtrace_id {fbtrace_id}): {error}",
+            },
+            AlertCause::PurchaseWithoutValue => Localized {
+                pt: "A compra ({stage}) não foi enviada ao {platform}: não há valor de venda. Preencha o valor da venda do cliente (ou um valor na configuração do evento) e reenvie; uma compra nunca é enviada com valor 0.",
+                en: "The purchase ({stage}) was not sent to {platform}: there is no sale value. Fill in the customer's sale price (or a value in the event config) and replay it; a purchase is never sent with value 0.",
+                es: "La compra ({stage}) no se envió a {platform}: no hay valor de venta. Complete el valor de venta del cliente (o un valor en la configuración del evento) y reenvíela; una compra nunca se envía con valor 0.",
+            },
+            AlertCause::EventTooOld => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a mudança de etapa tem mais de 7 dias e a Meta recusa eventos tão antigos.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the stage change is more than 7 days old and Meta refuses events that old.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el cambio de etapa tiene más de 7 días y Meta rechaza eventos tan antiguos.",
+            },
+            AlertCause::UnknownEventName => Localized {
+                pt: "A etapa {stage} está configurada com o evento desconhecido {event}{suggestion}. Corrija o nome na configuração da etapa ou use \"Other\" com um nome personalizado.",
+                en: "Stage {stage} is configured with the unknown event {event}{suggestion}. Fix the name in the stage config or use \"Other\" with a custom name.",
+                es: "La etapa {stage} está configurada con el evento desconocido {event}{suggestion}. Corrija el nombre en la configuración de la etapa o use \"Other\" con un nombre personalizado.",
+            },
+            AlertCause::InvalidEventConfig => Localized {
+                pt: "A configuração de eventos da etapa {stage} é inválida ({error}). Nenhum evento dessa configuração foi enviado; corrija a etapa e reenvie.",
+                en: "The event configuration of stage {stage} is invalid ({error}). No event of that config was sent; fix the stage and replay.",
+                es: "La configuración de eventos de la etapa {stage} no es válida ({error}). No se envió ningún evento de esa configuración; corrija la etapa y reenvíe.",
+            },
+            AlertCause::UnsupportedPlatform => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado: a plataforma {platform} ainda não é suportada por esta versão do stagecast.",
+                en: "The {event} event ({stage}) was not sent: platform {platform} is not supported by this version of stagecast yet.",
+                es: "El evento {event} ({stage}) no se envió: la plataforma {platform} aún no es compatible con esta versión de stagecast.",
+            },
+            AlertCause::DeliveryGaveUp => Localized {
+                pt: "O evento {event} ({stage}) não pôde ser enviado ao {platform} após várias tentativas ({error}). Um administrador pode reenviá-lo depois de resolver o problema.",
+                en: "The {event} event ({stage}) could not be sent to {platform} after several attempts ({error}). An administrator can replay it once the problem is fixed.",
+                es: "El evento {event} ({stage}) no pudo enviarse a {platform} tras varios intentos ({error}). Un administrador puede reenviarlo cuando se resuelva el problema.",
+            },
+            AlertCause::AdNotLinked => Localized {
+                pt: "O cliente chegou por um anúncio de clique para WhatsApp (ID {ad_id}) que não corresponde a nenhuma campanha. Adicione o ID {ad_id} aos IDs de anúncio de uma campanha para atribuir as conversões.",
+                en: "The customer came from a click-to-WhatsApp ad (id {ad_id}) that matches no campaign. Add {ad_id} to a campaign's ad ids so conversions are attributed.",
+                es: "El cliente llegó por un anuncio de clic a WhatsApp (ID {ad_id}) que no corresponde a ninguna campaña. Agregue {ad_id} a los IDs de anuncio de una campaña para atribuir las conversiones.",
+            },
+            AlertCause::AdWithoutClickId => Localized {
+                pt: "Informação: o cliente chegou por um anúncio, mas a mensagem não trouxe o identificador de clique (ctwa_clid); as conversões serão atribuídas apenas pelos dados de contato.",
+                en: "Info: the customer came from an ad, but the message carried no click id (ctwa_clid); conversions will be matched on contact data only.",
+                es: "Información: el cliente llegó por un anuncio, pero el mensaje no trajo el identificador de clic (ctwa_clid); las conversiones se asociarán solo por los datos de contacto.",
+            },
+        }
+    }
+}
+
+/// Facts an alert may quote. None of them is PII: names of stages, events, pixels and campaigns,
+/// API codes and trace ids, and error text that never embeds customer data.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subcode: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fbtrace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
+}
+
+/// An alert ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub cause: AlertCause,
+    pub details: AlertDetails,
+}
+
+impl Alert {
+    pub fn new(cause: AlertCause, details: AlertDetails) -> Self {
+        Self { cause, details }
+    }
+
+    /// The chat text in `locale`, prefixed so agents see at a glance it is an automatic notice.
+    pub fn render(&self, locale: Locale) -> String {
+        let d = &self.details;
+        let unknown = match locale {
+            Locale::Pt => "?",
+            Locale::En => "?",
+            Locale::Es => "?",
+        };
+        let none = |v: &Option<String>| v.clone().unwrap_or_else(|| unknown.to_string());
+        let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string());
+        let suggestion = match (&d.suggestion, locale) {
+            (Some(s), Locale::Pt) => format!(" (você quis dizer \"{s}\"?)"),
+            (Some(s), Locale::En) => format!(" (did you mean \"{s}\"?)"),
+            (Some(s), Locale::Es) => format!(" (¿quiso decir \"{s}\"?)"),
+            (None, _) => String::new(),
+        };
+        let quoted = |v: &Option<String>| format!("\"{}\"", none(v));
+        let body = self
+            .cause
+            .template()
+            .get(locale)
+            .replace("{event}", &quoted(&d.event_name))
+            .replace("{stage}", &none(&d.stage_name))
+            .replace("{platform}", &platform_display(d.platform.as_deref()))
+            .replace("{pixel}", &none(&d.pixel))
+            .replace("{campaign}", &quoted(&d.campaign))
+            .replace("{code}", &num(d.code))
+            .replace("{subcode}", &num(d.subcode))
+            .replace("{fbtrace_id}", &none(&d.fbtrace_id))
+            .replace("{error}", &none(&d.error))
+            .replace("{ad_id}", &none(&d.ad_id))
+            .replace("{suggestion}", &suggestion);
+        format!("⚠️ stagecast: {body}")
+    }
+}
+
+/// How platforms are named to people.
+pub fn platform_display(platform: Option<&str>) -> String {
+    match platform {
+        Some("facebook") => "Meta".to_string(),
+        Some("google_ads") => "Google Ads".to_string(),
+        Some("tiktok") => "TikTok".to_string(),
+        Some(other) => other.to_string(),
+        None => "?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details() -> AlertDetails {
+        AlertDetails {
+            platform: Some("facebook".into()),
+            event_name: Some("Purchase".into()),
+            stage_name: Some("Comprou".into()),
+            pixel: Some("1234".into()),
+            campaign: Some("Black Friday".into()),
+            code: Some(190),
+            subcode: Some(463),
+            fbtrace_id: Some("AbC123".into()),
+            error: Some("Invalid parameter".into()),
+            suggestion: Some("Purchase".into()),
+            ad_id: Some("120226305854810726".into()),
+        }
+    }
+
+    #[test]
+    fn every_cause_renders_in_every_locale_without_placeholders() {
+        for cause in AlertCause::ALL {
+            for locale in Locale::ALL {
+                let text = Alert::new(cause, details()).render(locale);
+                assert!(text.starts_with("⚠️ stagecast: "), "{text}");
+                assert!(!text.contains('{') && !text.contains('}'), "unfilled placeholder in {cause:?}/{locale}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let codes: std::collections::HashSet<_> = AlertCause::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(codes.len(), AlertCause::ALL.len());
+        assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+    }
+
+    #[test]
+    fn token_invalid_names_code_and_trace_and_the_fix() {
+        let text = Alert::new(AlertCause::TokenInvalid, details()).render(Locale::En);
+        assert!(text.contains("code 190"), "{text}");
+        assert!(text.contains("AbC123"), "{text}");
+        assert!(text.contains("Generate a new token"), "{text}");
+        assert!(text.contains("Meta"), "{text}");
+        let pt = Alert::new(AlertCause::NoCampaign, details()).render(Locale::Pt);
+        assert!(pt.contains("não tem campanha UTM"), "{pt}");
+    }
+
+    #[test]
+    fn missing_details_render_placeholders_not_braces() {
+        let text = Alert::new(AlertCause::ApiError, AlertDetails::default()).render(Locale::Es);
+        assert!(text.contains("código -"), "{text}");
+    }
+}

@@ -1,0 +1,538 @@
+//! The worker process: producer (claim up to free capacity), handlers (one task per claimed
+//! batch), completer (batched, fenced write-back), heartbeat (lease extension), listener
+//! (LISTEN + poll fallback) and maintenance (retention, parked enqueues, handler upkeep).
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::store::{ClaimedJob, OutcomeRow, Retention, Store, StoreError, WriteBack};
+
+/// The channel the enqueue trigger notifies.
+pub const JOBS_CHANNEL: &str = "stagecast_jobs";
+
+/// Tuning of one worker process. Defaults suit a single 2-core machine.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique per process (never reused across restarts, so fencing cannot be fooled).
+    pub worker_id: String,
+    /// Maximum jobs in flight at once.
+    pub concurrency: usize,
+    /// Maximum jobs leased per claim (and so per handler batch).
+    pub batch_size: usize,
+    /// How long a lease lasts without a heartbeat; a crashed worker's jobs are rescued after it.
+    pub lease: Duration,
+    /// Fallback poll when no notification arrives (also picks up scheduled retries).
+    pub poll_interval: Duration,
+    /// On shutdown, how long in-flight work may take to finish before it is released.
+    pub drain_timeout: Duration,
+    pub maintenance_interval: Duration,
+    pub retention: Retention,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: new_worker_id(),
+            concurrency: 4000,
+            batch_size: 1000,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+            maintenance_interval: Duration::from_secs(10),
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: readable in `locked_by`, unique per process start.
+pub fn new_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// What a handler gets besides its jobs.
+#[derive(Debug, Clone)]
+pub struct BatchContext {
+    pub worker_id: String,
+    /// Cancelled on shutdown: handlers stop starting new requests and release what they did
+    /// not start (outcome `released`, attempt refunded).
+    pub shutdown: CancellationToken,
+}
+
+/// A handler's result for one batch.
+#[derive(Debug, Default)]
+pub struct HandlerOutput {
+    pub write_back: WriteBack,
+    /// Jobs the handler already finalized in SQL itself (e.g. a batch job it expanded).
+    pub finalized: Vec<i64>,
+}
+
+/// Business logic plugged into the queue. It receives whole batches so it can group events
+/// per destination.
+pub trait JobHandler: Send + Sync + 'static {
+    fn handle<'a>(&'a self, ctx: &'a BatchContext, jobs: Vec<ClaimedJob>) -> BoxFuture<'a, HandlerOutput>;
+
+    /// Periodic upkeep (e.g. sealing plaintext tokens). Errors are the handler's to log.
+    fn maintain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("worker task failed: {0}")]
+    Task(String),
+}
+
+/// Counters a running worker exposes (tests, demo and bench read them; Prometheus gets the same
+/// numbers through `metrics`).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub claimed: AtomicU64,
+    pub rescued: AtomicU64,
+    pub applied: AtomicU64,
+    pub fenced_out: AtomicU64,
+    pub duplicate_deliveries: AtomicU64,
+    pub write_back_errors: AtomicU64,
+    pub released_on_shutdown: AtomicU64,
+    pub listener_connected: AtomicBool,
+}
+
+impl WorkerStats {
+    pub fn get(&self, c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Worker<H> {
+    store: Store,
+    handler: Arc<H>,
+    config: WorkerConfig,
+}
+
+/// A running worker: stop it with [`WorkerHandle::shutdown`].
+pub struct WorkerHandle {
+    shutdown: CancellationToken,
+    stats: Arc<WorkerStats>,
+    task: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    worker_id: String,
+}
+
+impl WorkerHandle {
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Graceful stop: no new claims, in-flight work finishes (up to the drain timeout), results
+    /// are flushed, and anything not started is released.
+    pub async fn shutdown(self) -> Result<Arc<WorkerStats>, WorkerError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Wait until the worker stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> Result<Arc<WorkerStats>, WorkerError> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(self.stats),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(WorkerError::Task(e.to_string())),
+        }
+    }
+}
+
+impl<H: JobHandler> Worker<H> {
+    pub fn new(store: Store, handler: H, config: WorkerConfig) -> Self {
+        Self {
+            store,
+            handler: Arc::new(handler),
+            config,
+        }
+    }
+
+    /// Start the worker on the current runtime.
+    pub fn spawn(self) -> WorkerHandle {
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(WorkerStats::default());
+        let worker_id = self.config.worker_id.clone();
+        let task = tokio::spawn(self.run(shutdown.clone(), stats.clone()));
+        WorkerHandle {
+            shutdown,
+            stats,
+            task,
+            worker_id,
+        }
+    }
+
+    async fn run(self, shutdown: CancellationToken, stats: Arc<WorkerStats>) -> Result<(), WorkerError> {
+        let cfg = self.config.clone();
+        let span = tracing::info_span!("worker", worker_id = %cfg.worker_id);
+        async move {
+            info!(concurrency = cfg.concurrency, batch_size = cfg.batch_size, lease = ?cfg.lease, "worker started");
+            let wake = Arc::new(Notify::new());
+            // Background tasks stop on `background`, which is cancelled only after the drain so
+            // leases keep being extended while in-flight work finishes.
+            let background = CancellationToken::new();
+            let listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
+            let heartbeat = tokio::spawn(heartbeat(self.store.clone(), cfg.clone(), background.clone()));
+            let maintenance = tokio::spawn(maintain(
+                self.store.clone(),
+                self.handler.clone(),
+                cfg.clone(),
+                background.clone(),
+            ));
+            let (done_tx, done_rx) = mpsc::channel::<WriteBack>(1024);
+            let completer = tokio::spawn(complete(self.store.clone(), cfg.worker_id.clone(), done_rx, stats.clone()));
+
+            let result = self.produce(&shutdown, &wake, done_tx, &stats).await;
+
+            // The producer returned: every batch it started has been drained or released and
+            // the completer's sender is dropped; wait for the last flush.
+            if let Err(e) = completer.await {
+                error!(error = %e, "completer task failed");
+            }
+            background.cancel();
+            let _ = tokio::join!(listener, heartbeat, maintenance);
+            info!(
+                claimed = stats.get(&stats.claimed),
+                applied = stats.get(&stats.applied),
+                "worker stopped"
+            );
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Claim batches while there is capacity; hand each to the handler on its own task.
+    async fn produce(
+        &self,
+        shutdown: &CancellationToken,
+        wake: &Notify,
+        done_tx: mpsc::Sender<WriteBack>,
+        stats: &Arc<WorkerStats>,
+    ) -> Result<(), WorkerError> {
+        let cfg = &self.config;
+        let capacity = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let ctx = Arc::new(BatchContext {
+            worker_id: cfg.worker_id.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let mut claim_failures = 0u32;
+
+        while !shutdown.is_cancelled() {
+            // Reap finished batch tasks so the JoinSet does not grow without bound.
+            while let Some(res) = in_flight.try_join_next() {
+                if let Err(e) = res {
+                    error!(error = %e, "batch task failed");
+                }
+            }
+            let free = capacity.available_permits();
+            if free == 0 {
+                // Wait for capacity (a batch finishing) or shutdown.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = capacity.clone().acquire_owned() => { drop(permit); }
+                }
+                continue;
+            }
+            let want = free.min(cfg.batch_size);
+            let jobs = match self.store.claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64()).await {
+                Ok(jobs) => {
+                    claim_failures = 0;
+                    jobs
+                }
+                Err(e) => {
+                    claim_failures += 1;
+                    // The database may be restarting; back off instead of spinning.
+                    let pause = Duration::from_millis(200 * u64::from(claim_failures.min(25)));
+                    warn!(error = %e, retry_in = ?pause, "claiming jobs failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
+                }
+            };
+            let got = jobs.len();
+            if got == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(cfg.poll_interval) => {}
+                }
+                continue;
+            }
+            stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
+            record_claims(&jobs, stats);
+            // Only this loop acquires permits and it claimed no more than were free.
+            let permits = capacity
+                .clone()
+                .acquire_many_owned(got as u32)
+                .await
+                .map_err(|e| WorkerError::Task(e.to_string()))?;
+            let handler = self.handler.clone();
+            let tx = done_tx.clone();
+            let ctx = ctx.clone();
+            in_flight.spawn(async move {
+                let output = run_handler(handler.as_ref(), &ctx, jobs).await;
+                if !output.is_empty() && tx.send(output).await.is_err() {
+                    error!("completer stopped before a batch was written back; leases will expire and the jobs will be retried");
+                }
+                drop(permits);
+            });
+        }
+
+        // Shutdown: let in-flight batches finish (they see the token and release unstarted work).
+        let drained = tokio::time::timeout(cfg.drain_timeout, async {
+            while let Some(res) = in_flight.join_next().await {
+                if let Err(e) = res {
+                    error!(error = %e, "batch task failed during drain");
+                }
+            }
+        })
+        .await;
+        drop(done_tx);
+        if drained.is_err() {
+            warn!(timeout = ?cfg.drain_timeout, "drain timed out; releasing unfinished jobs");
+            in_flight.abort_all();
+            match self.store.release_held_jobs(&cfg.worker_id).await {
+                Ok(n) => {
+                    stats.released_on_shutdown.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => error!(error = %e, "could not release jobs; they will be rescued when their lease expires"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats) {
+    for job in jobs {
+        metrics::counter!("stagecast_jobs_claimed_total", "kind" => kind_label(&job.kind)).increment(1);
+        if job.rescued {
+            stats.rescued.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("stagecast_lease_expiries_total", "kind" => kind_label(&job.kind)).increment(1);
+            warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "rescued a job whose lease expired");
+        }
+    }
+}
+
+/// Bounded label values: unknown kinds (garbage rows) collapse into "other".
+pub(crate) fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "stage_change" => "stage_change",
+        "stage_change_batch" => "stage_change_batch",
+        "attribution" => "attribution",
+        _ => "other",
+    }
+}
+
+/// Run the handler, guaranteeing an outcome for every job: a panic or a forgotten job becomes
+/// a retry instead of a job held (and heart-beaten) forever.
+async fn run_handler<H: JobHandler>(handler: &H, ctx: &BatchContext, jobs: Vec<ClaimedJob>) -> WriteBack {
+    let expected: Vec<(i64, i32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
+    let result = AssertUnwindSafe(handler.handle(ctx, jobs)).catch_unwind().await;
+    let (mut write_back, finalized) = match result {
+        Ok(out) => (out.write_back, out.finalized),
+        Err(panic) => {
+            let msg = panic_message(&panic);
+            error!(panic = %msg, jobs = expected.len(), "handler panicked; the batch will be retried");
+            (WriteBack::default(), Vec::new())
+        }
+    };
+    let covered: HashSet<i64> = write_back
+        .outcomes
+        .iter()
+        .map(|o| o.id)
+        .chain(finalized.iter().copied())
+        .collect();
+    for (id, attempt) in expected {
+        if !covered.contains(&id) {
+            write_back.outcomes.push(OutcomeRow {
+                id,
+                attempt,
+                outcome: "retry",
+                run_at: Some(chrono::Utc::now() + chrono::Duration::seconds(30)),
+                error: Some("internal error: the handler returned no outcome (see worker logs)".into()),
+                destinations: None,
+            });
+        }
+    }
+    write_back
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Batched write-back: take whatever has accumulated while the previous flush ran. Idle → one
+/// result is flushed at once (no added latency); busy → large batches (few transactions).
+async fn complete(store: Store, worker_id: String, mut rx: mpsc::Receiver<WriteBack>, stats: Arc<WorkerStats>) {
+    const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
+    while let Some(first) = rx.recv().await {
+        let mut batch = first;
+        while batch.outcomes.len() < MAX_OUTCOMES_PER_FLUSH {
+            match rx.try_recv() {
+                Ok(more) => batch.append(more),
+                Err(_) => break,
+            }
+        }
+        let mut failures = 0u32;
+        loop {
+            match store.write_back(&worker_id, &batch).await {
+                Ok(report) => {
+                    stats.applied.fetch_add(report.applied, Ordering::Relaxed);
+                    stats.fenced_out.fetch_add(report.fenced_out, Ordering::Relaxed);
+                    stats
+                        .duplicate_deliveries
+                        .fetch_add(report.duplicate_deliveries, Ordering::Relaxed);
+                    if report.fenced_out > 0 {
+                        metrics::counter!("stagecast_fenced_completions_total").increment(report.fenced_out);
+                        warn!(
+                            count = report.fenced_out,
+                            "results ignored: another worker took these jobs over after our lease expired"
+                        );
+                    }
+                    if report.duplicate_deliveries > 0 {
+                        metrics::counter!("stagecast_duplicate_deliveries_total").increment(report.duplicate_deliveries);
+                    }
+                    debug!(applied = report.applied, alerts = report.new_alerts, "write-back flushed");
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
+                    // Keep trying: the jobs stay leased (heartbeat) and the results are not lost
+                    // while this process lives. If it dies, leases expire and the jobs re-run
+                    // with the same event ids.
+                    let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
+                    error!(error = %e, attempt = failures, retry_in = ?pause, "write-back failed");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+/// Extend every lease this worker holds, at a third of the lease so one missed beat is harmless.
+async fn heartbeat(store: Store, cfg: WorkerConfig, stop: CancellationToken) {
+    let mut tick = tokio::time::interval((cfg.lease / 3).max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64()).await {
+            warn!(error = %e, "lease heartbeat failed");
+        }
+    }
+}
+
+/// LISTEN for new jobs; sqlx's listener reconnects by itself, and the poll fallback covers any
+/// notification lost while it was down.
+async fn listen(store: Store, wake: Arc<Notify>, stop: CancellationToken, stats: Arc<WorkerStats>) {
+    loop {
+        let mut listener = match PgListener::connect_with(store.pool()).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen(JOBS_CHANNEL).await {
+            warn!(error = %e, "LISTEN failed; polling meanwhile");
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+            }
+        }
+        stats.listener_connected.store(true, Ordering::Relaxed);
+        // Jobs may have arrived before LISTEN took effect.
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    stats.listener_connected.store(false, Ordering::Relaxed);
+                    return;
+                }
+                msg = listener.try_recv() => match msg {
+                    Ok(Some(_)) => wake.notify_one(),
+                    Ok(None) => {
+                        // Connection lost; sqlx reconnects on the next call. Wake the producer
+                        // in case a notification was lost meanwhile.
+                        warn!("LISTEN connection lost; reconnecting");
+                        wake.notify_one();
+                    }
+                    Err(e) => {
+                        stats.listener_connected.store(false, Ordering::Relaxed);
+                        warn!(error = %e, "LISTEN failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn maintain<H: JobHandler>(store: Store, handler: Arc<H>, cfg: WorkerConfig, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(cfg.maintenance_interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store.prune(&cfg.retention, 10_000).await {
+            Ok(report) if report.total() > 0 => {
+                debug!(?report, "retention pruned finished rows");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "retention pruning failed"),
+        }
+        match store.requeue_enqueue_failures().await {
+            Ok((requeued, parked)) if parked > 0 => {
+                warn!(parked, requeued, "re-queued stage changes a CRM trigger had parked");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "re-queuing parked stage changes failed"),
+        }
+        handler.maintain().await;
+    }
+}
