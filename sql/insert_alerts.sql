@@ -8,4 +8,4 @@ WITH input AS (
 INSERT INTO stagecast.alerts (dedup_key, job_id, customer_id, cause, locale, message, details)
 SELECT dedup_key, job_id, customer_id, cause, locale, message, coalesce(details, '{}'::jsonb) FROM input
 ON CONFLICT (dedup_key) DO NOTHING
-RETURNING id
+RETURNING id, cause

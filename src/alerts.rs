@@ -225,6 +225,15 @@ impl Alert {
     }
 }
 
+/// A bounded metrics label for a cause code read back from the database.
+pub fn cause_label(code: &str) -> &'static str {
+    AlertCause::ALL
+        .iter()
+        .find(|c| c.code() == code)
+        .map(|c| c.code())
+        .unwrap_or("other")
+}
+
 /// How platforms are named to people.
 pub fn platform_display(platform: Option<&str>) -> String {
     match platform {

@@ -10,6 +10,8 @@ pub mod local_pg;
 pub mod locale;
 pub mod match_quality;
 pub mod pii;
+pub mod pipeline;
+pub mod platforms;
 pub mod queue;
 pub mod sandbox;
 pub mod secrets;

@@ -429,6 +429,9 @@ async fn complete(store: Store, worker_id: String, mut rx: mpsc::Receiver<WriteB
                     if report.duplicate_deliveries > 0 {
                         metrics::counter!("stagecast_duplicate_deliveries_total").increment(report.duplicate_deliveries);
                     }
+                    for cause in &report.new_alert_causes {
+                        metrics::counter!("stagecast_alerts_total", "cause" => crate::alerts::cause_label(cause)).increment(1);
+                    }
                     debug!(applied = report.applied, alerts = report.new_alerts, "write-back flushed");
                     break;
                 }

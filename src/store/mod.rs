@@ -108,11 +108,13 @@ impl Store {
         }
         if !batch.alerts.is_empty() {
             let json = encode("alerts", &batch.alerts)?;
-            let new_ids: Vec<i64> = sqlx::query_scalar(sql::INSERT_ALERTS)
+            let new: Vec<(i64, String)> = sqlx::query_as(sql::INSERT_ALERTS)
                 .bind(json)
                 .fetch_all(&mut *tx)
                 .await?;
-            report.new_alerts = new_ids.len() as u64;
+            report.new_alerts = new.len() as u64;
+            let new_ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
+            report.new_alert_causes = new.into_iter().map(|(_, cause)| cause).collect();
             if !new_ids.is_empty() {
                 let posted: Vec<(i64, Option<i64>)> = sqlx::query_as(sql::POST_ALERTS)
                     .bind(&new_ids)
@@ -280,7 +282,7 @@ impl PruneReport {
 }
 
 /// What one write-back transaction did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WriteBackReport {
     /// Outcomes applied (the worker still held the job).
     pub applied: u64,
@@ -289,6 +291,8 @@ pub struct WriteBackReport {
     /// Delivered events already recorded as delivered (re-sent after a crash or lease loss).
     pub duplicate_deliveries: u64,
     pub new_alerts: u64,
+    /// Cause codes of the new alerts (for the alerts-written metric).
+    pub new_alert_causes: Vec<String>,
     pub posted_alerts: u64,
 }
 

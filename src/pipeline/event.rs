@@ -1,0 +1,92 @@
+//! The platform-neutral conversion event: what happened, to whom (hashed), and what it was
+//! worth. Platform request builders turn it into their own wire format.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::EventName;
+use crate::pii::Hashed;
+
+/// Who the event is about. Contact PII is already normalised and SHA-256 hashed; the raw
+/// values never leave the identity builder.
+#[derive(Debug, Clone, Default)]
+pub struct UserIdentity {
+    pub emails: Vec<Hashed>,
+    pub phones: Vec<Hashed>,
+    pub first_name: Option<Hashed>,
+    pub last_name: Option<Hashed>,
+    pub external_id: Option<Hashed>,
+    pub city: Option<Hashed>,
+    pub state: Option<Hashed>,
+    pub zip: Option<Hashed>,
+    pub country: Option<Hashed>,
+    /// Sent unhashed, as Meta requires.
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// `fb.1.<ms>.<fbclid>` built from the customer's fbclid.
+    pub fbc: Option<String>,
+    /// Click-to-WhatsApp click id from the first-touch ad data, verbatim.
+    pub ctwa_clid: Option<String>,
+}
+
+/// First-touch ad data, for `custom_data` (ad copy, not PII).
+#[derive(Debug, Clone, Default)]
+pub struct AdInfo {
+    pub source_id: Option<String>,
+    pub source_type: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub source_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversionEvent {
+    /// Deterministic: identical on every retry of the same stage change and destination.
+    pub event_id: String,
+    pub event: EventName,
+    /// When the stage changed (never the send time).
+    pub event_time: DateTime<Utc>,
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub stage_name: Option<String>,
+    pub funnel_category: Option<String>,
+    pub campaign_name: Option<String>,
+    pub user: Arc<UserIdentity>,
+    pub ad: Option<Arc<AdInfo>>,
+}
+
+/// `sha256("stagecast:v1|<job>|<customer>|<changed_at µs>|<platform>|<pixel>|<event>")`, hex.
+/// Everything in it is fixed once the stage change is queued, so a retry, a replay or a re-send
+/// after a crash carries the same id and the platform deduplicates it.
+pub fn event_id(
+    job_id: i64,
+    customer_id: i64,
+    changed_at: DateTime<Utc>,
+    platform: &str,
+    pixel_id: &str,
+    event_name: &str,
+) -> String {
+    crate::pii::sha256_hex(&format!(
+        "stagecast:v1|{job_id}|{customer_id}|{}|{platform}|{pixel_id}|{event_name}",
+        changed_at.timestamp_micros()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_is_deterministic_and_distinguishes_destinations() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.123456Z").unwrap().with_timezone(&Utc);
+        let a = event_id(1, 2, t, "facebook", "111", "Purchase");
+        assert_eq!(a, event_id(1, 2, t, "facebook", "111", "Purchase"));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, event_id(1, 2, t, "facebook", "222", "Purchase"));
+        assert_ne!(a, event_id(1, 2, t, "facebook", "111", "Lead"));
+        assert_ne!(a, event_id(3, 2, t, "facebook", "111", "Purchase"));
+        let later = t + chrono::Duration::microseconds(1);
+        assert_ne!(a, event_id(1, 2, later, "facebook", "111", "Purchase"));
+    }
+}

@@ -1,0 +1,714 @@
+//! Stage change → conversion events → delivery → outcome (DESIGN §1, §4, §5).
+//!
+//! For a claimed batch: load every context in one query, resolve each configured event
+//! (campaign → pixel → value → currency), build the events with hashed PII and a deterministic
+//! event id, group them per pixel, deliver the groups concurrently, and fold the per-event
+//! results into one outcome per job plus the delivery audit and the chat alerts.
+
+pub mod event;
+pub mod event_config;
+pub mod identity;
+pub mod resolve;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::{join_all, BoxFuture};
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::alerts::{Alert, AlertCause, AlertDetails};
+use crate::locale::Locale;
+use crate::match_quality;
+use crate::pii::{Normalizer, PiiError};
+use crate::platforms::meta::payload::{build_event, route, MessagingMode};
+use crate::platforms::meta::sink::transport_response;
+use crate::platforms::meta::{ActionSource, EventOutcome, MetaConfig, MetaConfigError, MetaDestination, MetaSink, PreparedEvent};
+use crate::platforms::Platform;
+use crate::queue::{BatchContext, HandlerOutput, JobHandler, RetryDecision, RetryPolicy};
+use crate::secrets::{KeyRing, Secret};
+use crate::store::{AlertRow, ClaimedJob, ContextKey, DeliveryRow, OutcomeRow, PixelRow, StageChangeContext, Store};
+
+use event::{event_id, ConversionEvent, UserIdentity};
+
+/// Settings of the business logic (as opposed to the queue's).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Language of chat alerts.
+    pub locale: Locale,
+    /// Region used to parse phone numbers written without a country code.
+    pub default_region: String,
+    /// Last currency fallback.
+    pub default_currency: String,
+    pub retry: RetryPolicy,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            locale: Locale::Pt,
+            default_region: "BR".to_string(),
+            default_currency: "BRL".to_string(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("invalid default region: {0}")]
+    Region(#[from] PiiError),
+    #[error(transparent)]
+    Meta(#[from] MetaConfigError),
+    #[error("invalid default currency {0:?}: expected a 3-letter ISO 4217 code such as BRL")]
+    Currency(String),
+}
+
+/// The job handler of stagecast.
+pub struct Pipeline {
+    store: Store,
+    meta: MetaSink,
+    keys: Option<KeyRing>,
+    normalizer: Normalizer,
+    config: PipelineConfig,
+    warned_no_keys: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The payload the enqueue functions write for a `stage_change` job.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StageChangePayload {
+    pub customer_id: i64,
+    pub to_stage_id: i64,
+    #[serde(default)]
+    pub from_stage_id: Option<i64>,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl StageChangePayload {
+    /// Identifies the stage change itself (stable across retries, replays and batch
+    /// expansion): alerts are deduplicated on it.
+    pub fn change_key(&self) -> String {
+        format!(
+            "stage_change:{}:{}:{}",
+            self.customer_id,
+            self.to_stage_id,
+            self.changed_at.timestamp_micros()
+        )
+    }
+}
+
+/// Per-job state while a batch is processed.
+struct JobWork {
+    job: ClaimedJob,
+    change: Option<StageChangePayload>,
+    stage_name: Option<String>,
+    alerts: Vec<Alert>,
+    failures: Vec<String>,
+    retry_errors: Vec<String>,
+    throttled_until: Option<DateTime<Utc>>,
+    not_started: bool,
+    destinations: BTreeSet<String>,
+    deliveries: Vec<DeliveryRow>,
+    delivered: usize,
+    already_delivered: usize,
+}
+
+impl JobWork {
+    fn new(job: ClaimedJob) -> Self {
+        Self {
+            job,
+            change: None,
+            stage_name: None,
+            alerts: Vec::new(),
+            failures: Vec::new(),
+            retry_errors: Vec::new(),
+            throttled_until: None,
+            not_started: false,
+            destinations: BTreeSet::new(),
+            deliveries: Vec::new(),
+            delivered: 0,
+            already_delivered: 0,
+        }
+    }
+
+    fn alert(&mut self, cause: AlertCause, details: AlertDetails) {
+        // One alert per cause per stage change.
+        if !self.alerts.iter().any(|a| a.cause == cause) {
+            self.alerts.push(Alert::new(cause, details));
+        }
+    }
+}
+
+/// An event waiting to be sent, with what the audit needs.
+struct PendingEvent {
+    work: usize,
+    pixel_ref: i64,
+    pixel_id: String,
+    event_id: String,
+    event_name: String,
+    event_time: DateTime<Utc>,
+    request: Value,
+    json: Arc<[u8]>,
+    match_quality: f32,
+    details: AlertDetails,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, meta: MetaConfig, keys: Option<KeyRing>, config: PipelineConfig) -> Result<Self, PipelineError> {
+        let normalizer = Normalizer::new(&config.default_region)?;
+        let c = config.default_currency.trim();
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(PipelineError::Currency(config.default_currency.clone()));
+        }
+        Ok(Self {
+            store,
+            meta: MetaSink::new(meta)?,
+            keys,
+            normalizer,
+            config,
+            warned_no_keys: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn meta(&self) -> &MetaSink {
+        &self.meta
+    }
+
+    async fn handle_batch(&self, ctx: &BatchContext, jobs: Vec<ClaimedJob>) -> HandlerOutput {
+        let mut out = HandlerOutput::default();
+        let mut stage_changes = Vec::new();
+        for job in jobs {
+            match job.kind.as_str() {
+                "stage_change" => stage_changes.push(job),
+                "stage_change_batch" => self.expand_batch(ctx, job, &mut out).await,
+                other => {
+                    warn!(job_id = job.id, kind = other, "unknown job kind");
+                    out.write_back.outcomes.push(outcome(&job, "failed", None, Some(format!("unknown job kind {other:?}: nothing handles it"))));
+                }
+            }
+        }
+        if !stage_changes.is_empty() {
+            self.process_stage_changes(ctx, stage_changes, &mut out).await;
+        }
+        out
+    }
+
+    async fn expand_batch(&self, ctx: &BatchContext, job: ClaimedJob, out: &mut HandlerOutput) {
+        match self.store.expand_stage_change_batch(job.id, &ctx.worker_id, job.attempts).await {
+            Ok(Some(created)) => {
+                info!(job_id = job.id, created, "expanded a bulk stage change into jobs");
+                out.finalized.push(job.id);
+            }
+            Ok(None) => {
+                warn!(job_id = job.id, "batch job was taken over by another worker; skipping");
+                out.finalized.push(job.id);
+            }
+            Err(e) => {
+                let error = format!("could not expand the bulk stage change: {e}");
+                out.write_back.outcomes.push(self.retry_or_fail(&job, error, Utc::now()).0);
+            }
+        }
+    }
+
+    /// Retry if the budgets allow, else fail. The bool says whether it gave up.
+    fn retry_or_fail(&self, job: &ClaimedJob, error: String, now: DateTime<Utc>) -> (OutcomeRow, bool) {
+        match self.config.retry.decide(job.attempts, job.max_attempts, job.created_at, now) {
+            RetryDecision::RetryAt(at) => (outcome(job, "retry", Some(at), Some(error)), false),
+            RetryDecision::GiveUp(reason) => (outcome(job, "failed", None, Some(format!("{reason}: {error}"))), true),
+        }
+    }
+
+    async fn process_stage_changes(&self, ctx: &BatchContext, jobs: Vec<ClaimedJob>, out: &mut HandlerOutput) {
+        let now = Utc::now();
+        let mut works: Vec<JobWork> = jobs.into_iter().map(JobWork::new).collect();
+
+        for w in works.iter_mut() {
+            match serde_json::from_value::<StageChangePayload>(w.job.payload.clone()) {
+                Ok(p) => w.change = Some(p),
+                Err(e) => w.failures.push(format!("invalid stage_change payload: {e}")),
+            }
+            if w.job.attempts > w.job.max_attempts {
+                // Every attempt ended in a lost lease (the worker died or stalled mid-batch).
+                w.failures.push(format!(
+                    "gave up after {} attempts: the lease expired on every attempt",
+                    w.job.max_attempts
+                ));
+                w.alert(
+                    AlertCause::DeliveryGaveUp,
+                    AlertDetails {
+                        error: Some("the worker processing it stopped repeatedly".into()),
+                        ..AlertDetails::default()
+                    },
+                );
+                w.change.take();
+            }
+        }
+
+        let keys: Vec<ContextKey> = works
+            .iter()
+            .filter_map(|w| {
+                w.change.as_ref().map(|c| ContextKey {
+                    job_id: w.job.id,
+                    customer_id: c.customer_id,
+                    stage_id: c.to_stage_id,
+                })
+            })
+            .collect();
+        if !keys.is_empty() {
+            let retried: Vec<i64> = works.iter().filter(|w| w.job.attempts > 1).map(|w| w.job.id).collect();
+            let loaded = tokio::try_join!(
+                self.store.load_stage_change_contexts(&keys),
+                self.store.load_pixels(),
+                async {
+                    if retried.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        self.store.delivered_event_ids(&retried).await
+                    }
+                }
+            );
+            match loaded {
+                Ok((contexts, pixels, ledger)) => {
+                    let ledger: HashSet<String> = ledger.into_iter().map(|(_, id)| id).collect();
+                    let pending = self.plan(&mut works, contexts, &pixels, &ledger, now);
+                    self.deliver(ctx, &mut works, pending, &pixels).await;
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not load stage change contexts; retrying the batch");
+                    for w in works.iter_mut().filter(|w| w.change.is_some()) {
+                        w.retry_errors.push(format!("database error while loading the stage change: {e}"));
+                    }
+                }
+            }
+        }
+        for w in works {
+            self.finish(w, now, out);
+        }
+    }
+
+    /// Resolve every configured event of every job; returns the events to send.
+    fn plan(
+        &self,
+        works: &mut [JobWork],
+        contexts: Vec<StageChangeContext>,
+        pixels: &[PixelRow],
+        ledger: &HashSet<String>,
+        now: DateTime<Utc>,
+    ) -> Vec<PendingEvent> {
+        let mut by_job: HashMap<i64, StageChangeContext> = contexts.into_iter().map(|c| (c.job_id, c)).collect();
+        let mut pending = Vec::new();
+        let meta_cfg = self.meta.config();
+        for (index, w) in works.iter_mut().enumerate() {
+            let Some(change) = w.change.clone() else { continue };
+            let Some(ctx) = by_job.remove(&w.job.id) else {
+                w.failures.push("stage change context not found".into());
+                continue;
+            };
+            let Some(customer_id) = ctx.customer_id else {
+                w.failures.push(format!("customer {} no longer exists", change.customer_id));
+                continue;
+            };
+            if ctx.stage_id.is_none() {
+                w.failures.push(format!("stage {} no longer exists", change.to_stage_id));
+                continue;
+            }
+            w.stage_name = ctx.stage_name.clone();
+            let configs = event_config::parse(ctx.utm_event.as_ref().unwrap_or(&Value::Null));
+            let mut identity: Option<Arc<UserIdentity>> = None;
+            let ad = identity::ad_info(&ctx).map(Arc::new);
+            for config in configs {
+                let base = AlertDetails {
+                    stage_name: ctx.stage_name.clone(),
+                    campaign: ctx.campaign_name.clone(),
+                    ..AlertDetails::default()
+                };
+                let config = match config {
+                    Ok(c) => c,
+                    Err(issue) => {
+                        w.failures.push(issue.message.clone());
+                        w.alert(
+                            issue.cause,
+                            AlertDetails {
+                                platform: issue.platform,
+                                event_name: issue.event_name,
+                                suggestion: issue.suggestion,
+                                error: Some(issue.message),
+                                ..base
+                            },
+                        );
+                        continue;
+                    }
+                };
+                let details = AlertDetails {
+                    platform: Some(config.platform.code().to_string()),
+                    event_name: Some(config.event.as_str().to_string()),
+                    ..base
+                };
+                if config.platform != Platform::Facebook {
+                    w.failures.push(format!("{}: platform not supported yet", config.platform));
+                    w.alert(AlertCause::UnsupportedPlatform, details);
+                    continue;
+                }
+                let resolved = match resolve::resolve(&ctx, &config, pixels, &self.config.default_currency) {
+                    Ok(r) => r,
+                    Err(problem) => {
+                        w.failures.push(format!("{}: {}", config.event.as_str(), problem.message));
+                        w.alert(
+                            problem.cause,
+                            AlertDetails {
+                                pixel: problem.pixel,
+                                error: Some(problem.message),
+                                ..details
+                            },
+                        );
+                        continue;
+                    }
+                };
+                let pixel = resolved.pixel;
+                let age = now.signed_duration_since(change.changed_at);
+                if age.to_std().is_ok_and(|a| a > meta_cfg.max_event_age) {
+                    w.failures.push(format!("{}: the stage change is older than Meta's 7-day window", config.event.as_str()));
+                    w.alert(
+                        AlertCause::EventTooOld,
+                        AlertDetails {
+                            pixel: Some(pixel.pixel_id.clone()),
+                            ..details
+                        },
+                    );
+                    continue;
+                }
+                let user = identity
+                    .get_or_insert_with(|| Arc::new(identity::build(&ctx, &self.normalizer, change.changed_at)))
+                    .clone();
+                let event = ConversionEvent {
+                    event_id: event_id(
+                        w.job.id,
+                        customer_id,
+                        change.changed_at,
+                        Platform::Facebook.code(),
+                        &pixel.pixel_id,
+                        config.event.as_str(),
+                    ),
+                    event: config.event.clone(),
+                    event_time: change.changed_at,
+                    value: resolved.value.map(|(v, _)| v),
+                    currency: Some(resolved.currency.clone()),
+                    stage_name: ctx.stage_name.clone(),
+                    funnel_category: ctx.funnel_category.clone(),
+                    campaign_name: ctx.campaign_name.clone(),
+                    user,
+                    ad: ad.clone(),
+                };
+                let action_source = pixel_action_source(pixel, meta_cfg.default_action_source);
+                let routing = route(&event, action_source, pixel.waba_id.as_deref(), MessagingMode::Auto);
+                let (request, keys) = build_event(&event, &routing, now);
+                let destination = format!("facebook:{}", pixel.pixel_id);
+                w.destinations.insert(destination);
+                if ledger.contains(&event.event_id) {
+                    w.already_delivered += 1;
+                    continue;
+                }
+                let json: Arc<[u8]> = serde_json::to_vec(&request).unwrap_or_default().into();
+                pending.push(PendingEvent {
+                    work: index,
+                    pixel_ref: pixel.id,
+                    pixel_id: pixel.pixel_id.clone(),
+                    event_id: event.event_id,
+                    event_name: routing.event_name,
+                    event_time: change.changed_at,
+                    request,
+                    json,
+                    match_quality: match_quality::estimate(&keys),
+                    details: AlertDetails {
+                        pixel: Some(pixel.pixel_id.clone()),
+                        ..details
+                    },
+                });
+            }
+        }
+        pending
+    }
+
+    /// Send pending events, one concurrent delivery per pixel, and record the results.
+    async fn deliver(&self, ctx: &BatchContext, works: &mut [JobWork], pending: Vec<PendingEvent>, pixels: &[PixelRow]) {
+        let mut groups: HashMap<i64, Vec<usize>> = HashMap::new();
+        for (i, p) in pending.iter().enumerate() {
+            groups.entry(p.pixel_ref).or_default().push(i);
+        }
+        let mut deliveries = Vec::new();
+        for (pixel_ref, members) in groups {
+            let Some(pixel) = pixels.iter().find(|p| p.id == pixel_ref) else { continue };
+            match self.token_for(pixel) {
+                Ok(token) => {
+                    let dest = MetaDestination {
+                        pixel_ref,
+                        pixel_id: pixel.pixel_id.clone(),
+                        token,
+                        test_event_code: pixel.test_event_code.clone(),
+                    };
+                    let events: Vec<PreparedEvent> = members
+                        .iter()
+                        .map(|&i| PreparedEvent {
+                            key: i,
+                            event_id: pending[i].event_id.clone(),
+                            json: pending[i].json.clone(),
+                        })
+                        .collect();
+                    deliveries.push(async move { self.meta.deliver(&dest, events, &ctx.shutdown).await });
+                }
+                Err((cause, message)) => {
+                    for i in members {
+                        let p = &pending[i];
+                        let w = &mut works[p.work];
+                        w.failures.push(format!("{} to pixel {}: {message}", p.event_name, p.pixel_id));
+                        w.alert(
+                            cause,
+                            AlertDetails {
+                                error: Some(message.clone()),
+                                ..p.details.clone()
+                            },
+                        );
+                        w.deliveries.push(delivery_row(&w.job, p, "failed", None, Some(message.clone()), None, None));
+                    }
+                }
+            }
+        }
+        for results in join_all(deliveries).await {
+            for r in results {
+                let p = &pending[r.key];
+                let w = &mut works[p.work];
+                let destination = format!("facebook:{}", p.pixel_id);
+                metrics::counter!("stagecast_events_total", "platform" => "facebook", "destination" => destination,
+                    "outcome" => r.outcome.label())
+                .increment(1);
+                let error_text = r.error.as_ref().map(|e| e.to_string());
+                let response = r.response.clone().or_else(|| r.error.as_ref().map(transport_response));
+                match r.outcome {
+                    EventOutcome::Delivered => {
+                        w.delivered += 1;
+                        metrics::histogram!("stagecast_match_quality", "platform" => "facebook").record(f64::from(p.match_quality));
+                        w.deliveries.push(delivery_row(&w.job, p, "delivered", r.http_status, None, None, response));
+                    }
+                    EventOutcome::Retry => {
+                        w.retry_errors.push(format!("{} to pixel {}: {}", p.event_name, p.pixel_id, error_text.clone().unwrap_or_default()));
+                        w.deliveries.push(delivery_row(&w.job, p, "retry", r.http_status, error_text, r.error.as_ref(), response));
+                    }
+                    EventOutcome::Throttled { until } => {
+                        w.throttled_until = Some(w.throttled_until.map_or(until, |t| t.max(until)));
+                        w.deliveries.push(delivery_row(&w.job, p, "throttled", r.http_status, error_text, r.error.as_ref(), response));
+                    }
+                    EventOutcome::Failed { cause } => {
+                        let err = r.error.clone().unwrap_or_default();
+                        w.failures.push(format!("{} to pixel {}: {err}", p.event_name, p.pixel_id));
+                        w.alert(
+                            cause,
+                            AlertDetails {
+                                code: err.code,
+                                subcode: err.subcode,
+                                fbtrace_id: err.fbtrace_id.clone(),
+                                error: Some(err.message.clone()),
+                                ..p.details.clone()
+                            },
+                        );
+                        w.deliveries.push(delivery_row(&w.job, p, "failed", r.http_status, error_text, r.error.as_ref(), response));
+                    }
+                    EventOutcome::NotStarted => w.not_started = true,
+                }
+            }
+        }
+    }
+
+    /// The token to call the API with: a plaintext one the CRM just wrote (sealed by
+    /// maintenance shortly), else the sealed one opened with the key ring.
+    fn token_for(&self, pixel: &PixelRow) -> Result<Secret, (AlertCause, String)> {
+        if let Some(plain) = pixel.access_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            return Ok(Secret::new(plain.to_string()));
+        }
+        let Some(sealed) = pixel.access_token_enc.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return Err((AlertCause::TokenMissing, "the pixel has no access token".into()));
+        };
+        let Some(keys) = &self.keys else {
+            return Err((
+                AlertCause::TokenUnreadable,
+                "the token is encrypted but STAGECAST_KEYS is not configured".into(),
+            ));
+        };
+        keys.open(sealed)
+            .map_err(|e| (AlertCause::TokenUnreadable, format!("cannot decrypt the token: {e}")))
+    }
+
+    /// Fold a job's results into its outcome, audit rows and alerts.
+    fn finish(&self, mut w: JobWork, now: DateTime<Utc>, out: &mut HandlerOutput) {
+        let destinations = (!w.destinations.is_empty()).then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
+        let row = if !w.retry_errors.is_empty() {
+            let mut errors = w.retry_errors.clone();
+            errors.extend(w.failures.iter().cloned());
+            let (row, gave_up) = self.retry_or_fail(&w.job, summarize(&errors), now);
+            if gave_up {
+                let first = w.retry_errors.first().cloned();
+                w.alert(
+                    AlertCause::DeliveryGaveUp,
+                    AlertDetails {
+                        platform: Some("facebook".into()),
+                        stage_name: w.stage_name.clone(),
+                        event_name: w.deliveries.first().map(|d| d.event_name.clone()),
+                        error: first,
+                        ..AlertDetails::default()
+                    },
+                );
+            }
+            row
+        } else if let Some(until) = w.throttled_until {
+            outcome(&w.job, "throttled", Some(until), Some("throttled by Meta; paused without spending an attempt".into()))
+        } else if w.not_started {
+            outcome(&w.job, "released", Some(now), Some("released on shutdown before sending".into()))
+        } else if !w.failures.is_empty() {
+            outcome(&w.job, "failed", None, Some(summarize(&w.failures)))
+        } else {
+            let note = (w.delivered + w.already_delivered > 0)
+                .then(|| format!("{} delivered, {} already delivered earlier", w.delivered, w.already_delivered));
+            outcome(&w.job, "done", None, note)
+        };
+        debug!(job_id = w.job.id, outcome = row.outcome, "job finished");
+        let row = OutcomeRow { destinations, ..row };
+        out.write_back.outcomes.push(row);
+        out.write_back.deliveries.append(&mut w.deliveries);
+        let customer_id = w.change.as_ref().map(|c| c.customer_id).or_else(|| {
+            w.job.payload.get("customer_id").and_then(Value::as_i64)
+        });
+        let change_key = w
+            .change
+            .as_ref()
+            .map(StageChangePayload::change_key)
+            .unwrap_or_else(|| format!("job:{}", w.job.id));
+        for alert in w.alerts {
+            out.write_back.alerts.push(AlertRow {
+                dedup_key: format!("{change_key}:{}", alert.cause.code()),
+                job_id: w.job.id,
+                customer_id,
+                cause: alert.cause.code(),
+                locale: self.config.locale.code(),
+                message: alert.render(self.config.locale),
+                details: serde_json::to_value(&alert.details).unwrap_or(Value::Null),
+            });
+        }
+    }
+
+    /// Seal plaintext tokens written by the CRM and clear them. Returns how many were sealed.
+    pub async fn seal_plaintext_tokens(&self) -> Result<usize, crate::store::StoreError> {
+        let plain = self.store.plaintext_tokens().await?;
+        if plain.is_empty() {
+            return Ok(0);
+        }
+        let Some(keys) = &self.keys else {
+            if !self.warned_no_keys.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                warn!(pixels = plain.len(), "pixels hold plaintext tokens but STAGECAST_KEYS is not set: they cannot be sealed");
+            }
+            return Ok(0);
+        };
+        let mut sealed = 0;
+        for (pixel_ref, token) in plain {
+            let secret = Secret::new(token);
+            let ciphertext = keys.seal(secret.expose());
+            if self.store.store_sealed_token(pixel_ref, &ciphertext, secret.expose()).await? {
+                sealed += 1;
+                info!(pixel_ref, key_id = keys.primary_key_id(), "sealed a plaintext access token");
+            }
+        }
+        Ok(sealed)
+    }
+}
+
+impl JobHandler for Pipeline {
+    fn handle<'a>(&'a self, ctx: &'a BatchContext, jobs: Vec<ClaimedJob>) -> BoxFuture<'a, HandlerOutput> {
+        Box::pin(self.handle_batch(ctx, jobs))
+    }
+
+    fn maintain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.seal_plaintext_tokens().await {
+                warn!(error = %e, "sealing plaintext tokens failed");
+            }
+        })
+    }
+}
+
+fn pixel_action_source(pixel: &PixelRow, default: ActionSource) -> ActionSource {
+    match pixel.action_source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|e| {
+            warn!(pixel = %pixel.pixel_id, error = %e, "invalid pixel action_source; using the default");
+            default
+        }),
+    }
+}
+
+fn outcome(job: &ClaimedJob, outcome: &'static str, run_at: Option<DateTime<Utc>>, error: Option<String>) -> OutcomeRow {
+    OutcomeRow {
+        id: job.id,
+        attempt: job.attempts,
+        outcome,
+        run_at,
+        error,
+        destinations: None,
+    }
+}
+
+fn delivery_row(
+    job: &ClaimedJob,
+    p: &PendingEvent,
+    outcome: &'static str,
+    http_status: Option<u16>,
+    error: Option<String>,
+    api: Option<&crate::platforms::meta::ApiError>,
+    response: Option<Value>,
+) -> DeliveryRow {
+    DeliveryRow {
+        job_id: job.id,
+        attempt: job.attempts,
+        platform: "facebook",
+        destination: p.pixel_id.clone(),
+        pixel_ref: Some(p.pixel_ref),
+        event_id: p.event_id.clone(),
+        event_name: p.event_name.clone(),
+        event_time: p.event_time,
+        outcome,
+        http_status,
+        error_code: api.and_then(|e| e.code),
+        error_subcode: api.and_then(|e| e.subcode),
+        fbtrace_id: api.and_then(|e| e.fbtrace_id.clone()),
+        error,
+        match_quality: Some(p.match_quality),
+        request: Some(p.request.clone()),
+        response,
+    }
+}
+
+/// A bounded one-line summary for `last_error`.
+fn summarize(errors: &[String]) -> String {
+    let mut unique: Vec<&String> = Vec::new();
+    for e in errors {
+        if !unique.contains(&e) {
+            unique.push(e);
+        }
+    }
+    let mut s = unique.iter().take(3).map(|e| e.as_str()).collect::<Vec<_>>().join("; ");
+    if unique.len() > 3 {
+        s.push_str(&format!("; (+{} more)", unique.len() - 3));
+    }
+    if s.chars().count() > 1000 {
+        s = s.chars().take(1000).collect::<String>() + "…";
+    }
+    s
+}

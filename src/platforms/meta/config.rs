@@ -1,0 +1,180 @@
+//! Operator configuration of the Meta destination.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The Graph API version used when none is configured: the newest stable one (reference §9).
+pub const DEFAULT_API_VERSION: &str = "v26.0";
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
+/// Meta refuses a batch with more than 1,000 events (reference §1.3).
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    /// Base URL of the Graph API (tests and the demo point it at the local sandbox).
+    pub graph_url: String,
+    pub api_version: String,
+    /// Per-request timeout; a timeout is retried with the same event ids.
+    pub timeout: Duration,
+    /// Events per request (1..=1000).
+    pub max_batch: usize,
+    /// Requests per second per pixel, and the burst allowed above it.
+    pub requests_per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Identifies stagecast's traffic to Meta (`partner_agent`).
+    pub partner_agent: String,
+    /// Used when the pixel has no `action_source`.
+    pub default_action_source: ActionSource,
+    /// Events older than this are not sent (Meta rejects > 7 days; margin for clock skew).
+    pub max_event_age: Duration,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            graph_url: DEFAULT_GRAPH_URL.to_string(),
+            api_version: DEFAULT_API_VERSION.to_string(),
+            timeout: Duration::from_secs(10),
+            max_batch: MAX_EVENTS_PER_REQUEST,
+            requests_per_second: NonZeroU32::new(50).expect("nonzero"),
+            burst: NonZeroU32::new(20).expect("nonzero"),
+            partner_agent: "stagecast".to_string(),
+            default_action_source: ActionSource::PhysicalStore,
+            max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaConfigError {
+    #[error("invalid Graph API version {0:?}: expected the form v26.0")]
+    Version(String),
+    #[error("invalid Graph API URL {0:?}: expected http(s)://host[:port]")]
+    Url(String),
+    #[error("batch size {0} is out of range: Meta accepts 1 to 1000 events per request")]
+    Batch(usize),
+}
+
+impl MetaConfig {
+    pub fn validate(&self) -> Result<(), MetaConfigError> {
+        let v = self.api_version.as_str();
+        let ok_version = v
+            .strip_prefix('v')
+            .and_then(|rest| rest.split_once('.'))
+            .is_some_and(|(major, minor)| {
+                !major.is_empty()
+                    && !minor.is_empty()
+                    && major.bytes().all(|b| b.is_ascii_digit())
+                    && minor.bytes().all(|b| b.is_ascii_digit())
+            });
+        if !ok_version {
+            return Err(MetaConfigError::Version(self.api_version.clone()));
+        }
+        match reqwest::Url::parse(&self.graph_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(MetaConfigError::Url(self.graph_url.clone())),
+        }
+        if self.max_batch == 0 || self.max_batch > MAX_EVENTS_PER_REQUEST {
+            return Err(MetaConfigError::Batch(self.max_batch));
+        }
+        Ok(())
+    }
+}
+
+/// Meta's `action_source` values (reference §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionSource {
+    Website,
+    App,
+    Email,
+    PhoneCall,
+    Chat,
+    PhysicalStore,
+    SystemGenerated,
+    BusinessMessaging,
+    Other,
+}
+
+impl ActionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionSource::Website => "website",
+            ActionSource::App => "app",
+            ActionSource::Email => "email",
+            ActionSource::PhoneCall => "phone_call",
+            ActionSource::Chat => "chat",
+            ActionSource::PhysicalStore => "physical_store",
+            ActionSource::SystemGenerated => "system_generated",
+            ActionSource::BusinessMessaging => "business_messaging",
+            ActionSource::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ActionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown action_source {0:?}: expected one of website, app, email, phone_call, chat, physical_store, system_generated, business_messaging, other")]
+pub struct UnknownActionSource(pub String);
+
+impl FromStr for ActionSource {
+    type Err = UnknownActionSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "website" => ActionSource::Website,
+            "app" => ActionSource::App,
+            "email" => ActionSource::Email,
+            "phone_call" => ActionSource::PhoneCall,
+            "chat" => ActionSource::Chat,
+            "physical_store" => ActionSource::PhysicalStore,
+            "system_generated" => ActionSource::SystemGenerated,
+            "business_messaging" => ActionSource::BusinessMessaging,
+            "other" => ActionSource::Other,
+            _ => return Err(UnknownActionSource(s.to_string())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_version_url_and_batch() {
+        let mut c = MetaConfig::default();
+        assert!(c.validate().is_ok());
+        c.api_version = "26".into();
+        assert!(matches!(c.validate(), Err(MetaConfigError::Version(_))));
+        c.api_version = "v25.0".into();
+        c.graph_url = "graph.facebook.com".into();
+        assert!(matches!(c.validate(), Err(MetaConfigError::Url(_))));
+        c.graph_url = "http://127.0.0.1:9".into();
+        c.max_batch = 1001;
+        assert!(matches!(c.validate(), Err(MetaConfigError::Batch(1001))));
+    }
+
+    #[test]
+    fn action_sources_round_trip() {
+        for s in [
+            "website",
+            "app",
+            "email",
+            "phone_call",
+            "chat",
+            "physical_store",
+            "system_generated",
+            "business_messaging",
+            "other",
+        ] {
+            assert_eq!(s.parse::<ActionSource>().unwrap().as_str(), s);
+        }
+        assert!("store".parse::<ActionSource>().is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! *Whether* to retry (Vector's `RetryLogic`): classify a Graph API response by its error
+//! `code`/`error_subcode`, never by message text (messages are localised to the token owner's
+//! language). The map follows reference §5.2.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::client::{GraphResponse, TransportError};
+use crate::alerts::AlertCause;
+
+/// An error as the Graph API (or the transport) reported it. Holds no token and no PII.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiError {
+    pub http_status: Option<u16>,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+    pub fbtrace_id: Option<String>,
+    /// Short human text: Meta's `error_user_title`/`message`, or the transport failure.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        match (self.code, self.subcode) {
+            (Some(c), Some(s)) => write!(f, " (code {c}, subcode {s}")?,
+            (Some(c), None) => write!(f, " (code {c}")?,
+            _ => {
+                if let Some(status) = self.http_status {
+                    write!(f, " (HTTP {status}")?;
+                } else {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(t) = &self.fbtrace_id {
+            write!(f, ", fbtrace_id {t}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// What to do with a request's events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classification {
+    /// Accepted. `events_received` as Meta counted them.
+    Delivered { events_received: Option<u64>, fbtrace_id: Option<String> },
+    /// Transient (network, 5xx, codes 1/2, `is_transient`): retry the same events later.
+    Retry(ApiError),
+    /// Rate limited: pause the destination (for `regain` when Meta estimates it) and retry
+    /// without spending an attempt.
+    Throttle { error: ApiError, regain: Option<Duration> },
+    /// The batch holds at least one invalid event (code 100 family): batches are
+    /// all-or-nothing, so split it to isolate the bad events and deliver the rest.
+    RejectEvents(ApiError),
+    /// Nothing sent to this destination can succeed until someone fixes its configuration
+    /// (invalid token, missing permission, unknown pixel).
+    FailDestination { error: ApiError, cause: AlertCause },
+}
+
+/// Throttling codes (reference §5.1): app, user, page, application, ad account, BUC.
+fn is_throttle_code(code: i64) -> bool {
+    matches!(code, 4 | 17 | 32 | 341 | 613) || (80000..=80014).contains(&code)
+}
+
+pub fn classify_transport(e: &TransportError) -> Classification {
+    Classification::Retry(ApiError {
+        message: e.to_string(),
+        ..ApiError::default()
+    })
+}
+
+pub fn classify(resp: &GraphResponse) -> Classification {
+    let error = resp.body.as_ref().and_then(|b| b.get("error"));
+    if (200..300).contains(&resp.status) && error.is_none() {
+        let Some(body) = resp.body.as_ref() else {
+            // A 2xx that is not JSON did not come from the Graph API (a proxy?): we cannot tell
+            // whether the events were taken, and a resend carries the same event ids.
+            return Classification::Retry(ApiError {
+                http_status: Some(resp.status),
+                message: "unexpected non-JSON success response".into(),
+                ..ApiError::default()
+            });
+        };
+        return Classification::Delivered {
+            events_received: body.get("events_received").and_then(Value::as_u64),
+            fbtrace_id: body.get("fbtrace_id").and_then(Value::as_str).map(str::to_string),
+        };
+    }
+    let Some(error) = error else {
+        return classify_bare_status(resp);
+    };
+    let code = error.get("code").and_then(as_i64);
+    let subcode = error.get("error_subcode").and_then(as_i64);
+    let transient = error.get("is_transient").and_then(Value::as_bool).unwrap_or(false);
+    let title = error.get("error_user_title").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("Graph API error");
+    let err = ApiError {
+        http_status: Some(resp.status),
+        code,
+        subcode,
+        fbtrace_id: error.get("fbtrace_id").and_then(Value::as_str).map(str::to_string),
+        message: truncate(title.unwrap_or(message), 300),
+    };
+    match code {
+        Some(c) if is_throttle_code(c) => Classification::Throttle {
+            error: err,
+            regain: resp.regain_minutes.map(|m| Duration::from_secs(m * 60)),
+        },
+        Some(190) => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::TokenInvalid,
+        },
+        // Unknown object or missing permission on it: the pixel id or token is wrong.
+        Some(100) if subcode == Some(33) => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::ApiError,
+        },
+        Some(100) => Classification::RejectEvents(err),
+        Some(3) | Some(10) => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::ApiError,
+        },
+        Some(c) if (200..=299).contains(&c) => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::ApiError,
+        },
+        Some(1) | Some(2) => Classification::Retry(err),
+        // Temporarily blocked for policy reasons: later, not now.
+        Some(368) => Classification::Retry(err),
+        _ if transient => Classification::Retry(err),
+        _ if resp.status >= 500 => Classification::Retry(err),
+        // Any other documented error is permanent for these events; isolate them.
+        _ => Classification::RejectEvents(err),
+    }
+}
+
+/// No Graph error envelope: go by the HTTP status alone.
+fn classify_bare_status(resp: &GraphResponse) -> Classification {
+    let err = ApiError {
+        http_status: Some(resp.status),
+        message: match &resp.text {
+            Some(t) => format!("HTTP {} without a Graph error body: {}", resp.status, truncate(t, 120)),
+            None => format!("HTTP {} without a Graph error body", resp.status),
+        },
+        ..ApiError::default()
+    };
+    match resp.status {
+        429 => Classification::Throttle {
+            error: err,
+            regain: resp.regain_minutes.map(|m| Duration::from_secs(m * 60)),
+        },
+        401 => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::TokenInvalid,
+        },
+        408 | 500..=599 => Classification::Retry(err),
+        // 404 and friends from a wrong base URL or proxy: configuration, not the events.
+        _ => Classification::FailDestination {
+            error: err,
+            cause: AlertCause::ApiError,
+        },
+    }
+}
+
+/// Meta sends codes as numbers; tolerate numeric strings.
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The alert cause for a single event Meta rejected.
+pub fn rejected_event_cause(err: &ApiError) -> AlertCause {
+    match (err.code, err.subcode) {
+        (Some(100), Some(2804003)) => AlertCause::EventTooOld,
+        (Some(100), Some(2804009)) => AlertCause::PurchaseWithoutValue,
+        _ => AlertCause::ApiError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resp(status: u16, body: Value) -> GraphResponse {
+        GraphResponse {
+            status,
+            body: Some(body),
+            text: None,
+            usage_pct: None,
+            regain_minutes: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn graph_error(code: i64, subcode: Option<i64>, transient: bool) -> Value {
+        json!({"error": {"message": "msg", "type": "OAuthException", "code": code, "error_subcode": subcode,
+                          "is_transient": transient, "fbtrace_id": "TRACE"}})
+    }
+
+    #[test]
+    fn success_reads_events_received() {
+        let c = classify(&resp(200, json!({"events_received": 3, "messages": [], "fbtrace_id": "X"})));
+        assert_eq!(
+            c,
+            Classification::Delivered {
+                events_received: Some(3),
+                fbtrace_id: Some("X".into())
+            }
+        );
+    }
+
+    #[test]
+    fn classifies_by_code_not_status() {
+        // RudderStack's mocks pair a 190 body with HTTP 500: the code wins.
+        assert!(matches!(
+            classify(&resp(500, graph_error(190, Some(463), false))),
+            Classification::FailDestination { cause: AlertCause::TokenInvalid, .. }
+        ));
+        assert!(matches!(classify(&resp(400, graph_error(100, Some(2804003), false))), Classification::RejectEvents(e) if e.subcode == Some(2804003)));
+        assert!(matches!(classify(&resp(400, graph_error(100, Some(33), false))), Classification::FailDestination { .. }));
+        for code in [4, 17, 32, 341, 613, 80004, 80014] {
+            assert!(matches!(classify(&resp(400, graph_error(code, None, false))), Classification::Throttle { .. }), "{code}");
+        }
+        for code in [1, 2] {
+            assert!(matches!(classify(&resp(500, graph_error(code, None, true))), Classification::Retry(_)), "{code}");
+        }
+        assert!(matches!(classify(&resp(400, graph_error(12345, None, true))), Classification::Retry(_)));
+        assert!(matches!(classify(&resp(400, graph_error(200, None, false))), Classification::FailDestination { .. }));
+    }
+
+    #[test]
+    fn html_and_bare_statuses() {
+        let html = GraphResponse {
+            status: 502,
+            body: None,
+            text: Some("<html>bad gateway</html>".into()),
+            usage_pct: None,
+            regain_minutes: None,
+            elapsed: Duration::ZERO,
+        };
+        assert!(matches!(classify(&html), Classification::Retry(_)));
+        let throttled = GraphResponse {
+            status: 429,
+            regain_minutes: Some(2),
+            ..html.clone()
+        };
+        assert!(matches!(classify(&throttled), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(120)));
+        let not_found = GraphResponse { status: 404, ..html };
+        assert!(matches!(classify(&not_found), Classification::FailDestination { .. }));
+    }
+
+    #[test]
+    fn throttle_uses_regain_estimate() {
+        let mut r = resp(400, graph_error(80004, Some(2446079), false));
+        r.regain_minutes = Some(19);
+        assert!(matches!(classify(&r), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(19 * 60)));
+    }
+
+    #[test]
+    fn prefers_user_title_and_truncates() {
+        let body = json!({"error": {"message": "Invalid parameter", "code": 100, "error_subcode": 2804003,
+                                     "error_user_title": "Event Timestamp Too Old", "fbtrace_id": "T"}});
+        let Classification::RejectEvents(e) = classify(&resp(400, body)) else {
+            panic!("expected RejectEvents")
+        };
+        assert_eq!(e.message, "Event Timestamp Too Old");
+        assert_eq!(rejected_event_cause(&e), AlertCause::EventTooOld);
+        assert_eq!(e.to_string(), "Event Timestamp Too Old (code 100, subcode 2804003, fbtrace_id T)");
+    }
+}

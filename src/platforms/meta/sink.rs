@@ -1,0 +1,240 @@
+//! Delivery to one pixel: chunks of ≤ `max_batch` events, rate limited per pixel, classified by
+//! the retry logic. A rejected batch (Meta batches are all-or-nothing) is split in halves until
+//! the bad events are isolated; the rest are delivered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::client::MetaClient;
+use super::config::{MetaConfig, MetaConfigError};
+use super::payload::request_body;
+use super::retry::{classify, classify_transport, rejected_event_cause, ApiError, Classification};
+use crate::alerts::AlertCause;
+use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
+use crate::secrets::Secret;
+
+/// Usage above this share of Meta's allowance makes us pause before Meta throttles us.
+const SLOW_DOWN_AT_PCT: f64 = 90.0;
+
+/// A pixel (dataset) and its credentials, resolved for one delivery.
+#[derive(Debug, Clone)]
+pub struct MetaDestination {
+    pub pixel_ref: i64,
+    pub pixel_id: String,
+    pub token: Secret,
+    pub test_event_code: Option<String>,
+}
+
+/// One event ready to send. `key` is the caller's handle to map results back.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub key: usize,
+    pub event_id: String,
+    pub json: Arc<[u8]>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    Delivered,
+    /// Transient failure: retry later with the same event id.
+    Retry,
+    /// The destination is throttled until then; retry without spending an attempt.
+    Throttled { until: DateTime<Utc> },
+    /// Permanent for this event (or for the destination), with the alert to raise.
+    Failed { cause: AlertCause },
+    /// Not sent because the worker is shutting down.
+    NotStarted,
+}
+
+impl EventOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            EventOutcome::Delivered => "delivered",
+            EventOutcome::Retry => "retry",
+            EventOutcome::Throttled { .. } => "throttled",
+            EventOutcome::Failed { .. } => "failed",
+            EventOutcome::NotStarted => "not_started",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EventResult {
+    pub key: usize,
+    pub outcome: EventOutcome,
+    pub http_status: Option<u16>,
+    pub error: Option<ApiError>,
+    /// What the API answered (success envelope or error envelope), for the audit.
+    pub response: Option<Value>,
+}
+
+pub struct MetaSink {
+    client: MetaClient,
+    limiter: DestinationLimiter,
+    config: MetaConfig,
+}
+
+impl std::fmt::Debug for MetaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaSink").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl MetaSink {
+    pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
+        let client = MetaClient::new(&config)?;
+        let limiter = DestinationLimiter::new(config.requests_per_second, config.burst);
+        Ok(Self {
+            client,
+            limiter,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &MetaConfig {
+        &self.config
+    }
+
+    pub fn client(&self) -> &MetaClient {
+        &self.client
+    }
+
+    /// Send `events` to `dest`. Returns one result per event.
+    pub async fn deliver(&self, dest: &MetaDestination, events: Vec<PreparedEvent>, shutdown: &CancellationToken) -> Vec<EventResult> {
+        let mut results = Vec::with_capacity(events.len());
+        // A stack of chunks: halves of a rejected chunk are pushed back and sent next.
+        let mut work: Vec<Vec<PreparedEvent>> = events
+            .chunks(self.config.max_batch.max(1))
+            .rev()
+            .map(<[PreparedEvent]>::to_vec)
+            .collect();
+        while let Some(chunk) = work.pop() {
+            match self.limiter.acquire(&dest.pixel_id, shutdown).await {
+                Slot::Ready { .. } => {}
+                Slot::Shutdown => {
+                    for c in std::iter::once(chunk).chain(work.drain(..)) {
+                        results.extend(c.into_iter().map(|e| result(e.key, EventOutcome::NotStarted, None, None, None)));
+                    }
+                    break;
+                }
+                Slot::Paused { until } => {
+                    let until = instant_to_utc(until);
+                    results.extend(chunk.into_iter().map(|e| {
+                        result(
+                            e.key,
+                            EventOutcome::Throttled { until },
+                            None,
+                            Some(ApiError {
+                                message: "destination paused after Meta throttled it".into(),
+                                ..ApiError::default()
+                            }),
+                            None,
+                        )
+                    }));
+                    continue;
+                }
+            }
+            let started = Instant::now();
+            let parts: Vec<&[u8]> = chunk.iter().map(|e| &e.json[..]).collect();
+            let body = request_body(&parts, &self.config.partner_agent, dest.test_event_code.as_deref());
+            let response = self.client.post_events(&dest.pixel_id, &dest.token, body).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics::histogram!("stagecast_batch_size", "platform" => "facebook").record(chunk.len() as f64);
+            let (classification, status, body) = match &response {
+                Ok(r) => {
+                    if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
+                        let pause = r
+                            .regain_minutes
+                            .map(|m| std::time::Duration::from_secs(m * 60))
+                            .unwrap_or(std::time::Duration::from_secs(30));
+                        self.limiter.slow_down(&dest.pixel_id, pause);
+                        warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
+                    }
+                    (classify(r), Some(r.status), r.body.clone().or_else(|| r.text.clone().map(Value::String)))
+                }
+                Err(e) => (classify_transport(e), None, None),
+            };
+            let label = match &classification {
+                Classification::Delivered { .. } => "delivered",
+                Classification::Retry(_) => "retry",
+                Classification::Throttle { .. } => "throttled",
+                Classification::RejectEvents(_) => "rejected",
+                Classification::FailDestination { .. } => "failed",
+            };
+            metrics::histogram!("stagecast_request_duration_seconds", "platform" => "facebook", "outcome" => label)
+                .record(elapsed);
+            match classification {
+                Classification::Delivered { events_received, .. } => {
+                    self.limiter.succeeded(&dest.pixel_id);
+                    if events_received.is_some_and(|n| n != chunk.len() as u64) {
+                        warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
+                    }
+                    results.extend(
+                        chunk
+                            .into_iter()
+                            .map(|e| result(e.key, EventOutcome::Delivered, status, None, body.clone())),
+                    );
+                }
+                Classification::Retry(error) => {
+                    debug!(pixel = %dest.pixel_id, %error, "transient Meta failure; will retry");
+                    results.extend(
+                        chunk
+                            .into_iter()
+                            .map(|e| result(e.key, EventOutcome::Retry, status, Some(error.clone()), body.clone())),
+                    );
+                }
+                Classification::Throttle { error, regain } => {
+                    let until = instant_to_utc(self.limiter.throttled(&dest.pixel_id, regain));
+                    warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
+                    results.extend(chunk.into_iter().map(|e| {
+                        result(e.key, EventOutcome::Throttled { until }, status, Some(error.clone()), body.clone())
+                    }));
+                }
+                Classification::RejectEvents(error) => {
+                    if chunk.len() > 1 {
+                        debug!(pixel = %dest.pixel_id, size = chunk.len(), %error, "batch rejected; splitting to isolate the bad events");
+                        let mut first = chunk;
+                        let second = first.split_off(first.len() / 2);
+                        work.push(second);
+                        work.push(first);
+                    } else {
+                        let cause = rejected_event_cause(&error);
+                        results.extend(chunk.into_iter().map(|e| {
+                            result(e.key, EventOutcome::Failed { cause }, status, Some(error.clone()), body.clone())
+                        }));
+                    }
+                }
+                Classification::FailDestination { error, cause } => {
+                    warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's configuration; failing its events");
+                    for c in std::iter::once(chunk).chain(work.drain(..)) {
+                        results.extend(c.into_iter().map(|e| {
+                            result(e.key, EventOutcome::Failed { cause }, status, Some(error.clone()), body.clone())
+                        }));
+                    }
+                    break;
+                }
+            }
+        }
+        results
+    }
+}
+
+fn result(key: usize, outcome: EventOutcome, http_status: Option<u16>, error: Option<ApiError>, response: Option<Value>) -> EventResult {
+    EventResult {
+        key,
+        outcome,
+        http_status,
+        error,
+        response,
+    }
+}
+
+/// A small audit record of a transport failure (no body came back).
+pub fn transport_response(error: &ApiError) -> Value {
+    json!({ "transport_error": error.message })
+}
