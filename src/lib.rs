@@ -5,10 +5,14 @@
 
 pub mod alerts;
 pub mod attribution;
+pub mod bench;
 pub mod catalog;
+pub mod cli;
 pub mod local_pg;
 pub mod locale;
+pub mod demo;
 pub mod match_quality;
+pub mod ops;
 pub mod pii;
 pub mod pipeline;
 pub mod platforms;

@@ -1,3 +1,5 @@
-fn main() {
-    println!("stagecast");
+//! The `stagecast` binary: see `stagecast --help`.
+
+fn main() -> std::process::ExitCode {
+    stagecast::cli::main()
 }

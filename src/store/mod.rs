@@ -48,6 +48,9 @@ mod sql {
     pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
+    pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
+    pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
+    pub const QUEUE_COUNTS: &str = include_str!("../../sql/queue_counts.sql");
     pub const REPLACE_SEALED_TOKEN: &str = include_str!("../../sql/replace_sealed_token.sql");
 }
 
@@ -72,7 +75,33 @@ impl Store {
         Ok(())
     }
 
+    /// The newest applied migration version, if any.
+    pub async fn schema_version(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::SCHEMA_VERSION).fetch_one(&self.pool).await?)
+    }
+
     // ---- queue --------------------------------------------------------------------------
+
+    /// Live jobs by status: (pending, running, failed). A `count(*)`: for tools and tests,
+    /// never for a metrics scrape.
+    pub async fn queue_counts(&self) -> Result<(i64, i64, i64)> {
+        Ok(sqlx::query_as(sql::QUEUE_COUNTS).fetch_one(&self.pool).await?)
+    }
+
+    /// Wait until no job is pending or running (or `timeout` passes). Returns whether it drained.
+    pub async fn wait_until_drained(&self, timeout: std::time::Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (pending, running, _) = self.queue_counts().await?;
+            if pending == 0 && running == 0 {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 
     /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`.
     pub async fn claim_jobs(&self, limit: i64, worker: &str, lease_secs: f64) -> Result<Vec<ClaimedJob>> {
@@ -223,6 +252,16 @@ impl Store {
             .bind(pixel_ref)
             .bind(sealed)
             .bind(expected)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Store a sealed token on the pixel with this row id or platform id. Returns how many
+    /// pixels matched (only a unique match is updated).
+    pub async fn set_pixel_token(&self, pixel: &str, sealed: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::SET_PIXEL_TOKEN)
+            .bind(pixel)
+            .bind(sealed)
             .fetch_one(&self.pool)
             .await?)
     }

@@ -1,0 +1,93 @@
+//! `stagecast migrate` and `stagecast run`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::PgPoolOptions;
+use tracing::{info, warn};
+
+use super::{parse_addr, DatabaseArgs, RunArgs};
+use crate::pipeline::Pipeline;
+use crate::queue::Worker;
+use crate::secrets::KeyRing;
+use crate::store::Store;
+
+pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<Store> {
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size.max(3))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "could not connect to the database at {} (check DATABASE_URL and that Postgres is running)",
+                crate::local_pg::redact_url(database_url)
+            )
+        })?;
+    Ok(Store::new(pool))
+}
+
+pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
+    let store = connect(&args.database_url, 2).await?;
+    store.migrate().await.context("migration failed")?;
+    println!("migrations applied ({} in total)", crate::store::MIGRATOR.iter().count());
+    Ok(())
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics_addr = parse_addr(&args.metrics_addr)?;
+    let keys = KeyRing::from_env().context("STAGECAST_KEYS is invalid")?;
+    if keys.is_none() {
+        warn!("STAGECAST_KEYS is not set: plaintext tokens will not be sealed and sealed tokens cannot be read (create one with `stagecast keys generate`)");
+    }
+    let store = connect(&args.db.database_url, args.db_pool_size).await?;
+    if args.migrate {
+        store.migrate().await.context("migration failed")?;
+        info!("migrations applied");
+    }
+    let worker_config = args.worker.worker_config();
+    let pipeline_config = args.pipeline.pipeline_config(args.worker.retry_policy());
+    let pipeline = Pipeline::new(store.clone(), args.meta.meta_config(), keys, pipeline_config)
+        .context("invalid configuration")?;
+    let handle = Worker::new(store.clone(), pipeline, worker_config).spawn();
+    let _http = match metrics_addr {
+        Some(addr) => Some(
+            crate::ops::serve(addr, store.clone(), Arc::clone(handle.stats()))
+                .await
+                .with_context(|| format!("could not listen on {addr} for /metrics"))?,
+        ),
+        None => None,
+    };
+    let token = handle.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested; finishing in-flight work");
+        token.cancel();
+    });
+    handle.wait().await.context("worker failed")?;
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,223 @@
+//! `stagecast demo`: the whole product on one machine in a few seconds. Finds or starts a
+//! Postgres, migrates a fresh demo database, starts the Graph API sandbox, runs a worker,
+//! moves demo customers through stages and prints what Meta received and which alerts agents
+//! got in their chats.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::local_pg::{FindOptions, LocalPostgres};
+use crate::locale::Locale;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::platforms::meta::MetaConfig;
+use crate::queue::{Backoff, RetryPolicy, Worker, WorkerConfig};
+use crate::sandbox::MetaGraphSandbox;
+use crate::secrets::KeyRing;
+use crate::store::Store;
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Language of the chat alerts: pt, en or es.
+    #[arg(long, env = "STAGECAST_LOCALE", default_value = "pt")]
+    pub locale: Locale,
+    /// Keep the demo database afterwards (to explore it with psql).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const DEMO_PIXEL_ID: &str = "1234567890";
+const DEMO_TOKEN: &str = "EAADEMO-plaintext-token-written-by-the-crm";
+
+/// (customer id, name, stage id, stage name, what to expect)
+const MOVES: &[(i64, &str, i64, &str, &str)] = &[
+    (1, "Maria Souza", 2, "Qualificado", "Lead (stage config is a legacy object, normalised)"),
+    (2, "João Pereira", 2, "Qualificado", "LeadSubmitted via WhatsApp: campaign matched from the ad id"),
+    (3, "Ana Lima", 3, "Agendou visita", "alert: no campaign"),
+    (4, "Pedro Alves", 2, "Qualificado", "alert: pixel inactive"),
+    (1, "Maria Souza", 4, "Comprou", "Purchase with the sale price"),
+    (5, "Carla Dias", 4, "Comprou", "alert: purchase without value"),
+    (6, "Bruno Costa", 5, "Retorno", "alert: unknown event name \"Purchse\""),
+];
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    println!("stagecast demo\n==============");
+    let pg = LocalPostgres::find_or_start(FindOptions::from_env())
+        .await
+        .context("no PostgreSQL for the demo")?;
+    println!("• PostgreSQL: {}", pg.describe());
+    let db_name = format!("stagecast_demo_{}", std::process::id());
+    let url = pg.create_database(&db_name).await?;
+    let result = demo(&url, &db_name, &args).await;
+    if args.keep {
+        println!("\nThe demo database is kept: psql '{}'", crate::local_pg::redact_url(&url));
+        if pg.is_throwaway() {
+            println!("(it lives in a throwaway cluster that stops when this process exits)");
+        }
+    } else if let Err(e) = pg.drop_database(&db_name).await {
+        eprintln!("warning: could not drop the demo database {db_name}: {e}");
+    }
+    result
+}
+
+async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+    let store = Store::new(pool.clone());
+    store.migrate().await?;
+    println!(
+        "• database {db_name} created and migrated ({} migrations)",
+        crate::store::MIGRATOR.iter().count()
+    );
+
+    let sandbox = MetaGraphSandbox::start().await.context("could not start the Graph API sandbox")?;
+    sandbox.add_pixel(DEMO_PIXEL_ID, DEMO_TOKEN);
+    println!("• Graph API sandbox on {} (validates requests as Meta documents)", sandbox.base_url());
+
+    let keys = match KeyRing::from_env()? {
+        Some(k) => {
+            println!("• token encryption: STAGECAST_KEYS (primary key {})", k.primary_key_id());
+            k
+        }
+        None => {
+            println!("• token encryption: an ephemeral demo key (STAGECAST_KEYS is not set)");
+            KeyRing::parse(&KeyRing::generate_key_entry("demo")?)?
+        }
+    };
+
+    sqlx::raw_sql(include_str!("../sql/demo/seed.sql"))
+        .execute(&pool)
+        .await
+        .context("seeding the demo CRM failed")?;
+    println!("• demo CRM seeded: 5 stages, 2 pixels, 2 campaigns, 6 customers with chats");
+
+    let meta = MetaConfig {
+        graph_url: sandbox.base_url(),
+        ..MetaConfig::default()
+    };
+    let pipeline_config = PipelineConfig {
+        locale: args.locale,
+        retry: RetryPolicy {
+            backoff: Backoff {
+                base: Duration::from_millis(200),
+                cap: Duration::from_secs(2),
+            },
+            ..RetryPolicy::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::new(store.clone(), meta, Some(keys), pipeline_config)?;
+    let worker = Worker::new(
+        store.clone(),
+        pipeline,
+        WorkerConfig {
+            maintenance_interval: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        },
+    )
+    .spawn();
+    println!("• worker {} started\n", worker.worker_id());
+
+    println!("Moving customers through the pipeline (each UPDATE is what a CRM does):");
+    let started = Instant::now();
+    for (customer, name, stage, stage_name, expect) in MOVES {
+        sqlx::query("UPDATE customers SET stage_id = $2 WHERE id = $1")
+            .bind(customer)
+            .bind(stage)
+            .execute(&pool)
+            .await?;
+        println!("  {name:<13} → {stage_name:<15} {expect}");
+        // Let each change land on its own, as agents work one customer at a time.
+        store.wait_until_drained(Duration::from_secs(10)).await?;
+    }
+    let drained = store.wait_until_drained(Duration::from_secs(15)).await?;
+    // One more maintenance round seals the plaintext token if no event needed it first.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    println!(
+        "{} in {:.2}s\n",
+        if drained { "queue drained" } else { "queue NOT drained (timeout)" },
+        started.elapsed().as_secs_f64()
+    );
+    worker.shutdown().await?;
+
+    print_events(&sandbox);
+    print_alerts(&pool).await?;
+    print_jobs(&pool).await?;
+    print_tokens(&pool).await?;
+    Ok(())
+}
+
+fn short(v: Option<&Value>, n: usize) -> String {
+    match v {
+        Some(Value::String(s)) => s.chars().take(n).collect::<String>() + if s.chars().count() > n { "…" } else { "" },
+        Some(Value::Array(a)) => short(a.first(), n),
+        Some(Value::Number(x)) => x.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+fn print_events(sandbox: &MetaGraphSandbox) {
+    let events = sandbox.received();
+    println!("Events the Graph API sandbox accepted ({}), PII SHA-256 hashed as Meta specifies:", events.len());
+    println!(
+        "  {:<14} {:<19} {:>9} {:<5} {:<14} {:<14} {:<16} event_id",
+        "event", "action_source", "value", "cur", "em", "ph", "ctwa_clid"
+    );
+    for r in &events {
+        let e = &r.event;
+        let ud = e.get("user_data");
+        let cd = e.get("custom_data");
+        println!(
+            "  {:<14} {:<19} {:>9} {:<5} {:<14} {:<14} {:<16} {}",
+            short(e.get("event_name"), 14),
+            short(e.get("action_source"), 19),
+            short(cd.and_then(|c| c.get("value")), 9),
+            short(cd.and_then(|c| c.get("currency")), 5),
+            short(ud.and_then(|u| u.get("em")), 12),
+            short(ud.and_then(|u| u.get("ph")), 12),
+            short(ud.and_then(|u| u.get("ctwa_clid")), 14),
+            short(e.get("event_id"), 12),
+        );
+    }
+    if let Some(first) = events.first() {
+        println!("\nThe first event as sent:\n{}", serde_json::to_string_pretty(&first.event).unwrap_or_default());
+    }
+    println!();
+}
+
+async fn print_alerts(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let rows: Vec<(String, String)> = sqlx::query_as(include_str!("../sql/demo/alerts.sql")).fetch_all(pool).await?;
+    println!("Chat alerts written for agents ({} system messages):", rows.len());
+    for (name, body) in rows {
+        println!("  [{name}] {body}");
+    }
+    println!();
+    Ok(())
+}
+
+async fn print_jobs(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let rows: Vec<(i64, String, Option<i64>, Option<String>)> =
+        sqlx::query_as(include_str!("../sql/demo/jobs.sql")).fetch_all(pool).await?;
+    let done = rows.iter().filter(|r| r.1 == "done").count();
+    println!("Jobs: {done} done, {} failed with a reason:", rows.len() - done);
+    for (id, status, customer, note) in rows {
+        println!("  job {id:<3} customer {:<3} {status:<7} {}", customer.unwrap_or_default(), note.unwrap_or_default());
+    }
+    println!();
+    Ok(())
+}
+
+async fn print_tokens(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let rows: Vec<(i64, bool, Option<String>)> = sqlx::query_as(include_str!("../sql/demo/pixel_tokens.sql")).fetch_all(pool).await?;
+    println!("Pixel tokens (the CRM wrote them in plaintext; the worker sealed them with AES-256-GCM):");
+    for (id, plaintext, sealed) in rows {
+        println!(
+            "  pixel {id}: plaintext column {} · access_token_enc {}",
+            if plaintext { "still set" } else { "cleared" },
+            sealed.map(|s| format!("{s}…")).unwrap_or_else(|| "empty".into())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Operations plumbing: logging, and the HTTP endpoint for Prometheus and probes.
+//! `/metrics` (Prometheus text), `/healthz` (the process answers), `/readyz` (database
+//! reachable, migrations current, LISTEN connected).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+use crate::queue::WorkerStats;
+use crate::store::Store;
+
+/// Install the global tracing subscriber (stderr). RUST_LOG overrides `filter` when set.
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+    // A second init (tests, demo inside a process that already logs) is harmless.
+    let _ = result;
+}
+
+/// The process-wide Prometheus recorder (installed once; later calls reuse it).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("stagecast_batch_size".into()),
+                    &[1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("stagecast_match_quality".into()),
+                    &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+                )
+            })
+            .expect("static bucket lists are non-empty");
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is installed (only in unusual embeddings): keep a detached one
+            // so /metrics still answers.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    stats: Arc<WorkerStats>,
+}
+
+/// A running HTTP endpoint; dropped → stopped.
+pub struct OpsServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OpsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serve /metrics, /healthz and /readyz on `addr` (port 0 picks a free port).
+pub async fn serve(addr: SocketAddr, store: Store, stats: Arc<WorkerStats>) -> std::io::Result<OpsServer> {
+    let handle = prometheus().clone();
+    let upkeep = handle.clone();
+    let app = Router::new()
+        .route("/metrics", get(move || async move { handle.render() }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { store, stats });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        // Histograms need periodic upkeep to drain their buckets.
+        let upkeep_task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+        upkeep_task.abort();
+    });
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    Ok(OpsServer { addr, task })
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = tokio::time::timeout(Duration::from_secs(2), state.store.schema_version()).await;
+    let (db_ok, migrations_ok, detail) = match db {
+        Ok(Ok(applied)) => {
+            let latest = crate::store::MIGRATOR.iter().map(|m| m.version).max();
+            let current = applied == latest;
+            (true, current, format!("applied {applied:?}, expected {latest:?}"))
+        }
+        Ok(Err(e)) => (false, false, format!("database error: {e}")),
+        Err(_) => (false, false, "database did not answer within 2s".to_string()),
+    };
+    let listener_ok = state.stats.listener_connected.load(Ordering::Relaxed);
+    let ready = db_ok && migrations_ok && listener_ok;
+    let body = json!({
+        "ready": ready,
+        "database": db_ok,
+        "migrations_current": migrations_ok,
+        "listener_connected": listener_ok,
+        "detail": detail,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
