@@ -1,0 +1,1 @@
+ALTER TABLE customers DISABLE TRIGGER stagecast_customers_stage_updated
