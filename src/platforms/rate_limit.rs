@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-/// First pause when throttled without a hint from the platform; doubles per consecutive
-/// throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the account).
-const FIRST_PAUSE: Duration = Duration::from_secs(60);
+/// Pauses without a hint from the platform start at `first_pause` (60 s in production) and
+/// double per consecutive throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the
+/// account).
 const MAX_PAUSE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,7 @@ struct Pause {
 pub struct DestinationLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     pauses: Mutex<HashMap<String, Pause>>,
+    first_pause: Duration,
 }
 
 impl std::fmt::Debug for DestinationLimiter {
@@ -44,11 +45,13 @@ pub enum Slot {
 }
 
 impl DestinationLimiter {
-    /// `per_second` requests per destination, with bursts of up to `burst`.
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+    /// `per_second` requests per destination, with bursts of up to `burst`; throttling pauses
+    /// start at `first_pause`.
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32, first_pause: Duration) -> Self {
         Self {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             pauses: Mutex::new(HashMap::new()),
+            first_pause: first_pause.max(Duration::from_millis(1)),
         }
     }
 
@@ -88,7 +91,7 @@ impl DestinationLimiter {
             .get(key)
             .map(|p| p.consecutive.saturating_add(1))
             .unwrap_or(1);
-        let default = FIRST_PAUSE.saturating_mul(1u32 << (consecutive - 1).min(8)).min(MAX_PAUSE);
+        let default = self.first_pause.saturating_mul(1u32 << (consecutive - 1).min(8)).min(MAX_PAUSE.max(self.first_pause));
         let until = now + hint.filter(|d| !d.is_zero()).unwrap_or(default);
         pauses.insert(key.to_string(), Pause { until, consecutive });
         until
@@ -130,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn throttle_pauses_only_that_destination_and_grows() {
-        let l = DestinationLimiter::new(nz(100), nz(10));
+        let l = DestinationLimiter::new(nz(100), nz(10), Duration::from_secs(60));
         let stop = CancellationToken::new();
         let first = l.throttled("a", None);
         assert!(first > Instant::now() + Duration::from_secs(50));
@@ -144,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_stops_waiting() {
-        let l = DestinationLimiter::new(nz(1), nz(1));
+        let l = DestinationLimiter::new(nz(1), nz(1), Duration::from_secs(60));
         let stop = CancellationToken::new();
         assert!(matches!(l.acquire("a", &stop).await, Slot::Ready { .. }));
         stop.cancel();
@@ -153,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn limiter_spaces_requests_beyond_the_burst() {
-        let l = DestinationLimiter::new(nz(20), nz(1));
+        let l = DestinationLimiter::new(nz(20), nz(1), Duration::from_secs(60));
         let stop = CancellationToken::new();
         let start = Instant::now();
         for _ in 0..3 {

@@ -187,3 +187,5 @@ impl Drop for TestDb {
         }
     }
 }
+
+pub mod stack;

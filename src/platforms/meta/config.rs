@@ -29,6 +29,8 @@ pub struct MetaConfig {
     pub default_action_source: ActionSource,
     /// Events older than this are not sent (Meta rejects > 7 days; margin for clock skew).
     pub max_event_age: Duration,
+    /// First pause of a pixel Meta throttled without estimating when access returns.
+    pub throttle_pause: Duration,
 }
 
 impl Default for MetaConfig {
@@ -43,6 +45,7 @@ impl Default for MetaConfig {
             partner_agent: "stagecast".to_string(),
             default_action_source: ActionSource::PhysicalStore,
             max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
+            throttle_pause: Duration::from_secs(60),
         }
     }
 }

@@ -88,7 +88,7 @@ impl std::fmt::Debug for MetaSink {
 impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
         let client = MetaClient::new(&config)?;
-        let limiter = DestinationLimiter::new(config.requests_per_second, config.burst);
+        let limiter = DestinationLimiter::new(config.requests_per_second, config.burst, config.throttle_pause);
         Ok(Self {
             client,
             limiter,

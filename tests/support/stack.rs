@@ -1,0 +1,188 @@
+//! A whole stagecast stack for integration tests: a fresh database, the Graph API sandbox, and
+//! in-process workers tuned for fast tests (short backoff, polls and pauses).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use stagecast::pipeline::{Pipeline, PipelineConfig};
+use stagecast::platforms::meta::MetaConfig;
+use stagecast::queue::{Backoff, RetryPolicy, Worker, WorkerConfig, WorkerHandle};
+use stagecast::sandbox::MetaGraphSandbox;
+use stagecast::secrets::KeyRing;
+use stagecast::store::Store;
+
+use super::TestDb;
+
+pub const PIXEL: &str = "1111222233334444";
+pub const TOKEN: &str = "EAAtest-secret-token-9f8e7d";
+
+pub struct Stack {
+    pub db: TestDb,
+    pub store: Store,
+    pub sandbox: MetaGraphSandbox,
+    pub keys: KeyRing,
+}
+
+/// Worker and pipeline knobs a test may change.
+#[derive(Clone)]
+pub struct Tuning {
+    pub meta: MetaConfig,
+    pub pipeline: PipelineConfig,
+    pub worker: WorkerConfig,
+}
+
+impl Stack {
+    pub async fn new() -> Stack {
+        let db = TestDb::new().await;
+        let store = Store::new(db.pool.clone());
+        let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
+        sandbox.add_pixel(PIXEL, TOKEN);
+        let keys = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("test key ring");
+        Stack {
+            db,
+            store,
+            sandbox,
+            keys,
+        }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
+    }
+
+    /// Fast settings: retries after ≤ 100 ms, polls every 50 ms, throttle pauses of 300 ms.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            meta: MetaConfig {
+                graph_url: self.sandbox.base_url(),
+                timeout: Duration::from_secs(5),
+                throttle_pause: Duration::from_millis(300),
+                ..MetaConfig::default()
+            },
+            pipeline: PipelineConfig {
+                retry: RetryPolicy {
+                    backoff: Backoff {
+                        base: Duration::from_millis(50),
+                        cap: Duration::from_millis(100),
+                    },
+                    ..RetryPolicy::default()
+                },
+                ..PipelineConfig::default()
+            },
+            worker: WorkerConfig {
+                poll_interval: Duration::from_millis(50),
+                maintenance_interval: Duration::from_millis(100),
+                lease: Duration::from_secs(10),
+                drain_timeout: Duration::from_secs(10),
+                ..WorkerConfig::default()
+            },
+        }
+    }
+
+    pub fn start_worker(&self) -> WorkerHandle {
+        self.start_worker_with(self.tuning())
+    }
+
+    pub fn start_worker_with(&self, t: Tuning) -> WorkerHandle {
+        let pipeline = Pipeline::new(self.store.clone(), t.meta, Some(self.keys.clone()), t.pipeline).expect("pipeline config");
+        Worker::new(self.store.clone(), pipeline, t.worker).spawn()
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(sql).execute(self.pool()).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+
+    /// Standard CRM: pixel 1 (active, default, sealed token), campaign 1 → pixel 1, stage 1
+    /// "Qualificado" (Lead), stage 2 "Comprou" (Purchase using the sale price).
+    pub async fn seed_standard(&self) {
+        sqlx::query(
+            "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, is_default) \
+             VALUES (1, 'facebook', 'Main', $1, $2, true, true)",
+        )
+        .bind(PIXEL)
+        .bind(self.keys.seal(TOKEN))
+        .execute(self.pool())
+        .await
+        .expect("insert pixel");
+        self.exec(
+            r#"
+            INSERT INTO utm_campaigns (id, name, facebook_ad_ids, pixel_id) VALUES (1, 'Verão', ARRAY['120226305854810726'], 1);
+            INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES
+              (1, 'Qualificado', 'meio', '[{"platform":"facebook","event_name":"Lead"}]'),
+              (2, 'Comprou', 'fundo', '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true}]');
+            "#,
+        )
+        .await;
+    }
+
+    /// A customer in campaign 1 with a chat; returns its id.
+    pub async fn customer(&self, id: i64, email: &str, phone: &str, sale_price: Option<f64>) -> i64 {
+        sqlx::query(
+            "INSERT INTO customers (id, name, email, phone, utm_campaign_id, sale_price, client_ip) \
+             VALUES ($1, 'Maria da Silva', $2, $3, 1, $4, '200.150.10.20')",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(phone)
+        .bind(sale_price)
+        .execute(self.pool())
+        .await
+        .expect("insert customer");
+        sqlx::query("INSERT INTO chats (customer_id, channel, external_id) VALUES ($1, 'whatsapp', 'chat-' || $1)")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .expect("insert chat");
+        id
+    }
+
+    /// The CRM moves a customer: a plain UPDATE, as any CRM would.
+    pub async fn move_to(&self, customer: i64, stage: i64) {
+        sqlx::query("UPDATE customers SET stage_id = $2 WHERE id = $1")
+            .bind(customer)
+            .bind(stage)
+            .execute(self.pool())
+            .await
+            .expect("CRM update succeeds");
+    }
+
+    pub async fn drained(&self) {
+        assert!(
+            self.store.wait_until_drained(Duration::from_secs(20)).await.expect("queue counts"),
+            "queue did not drain within 20s"
+        );
+    }
+
+    /// (status, last_error) of every stage_change job of a customer, live or archived.
+    pub async fn jobs_of(&self, customer: i64) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT status, last_error FROM stagecast.jobs WHERE customer_id = $1 AND kind = 'stage_change' \
+             UNION ALL SELECT 'done', note FROM stagecast.job_archive WHERE customer_id = $1 AND kind = 'stage_change'",
+        )
+        .bind(customer)
+        .fetch_all(self.pool())
+        .await
+        .expect("jobs query")
+    }
+
+    /// System messages (alerts) in a customer's chats.
+    pub async fn chat_alerts(&self, customer: i64) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT m.body FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
+             WHERE c.customer_id = $1 AND m.direction = 'system' ORDER BY m.id",
+        )
+        .bind(customer)
+        .fetch_all(self.pool())
+        .await
+        .expect("alerts query")
+    }
+
+    /// Alert causes recorded for a customer.
+    pub async fn alert_causes(&self, customer: i64) -> Vec<String> {
+        sqlx::query_scalar("SELECT cause FROM stagecast.alerts WHERE customer_id = $1 ORDER BY id")
+            .bind(customer)
+            .fetch_all(self.pool())
+            .await
+            .expect("alert causes")
+    }
+}
