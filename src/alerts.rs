@@ -271,16 +271,22 @@ mod tests {
             for locale in Locale::ALL {
                 let text = Alert::new(cause, details()).render(locale);
                 assert!(text.starts_with("⚠️ stagecast: "), "{text}");
-                assert!(!text.contains('{') && !text.contains('}'), "unfilled placeholder in {cause:?}/{locale}: {text}");
+                assert!(
+                    !text.contains('{') && !text.contains('}'),
+                    "unfilled placeholder in {cause:?}/{locale}: {text}"
+                );
             }
         }
     }
 
     #[test]
     fn codes_are_unique_and_snake_case() {
-        let codes: std::collections::HashSet<_> = AlertCause::ALL.iter().map(|c| c.code()).collect();
+        let codes: std::collections::HashSet<_> =
+            AlertCause::ALL.iter().map(|c| c.code()).collect();
         assert_eq!(codes.len(), AlertCause::ALL.len());
-        assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        assert!(codes
+            .iter()
+            .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
     }
 
     #[test]

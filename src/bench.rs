@@ -76,13 +76,17 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     let store = Store::new(pool.clone());
     store.migrate().await?;
     let keys = KeyRing::parse(&KeyRing::generate_key_entry("bench")?)?;
-    sqlx::raw_sql(include_str!("../sql/bench/seed.sql")).execute(&pool).await?;
+    sqlx::raw_sql(include_str!("../sql/bench/seed.sql"))
+        .execute(&pool)
+        .await?;
     sqlx::query(include_str!("../sql/bench/insert_pixel.sql"))
         .bind(PIXEL)
         .bind(keys.seal(TOKEN))
         .execute(&pool)
         .await?;
-    sqlx::query(include_str!("../sql/bench/insert_campaign.sql")).execute(&pool).await?;
+    sqlx::query(include_str!("../sql/bench/insert_campaign.sql"))
+        .execute(&pool)
+        .await?;
     let total = args.customers + args.overhead_rows + args.latency_probes as i64 + 10;
     let t = Instant::now();
     sqlx::query(include_str!("../sql/bench/insert_customers.sql"))
@@ -90,13 +94,19 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     sqlx::query("ANALYZE").execute(&pool).await?;
-    println!("seeded {total} customers in {:.1}s\n", t.elapsed().as_secs_f64());
+    println!(
+        "seeded {total} customers in {:.1}s\n",
+        t.elapsed().as_secs_f64()
+    );
 
     // 1. Overhead of the trigger on the CRM's own write (customers after the throughput range).
     let (first, last) = (args.customers + 1, args.customers + args.overhead_rows);
     let (with, without) = overhead(&pool, first, last, args.overhead_rounds).await?;
     let ratio = with.as_secs_f64() / without.as_secs_f64();
-    println!("CRM bulk UPDATE of {} rows (median of {} rounds, rolled back):", args.overhead_rows, args.overhead_rounds);
+    println!(
+        "CRM bulk UPDATE of {} rows (median of {} rounds, rolled back):",
+        args.overhead_rows, args.overhead_rounds
+    );
     println!("  without trigger {:>8.1} ms", ms(without));
     println!("  with trigger    {:>8.1} ms", ms(with));
     println!("  overhead ratio  {ratio:>8.2}x   (target ≤ 1.5x)\n");
@@ -117,7 +127,10 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     let committed = Instant::now();
     let n = args.customers as usize;
     if !sandbox.wait_for_events(n, Duration::from_secs(600)).await {
-        bail!("only {} of {n} events arrived within 10 minutes", sandbox.accepted_events());
+        bail!(
+            "only {} of {n} events arrived within 10 minutes",
+            sandbox.accepted_events()
+        );
     }
     let sent = Instant::now();
     if !store.wait_until_drained(Duration::from_secs(600)).await? {
@@ -129,7 +142,10 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         .await?;
     let requests = sandbox.requests().len();
     let accepted = sandbox.accepted_events();
-    println!("Throughput: {n} customers → Purchase, one UPDATE, {} worker(s):", args.workers);
+    println!(
+        "Throughput: {n} customers → Purchase, one UPDATE, {} worker(s):",
+        args.workers
+    );
     println!("  CRM UPDATE statement  {:>8.1} ms", ms(committed - t0));
     println!(
         "  commit → all {n} events accepted by the Graph sandbox  {:>7.2} s  = {:>8.0} events/s",
@@ -160,14 +176,20 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
             .execute(&pool)
             .await?;
         let committed = Instant::now();
-        if !sandbox.wait_for_events(before + 1, Duration::from_secs(10)).await {
+        if !sandbox
+            .wait_for_events(before + 1, Duration::from_secs(10))
+            .await
+        {
             bail!("latency probe {i} was not delivered within 10s");
         }
         latencies.push(committed.elapsed());
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    println!("Idle latency, commit of a single-customer UPDATE → event accepted ({} probes):", latencies.len());
+    println!(
+        "Idle latency, commit of a single-customer UPDATE → event accepted ({} probes):",
+        latencies.len()
+    );
     println!(
         "  p50 {:.2} ms   p90 {:.2} ms   max {:.2} ms   (target p50 ≤ 5 ms)",
         ms(pct(0.5)),
@@ -184,7 +206,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn start_workers(store: &Store, sandbox: &MetaGraphSandbox, keys: &KeyRing, args: &BenchArgs) -> anyhow::Result<Vec<WorkerHandle>> {
+fn start_workers(
+    store: &Store,
+    sandbox: &MetaGraphSandbox,
+    keys: &KeyRing,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<WorkerHandle>> {
     (0..args.workers.max(1))
         .map(|_| {
             let meta = MetaConfig {
@@ -193,8 +220,13 @@ fn start_workers(store: &Store, sandbox: &MetaGraphSandbox, keys: &KeyRing, args
                 burst: std::num::NonZeroU32::new(1_000).expect("nonzero"),
                 ..MetaConfig::default()
             };
-            let pipeline = Pipeline::new(store.clone(), meta, Some(keys.clone()), PipelineConfig::default())
-                .context("pipeline configuration")?;
+            let pipeline = Pipeline::new(
+                store.clone(),
+                meta,
+                Some(keys.clone()),
+                PipelineConfig::default(),
+            )
+            .context("pipeline configuration")?;
             Ok(Worker::new(
                 store.clone(),
                 pipeline,
@@ -211,14 +243,23 @@ fn start_workers(store: &Store, sandbox: &MetaGraphSandbox, keys: &KeyRing, args
 
 /// Median time of the bulk UPDATE with and without the trigger, alternating the order each
 /// round so caching and dead tuples do not favour one side.
-async fn overhead(pool: &PgPool, first: i64, last: i64, rounds: usize) -> anyhow::Result<(Duration, Duration)> {
+async fn overhead(
+    pool: &PgPool,
+    first: i64,
+    last: i64,
+    rounds: usize,
+) -> anyhow::Result<(Duration, Duration)> {
     let mut with = Vec::new();
     let mut without = Vec::new();
     // Warm-up round, not counted.
     timed_update(pool, first, last, true).await?;
     timed_update(pool, first, last, false).await?;
     for round in 0..rounds.max(1) {
-        for enabled in if round % 2 == 0 { [true, false] } else { [false, true] } {
+        for enabled in if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        } {
             let d = timed_update(pool, first, last, enabled).await?;
             if enabled {
                 with.push(d);
@@ -232,7 +273,12 @@ async fn overhead(pool: &PgPool, first: i64, last: i64, rounds: usize) -> anyhow
     Ok((with[with.len() / 2], without[without.len() / 2]))
 }
 
-async fn timed_update(pool: &PgPool, first: i64, last: i64, trigger: bool) -> anyhow::Result<Duration> {
+async fn timed_update(
+    pool: &PgPool,
+    first: i64,
+    last: i64,
+    trigger: bool,
+) -> anyhow::Result<Duration> {
     let mut tx = pool.begin().await?;
     if !trigger {
         sqlx::query(include_str!("../sql/bench/disable_stage_trigger.sql"))

@@ -34,13 +34,43 @@ const DEMO_TOKEN: &str = "EAADEMO-plaintext-token-written-by-the-crm";
 
 /// (customer id, name, stage id, stage name, what to expect)
 const MOVES: &[(i64, &str, i64, &str, &str)] = &[
-    (1, "Maria Souza", 2, "Qualificado", "Lead (stage config is a legacy object, normalised)"),
-    (2, "João Pereira", 2, "Qualificado", "LeadSubmitted via WhatsApp: campaign matched from the ad id"),
+    (
+        1,
+        "Maria Souza",
+        2,
+        "Qualificado",
+        "Lead (stage config is a legacy object, normalised)",
+    ),
+    (
+        2,
+        "João Pereira",
+        2,
+        "Qualificado",
+        "LeadSubmitted via WhatsApp: campaign matched from the ad id",
+    ),
     (3, "Ana Lima", 3, "Agendou visita", "alert: no campaign"),
     (4, "Pedro Alves", 2, "Qualificado", "alert: pixel inactive"),
-    (1, "Maria Souza", 4, "Comprou", "Purchase with the sale price"),
-    (5, "Carla Dias", 4, "Comprou", "alert: purchase without value"),
-    (6, "Bruno Costa", 5, "Retorno", "alert: unknown event name \"Purchse\""),
+    (
+        1,
+        "Maria Souza",
+        4,
+        "Comprou",
+        "Purchase with the sale price",
+    ),
+    (
+        5,
+        "Carla Dias",
+        4,
+        "Comprou",
+        "alert: purchase without value",
+    ),
+    (
+        6,
+        "Bruno Costa",
+        5,
+        "Retorno",
+        "alert: unknown event name \"Purchse\"",
+    ),
 ];
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -53,7 +83,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let url = pg.create_database(&db_name).await?;
     let result = demo(&url, &db_name, &args).await;
     if args.keep {
-        println!("\nThe demo database is kept: psql '{}'", crate::local_pg::redact_url(&url));
+        println!(
+            "\nThe demo database is kept: psql '{}'",
+            crate::local_pg::redact_url(&url)
+        );
         if pg.is_throwaway() {
             println!("(it lives in a throwaway cluster that stops when this process exits)");
         }
@@ -72,13 +105,21 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         crate::store::MIGRATOR.iter().count()
     );
 
-    let sandbox = MetaGraphSandbox::start().await.context("could not start the Graph API sandbox")?;
+    let sandbox = MetaGraphSandbox::start()
+        .await
+        .context("could not start the Graph API sandbox")?;
     sandbox.add_pixel(DEMO_PIXEL_ID, DEMO_TOKEN);
-    println!("• Graph API sandbox on {} (validates requests as Meta documents)", sandbox.base_url());
+    println!(
+        "• Graph API sandbox on {} (validates requests as Meta documents)",
+        sandbox.base_url()
+    );
 
     let keys = match KeyRing::from_env()? {
         Some(k) => {
-            println!("• token encryption: STAGECAST_KEYS (primary key {})", k.primary_key_id());
+            println!(
+                "• token encryption: STAGECAST_KEYS (primary key {})",
+                k.primary_key_id()
+            );
             k
         }
         None => {
@@ -137,7 +178,11 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(400)).await;
     println!(
         "{} in {:.2}s\n",
-        if drained { "queue drained" } else { "queue NOT drained (timeout)" },
+        if drained {
+            "queue drained"
+        } else {
+            "queue NOT drained (timeout)"
+        },
         started.elapsed().as_secs_f64()
     );
     worker.shutdown().await?;
@@ -151,7 +196,9 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
 
 fn short(v: Option<&Value>, n: usize) -> String {
     match v {
-        Some(Value::String(s)) => s.chars().take(n).collect::<String>() + if s.chars().count() > n { "…" } else { "" },
+        Some(Value::String(s)) => {
+            s.chars().take(n).collect::<String>() + if s.chars().count() > n { "…" } else { "" }
+        }
         Some(Value::Array(a)) => short(a.first(), n),
         Some(Value::Number(x)) => x.to_string(),
         _ => "-".to_string(),
@@ -160,7 +207,10 @@ fn short(v: Option<&Value>, n: usize) -> String {
 
 fn print_events(sandbox: &MetaGraphSandbox) {
     let events = sandbox.received();
-    println!("Events the Graph API sandbox accepted ({}), PII SHA-256 hashed as Meta specifies:", events.len());
+    println!(
+        "Events the Graph API sandbox accepted ({}), PII SHA-256 hashed as Meta specifies:",
+        events.len()
+    );
     println!(
         "  {:<14} {:<19} {:>9} {:<5} {:<14} {:<14} {:<16} event_id",
         "event", "action_source", "value", "cur", "em", "ph", "ctwa_clid"
@@ -182,14 +232,22 @@ fn print_events(sandbox: &MetaGraphSandbox) {
         );
     }
     if let Some(first) = events.first() {
-        println!("\nThe first event as sent:\n{}", serde_json::to_string_pretty(&first.event).unwrap_or_default());
+        println!(
+            "\nThe first event as sent:\n{}",
+            serde_json::to_string_pretty(&first.event).unwrap_or_default()
+        );
     }
     println!();
 }
 
 async fn print_alerts(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let rows: Vec<(String, String)> = sqlx::query_as(include_str!("../sql/demo/alerts.sql")).fetch_all(pool).await?;
-    println!("Chat alerts written for agents ({} system messages):", rows.len());
+    let rows: Vec<(String, String)> = sqlx::query_as(include_str!("../sql/demo/alerts.sql"))
+        .fetch_all(pool)
+        .await?;
+    println!(
+        "Chat alerts written for agents ({} system messages):",
+        rows.len()
+    );
     for (name, body) in rows {
         println!("  [{name}] {body}");
     }
@@ -199,24 +257,40 @@ async fn print_alerts(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 
 async fn print_jobs(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let rows: Vec<(i64, String, Option<i64>, Option<String>)> =
-        sqlx::query_as(include_str!("../sql/demo/jobs.sql")).fetch_all(pool).await?;
+        sqlx::query_as(include_str!("../sql/demo/jobs.sql"))
+            .fetch_all(pool)
+            .await?;
     let done = rows.iter().filter(|r| r.1 == "done").count();
-    println!("Jobs: {done} done, {} failed with a reason:", rows.len() - done);
+    println!(
+        "Jobs: {done} done, {} failed with a reason:",
+        rows.len() - done
+    );
     for (id, status, customer, note) in rows {
-        println!("  job {id:<3} customer {:<3} {status:<7} {}", customer.unwrap_or_default(), note.unwrap_or_default());
+        println!(
+            "  job {id:<3} customer {:<3} {status:<7} {}",
+            customer.unwrap_or_default(),
+            note.unwrap_or_default()
+        );
     }
     println!();
     Ok(())
 }
 
 async fn print_tokens(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let rows: Vec<(i64, bool, Option<String>)> = sqlx::query_as(include_str!("../sql/demo/pixel_tokens.sql")).fetch_all(pool).await?;
-    println!("Pixel tokens (the CRM wrote them in plaintext; the worker sealed them with AES-256-GCM):");
+    let rows: Vec<(i64, bool, Option<String>)> =
+        sqlx::query_as(include_str!("../sql/demo/pixel_tokens.sql"))
+            .fetch_all(pool)
+            .await?;
+    println!(
+        "Pixel tokens (the CRM wrote them in plaintext; the worker sealed them with AES-256-GCM):"
+    );
     for (id, plaintext, sealed) in rows {
         println!(
             "  pixel {id}: plaintext column {} · access_token_enc {}",
             if plaintext { "still set" } else { "cleared" },
-            sealed.map(|s| format!("{s}…")).unwrap_or_else(|| "empty".into())
+            sealed
+                .map(|s| format!("{s}…"))
+                .unwrap_or_else(|| "empty".into())
         );
     }
     Ok(())

@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 /// A supported language. `pt` (Brazilian Portuguese) is the default because the CRMs this
 /// was built for run in Brazil.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Locale {
     #[default]
@@ -41,7 +43,12 @@ impl FromStr for Locale {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Accept regional tags such as pt-BR or es_MX: only the language matters here.
-        let lang = s.trim().split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+        let lang = s
+            .trim()
+            .split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match lang.as_str() {
             "pt" => Ok(Locale::Pt),
             "en" => Ok(Locale::En),

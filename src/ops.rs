@@ -25,10 +25,16 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
     // A second init (tests, demo inside a process that already logs) is harmless.
     let _ = result;
@@ -41,7 +47,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ],
             )
             .and_then(|b| {
                 b.set_buckets_for_metric(
@@ -84,7 +93,11 @@ impl Drop for OpsServer {
 }
 
 /// Serve /metrics, /healthz and /readyz on `addr` (port 0 picks a free port).
-pub async fn serve(addr: SocketAddr, store: Store, stats: Arc<WorkerStats>) -> std::io::Result<OpsServer> {
+pub async fn serve(
+    addr: SocketAddr,
+    store: Store,
+    stats: Arc<WorkerStats>,
+) -> std::io::Result<OpsServer> {
     let handle = prometheus().clone();
     let upkeep = handle.clone();
     let app = Router::new()
@@ -118,10 +131,18 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(applied)) => {
             let latest = crate::store::MIGRATOR.iter().map(|m| m.version).max();
             let current = applied == latest;
-            (true, current, format!("applied {applied:?}, expected {latest:?}"))
+            (
+                true,
+                current,
+                format!("applied {applied:?}, expected {latest:?}"),
+            )
         }
         Ok(Err(e)) => (false, false, format!("database error: {e}")),
-        Err(_) => (false, false, "database did not answer within 2s".to_string()),
+        Err(_) => (
+            false,
+            false,
+            "database did not answer within 2s".to_string(),
+        ),
     };
     let listener_ok = state.stats.listener_connected.load(Ordering::Relaxed);
     let ready = db_ok && migrations_ok && listener_ok;
@@ -132,6 +153,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "listener_connected": listener_ok,
         "detail": detail,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

@@ -20,10 +20,22 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
         '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true},
           {"platform":"facebook","event_name":"Other","custom_event_name":"ContratoAssinado","value":10}]')"#)
         .await;
-    let c = s.customer(7, "  Maria.Silva@Example.COM ", "(11) 98765-4321", Some(1490.5)).await;
+    let c = s
+        .customer(
+            7,
+            "  Maria.Silva@Example.COM ",
+            "(11) 98765-4321",
+            Some(1490.5),
+        )
+        .await;
     let worker = s.start_worker();
     s.move_to(c, 3).await;
-    assert!(s.sandbox.wait_for_events(2, std::time::Duration::from_secs(10)).await, "two events expected");
+    assert!(
+        s.sandbox
+            .wait_for_events(2, std::time::Duration::from_secs(10))
+            .await,
+        "two events expected"
+    );
     s.drained().await;
     worker.shutdown().await.unwrap();
 
@@ -35,16 +47,27 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
             .fetch_one(s.pool())
             .await
             .unwrap();
-    let job_id: i64 = sqlx::query_scalar("SELECT id FROM stagecast.job_archive WHERE customer_id = $1")
-        .bind(c)
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
-    let purchase = received.iter().find(|r| r.event["event_name"] == "Purchase").expect("Purchase sent");
-    let custom = received.iter().find(|r| r.event["event_name"] == "ContratoAssinado").expect("custom event sent");
+    let job_id: i64 =
+        sqlx::query_scalar("SELECT id FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(c)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    let purchase = received
+        .iter()
+        .find(|r| r.event["event_name"] == "Purchase")
+        .expect("Purchase sent");
+    let custom = received
+        .iter()
+        .find(|r| r.event["event_name"] == "ContratoAssinado")
+        .expect("custom event sent");
     let e = &purchase.event;
     assert_eq!(purchase.pixel_id, PIXEL);
-    assert_eq!(e["event_time"].as_i64().unwrap(), changed_at.timestamp(), "event_time is the stage change time");
+    assert_eq!(
+        e["event_time"].as_i64().unwrap(),
+        changed_at.timestamp(),
+        "event_time is the stage change time"
+    );
     assert_eq!(
         e["event_id"],
         stagecast::pipeline::event::event_id(job_id, c, changed_at, "facebook", PIXEL, "Purchase"),
@@ -54,7 +77,11 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
     assert_eq!(e["action_source"], "physical_store");
     let ud = &e["user_data"];
     assert_eq!(ud["em"][0], sha("maria.silva@example.com"));
-    assert_eq!(ud["ph"][0], sha("5511987654321"), "BR default region adds the country code");
+    assert_eq!(
+        ud["ph"][0],
+        sha("5511987654321"),
+        "BR default region adds the country code"
+    );
     assert_eq!(ud["fn"][0], sha("maria"));
     assert_eq!(ud["ln"][0], sha("dasilva"));
     assert_eq!(ud["external_id"][0], sha("7"));
@@ -67,11 +94,21 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
     assert_eq!(cd["campaign_name"], "Verão");
     // The custom event carries its configured value only when the sale price is not used...
     // ...but use_sale_price defaults to true, so the sale price wins there too.
-    assert_eq!(custom.event["custom_data"]["value"], serde_json::json!(1490.5));
+    assert_eq!(
+        custom.event["custom_data"]["value"],
+        serde_json::json!(1490.5)
+    );
 
     // Outcome written back: job done, two delivered audit rows with a match-quality score,
     // and no token anywhere in the audit.
-    assert_eq!(s.jobs_of(c).await.iter().filter(|(st, _)| st == "done").count(), 1);
+    assert_eq!(
+        s.jobs_of(c)
+            .await
+            .iter()
+            .filter(|(st, _)| st == "done")
+            .count(),
+        1
+    );
     let audit: Vec<(String, Option<f32>, Value)> = sqlx::query_as(
         "SELECT outcome, match_quality, request FROM stagecast.deliveries WHERE job_id = $1 ORDER BY id",
     )
@@ -83,16 +120,24 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
     for (outcome, mq, request) in &audit {
         assert_eq!(outcome, "delivered");
         let mq = mq.expect("match quality recorded");
-        assert!((8.0..=10.0).contains(&mq), "em+ph+external_id+fn/ln → high coverage, got {mq}");
+        assert!(
+            (8.0..=10.0).contains(&mq),
+            "em+ph+external_id+fn/ln → high coverage, got {mq}"
+        );
         assert!(!request.to_string().contains(TOKEN));
         assert!(!request.to_string().contains("maria.silva@example.com"));
     }
-    let dump: String = sqlx::query_scalar("SELECT coalesce(string_agg(d::text, ''), '') FROM stagecast.deliveries d")
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
+    let dump: String = sqlx::query_scalar(
+        "SELECT coalesce(string_agg(d::text, ''), '') FROM stagecast.deliveries d",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
     assert!(!dump.contains(TOKEN), "token in the delivery audit");
-    assert!(s.chat_alerts(c).await.is_empty(), "no alert for a clean delivery");
+    assert!(
+        s.chat_alerts(c).await.is_empty(),
+        "no alert for a clean delivery"
+    );
 }
 
 #[tokio::test]
@@ -106,7 +151,10 @@ async fn legacy_object_utm_event_is_normalised_and_delivered() {
         .fetch_one(s.pool())
         .await
         .unwrap();
-    assert_eq!(stored, serde_json::json!([{"platform": "facebook", "event_name": "Schedule"}]));
+    assert_eq!(
+        stored,
+        serde_json::json!([{"platform": "facebook", "event_name": "Schedule"}])
+    );
     let c = s.customer(1, "a@example.com", "+5511999990000", None).await;
     let worker = s.start_worker();
     s.move_to(c, 5).await;
@@ -119,16 +167,29 @@ async fn legacy_object_utm_event_is_normalised_and_delivered() {
 
 /// Each case: the CRM write succeeds, the job ends `failed` with the reason, and one alert
 /// with the right cause is written to the customer's chat.
-async fn assert_failed_with_alert(s: &Stack, customer: i64, cause: &str, reason_fragment: &str, alert_fragment: &str) {
+async fn assert_failed_with_alert(
+    s: &Stack,
+    customer: i64,
+    cause: &str,
+    reason_fragment: &str,
+    alert_fragment: &str,
+) {
     let jobs = s.jobs_of(customer).await;
     assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
     assert_eq!(jobs[0].0, "failed", "{jobs:?}");
     let reason = jobs[0].1.clone().unwrap_or_default();
-    assert!(reason.contains(reason_fragment), "last_error {reason:?} should mention {reason_fragment:?}");
+    assert!(
+        reason.contains(reason_fragment),
+        "last_error {reason:?} should mention {reason_fragment:?}"
+    );
     assert_eq!(s.alert_causes(customer).await, vec![cause.to_string()]);
     let alerts = s.chat_alerts(customer).await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert!(alerts[0].contains(alert_fragment), "alert {:?} should contain {alert_fragment:?}", alerts[0]);
+    assert!(
+        alerts[0].contains(alert_fragment),
+        "alert {:?} should contain {alert_fragment:?}",
+        alerts[0]
+    );
 }
 
 #[tokio::test]
@@ -146,9 +207,11 @@ async fn configuration_problems_fail_visibly_with_one_alert_each() {
     )
     .await;
     let no_campaign = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1").await;
+    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
+        .await;
     let inactive = s.customer(2, "b@example.com", "+5511999990002", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2").await;
+    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+        .await;
     let garbage = s.customer(3, "c@example.com", "+5511999990003", None).await;
     let typo = s.customer(4, "d@example.com", "+5511999990004", None).await;
     let no_value = s.customer(5, "e@example.com", "+5511999990005", None).await;
@@ -167,19 +230,58 @@ async fn configuration_problems_fail_visibly_with_one_alert_each() {
     worker.shutdown().await.unwrap();
 
     assert!(s.sandbox.received().is_empty(), "nothing may be sent");
-    assert_failed_with_alert(&s, no_campaign, "no_campaign", "no associated UTM campaign", "não tem campanha UTM").await;
-    assert_failed_with_alert(&s, inactive, "pixel_inactive", "pixel 999 is inactive", "está inativo").await;
-    assert_failed_with_alert(&s, garbage, "invalid_event_config", "utm_event is a JSON string", "Lixo").await;
+    assert_failed_with_alert(
+        &s,
+        no_campaign,
+        "no_campaign",
+        "no associated UTM campaign",
+        "não tem campanha UTM",
+    )
+    .await;
+    assert_failed_with_alert(
+        &s,
+        inactive,
+        "pixel_inactive",
+        "pixel 999 is inactive",
+        "está inativo",
+    )
+    .await;
+    assert_failed_with_alert(
+        &s,
+        garbage,
+        "invalid_event_config",
+        "utm_event is a JSON string",
+        "Lixo",
+    )
+    .await;
     assert_failed_with_alert(&s, typo, "unknown_event_name", "Purchse", "\"Purchase\"").await;
-    assert_failed_with_alert(&s, no_value, "purchase_without_value", "no value", "nunca é enviada com valor 0").await;
-    assert_failed_with_alert(&s, missing_pixel, "pixel_missing", "no facebook pixel", "não tem pixel").await;
+    assert_failed_with_alert(
+        &s,
+        no_value,
+        "purchase_without_value",
+        "no value",
+        "nunca é enviada com valor 0",
+    )
+    .await;
+    assert_failed_with_alert(
+        &s,
+        missing_pixel,
+        "pixel_missing",
+        "no facebook pixel",
+        "não tem pixel",
+    )
+    .await;
     // The garbage config is kept as written and reported.
-    let problem: String = sqlx::query_scalar("SELECT problem FROM stagecast.config_problems WHERE row_id = 10")
+    let problem: String =
+        sqlx::query_scalar("SELECT problem FROM stagecast.config_problems WHERE row_id = 10")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert!(problem.contains("string"));
+    let kept: Value = sqlx::query_scalar("SELECT utm_event FROM crm_stages WHERE id = 10")
         .fetch_one(s.pool())
         .await
         .unwrap();
-    assert!(problem.contains("string"));
-    let kept: Value = sqlx::query_scalar("SELECT utm_event FROM crm_stages WHERE id = 10").fetch_one(s.pool()).await.unwrap();
     assert_eq!(kept, serde_json::json!("not a config"));
 }
 
@@ -188,7 +290,8 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1").await;
+    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
+        .await;
     let worker = s.start_worker();
     s.move_to(c, 1).await;
     s.drained().await;
@@ -199,12 +302,19 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     }
     assert_eq!(s.chat_alerts(c).await.len(), 1);
     // Fix the cause and replay: delivered, with the same stage-change time.
-    s.exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1").await;
+    s.exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1")
+        .await;
     s.exec("UPDATE stagecast.jobs SET status = 'pending', attempts = 0, run_at = now() WHERE status = 'failed'").await;
     s.drained().await;
     worker.shutdown().await.unwrap();
     assert_eq!(s.sandbox.received().len(), 1);
-    assert_eq!(s.jobs_of(c).await, vec![("done".to_string(), Some("1 delivered, 0 already delivered earlier".to_string()))]);
+    assert_eq!(
+        s.jobs_of(c).await,
+        vec![(
+            "done".to_string(),
+            Some("1 delivered, 0 already delivered earlier".to_string())
+        )]
+    );
 }
 
 #[tokio::test]
@@ -213,7 +323,8 @@ async fn a_stage_change_older_than_seven_days_is_not_sent_and_alerts() {
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     // Another CRM's trigger (or a late import) queues an old change through the SQL API.
-    s.exec("SELECT stagecast.enqueue_stage_change(1, 1, NULL, now() - interval '8 days')").await;
+    s.exec("SELECT stagecast.enqueue_stage_change(1, 1, NULL, now() - interval '8 days')")
+        .await;
     let worker = s.start_worker();
     s.drained().await;
     worker.shutdown().await.unwrap();
@@ -226,5 +337,8 @@ fn normaliser_matches_the_documented_brazilian_vectors() {
     // The full vector table lives in the pii module's unit tests; this is the end-to-end
     // sanity check that the pipeline uses the same normaliser configuration.
     let n = Normalizer::new("BR").unwrap();
-    assert_eq!(n.phone("011 98765-4321").unwrap().as_str(), sha("5511987654321"));
+    assert_eq!(
+        n.phone("011 98765-4321").unwrap().as_str(),
+        sha("5511987654321")
+    );
 }

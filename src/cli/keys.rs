@@ -58,7 +58,10 @@ pub struct RotateReport {
 }
 
 /// Re-seal every token not sealed with the primary key, and seal plaintext ones.
-pub async fn rotate_tokens(store: &crate::store::Store, keys: &KeyRing) -> anyhow::Result<RotateReport> {
+pub async fn rotate_tokens(
+    store: &crate::store::Store,
+    keys: &KeyRing,
+) -> anyhow::Result<RotateReport> {
     let mut report = RotateReport::default();
     for (pixel_ref, sealed) in store.sealed_tokens().await? {
         if !keys.needs_reseal(&sealed) {

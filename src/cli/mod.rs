@@ -178,10 +178,18 @@ pub struct MetaArgs {
     #[arg(long, env = "STAGECAST_META_RATE_LIMIT", default_value = "50")]
     pub meta_rate_limit: NonZeroU32,
     /// action_source for pixels that do not set one.
-    #[arg(long, env = "STAGECAST_META_ACTION_SOURCE", default_value = "physical_store")]
+    #[arg(
+        long,
+        env = "STAGECAST_META_ACTION_SOURCE",
+        default_value = "physical_store"
+    )]
     pub meta_action_source: ActionSource,
     /// partner_agent sent with every request.
-    #[arg(long, env = "STAGECAST_META_PARTNER_AGENT", default_value = "stagecast")]
+    #[arg(
+        long,
+        env = "STAGECAST_META_PARTNER_AGENT",
+        default_value = "stagecast"
+    )]
     pub meta_partner_agent: String,
 }
 
@@ -245,16 +253,19 @@ pub fn parse_addr(s: &str) -> anyhow::Result<Option<SocketAddr>> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse()
-        .map(Some)
-        .map_err(|_| anyhow::anyhow!("invalid metrics address {s:?}: expected host:port such as 0.0.0.0:9464"))
+    s.parse().map(Some).map_err(|_| {
+        anyhow::anyhow!("invalid metrics address {s:?}: expected host:port such as 0.0.0.0:9464")
+    })
 }
 
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     crate::ops::init_logging(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
@@ -300,7 +311,11 @@ mod tests {
             if arg.is_global_set() || arg.get_id() == "help" || arg.get_id() == "version" {
                 continue;
             }
-            assert!(arg.get_env().is_some(), "flag --{} of `stagecast run` has no env twin", arg.get_id());
+            assert!(
+                arg.get_env().is_some(),
+                "flag --{} of `stagecast run` has no env twin",
+                arg.get_id()
+            );
         }
     }
 }

@@ -24,7 +24,9 @@ pub async fn set_token(args: SetTokenArgs) -> anyhow::Result<()> {
         eprintln!("Paste the access token, then press Enter and Ctrl-D:");
     }
     let mut raw = String::new();
-    std::io::stdin().read_to_string(&mut raw).context("could not read the token from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut raw)
+        .context("could not read the token from stdin")?;
     let token = Secret::new(raw.trim().to_string());
     if token.is_empty() {
         bail!("no token on stdin: pipe it in, e.g. `stagecast pixel set-token 1 < token.txt`");
@@ -33,9 +35,16 @@ pub async fn set_token(args: SetTokenArgs) -> anyhow::Result<()> {
     let sealed = keys.seal(token.expose());
     let updated = store.set_pixel_token(&args.pixel, &sealed).await?;
     match updated {
-        0 => bail!("no pixel matches {:?} (give its row id or its Meta pixel id)", args.pixel),
+        0 => bail!(
+            "no pixel matches {:?} (give its row id or its Meta pixel id)",
+            args.pixel
+        ),
         1 => {
-            println!("token sealed with key {} and stored for pixel {}", keys.primary_key_id(), args.pixel);
+            println!(
+                "token sealed with key {} and stored for pixel {}",
+                keys.primary_key_id(),
+                args.pixel
+            );
             Ok(())
         }
         n => bail!("{n} pixels match {:?}; use the row id instead", args.pixel),

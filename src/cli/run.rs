@@ -31,7 +31,10 @@ pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<Store
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     let store = connect(&args.database_url, 2).await?;
     store.migrate().await.context("migration failed")?;
-    println!("migrations applied ({} in total)", crate::store::MIGRATOR.iter().count());
+    println!(
+        "migrations applied ({} in total)",
+        crate::store::MIGRATOR.iter().count()
+    );
     Ok(())
 }
 
@@ -48,8 +51,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let worker_config = args.worker.worker_config();
     let pipeline_config = args.pipeline.pipeline_config(args.worker.retry_policy());
-    let pipeline = Pipeline::new(store.clone(), args.meta.meta_config(), keys, pipeline_config)
-        .context("invalid configuration")?;
+    let pipeline = Pipeline::new(
+        store.clone(),
+        args.meta.meta_config(),
+        keys,
+        pipeline_config,
+    )
+    .context("invalid configuration")?;
     let handle = Worker::new(store.clone(), pipeline, worker_config).spawn();
     let _http = match metrics_addr {
         Some(addr) => Some(

@@ -79,7 +79,9 @@ mod tests {
 
     #[test]
     fn event_id_is_deterministic_and_distinguishes_destinations() {
-        let t = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.123456Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let a = event_id(1, 2, t, "facebook", "111", "Purchase");
         assert_eq!(a, event_id(1, 2, t, "facebook", "111", "Purchase"));
         assert_eq!(a.len(), 64);

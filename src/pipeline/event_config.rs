@@ -51,7 +51,10 @@ pub fn parse(utm_event: &Value) -> Vec<Result<EventConfig, ConfigIssue>> {
                 platform: None,
                 event_name: None,
                 suggestion: None,
-                message: format!("utm_event is a JSON {}, expected an array of event configs", json_type(other)),
+                message: format!(
+                    "utm_event is a JSON {}, expected an array of event configs",
+                    json_type(other)
+                ),
             })]
         }
     };
@@ -66,15 +69,25 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Option<EventConfig>, Confi
     let issue = |cause, message: String| ConfigIssue {
         index: Some(index),
         cause,
-        platform: entry.get("platform").and_then(Value::as_str).map(str::to_string),
-        event_name: entry.get("event_name").and_then(Value::as_str).map(str::to_string),
+        platform: entry
+            .get("platform")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        event_name: entry
+            .get("event_name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         suggestion: None,
         message,
     };
     let Value::Object(obj) = entry else {
         return Err(issue(
             AlertCause::InvalidEventConfig,
-            format!("entry {} is a JSON {}, expected an object", index + 1, json_type(entry)),
+            format!(
+                "entry {} is a JSON {}, expected an object",
+                index + 1,
+                json_type(entry)
+            ),
         ));
     };
     if !flag(obj.get("enabled"), true) {
@@ -97,15 +110,20 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Option<EventConfig>, Confi
         .get("custom_event_name")
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty());
-    let event = catalog::resolve(event_name, custom).map_err(|e| catalog_issue(index, platform, event_name, e))?;
+    let event = catalog::resolve(event_name, custom)
+        .map_err(|e| catalog_issue(index, platform, event_name, e))?;
     let value = match obj.get("value") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(number(v).filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
-            issue(
-                AlertCause::InvalidEventConfig,
-                format!("entry {}: value must be a non-negative number", index + 1),
-            )
-        })?),
+        Some(v) => Some(
+            number(v)
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| {
+                    issue(
+                        AlertCause::InvalidEventConfig,
+                        format!("entry {}: value must be a non-negative number", index + 1),
+                    )
+                })?,
+        ),
     };
     let currency = obj
         .get("currency")
@@ -123,11 +141,17 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Option<EventConfig>, Confi
     }))
 }
 
-fn catalog_issue(index: usize, platform: Platform, event_name: Option<&str>, e: CatalogError) -> ConfigIssue {
+fn catalog_issue(
+    index: usize,
+    platform: Platform,
+    event_name: Option<&str>,
+    e: CatalogError,
+) -> ConfigIssue {
     let (cause, suggestion) = match &e {
-        CatalogError::UnknownEventName { suggestion, .. } => {
-            (AlertCause::UnknownEventName, suggestion.map(|s| s.to_string()))
-        }
+        CatalogError::UnknownEventName { suggestion, .. } => (
+            AlertCause::UnknownEventName,
+            suggestion.map(|s| s.to_string()),
+        ),
         _ => (AlertCause::InvalidEventConfig, None),
     };
     ConfigIssue {
@@ -189,9 +213,15 @@ mod tests {
         let out = parse(&v);
         assert_eq!(out.len(), 2);
         let a = out[0].as_ref().unwrap();
-        assert_eq!((a.platform, a.event.as_str(), a.value, a.use_sale_price), (Platform::Facebook, "Purchase", None, true));
+        assert_eq!(
+            (a.platform, a.event.as_str(), a.value, a.use_sale_price),
+            (Platform::Facebook, "Purchase", None, true)
+        );
         let b = out[1].as_ref().unwrap();
-        assert_eq!((b.event.as_str(), b.value, b.currency.as_deref()), ("Visita agendada", Some(49.9), Some("brl")));
+        assert_eq!(
+            (b.event.as_str(), b.value, b.currency.as_deref()),
+            ("Visita agendada", Some(49.9), Some("brl"))
+        );
     }
 
     #[test]
@@ -204,8 +234,12 @@ mod tests {
     #[test]
     fn garbage_becomes_issues_not_panics() {
         let out = parse(&json!("oops"));
-        assert!(matches!(&out[..], [Err(i)] if i.cause == AlertCause::InvalidEventConfig && i.message.contains("string")));
-        let out = parse(&json!([42, {"platform": "myspace", "event_name": "Lead"}, {"event_name": "Purchse"}, {"event_name": "Lead", "value": -3}]));
+        assert!(
+            matches!(&out[..], [Err(i)] if i.cause == AlertCause::InvalidEventConfig && i.message.contains("string"))
+        );
+        let out = parse(
+            &json!([42, {"platform": "myspace", "event_name": "Lead"}, {"event_name": "Purchse"}, {"event_name": "Lead", "value": -3}]),
+        );
         assert_eq!(out.len(), 4);
         assert!(out.iter().all(Result::is_err));
         let unknown = out[2].as_ref().unwrap_err();
@@ -216,7 +250,9 @@ mod tests {
 
     #[test]
     fn platform_aliases_and_other_platforms() {
-        let out = parse(&json!([{"platform": "Meta", "event_name": "Lead"}, {"platform": "tiktok", "event_name": "Purchase"}]));
+        let out = parse(
+            &json!([{"platform": "Meta", "event_name": "Lead"}, {"platform": "tiktok", "event_name": "Purchase"}]),
+        );
         assert_eq!(out[0].as_ref().unwrap().platform, Platform::Facebook);
         assert_eq!(out[1].as_ref().unwrap().platform, Platform::Tiktok);
     }

@@ -16,7 +16,11 @@ use crate::store::StageChangeContext;
 const MAX_PER_KEY: usize = 5;
 const MAX_USER_AGENT: usize = 512;
 
-pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, fallback_time: DateTime<Utc>) -> UserIdentity {
+pub fn build(
+    ctx: &StageChangeContext,
+    normalizer: &Normalizer,
+    fallback_time: DateTime<Utc>,
+) -> UserIdentity {
     let mut id = UserIdentity::default();
     let contacts = contacts(ctx.contacts.as_ref());
     for raw in ctx.email.iter().map(String::as_str).chain(contacts.emails) {
@@ -33,10 +37,19 @@ pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, fallback_time: D
     id.external_id = ctx
         .customer_id
         .and_then(|c| ok(normalizer.external_id(&c.to_string()), "external_id"));
-    id.city = ctx.city.as_deref().and_then(|v| ok(normalizer.city(v), "ct"));
-    id.state = ctx.state.as_deref().and_then(|v| ok(normalizer.state(v), "st"));
+    id.city = ctx
+        .city
+        .as_deref()
+        .and_then(|v| ok(normalizer.city(v), "ct"));
+    id.state = ctx
+        .state
+        .as_deref()
+        .and_then(|v| ok(normalizer.state(v), "st"));
     id.zip = ctx.zip.as_deref().and_then(|v| ok(normalizer.zip(v), "zp"));
-    id.country = ctx.country.as_deref().and_then(|v| ok(normalizer.country(v), "country"));
+    id.country = ctx
+        .country
+        .as_deref()
+        .and_then(|v| ok(normalizer.country(v), "country"));
     id.client_ip = ctx
         .client_ip
         .as_deref()
@@ -50,7 +63,10 @@ pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, fallback_time: D
         .filter(|ua| !ua.is_empty())
         .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
     id.fbc = ctx.fbclid.as_deref().and_then(|fbclid| {
-        let seen = ctx.fbclid_at.or(ctx.customer_created_at).unwrap_or(fallback_time);
+        let seen = ctx
+            .fbclid_at
+            .or(ctx.customer_created_at)
+            .unwrap_or(fallback_time);
         fbc(fbclid, seen)
     });
     id.ctwa_clid = metadata_str(ctx.utm_metadata.as_ref(), "ctwa_clid");
@@ -113,7 +129,9 @@ fn contacts(v: Option<&Value>) -> Contacts<'_> {
         };
         match kind.trim().to_ascii_lowercase().as_str() {
             "email" | "e-mail" | "mail" => out.emails.push(value),
-            "phone" | "whatsapp" | "mobile" | "cell" | "celular" | "telefone" | "tel" | "wa" => out.phones.push(value),
+            "phone" | "whatsapp" | "mobile" | "cell" | "celular" | "telefone" | "tel" | "wa" => {
+                out.phones.push(value)
+            }
             _ => {}
         }
     }
@@ -149,12 +167,21 @@ mod tests {
 
     #[test]
     fn fbc_format_and_passthrough() {
-        let seen = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let seen = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(
-            fbc("IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk", seen).unwrap(),
+            fbc(
+                "IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk",
+                seen
+            )
+            .unwrap(),
             "fb.1.1772366400000.IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk"
         );
-        assert_eq!(fbc("fb.1.1596403881668.AbC.Ag", seen).unwrap(), "fb.1.1596403881668.AbC.Ag");
+        assert_eq!(
+            fbc("fb.1.1596403881668.AbC.Ag", seen).unwrap(),
+            "fb.1.1596403881668.AbC.Ag"
+        );
         assert_eq!(fbc("  ", seen), None);
     }
 

@@ -25,11 +25,16 @@ use crate::match_quality;
 use crate::pii::{Normalizer, PiiError};
 use crate::platforms::meta::payload::{build_event, route, MessagingMode};
 use crate::platforms::meta::sink::transport_response;
-use crate::platforms::meta::{ActionSource, EventOutcome, MetaConfig, MetaConfigError, MetaDestination, MetaSink, PreparedEvent};
+use crate::platforms::meta::{
+    ActionSource, EventOutcome, MetaConfig, MetaConfigError, MetaDestination, MetaSink,
+    PreparedEvent,
+};
 use crate::platforms::Platform;
 use crate::queue::{BatchContext, HandlerOutput, JobHandler, RetryDecision, RetryPolicy};
 use crate::secrets::{KeyRing, Secret};
-use crate::store::{AlertRow, ClaimedJob, ContextKey, DeliveryRow, OutcomeRow, PixelRow, StageChangeContext, Store};
+use crate::store::{
+    AlertRow, ClaimedJob, ContextKey, DeliveryRow, OutcomeRow, PixelRow, StageChangeContext, Store,
+};
 
 use event::{event_id, ConversionEvent, UserIdentity};
 
@@ -165,7 +170,12 @@ struct PendingEvent {
 }
 
 impl Pipeline {
-    pub fn new(store: Store, meta: MetaConfig, keys: Option<KeyRing>, config: PipelineConfig) -> Result<Self, PipelineError> {
+    pub fn new(
+        store: Store,
+        meta: MetaConfig,
+        keys: Option<KeyRing>,
+        config: PipelineConfig,
+    ) -> Result<Self, PipelineError> {
         let normalizer = Normalizer::new(&config.default_region)?;
         let c = config.default_currency.trim();
         if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -194,49 +204,86 @@ impl Pipeline {
                 "stage_change_batch" => self.expand_batch(ctx, job, &mut out).await,
                 other => {
                     warn!(job_id = job.id, kind = other, "unknown job kind");
-                    out.write_back.outcomes.push(outcome(&job, "failed", None, Some(format!("unknown job kind {other:?}: nothing handles it"))));
+                    out.write_back.outcomes.push(outcome(
+                        &job,
+                        "failed",
+                        None,
+                        Some(format!("unknown job kind {other:?}: nothing handles it")),
+                    ));
                 }
             }
         }
         if !stage_changes.is_empty() {
-            self.process_stage_changes(ctx, stage_changes, &mut out).await;
+            self.process_stage_changes(ctx, stage_changes, &mut out)
+                .await;
         }
         out
     }
 
     async fn expand_batch(&self, ctx: &BatchContext, job: ClaimedJob, out: &mut HandlerOutput) {
-        match self.store.expand_stage_change_batch(job.id, &ctx.worker_id, job.attempts).await {
+        match self
+            .store
+            .expand_stage_change_batch(job.id, &ctx.worker_id, job.attempts)
+            .await
+        {
             Ok(Some(created)) => {
-                info!(job_id = job.id, created, "expanded a bulk stage change into jobs");
+                info!(
+                    job_id = job.id,
+                    created, "expanded a bulk stage change into jobs"
+                );
                 out.finalized.push(job.id);
             }
             Ok(None) => {
-                warn!(job_id = job.id, "batch job was taken over by another worker; skipping");
+                warn!(
+                    job_id = job.id,
+                    "batch job was taken over by another worker; skipping"
+                );
                 out.finalized.push(job.id);
             }
             Err(e) => {
                 let error = format!("could not expand the bulk stage change: {e}");
-                out.write_back.outcomes.push(self.retry_or_fail(&job, error, Utc::now()).0);
+                out.write_back
+                    .outcomes
+                    .push(self.retry_or_fail(&job, error, Utc::now()).0);
             }
         }
     }
 
     /// Retry if the budgets allow, else fail. The bool says whether it gave up.
-    fn retry_or_fail(&self, job: &ClaimedJob, error: String, now: DateTime<Utc>) -> (OutcomeRow, bool) {
-        match self.config.retry.decide(job.attempts, job.max_attempts, job.created_at, now) {
+    fn retry_or_fail(
+        &self,
+        job: &ClaimedJob,
+        error: String,
+        now: DateTime<Utc>,
+    ) -> (OutcomeRow, bool) {
+        match self
+            .config
+            .retry
+            .decide(job.attempts, job.max_attempts, job.created_at, now)
+        {
             RetryDecision::RetryAt(at) => (outcome(job, "retry", Some(at), Some(error)), false),
-            RetryDecision::GiveUp(reason) => (outcome(job, "failed", None, Some(format!("{reason}: {error}"))), true),
+            RetryDecision::GiveUp(reason) => (
+                outcome(job, "failed", None, Some(format!("{reason}: {error}"))),
+                true,
+            ),
         }
     }
 
-    async fn process_stage_changes(&self, ctx: &BatchContext, jobs: Vec<ClaimedJob>, out: &mut HandlerOutput) {
+    async fn process_stage_changes(
+        &self,
+        ctx: &BatchContext,
+        jobs: Vec<ClaimedJob>,
+        out: &mut HandlerOutput,
+    ) {
         let now = Utc::now();
         let mut works: Vec<JobWork> = jobs.into_iter().map(JobWork::new).collect();
 
         for w in works.iter_mut() {
             match serde_json::from_value::<StageChangePayload>(w.job.payload.clone()) {
                 Ok(p) => w.change = Some(p),
-                Err(e) => w.failures.push(format!("invalid stage_change payload: {e}")),
+                Err(e) => w
+                    .failures
+                    .push(format!("invalid stage_change payload: {e}")),
             }
             if w.job.attempts > w.job.max_attempts {
                 // Every attempt ended in a lost lease (the worker died or stalled mid-batch).
@@ -266,7 +313,11 @@ impl Pipeline {
             })
             .collect();
         if !keys.is_empty() {
-            let retried: Vec<i64> = works.iter().filter(|w| w.job.attempts > 1).map(|w| w.job.id).collect();
+            let retried: Vec<i64> = works
+                .iter()
+                .filter(|w| w.job.attempts > 1)
+                .map(|w| w.job.id)
+                .collect();
             let loaded = tokio::try_join!(
                 self.store.load_stage_change_contexts(&keys),
                 self.store.load_pixels(),
@@ -287,7 +338,9 @@ impl Pipeline {
                 Err(e) => {
                     warn!(error = %e, "could not load stage change contexts; retrying the batch");
                     for w in works.iter_mut().filter(|w| w.change.is_some()) {
-                        w.retry_errors.push(format!("database error while loading the stage change: {e}"));
+                        w.retry_errors.push(format!(
+                            "database error while loading the stage change: {e}"
+                        ));
                     }
                 }
             }
@@ -306,21 +359,26 @@ impl Pipeline {
         ledger: &HashSet<String>,
         now: DateTime<Utc>,
     ) -> Vec<PendingEvent> {
-        let mut by_job: HashMap<i64, StageChangeContext> = contexts.into_iter().map(|c| (c.job_id, c)).collect();
+        let mut by_job: HashMap<i64, StageChangeContext> =
+            contexts.into_iter().map(|c| (c.job_id, c)).collect();
         let mut pending = Vec::new();
         let meta_cfg = self.meta.config();
         for (index, w) in works.iter_mut().enumerate() {
-            let Some(change) = w.change.clone() else { continue };
+            let Some(change) = w.change.clone() else {
+                continue;
+            };
             let Some(ctx) = by_job.remove(&w.job.id) else {
                 w.failures.push("stage change context not found".into());
                 continue;
             };
             let Some(customer_id) = ctx.customer_id else {
-                w.failures.push(format!("customer {} no longer exists", change.customer_id));
+                w.failures
+                    .push(format!("customer {} no longer exists", change.customer_id));
                 continue;
             };
             if ctx.stage_id.is_none() {
-                w.failures.push(format!("stage {} no longer exists", change.to_stage_id));
+                w.failures
+                    .push(format!("stage {} no longer exists", change.to_stage_id));
                 continue;
             }
             w.stage_name = ctx.stage_name.clone();
@@ -356,29 +414,38 @@ impl Pipeline {
                     ..base
                 };
                 if config.platform != Platform::Facebook {
-                    w.failures.push(format!("{}: platform not supported yet", config.platform));
+                    w.failures
+                        .push(format!("{}: platform not supported yet", config.platform));
                     w.alert(AlertCause::UnsupportedPlatform, details);
                     continue;
                 }
-                let resolved = match resolve::resolve(&ctx, &config, pixels, &self.config.default_currency) {
-                    Ok(r) => r,
-                    Err(problem) => {
-                        w.failures.push(format!("{}: {}", config.event.as_str(), problem.message));
-                        w.alert(
-                            problem.cause,
-                            AlertDetails {
-                                pixel: problem.pixel,
-                                error: Some(problem.message),
-                                ..details
-                            },
-                        );
-                        continue;
-                    }
-                };
+                let resolved =
+                    match resolve::resolve(&ctx, &config, pixels, &self.config.default_currency) {
+                        Ok(r) => r,
+                        Err(problem) => {
+                            w.failures.push(format!(
+                                "{}: {}",
+                                config.event.as_str(),
+                                problem.message
+                            ));
+                            w.alert(
+                                problem.cause,
+                                AlertDetails {
+                                    pixel: problem.pixel,
+                                    error: Some(problem.message),
+                                    ..details
+                                },
+                            );
+                            continue;
+                        }
+                    };
                 let pixel = resolved.pixel;
                 let age = now.signed_duration_since(change.changed_at);
                 if age.to_std().is_ok_and(|a| a > meta_cfg.max_event_age) {
-                    w.failures.push(format!("{}: the stage change is older than Meta's 7-day window", config.event.as_str()));
+                    w.failures.push(format!(
+                        "{}: the stage change is older than Meta's 7-day window",
+                        config.event.as_str()
+                    ));
                     w.alert(
                         AlertCause::EventTooOld,
                         AlertDetails {
@@ -389,7 +456,9 @@ impl Pipeline {
                     continue;
                 }
                 let user = identity
-                    .get_or_insert_with(|| Arc::new(identity::build(&ctx, &self.normalizer, change.changed_at)))
+                    .get_or_insert_with(|| {
+                        Arc::new(identity::build(&ctx, &self.normalizer, change.changed_at))
+                    })
                     .clone();
                 let event = ConversionEvent {
                     event_id: event_id(
@@ -411,7 +480,12 @@ impl Pipeline {
                     ad: ad.clone(),
                 };
                 let action_source = pixel_action_source(pixel, meta_cfg.default_action_source);
-                let routing = route(&event, action_source, pixel.waba_id.as_deref(), MessagingMode::Auto);
+                let routing = route(
+                    &event,
+                    action_source,
+                    pixel.waba_id.as_deref(),
+                    MessagingMode::Auto,
+                );
                 let (request, keys) = build_event(&event, &routing, now);
                 let destination = format!("facebook:{}", pixel.pixel_id);
                 w.destinations.insert(destination);
@@ -441,14 +515,22 @@ impl Pipeline {
     }
 
     /// Send pending events, one concurrent delivery per pixel, and record the results.
-    async fn deliver(&self, ctx: &BatchContext, works: &mut [JobWork], pending: Vec<PendingEvent>, pixels: &[PixelRow]) {
+    async fn deliver(
+        &self,
+        ctx: &BatchContext,
+        works: &mut [JobWork],
+        pending: Vec<PendingEvent>,
+        pixels: &[PixelRow],
+    ) {
         let mut groups: HashMap<i64, Vec<usize>> = HashMap::new();
         for (i, p) in pending.iter().enumerate() {
             groups.entry(p.pixel_ref).or_default().push(i);
         }
         let mut deliveries = Vec::new();
         for (pixel_ref, members) in groups {
-            let Some(pixel) = pixels.iter().find(|p| p.id == pixel_ref) else { continue };
+            let Some(pixel) = pixels.iter().find(|p| p.id == pixel_ref) else {
+                continue;
+            };
             match self.token_for(pixel) {
                 Ok(token) => {
                     let dest = MetaDestination {
@@ -465,13 +547,17 @@ impl Pipeline {
                             json: pending[i].json.clone(),
                         })
                         .collect();
-                    deliveries.push(async move { self.meta.deliver(&dest, events, &ctx.shutdown).await });
+                    deliveries
+                        .push(async move { self.meta.deliver(&dest, events, &ctx.shutdown).await });
                 }
                 Err((cause, message)) => {
                     for i in members {
                         let p = &pending[i];
                         let w = &mut works[p.work];
-                        w.failures.push(format!("{} to pixel {}: {message}", p.event_name, p.pixel_id));
+                        w.failures.push(format!(
+                            "{} to pixel {}: {message}",
+                            p.event_name, p.pixel_id
+                        ));
                         w.alert(
                             cause,
                             AlertDetails {
@@ -479,7 +565,15 @@ impl Pipeline {
                                 ..p.details.clone()
                             },
                         );
-                        w.deliveries.push(delivery_row(&w.job, p, "failed", None, Some(message.clone()), None, None));
+                        w.deliveries.push(delivery_row(
+                            &w.job,
+                            p,
+                            "failed",
+                            None,
+                            Some(message.clone()),
+                            None,
+                            None,
+                        ));
                     }
                 }
             }
@@ -493,24 +587,58 @@ impl Pipeline {
                     "outcome" => r.outcome.label())
                 .increment(1);
                 let error_text = r.error.as_ref().map(|e| e.to_string());
-                let response = r.response.clone().or_else(|| r.error.as_ref().map(transport_response));
+                let response = r
+                    .response
+                    .clone()
+                    .or_else(|| r.error.as_ref().map(transport_response));
                 match r.outcome {
                     EventOutcome::Delivered => {
                         w.delivered += 1;
-                        metrics::histogram!("stagecast_match_quality", "platform" => "facebook").record(f64::from(p.match_quality));
-                        w.deliveries.push(delivery_row(&w.job, p, "delivered", r.http_status, None, None, response));
+                        metrics::histogram!("stagecast_match_quality", "platform" => "facebook")
+                            .record(f64::from(p.match_quality));
+                        w.deliveries.push(delivery_row(
+                            &w.job,
+                            p,
+                            "delivered",
+                            r.http_status,
+                            None,
+                            None,
+                            response,
+                        ));
                     }
                     EventOutcome::Retry => {
-                        w.retry_errors.push(format!("{} to pixel {}: {}", p.event_name, p.pixel_id, error_text.clone().unwrap_or_default()));
-                        w.deliveries.push(delivery_row(&w.job, p, "retry", r.http_status, error_text, r.error.as_ref(), response));
+                        w.retry_errors.push(format!(
+                            "{} to pixel {}: {}",
+                            p.event_name,
+                            p.pixel_id,
+                            error_text.clone().unwrap_or_default()
+                        ));
+                        w.deliveries.push(delivery_row(
+                            &w.job,
+                            p,
+                            "retry",
+                            r.http_status,
+                            error_text,
+                            r.error.as_ref(),
+                            response,
+                        ));
                     }
                     EventOutcome::Throttled { until } => {
                         w.throttled_until = Some(w.throttled_until.map_or(until, |t| t.max(until)));
-                        w.deliveries.push(delivery_row(&w.job, p, "throttled", r.http_status, error_text, r.error.as_ref(), response));
+                        w.deliveries.push(delivery_row(
+                            &w.job,
+                            p,
+                            "throttled",
+                            r.http_status,
+                            error_text,
+                            r.error.as_ref(),
+                            response,
+                        ));
                     }
                     EventOutcome::Failed { cause } => {
                         let err = r.error.clone().unwrap_or_default();
-                        w.failures.push(format!("{} to pixel {}: {err}", p.event_name, p.pixel_id));
+                        w.failures
+                            .push(format!("{} to pixel {}: {err}", p.event_name, p.pixel_id));
                         w.alert(
                             cause,
                             AlertDetails {
@@ -521,7 +649,15 @@ impl Pipeline {
                                 ..p.details.clone()
                             },
                         );
-                        w.deliveries.push(delivery_row(&w.job, p, "failed", r.http_status, error_text, r.error.as_ref(), response));
+                        w.deliveries.push(delivery_row(
+                            &w.job,
+                            p,
+                            "failed",
+                            r.http_status,
+                            error_text,
+                            r.error.as_ref(),
+                            response,
+                        ));
                     }
                     EventOutcome::NotStarted => w.not_started = true,
                 }
@@ -532,11 +668,23 @@ impl Pipeline {
     /// The token to call the API with: a plaintext one the CRM just wrote (sealed by
     /// maintenance shortly), else the sealed one opened with the key ring.
     fn token_for(&self, pixel: &PixelRow) -> Result<Secret, (AlertCause, String)> {
-        if let Some(plain) = pixel.access_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(plain) = pixel
+            .access_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             return Ok(Secret::new(plain.to_string()));
         }
-        let Some(sealed) = pixel.access_token_enc.as_deref().filter(|s| !s.trim().is_empty()) else {
-            return Err((AlertCause::TokenMissing, "the pixel has no access token".into()));
+        let Some(sealed) = pixel
+            .access_token_enc
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Err((
+                AlertCause::TokenMissing,
+                "the pixel has no access token".into(),
+            ));
         };
         let Some(keys) = &self.keys else {
             return Err((
@@ -544,13 +692,18 @@ impl Pipeline {
                 "the token is encrypted but STAGECAST_KEYS is not configured".into(),
             ));
         };
-        keys.open(sealed)
-            .map_err(|e| (AlertCause::TokenUnreadable, format!("cannot decrypt the token: {e}")))
+        keys.open(sealed).map_err(|e| {
+            (
+                AlertCause::TokenUnreadable,
+                format!("cannot decrypt the token: {e}"),
+            )
+        })
     }
 
     /// Fold a job's results into its outcome, audit rows and alerts.
     fn finish(&self, mut w: JobWork, now: DateTime<Utc>, out: &mut HandlerOutput) {
-        let destinations = (!w.destinations.is_empty()).then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
+        let destinations = (!w.destinations.is_empty())
+            .then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
         let row = if !w.retry_errors.is_empty() {
             let mut errors = w.retry_errors.clone();
             errors.extend(w.failures.iter().cloned());
@@ -570,23 +723,42 @@ impl Pipeline {
             }
             row
         } else if let Some(until) = w.throttled_until {
-            outcome(&w.job, "throttled", Some(until), Some("throttled by Meta; paused without spending an attempt".into()))
+            outcome(
+                &w.job,
+                "throttled",
+                Some(until),
+                Some("throttled by Meta; paused without spending an attempt".into()),
+            )
         } else if w.not_started {
-            outcome(&w.job, "released", Some(now), Some("released on shutdown before sending".into()))
+            outcome(
+                &w.job,
+                "released",
+                Some(now),
+                Some("released on shutdown before sending".into()),
+            )
         } else if !w.failures.is_empty() {
             outcome(&w.job, "failed", None, Some(summarize(&w.failures)))
         } else {
-            let note = (w.delivered + w.already_delivered > 0)
-                .then(|| format!("{} delivered, {} already delivered earlier", w.delivered, w.already_delivered));
+            let note = (w.delivered + w.already_delivered > 0).then(|| {
+                format!(
+                    "{} delivered, {} already delivered earlier",
+                    w.delivered, w.already_delivered
+                )
+            });
             outcome(&w.job, "done", None, note)
         };
         debug!(job_id = w.job.id, outcome = row.outcome, "job finished");
-        let row = OutcomeRow { destinations, ..row };
+        let row = OutcomeRow {
+            destinations,
+            ..row
+        };
         out.write_back.outcomes.push(row);
         out.write_back.deliveries.append(&mut w.deliveries);
-        let customer_id = w.change.as_ref().map(|c| c.customer_id).or_else(|| {
-            w.job.payload.get("customer_id").and_then(Value::as_i64)
-        });
+        let customer_id = w
+            .change
+            .as_ref()
+            .map(|c| c.customer_id)
+            .or_else(|| w.job.payload.get("customer_id").and_then(Value::as_i64));
         let change_key = w
             .change
             .as_ref()
@@ -612,7 +784,10 @@ impl Pipeline {
             return Ok(0);
         }
         let Some(keys) = &self.keys else {
-            if !self.warned_no_keys.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if !self
+                .warned_no_keys
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 warn!(pixels = plain.len(), "pixels hold plaintext tokens but STAGECAST_KEYS is not set: they cannot be sealed");
             }
             return Ok(0);
@@ -621,9 +796,17 @@ impl Pipeline {
         for (pixel_ref, token) in plain {
             let secret = Secret::new(token);
             let ciphertext = keys.seal(secret.expose());
-            if self.store.store_sealed_token(pixel_ref, &ciphertext, secret.expose()).await? {
+            if self
+                .store
+                .store_sealed_token(pixel_ref, &ciphertext, secret.expose())
+                .await?
+            {
                 sealed += 1;
-                info!(pixel_ref, key_id = keys.primary_key_id(), "sealed a plaintext access token");
+                info!(
+                    pixel_ref,
+                    key_id = keys.primary_key_id(),
+                    "sealed a plaintext access token"
+                );
             }
         }
         Ok(sealed)
@@ -631,7 +814,11 @@ impl Pipeline {
 }
 
 impl JobHandler for Pipeline {
-    fn handle<'a>(&'a self, ctx: &'a BatchContext, jobs: Vec<ClaimedJob>) -> BoxFuture<'a, HandlerOutput> {
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a BatchContext,
+        jobs: Vec<ClaimedJob>,
+    ) -> BoxFuture<'a, HandlerOutput> {
         Box::pin(self.handle_batch(ctx, jobs))
     }
 
@@ -654,7 +841,12 @@ fn pixel_action_source(pixel: &PixelRow, default: ActionSource) -> ActionSource 
     }
 }
 
-fn outcome(job: &ClaimedJob, outcome: &'static str, run_at: Option<DateTime<Utc>>, error: Option<String>) -> OutcomeRow {
+fn outcome(
+    job: &ClaimedJob,
+    outcome: &'static str,
+    run_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+) -> OutcomeRow {
     OutcomeRow {
         id: job.id,
         attempt: job.attempts,
@@ -703,7 +895,12 @@ fn summarize(errors: &[String]) -> String {
             unique.push(e);
         }
     }
-    let mut s = unique.iter().take(3).map(|e| e.as_str()).collect::<Vec<_>>().join("; ");
+    let mut s = unique
+        .iter()
+        .take(3)
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     if unique.len() > 3 {
         s.push_str(&format!("; (+{} more)", unique.len() - 3));
     }

@@ -51,13 +51,20 @@ pub fn campaign(ctx: &StageChangeContext) -> Result<i64, Problem> {
             .and_then(|v| v.as_str())
             .map(|ad| format!(" (its first-touch ad id {ad} matches no campaign)"))
             .unwrap_or_default();
-        Problem::new(AlertCause::NoCampaign, format!("customer has no associated UTM campaign{hint}"))
+        Problem::new(
+            AlertCause::NoCampaign,
+            format!("customer has no associated UTM campaign{hint}"),
+        )
     })
 }
 
 /// Pixel: the campaign's pixel when it is for this platform, else the platform's default
 /// pixel. An inactive pixel is an error, not a reason to silently use another one.
-pub fn pixel<'p>(ctx: &StageChangeContext, platform: Platform, pixels: &'p [PixelRow]) -> Result<&'p PixelRow, Problem> {
+pub fn pixel<'p>(
+    ctx: &StageChangeContext,
+    platform: Platform,
+    pixels: &'p [PixelRow],
+) -> Result<&'p PixelRow, Problem> {
     let for_platform = |p: &&PixelRow| Platform::parse(&p.platform) == Some(platform);
     let campaign_pixel = ctx
         .campaign_pixel_ref
@@ -92,7 +99,11 @@ pub fn pixel<'p>(ctx: &StageChangeContext, platform: Platform, pixels: &'p [Pixe
 /// the stage default. A value of 0 counts as missing: a purchase is never reported as worth 0.
 pub fn value(ctx: &StageChangeContext, config: &EventConfig) -> Option<(f64, ValueSource)> {
     let positive = |v: Option<f64>| v.filter(|x| x.is_finite() && *x > 0.0);
-    let sale = if config.use_sale_price { positive(ctx.sale_price) } else { None };
+    let sale = if config.use_sale_price {
+        positive(ctx.sale_price)
+    } else {
+        None
+    };
     sale.map(|v| (v, ValueSource::SalePrice))
         .or_else(|| positive(config.value).map(|v| (v, ValueSource::EventConfig)))
         .or_else(|| positive(ctx.stage_default_value).map(|v| (v, ValueSource::StageDefault)))
@@ -128,7 +139,10 @@ pub fn resolve<'p>(
     if value.is_none() && config.event.requires_value() {
         return Err(Problem {
             cause: AlertCause::PurchaseWithoutValue,
-            message: format!("{} has no value: no sale price, config value or stage default", config.event.as_str()),
+            message: format!(
+                "{} has no value: no sale price, config value or stage default",
+                config.event.as_str()
+            ),
             pixel: Some(pixel.pixel_id.clone()),
         });
     }
@@ -216,17 +230,34 @@ mod tests {
 
     #[test]
     fn pixel_fallbacks() {
-        let pixels = vec![pixel_row(10, "facebook", true, false), pixel_row(11, "facebook", true, true)];
+        let pixels = vec![
+            pixel_row(10, "facebook", true, false),
+            pixel_row(11, "facebook", true, true),
+        ];
         assert_eq!(pixel(&ctx(), Platform::Facebook, &pixels).unwrap().id, 10);
         let mut c = ctx();
         c.campaign_pixel_ref = None;
         assert_eq!(pixel(&c, Platform::Facebook, &pixels).unwrap().id, 11);
-        let inactive = vec![pixel_row(10, "facebook", false, false), pixel_row(11, "facebook", true, true)];
-        assert_eq!(pixel(&ctx(), Platform::Facebook, &inactive).unwrap_err().cause, AlertCause::PixelInactive);
+        let inactive = vec![
+            pixel_row(10, "facebook", false, false),
+            pixel_row(11, "facebook", true, true),
+        ];
+        assert_eq!(
+            pixel(&ctx(), Platform::Facebook, &inactive)
+                .unwrap_err()
+                .cause,
+            AlertCause::PixelInactive
+        );
         let none: Vec<PixelRow> = vec![pixel_row(12, "tiktok", true, true)];
-        assert_eq!(pixel(&c, Platform::Facebook, &none).unwrap_err().cause, AlertCause::PixelMissing);
+        assert_eq!(
+            pixel(&c, Platform::Facebook, &none).unwrap_err().cause,
+            AlertCause::PixelMissing
+        );
         // A campaign pixel of another platform does not serve this one.
-        assert_eq!(pixel(&ctx(), Platform::Tiktok, &pixels).unwrap_err().cause, AlertCause::PixelMissing);
+        assert_eq!(
+            pixel(&ctx(), Platform::Tiktok, &pixels).unwrap_err().cause,
+            AlertCause::PixelMissing
+        );
     }
 
     #[test]
@@ -234,20 +265,30 @@ mod tests {
         let pixels = vec![pixel_row(10, "facebook", true, false)];
         let mut c = ctx();
         let mut cfg = config("Purchase");
-        assert_eq!(resolve(&c, &cfg, &pixels, "BRL").unwrap_err().cause, AlertCause::PurchaseWithoutValue);
+        assert_eq!(
+            resolve(&c, &cfg, &pixels, "BRL").unwrap_err().cause,
+            AlertCause::PurchaseWithoutValue
+        );
         c.stage_default_value = Some(10.0);
         assert_eq!(value(&c, &cfg), Some((10.0, ValueSource::StageDefault)));
         cfg.value = Some(20.0);
         assert_eq!(value(&c, &cfg), Some((20.0, ValueSource::EventConfig)));
         c.sale_price = Some(0.0);
-        assert_eq!(value(&c, &cfg), Some((20.0, ValueSource::EventConfig)), "0 is not a sale price");
+        assert_eq!(
+            value(&c, &cfg),
+            Some((20.0, ValueSource::EventConfig)),
+            "0 is not a sale price"
+        );
         c.sale_price = Some(99.9);
         assert_eq!(value(&c, &cfg), Some((99.9, ValueSource::SalePrice)));
         cfg.use_sale_price = false;
         assert_eq!(value(&c, &cfg), Some((20.0, ValueSource::EventConfig)));
         // A Lead without value is fine.
         let lead = config("Lead");
-        assert!(resolve(&ctx(), &lead, &pixels, "BRL").unwrap().value.is_none());
+        assert!(resolve(&ctx(), &lead, &pixels, "BRL")
+            .unwrap()
+            .value
+            .is_none());
     }
 
     #[test]

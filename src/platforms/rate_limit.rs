@@ -57,7 +57,10 @@ impl DestinationLimiter {
 
     pub fn paused_until(&self, key: &str) -> Option<Instant> {
         let pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
-        pauses.get(key).map(|p| p.until).filter(|until| *until > Instant::now())
+        pauses
+            .get(key)
+            .map(|p| p.until)
+            .filter(|until| *until > Instant::now())
     }
 
     /// Wait for a request slot for `key`, unless paused or shutting down.
@@ -91,7 +94,10 @@ impl DestinationLimiter {
             .get(key)
             .map(|p| p.consecutive.saturating_add(1))
             .unwrap_or(1);
-        let default = self.first_pause.saturating_mul(1u32 << (consecutive - 1).min(8)).min(MAX_PAUSE.max(self.first_pause));
+        let default = self
+            .first_pause
+            .saturating_mul(1u32 << (consecutive - 1).min(8))
+            .min(MAX_PAUSE.max(self.first_pause));
         let until = now + hint.filter(|d| !d.is_zero()).unwrap_or(default);
         pauses.insert(key.to_string(), Pause { until, consecutive });
         until
@@ -101,7 +107,10 @@ impl DestinationLimiter {
     pub fn slow_down(&self, key: &str, pause: Duration) -> Instant {
         let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
         let until = Instant::now() + pause;
-        let entry = pauses.entry(key.to_string()).or_insert(Pause { until, consecutive: 0 });
+        let entry = pauses.entry(key.to_string()).or_insert(Pause {
+            until,
+            consecutive: 0,
+        });
         entry.until = entry.until.max(until);
         entry.until
     }
@@ -120,7 +129,8 @@ impl DestinationLimiter {
 /// Convert a monotonic deadline into wall-clock time (for a job's `run_at`).
 pub fn instant_to_utc(until: Instant) -> chrono::DateTime<chrono::Utc> {
     let remaining = until.saturating_duration_since(Instant::now());
-    chrono::Utc::now() + chrono::Duration::from_std(remaining).unwrap_or_else(|_| chrono::Duration::seconds(0))
+    chrono::Utc::now()
+        + chrono::Duration::from_std(remaining).unwrap_or_else(|_| chrono::Duration::seconds(0))
 }
 
 #[cfg(test)]
@@ -140,7 +150,10 @@ mod tests {
         assert!(matches!(l.acquire("a", &stop).await, Slot::Paused { .. }));
         assert!(matches!(l.acquire("b", &stop).await, Slot::Ready { .. }));
         let second = l.throttled("a", None);
-        assert!(second > first + Duration::from_secs(50), "second pause should be about twice the first");
+        assert!(
+            second > first + Duration::from_secs(50),
+            "second pause should be about twice the first"
+        );
         let hinted = l.throttled("c", Some(Duration::from_secs(5)));
         assert!(hinted < Instant::now() + Duration::from_secs(6));
     }
@@ -163,6 +176,10 @@ mod tests {
             assert!(matches!(l.acquire("a", &stop).await, Slot::Ready { .. }));
         }
         // 3 requests at 20/s with a burst of 1 need at least ~100 ms: the limiter really waits.
-        assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

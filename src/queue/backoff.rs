@@ -69,13 +69,23 @@ pub enum RetryDecision {
 
 impl RetryPolicy {
     /// `attempt` is the attempt that just failed (1-based), `created_at` when the job was queued.
-    pub fn decide(&self, attempt: i32, max_attempts: i32, created_at: DateTime<Utc>, now: DateTime<Utc>) -> RetryDecision {
+    pub fn decide(
+        &self,
+        attempt: i32,
+        max_attempts: i32,
+        created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> RetryDecision {
         if attempt >= max_attempts {
-            return RetryDecision::GiveUp(format!("gave up after {attempt} of {max_attempts} attempts"));
+            return RetryDecision::GiveUp(format!(
+                "gave up after {attempt} of {max_attempts} attempts"
+            ));
         }
         let delay = self.backoff.delay(attempt.max(1) as u32, &mut rand::rng());
-        let at = now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(0));
-        let deadline = created_at + chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX);
+        let at = now
+            + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(0));
+        let deadline =
+            created_at + chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX);
         if at > deadline {
             return RetryDecision::GiveUp(format!(
                 "gave up after {attempt} attempts: the job is older than its time budget of {}",
@@ -120,7 +130,9 @@ mod tests {
     fn attempt_budget_gives_up() {
         let p = RetryPolicy::default();
         let now = Utc::now();
-        assert!(matches!(p.decide(12, 12, now, now), RetryDecision::GiveUp(m) if m.contains("12 of 12")));
+        assert!(
+            matches!(p.decide(12, 12, now, now), RetryDecision::GiveUp(m) if m.contains("12 of 12"))
+        );
         assert!(matches!(p.decide(1, 12, now, now), RetryDecision::RetryAt(at) if at >= now));
     }
 
@@ -135,6 +147,8 @@ mod tests {
         };
         let now = Utc::now();
         let created = now - chrono::Duration::seconds(3600);
-        assert!(matches!(p.decide(1, 12, created, now), RetryDecision::GiveUp(m) if m.contains("time budget")));
+        assert!(
+            matches!(p.decide(1, 12, created, now), RetryDecision::GiveUp(m) if m.contains("time budget"))
+        );
     }
 }

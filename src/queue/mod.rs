@@ -8,6 +8,6 @@ mod worker;
 
 pub use backoff::{Backoff, RetryDecision, RetryPolicy};
 pub use worker::{
-    BatchContext, HandlerOutput, JobHandler, Worker, WorkerConfig, WorkerError, WorkerHandle, WorkerStats,
-    JOBS_CHANNEL,
+    BatchContext, HandlerOutput, JobHandler, Worker, WorkerConfig, WorkerError, WorkerHandle,
+    WorkerStats, JOBS_CHANNEL,
 };

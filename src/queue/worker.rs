@@ -86,7 +86,11 @@ pub struct HandlerOutput {
 /// Business logic plugged into the queue. It receives whole batches so it can group events
 /// per destination.
 pub trait JobHandler: Send + Sync + 'static {
-    fn handle<'a>(&'a self, ctx: &'a BatchContext, jobs: Vec<ClaimedJob>) -> BoxFuture<'a, HandlerOutput>;
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a BatchContext,
+        jobs: Vec<ClaimedJob>,
+    ) -> BoxFuture<'a, HandlerOutput>;
 
     /// Periodic upkeep (e.g. sealing plaintext tokens). Errors are the handler's to log.
     fn maintain(&self) -> BoxFuture<'_, ()> {
@@ -189,7 +193,11 @@ impl<H: JobHandler> Worker<H> {
         }
     }
 
-    async fn run(self, shutdown: CancellationToken, stats: Arc<WorkerStats>) -> Result<(), WorkerError> {
+    async fn run(
+        self,
+        shutdown: CancellationToken,
+        stats: Arc<WorkerStats>,
+    ) -> Result<(), WorkerError> {
         let cfg = self.config.clone();
         let span = tracing::info_span!("worker", worker_id = %cfg.worker_id);
         async move {
@@ -263,7 +271,11 @@ impl<H: JobHandler> Worker<H> {
                 continue;
             }
             let want = free.min(cfg.batch_size);
-            let jobs = match self.store.claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64()).await {
+            let jobs = match self
+                .store
+                .claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64())
+                .await
+            {
                 Ok(jobs) => {
                     claim_failures = 0;
                     jobs
@@ -326,7 +338,9 @@ impl<H: JobHandler> Worker<H> {
                 Ok(n) => {
                     stats.released_on_shutdown.fetch_add(n, Ordering::Relaxed);
                 }
-                Err(e) => error!(error = %e, "could not release jobs; they will be rescued when their lease expires"),
+                Err(e) => {
+                    error!(error = %e, "could not release jobs; they will be rescued when their lease expires")
+                }
             }
         }
         Ok(())
@@ -335,10 +349,12 @@ impl<H: JobHandler> Worker<H> {
 
 fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats) {
     for job in jobs {
-        metrics::counter!("stagecast_jobs_claimed_total", "kind" => kind_label(&job.kind)).increment(1);
+        metrics::counter!("stagecast_jobs_claimed_total", "kind" => kind_label(&job.kind))
+            .increment(1);
         if job.rescued {
             stats.rescued.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("stagecast_lease_expiries_total", "kind" => kind_label(&job.kind)).increment(1);
+            metrics::counter!("stagecast_lease_expiries_total", "kind" => kind_label(&job.kind))
+                .increment(1);
             warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "rescued a job whose lease expired");
         }
     }
@@ -356,9 +372,15 @@ pub(crate) fn kind_label(kind: &str) -> &'static str {
 
 /// Run the handler, guaranteeing an outcome for every job: a panic or a forgotten job becomes
 /// a retry instead of a job held (and heart-beaten) forever.
-async fn run_handler<H: JobHandler>(handler: &H, ctx: &BatchContext, jobs: Vec<ClaimedJob>) -> WriteBack {
+async fn run_handler<H: JobHandler>(
+    handler: &H,
+    ctx: &BatchContext,
+    jobs: Vec<ClaimedJob>,
+) -> WriteBack {
     let expected: Vec<(i64, i32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
-    let result = AssertUnwindSafe(handler.handle(ctx, jobs)).catch_unwind().await;
+    let result = AssertUnwindSafe(handler.handle(ctx, jobs))
+        .catch_unwind()
+        .await;
     let (mut write_back, finalized) = match result {
         Ok(out) => (out.write_back, out.finalized),
         Err(panic) => {
@@ -380,7 +402,9 @@ async fn run_handler<H: JobHandler>(handler: &H, ctx: &BatchContext, jobs: Vec<C
                 attempt,
                 outcome: "retry",
                 run_at: Some(chrono::Utc::now() + chrono::Duration::seconds(30)),
-                error: Some("internal error: the handler returned no outcome (see worker logs)".into()),
+                error: Some(
+                    "internal error: the handler returned no outcome (see worker logs)".into(),
+                ),
                 destinations: None,
             });
         }
@@ -400,7 +424,12 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Batched write-back: take whatever has accumulated while the previous flush ran. Idle → one
 /// result is flushed at once (no added latency); busy → large batches (few transactions).
-async fn complete(store: Store, worker_id: String, mut rx: mpsc::Receiver<WriteBack>, stats: Arc<WorkerStats>) {
+async fn complete(
+    store: Store,
+    worker_id: String,
+    mut rx: mpsc::Receiver<WriteBack>,
+    stats: Arc<WorkerStats>,
+) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
     while let Some(first) = rx.recv().await {
         let mut batch = first;
@@ -415,24 +444,32 @@ async fn complete(store: Store, worker_id: String, mut rx: mpsc::Receiver<WriteB
             match store.write_back(&worker_id, &batch).await {
                 Ok(report) => {
                     stats.applied.fetch_add(report.applied, Ordering::Relaxed);
-                    stats.fenced_out.fetch_add(report.fenced_out, Ordering::Relaxed);
+                    stats
+                        .fenced_out
+                        .fetch_add(report.fenced_out, Ordering::Relaxed);
                     stats
                         .duplicate_deliveries
                         .fetch_add(report.duplicate_deliveries, Ordering::Relaxed);
                     if report.fenced_out > 0 {
-                        metrics::counter!("stagecast_fenced_completions_total").increment(report.fenced_out);
+                        metrics::counter!("stagecast_fenced_completions_total")
+                            .increment(report.fenced_out);
                         warn!(
                             count = report.fenced_out,
                             "results ignored: another worker took these jobs over after our lease expired"
                         );
                     }
                     if report.duplicate_deliveries > 0 {
-                        metrics::counter!("stagecast_duplicate_deliveries_total").increment(report.duplicate_deliveries);
+                        metrics::counter!("stagecast_duplicate_deliveries_total")
+                            .increment(report.duplicate_deliveries);
                     }
                     for cause in &report.new_alert_causes {
                         metrics::counter!("stagecast_alerts_total", "cause" => crate::alerts::cause_label(cause)).increment(1);
                     }
-                    debug!(applied = report.applied, alerts = report.new_alerts, "write-back flushed");
+                    debug!(
+                        applied = report.applied,
+                        alerts = report.new_alerts,
+                        "write-back flushed"
+                    );
                     break;
                 }
                 Err(e) => {
@@ -459,7 +496,10 @@ async fn heartbeat(store: Store, cfg: WorkerConfig, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store.extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64()).await {
+        if let Err(e) = store
+            .extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64())
+            .await
+        {
             warn!(error = %e, "lease heartbeat failed");
         }
     }
@@ -514,7 +554,12 @@ async fn listen(store: Store, wake: Arc<Notify>, stop: CancellationToken, stats:
     }
 }
 
-async fn maintain<H: JobHandler>(store: Store, handler: Arc<H>, cfg: WorkerConfig, stop: CancellationToken) {
+async fn maintain<H: JobHandler>(
+    store: Store,
+    handler: Arc<H>,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(cfg.maintenance_interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -531,7 +576,10 @@ async fn maintain<H: JobHandler>(store: Store, handler: Arc<H>, cfg: WorkerConfi
         }
         match store.requeue_enqueue_failures().await {
             Ok((requeued, parked)) if parked > 0 => {
-                warn!(parked, requeued, "re-queued stage changes a CRM trigger had parked");
+                warn!(
+                    parked,
+                    requeued, "re-queued stage changes a CRM trigger had parked"
+                );
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "re-queuing parked stage changes failed"),

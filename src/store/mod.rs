@@ -38,12 +38,15 @@ mod sql {
     pub const INSERT_DELIVERIES: &str = include_str!("../../sql/insert_deliveries.sql");
     pub const INSERT_ALERTS: &str = include_str!("../../sql/insert_alerts.sql");
     pub const POST_ALERTS: &str = include_str!("../../sql/post_alerts.sql");
-    pub const EXPAND_STAGE_CHANGE_BATCH: &str = include_str!("../../sql/expand_stage_change_batch.sql");
-    pub const LOAD_STAGE_CHANGE_CONTEXTS: &str = include_str!("../../sql/load_stage_change_contexts.sql");
+    pub const EXPAND_STAGE_CHANGE_BATCH: &str =
+        include_str!("../../sql/expand_stage_change_batch.sql");
+    pub const LOAD_STAGE_CHANGE_CONTEXTS: &str =
+        include_str!("../../sql/load_stage_change_contexts.sql");
     pub const LOAD_PIXELS: &str = include_str!("../../sql/load_pixels.sql");
     pub const DELIVERED_EVENT_IDS: &str = include_str!("../../sql/delivered_event_ids.sql");
     pub const PRUNE_FINISHED: &str = include_str!("../../sql/prune_finished.sql");
-    pub const REQUEUE_ENQUEUE_FAILURES: &str = include_str!("../../sql/requeue_enqueue_failures.sql");
+    pub const REQUEUE_ENQUEUE_FAILURES: &str =
+        include_str!("../../sql/requeue_enqueue_failures.sql");
     pub const PLAINTEXT_TOKENS: &str = include_str!("../../sql/plaintext_tokens.sql");
     pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
@@ -77,7 +80,9 @@ impl Store {
 
     /// The newest applied migration version, if any.
     pub async fn schema_version(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::SCHEMA_VERSION).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar(sql::SCHEMA_VERSION)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     // ---- queue --------------------------------------------------------------------------
@@ -85,7 +90,9 @@ impl Store {
     /// Live jobs by status: (pending, running, failed). A `count(*)`: for tools and tests,
     /// never for a metrics scrape.
     pub async fn queue_counts(&self) -> Result<(i64, i64, i64)> {
-        Ok(sqlx::query_as(sql::QUEUE_COUNTS).fetch_one(&self.pool).await?)
+        Ok(sqlx::query_as(sql::QUEUE_COUNTS)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Wait until no job is pending or running (or `timeout` passes). Returns whether it drained.
@@ -104,7 +111,12 @@ impl Store {
     }
 
     /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`.
-    pub async fn claim_jobs(&self, limit: i64, worker: &str, lease_secs: f64) -> Result<Vec<ClaimedJob>> {
+    pub async fn claim_jobs(
+        &self,
+        limit: i64,
+        worker: &str,
+        lease_secs: f64,
+    ) -> Result<Vec<ClaimedJob>> {
         Ok(sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
             .bind(limit)
             .bind(worker)
@@ -177,7 +189,12 @@ impl Store {
 
     /// Expand a `stage_change_batch` job into per-customer jobs. `None` when the worker no
     /// longer holds the job (its lease expired and another worker took it).
-    pub async fn expand_stage_change_batch(&self, job_id: i64, worker: &str, attempt: i32) -> Result<Option<u64>> {
+    pub async fn expand_stage_change_batch(
+        &self,
+        job_id: i64,
+        worker: &str,
+        attempt: i32,
+    ) -> Result<Option<u64>> {
         let (created, archived): (i64, i64) = sqlx::query_as(sql::EXPAND_STAGE_CHANGE_BATCH)
             .bind(job_id)
             .bind(worker)
@@ -189,13 +206,14 @@ impl Store {
 
     /// Delete finished jobs, audit rows and alerts past their retention.
     pub async fn prune(&self, retention: &Retention, batch: i64) -> Result<PruneReport> {
-        let (archive, dead, audit, alerts): (i64, i64, i64, i64) = sqlx::query_as(sql::PRUNE_FINISHED)
-            .bind(retention.done.as_secs_f64())
-            .bind(retention.failed.as_secs_f64())
-            .bind(retention.audit.as_secs_f64())
-            .bind(batch)
-            .fetch_one(&self.pool)
-            .await?;
+        let (archive, dead, audit, alerts): (i64, i64, i64, i64) =
+            sqlx::query_as(sql::PRUNE_FINISHED)
+                .bind(retention.done.as_secs_f64())
+                .bind(retention.failed.as_secs_f64())
+                .bind(retention.audit.as_secs_f64())
+                .bind(batch)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(PruneReport {
             archive: archive as u64,
             dead: dead as u64,
@@ -214,20 +232,27 @@ impl Store {
 
     // ---- pipeline reads -----------------------------------------------------------------
 
-    pub async fn load_stage_change_contexts(&self, keys: &[ContextKey]) -> Result<Vec<StageChangeContext>> {
+    pub async fn load_stage_change_contexts(
+        &self,
+        keys: &[ContextKey],
+    ) -> Result<Vec<StageChangeContext>> {
         let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
         let customer_ids: Vec<i64> = keys.iter().map(|k| k.customer_id).collect();
         let stage_ids: Vec<i64> = keys.iter().map(|k| k.stage_id).collect();
-        Ok(sqlx::query_as::<_, StageChangeContext>(sql::LOAD_STAGE_CHANGE_CONTEXTS)
-            .bind(job_ids)
-            .bind(customer_ids)
-            .bind(stage_ids)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, StageChangeContext>(sql::LOAD_STAGE_CHANGE_CONTEXTS)
+                .bind(job_ids)
+                .bind(customer_ids)
+                .bind(stage_ids)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn load_pixels(&self) -> Result<Vec<PixelRow>> {
-        Ok(sqlx::query_as::<_, PixelRow>(sql::LOAD_PIXELS).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as::<_, PixelRow>(sql::LOAD_PIXELS)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Event ids already delivered for these jobs (by earlier attempts).
@@ -243,11 +268,18 @@ impl Store {
     /// Pixels holding a plaintext token written by the CRM. The token is only ever held in
     /// memory long enough to seal it.
     pub async fn plaintext_tokens(&self) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(sql::PLAINTEXT_TOKENS).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sql::PLAINTEXT_TOKENS)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Store a sealed token and clear the plaintext, if the plaintext is still `expected`.
-    pub async fn store_sealed_token(&self, pixel_ref: i64, sealed: &str, expected: &str) -> Result<bool> {
+    pub async fn store_sealed_token(
+        &self,
+        pixel_ref: i64,
+        sealed: &str,
+        expected: &str,
+    ) -> Result<bool> {
         Ok(sqlx::query_scalar(sql::STORE_SEALED_TOKEN)
             .bind(pixel_ref)
             .bind(sealed)
@@ -267,11 +299,18 @@ impl Store {
     }
 
     pub async fn sealed_tokens(&self) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(sql::SEALED_TOKENS).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(sql::SEALED_TOKENS)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Replace a sealed token (re-sealed with the primary key), if it is still `expected`.
-    pub async fn replace_sealed_token(&self, pixel_ref: i64, sealed: &str, expected: &str) -> Result<bool> {
+    pub async fn replace_sealed_token(
+        &self,
+        pixel_ref: i64,
+        sealed: &str,
+        expected: &str,
+    ) -> Result<bool> {
         Ok(sqlx::query_scalar(sql::REPLACE_SEALED_TOKEN)
             .bind(pixel_ref)
             .bind(sealed)

@@ -85,8 +85,14 @@ impl std::fmt::Debug for PixelRow {
             .field("platform", &self.platform)
             .field("name", &self.name)
             .field("pixel_id", &self.pixel_id)
-            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
-            .field("access_token_enc", &self.access_token_enc.as_ref().map(|_| "[sealed]"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "access_token_enc",
+                &self.access_token_enc.as_ref().map(|_| "[sealed]"),
+            )
             .field("active", &self.active)
             .field("is_default", &self.is_default)
             .field("waba_id", &self.waba_id)

@@ -37,7 +37,8 @@ impl Stack {
         let store = Store::new(db.pool.clone());
         let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
         sandbox.add_pixel(PIXEL, TOKEN);
-        let keys = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("test key ring");
+        let keys = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .expect("test key ring");
         Stack {
             db,
             store,
@@ -84,12 +85,21 @@ impl Stack {
     }
 
     pub fn start_worker_with(&self, t: Tuning) -> WorkerHandle {
-        let pipeline = Pipeline::new(self.store.clone(), t.meta, Some(self.keys.clone()), t.pipeline).expect("pipeline config");
+        let pipeline = Pipeline::new(
+            self.store.clone(),
+            t.meta,
+            Some(self.keys.clone()),
+            t.pipeline,
+        )
+        .expect("pipeline config");
         Worker::new(self.store.clone(), pipeline, t.worker).spawn()
     }
 
     pub async fn exec(&self, sql: &str) {
-        sqlx::raw_sql(sql).execute(self.pool()).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        sqlx::raw_sql(sql)
+            .execute(self.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
 
     /// Standard CRM: pixel 1 (active, default, sealed token), campaign 1 → pixel 1, stage 1
@@ -116,7 +126,13 @@ impl Stack {
     }
 
     /// A customer in campaign 1 with a chat; returns its id.
-    pub async fn customer(&self, id: i64, email: &str, phone: &str, sale_price: Option<f64>) -> i64 {
+    pub async fn customer(
+        &self,
+        id: i64,
+        email: &str,
+        phone: &str,
+        sale_price: Option<f64>,
+    ) -> i64 {
         sqlx::query(
             "INSERT INTO customers (id, name, email, phone, utm_campaign_id, sale_price, client_ip) \
              VALUES ($1, 'Maria da Silva', $2, $3, 1, $4, '200.150.10.20')",
@@ -148,7 +164,10 @@ impl Stack {
 
     pub async fn drained(&self) {
         assert!(
-            self.store.wait_until_drained(Duration::from_secs(20)).await.expect("queue counts"),
+            self.store
+                .wait_until_drained(Duration::from_secs(20))
+                .await
+                .expect("queue counts"),
             "queue did not drain within 20s"
         );
     }

@@ -77,7 +77,12 @@ impl MetaClient {
     }
 
     /// `POST /{version}/{pixel_id}/events` with a pre-serialized JSON body.
-    pub async fn post_events(&self, pixel_id: &str, token: &Secret, body: Vec<u8>) -> Result<GraphResponse, TransportError> {
+    pub async fn post_events(
+        &self,
+        pixel_id: &str,
+        token: &Secret,
+        body: Vec<u8>,
+    ) -> Result<GraphResponse, TransportError> {
         let url = self.url(&[pixel_id, "events"]);
         let started = Instant::now();
         let request = self
@@ -86,12 +91,20 @@ impl MetaClient {
             .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        let response = request.send().await.map_err(|e| transport_error(e, self.timeout))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(e, self.timeout))?;
         read_response(response, started, self.timeout).await
     }
 
     /// `GET /{version}/{object_id}?fields=...` (pixel checks, ad → campaign lookups).
-    pub async fn get_object(&self, object_id: &str, fields: Option<&str>, token: &Secret) -> Result<GraphResponse, TransportError> {
+    pub async fn get_object(
+        &self,
+        object_id: &str,
+        fields: Option<&str>,
+        token: &Secret,
+    ) -> Result<GraphResponse, TransportError> {
         let mut url = self.url(&[object_id]);
         if let Some(fields) = fields {
             url.query_pairs_mut().append_pair("fields", fields);
@@ -119,10 +132,17 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> TransportError {
     }
 }
 
-async fn read_response(response: reqwest::Response, started: Instant, timeout: Duration) -> Result<GraphResponse, TransportError> {
+async fn read_response(
+    response: reqwest::Response,
+    started: Instant,
+    timeout: Duration,
+) -> Result<GraphResponse, TransportError> {
     let status = response.status().as_u16();
     let (usage_pct, regain_minutes) = usage(response.headers());
-    let bytes = response.bytes().await.map_err(|e| transport_error(e, timeout))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(e, timeout))?;
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let text = if body.is_none() && !bytes.is_empty() {
         let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
@@ -146,19 +166,31 @@ fn usage(headers: &HeaderMap) -> (Option<f64>, Option<u64>) {
     let mut max_pct: Option<f64> = None;
     let mut regain: Option<u64> = None;
     let mut consider = |v: &Value| {
-        for key in ["call_count", "total_cputime", "total_time", "acc_id_util_pct"] {
+        for key in [
+            "call_count",
+            "total_cputime",
+            "total_time",
+            "acc_id_util_pct",
+        ] {
             if let Some(p) = v.get(key).and_then(Value::as_f64) {
                 max_pct = Some(max_pct.map_or(p, |m: f64| m.max(p)));
             }
         }
-        if let Some(m) = v.get("estimated_time_to_regain_access").and_then(Value::as_u64) {
+        if let Some(m) = v
+            .get("estimated_time_to_regain_access")
+            .and_then(Value::as_u64)
+        {
             if m > 0 {
                 regain = Some(regain.map_or(m, |r: u64| r.max(m)));
             }
         }
     };
     for name in ["x-app-usage", "x-ad-account-usage"] {
-        if let Some(v) = headers.get(name).and_then(|h| h.to_str().ok()).and_then(|s| serde_json::from_str::<Value>(s).ok()) {
+        if let Some(v) = headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        {
             consider(&v);
         }
     }
@@ -184,7 +216,10 @@ mod tests {
     #[test]
     fn reads_usage_headers() {
         let mut h = HeaderMap::new();
-        h.insert("x-app-usage", HeaderValue::from_static(r#"{"call_count":12,"total_cputime":3,"total_time":40}"#));
+        h.insert(
+            "x-app-usage",
+            HeaderValue::from_static(r#"{"call_count":12,"total_cputime":3,"total_time":40}"#),
+        );
         h.insert(
             "x-business-use-case-usage",
             HeaderValue::from_static(
@@ -204,7 +239,13 @@ mod tests {
             ..MetaConfig::default()
         })
         .unwrap();
-        assert_eq!(c.url(&["123", "events"]).as_str(), "http://127.0.0.1:9/base/v26.0/123/events");
-        assert_eq!(c.url(&["a/b?c"]).as_str(), "http://127.0.0.1:9/base/v26.0/a%2Fb%3Fc");
+        assert_eq!(
+            c.url(&["123", "events"]).as_str(),
+            "http://127.0.0.1:9/base/v26.0/123/events"
+        );
+        assert_eq!(
+            c.url(&["a/b?c"]).as_str(),
+            "http://127.0.0.1:9/base/v26.0/a%2Fb%3Fc"
+        );
     }
 }

@@ -79,11 +79,22 @@ pub fn route(
 }
 
 /// The CAPI event JSON and which match keys it carries.
-pub fn build_event(event: &ConversionEvent, routing: &Routing, now: chrono::DateTime<chrono::Utc>) -> (Value, MatchKeys) {
+pub fn build_event(
+    event: &ConversionEvent,
+    routing: &Routing,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Value, MatchKeys) {
     let user = &event.user;
     let mut ud = Map::new();
     let mut keys = MatchKeys::default();
-    let list = |items: &[crate::pii::Hashed]| Value::Array(items.iter().map(|h| Value::String(h.as_str().to_string())).collect());
+    let list = |items: &[crate::pii::Hashed]| {
+        Value::Array(
+            items
+                .iter()
+                .map(|h| Value::String(h.as_str().to_string()))
+                .collect(),
+        )
+    };
     let one = |h: &crate::pii::Hashed| Value::Array(vec![Value::String(h.as_str().to_string())]);
     if !user.emails.is_empty() {
         ud.insert("em".into(), list(&user.emails));
@@ -124,7 +135,10 @@ pub fn build_event(event: &ConversionEvent, routing: &Routing, now: chrono::Date
         keys.click_id = true;
     }
     if let Some(waba) = &routing.whatsapp_business_account_id {
-        ud.insert("whatsapp_business_account_id".into(), Value::String(waba.clone()));
+        ud.insert(
+            "whatsapp_business_account_id".into(),
+            Value::String(waba.clone()),
+        );
     }
 
     let mut cd = Map::new();
@@ -153,10 +167,16 @@ pub fn build_event(event: &ConversionEvent, routing: &Routing, now: chrono::Date
     // Clamp a future time (clock skew) to now: Meta rejects events from the future.
     let event_time = event.event_time.min(now).timestamp();
     let mut ev = Map::new();
-    ev.insert("event_name".into(), Value::String(routing.event_name.clone()));
+    ev.insert(
+        "event_name".into(),
+        Value::String(routing.event_name.clone()),
+    );
     ev.insert("event_time".into(), json!(event_time));
     ev.insert("event_id".into(), Value::String(event.event_id.clone()));
-    ev.insert("action_source".into(), Value::String(routing.action_source.as_str().into()));
+    ev.insert(
+        "action_source".into(),
+        Value::String(routing.action_source.as_str().into()),
+    );
     if let Some(channel) = routing.messaging_channel {
         ev.insert("messaging_channel".into(), Value::String(channel.into()));
     }
@@ -174,7 +194,11 @@ fn round_cents(v: f64) -> f64 {
 
 /// `{"data":[...],"partner_agent":"...","test_event_code":"..."}` from pre-serialized events,
 /// so splitting a rejected batch never re-serializes them.
-pub fn request_body(events: &[&[u8]], partner_agent: &str, test_event_code: Option<&str>) -> Vec<u8> {
+pub fn request_body(
+    events: &[&[u8]],
+    partner_agent: &str,
+    test_event_code: Option<&str>,
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 128);
     body.extend_from_slice(b"{\"data\":[");
     for (i, e) in events.iter().enumerate() {
@@ -184,7 +208,11 @@ pub fn request_body(events: &[&[u8]], partner_agent: &str, test_event_code: Opti
         body.extend_from_slice(e);
     }
     body.extend_from_slice(b"],\"partner_agent\":");
-    body.extend_from_slice(Value::String(partner_agent.to_string()).to_string().as_bytes());
+    body.extend_from_slice(
+        Value::String(partner_agent.to_string())
+            .to_string()
+            .as_bytes(),
+    );
     if let Some(code) = test_event_code.map(str::trim).filter(|c| !c.is_empty()) {
         body.extend_from_slice(b",\"test_event_code\":");
         body.extend_from_slice(Value::String(code.to_string()).to_string().as_bytes());
@@ -237,8 +265,14 @@ mod tests {
         assert_eq!(v["event_name"], "Lead");
         assert_eq!(v["action_source"], "physical_store");
         assert_eq!(v["event_time"], json!(ev.event_time.timestamp()));
-        assert_eq!(v["user_data"]["em"][0], "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f");
-        assert_eq!(v["user_data"]["ph"][0], "029c7290f14c4516673508635f0519db95f7daf42057fd0e4ad1de84c5408a66");
+        assert_eq!(
+            v["user_data"]["em"][0],
+            "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+        );
+        assert_eq!(
+            v["user_data"]["ph"][0],
+            "029c7290f14c4516673508635f0519db95f7daf42057fd0e4ad1de84c5408a66"
+        );
         assert_eq!(v["user_data"]["ctwa_clid"], "Aff-n8ZT");
         assert_eq!(v["user_data"]["client_ip_address"], "2001:db8::1");
         assert_eq!(v["custom_data"]["value"], json!(149.9));
@@ -250,7 +284,12 @@ mod tests {
     #[test]
     fn routes_ctwa_customers_to_business_messaging() {
         let ev = event(true);
-        let r = route(&ev, ActionSource::PhysicalStore, Some("555"), MessagingMode::Auto);
+        let r = route(
+            &ev,
+            ActionSource::PhysicalStore,
+            Some("555"),
+            MessagingMode::Auto,
+        );
         assert_eq!(r.action_source, ActionSource::BusinessMessaging);
         assert_eq!(r.event_name, "LeadSubmitted");
         let (v, _) = build_event(&ev, &r, chrono::Utc::now());
@@ -258,12 +297,24 @@ mod tests {
         assert_eq!(v["user_data"]["whatsapp_business_account_id"], "555");
         // No click id: the pixel's own source, unless forced.
         let plain = event(false);
-        assert_eq!(route(&plain, ActionSource::Chat, Some("555"), MessagingMode::Auto).action_source, ActionSource::Chat);
         assert_eq!(
-            route(&plain, ActionSource::Chat, Some("555"), MessagingMode::Always).action_source,
+            route(&plain, ActionSource::Chat, Some("555"), MessagingMode::Auto).action_source,
+            ActionSource::Chat
+        );
+        assert_eq!(
+            route(
+                &plain,
+                ActionSource::Chat,
+                Some("555"),
+                MessagingMode::Always
+            )
+            .action_source,
             ActionSource::BusinessMessaging
         );
-        assert_eq!(route(&ev, ActionSource::Chat, Some("555"), MessagingMode::Never).action_source, ActionSource::Chat);
+        assert_eq!(
+            route(&ev, ActionSource::Chat, Some("555"), MessagingMode::Never).action_source,
+            ActionSource::Chat
+        );
     }
 
     #[test]
@@ -271,7 +322,11 @@ mod tests {
         let mut ev = event(false);
         let now = chrono::Utc::now();
         ev.event_time = now + chrono::Duration::hours(1);
-        let (v, _) = build_event(&ev, &route(&ev, ActionSource::Other, None, MessagingMode::Auto), now);
+        let (v, _) = build_event(
+            &ev,
+            &route(&ev, ActionSource::Other, None, MessagingMode::Auto),
+            now,
+        );
         assert_eq!(v["event_time"], json!(now.timestamp()));
     }
 

@@ -45,12 +45,18 @@ impl std::fmt::Display for ApiError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Classification {
     /// Accepted. `events_received` as Meta counted them.
-    Delivered { events_received: Option<u64>, fbtrace_id: Option<String> },
+    Delivered {
+        events_received: Option<u64>,
+        fbtrace_id: Option<String>,
+    },
     /// Transient (network, 5xx, codes 1/2, `is_transient`): retry the same events later.
     Retry(ApiError),
     /// Rate limited: pause the destination (for `regain` when Meta estimates it) and retry
     /// without spending an attempt.
-    Throttle { error: ApiError, regain: Option<Duration> },
+    Throttle {
+        error: ApiError,
+        regain: Option<Duration>,
+    },
     /// The batch holds at least one invalid event (code 100 family): batches are
     /// all-or-nothing, so split it to isolate the bad events and deliver the rest.
     RejectEvents(ApiError),
@@ -85,7 +91,10 @@ pub fn classify(resp: &GraphResponse) -> Classification {
         };
         return Classification::Delivered {
             events_received: body.get("events_received").and_then(Value::as_u64),
-            fbtrace_id: body.get("fbtrace_id").and_then(Value::as_str).map(str::to_string),
+            fbtrace_id: body
+                .get("fbtrace_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         };
     }
     let Some(error) = error else {
@@ -93,14 +102,26 @@ pub fn classify(resp: &GraphResponse) -> Classification {
     };
     let code = error.get("code").and_then(as_i64);
     let subcode = error.get("error_subcode").and_then(as_i64);
-    let transient = error.get("is_transient").and_then(Value::as_bool).unwrap_or(false);
-    let title = error.get("error_user_title").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("Graph API error");
+    let transient = error
+        .get("is_transient")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let title = error
+        .get("error_user_title")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("Graph API error");
     let err = ApiError {
         http_status: Some(resp.status),
         code,
         subcode,
-        fbtrace_id: error.get("fbtrace_id").and_then(Value::as_str).map(str::to_string),
+        fbtrace_id: error
+            .get("fbtrace_id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         message: truncate(title.unwrap_or(message), 300),
     };
     match code {
@@ -141,7 +162,11 @@ fn classify_bare_status(resp: &GraphResponse) -> Classification {
     let err = ApiError {
         http_status: Some(resp.status),
         message: match &resp.text {
-            Some(t) => format!("HTTP {} without a Graph error body: {}", resp.status, truncate(t, 120)),
+            Some(t) => format!(
+                "HTTP {} without a Graph error body: {}",
+                resp.status,
+                truncate(t, 120)
+            ),
             None => format!("HTTP {} without a Graph error body", resp.status),
         },
         ..ApiError::default()
@@ -166,7 +191,8 @@ fn classify_bare_status(resp: &GraphResponse) -> Classification {
 
 /// Meta sends codes as numbers; tolerate numeric strings.
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -211,7 +237,10 @@ mod tests {
 
     #[test]
     fn success_reads_events_received() {
-        let c = classify(&resp(200, json!({"events_received": 3, "messages": [], "fbtrace_id": "X"})));
+        let c = classify(&resp(
+            200,
+            json!({"events_received": 3, "messages": [], "fbtrace_id": "X"}),
+        ));
         assert_eq!(
             c,
             Classification::Delivered {
@@ -226,18 +255,44 @@ mod tests {
         // RudderStack's mocks pair a 190 body with HTTP 500: the code wins.
         assert!(matches!(
             classify(&resp(500, graph_error(190, Some(463), false))),
-            Classification::FailDestination { cause: AlertCause::TokenInvalid, .. }
+            Classification::FailDestination {
+                cause: AlertCause::TokenInvalid,
+                ..
+            }
         ));
-        assert!(matches!(classify(&resp(400, graph_error(100, Some(2804003), false))), Classification::RejectEvents(e) if e.subcode == Some(2804003)));
-        assert!(matches!(classify(&resp(400, graph_error(100, Some(33), false))), Classification::FailDestination { .. }));
+        assert!(
+            matches!(classify(&resp(400, graph_error(100, Some(2804003), false))), Classification::RejectEvents(e) if e.subcode == Some(2804003))
+        );
+        assert!(matches!(
+            classify(&resp(400, graph_error(100, Some(33), false))),
+            Classification::FailDestination { .. }
+        ));
         for code in [4, 17, 32, 341, 613, 80004, 80014] {
-            assert!(matches!(classify(&resp(400, graph_error(code, None, false))), Classification::Throttle { .. }), "{code}");
+            assert!(
+                matches!(
+                    classify(&resp(400, graph_error(code, None, false))),
+                    Classification::Throttle { .. }
+                ),
+                "{code}"
+            );
         }
         for code in [1, 2] {
-            assert!(matches!(classify(&resp(500, graph_error(code, None, true))), Classification::Retry(_)), "{code}");
+            assert!(
+                matches!(
+                    classify(&resp(500, graph_error(code, None, true))),
+                    Classification::Retry(_)
+                ),
+                "{code}"
+            );
         }
-        assert!(matches!(classify(&resp(400, graph_error(12345, None, true))), Classification::Retry(_)));
-        assert!(matches!(classify(&resp(400, graph_error(200, None, false))), Classification::FailDestination { .. }));
+        assert!(matches!(
+            classify(&resp(400, graph_error(12345, None, true))),
+            Classification::Retry(_)
+        ));
+        assert!(matches!(
+            classify(&resp(400, graph_error(200, None, false))),
+            Classification::FailDestination { .. }
+        ));
     }
 
     #[test]
@@ -256,16 +311,26 @@ mod tests {
             regain_minutes: Some(2),
             ..html.clone()
         };
-        assert!(matches!(classify(&throttled), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(120)));
-        let not_found = GraphResponse { status: 404, ..html };
-        assert!(matches!(classify(&not_found), Classification::FailDestination { .. }));
+        assert!(
+            matches!(classify(&throttled), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(120))
+        );
+        let not_found = GraphResponse {
+            status: 404,
+            ..html
+        };
+        assert!(matches!(
+            classify(&not_found),
+            Classification::FailDestination { .. }
+        ));
     }
 
     #[test]
     fn throttle_uses_regain_estimate() {
         let mut r = resp(400, graph_error(80004, Some(2446079), false));
         r.regain_minutes = Some(19);
-        assert!(matches!(classify(&r), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(19 * 60)));
+        assert!(
+            matches!(classify(&r), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(19 * 60))
+        );
     }
 
     #[test]
@@ -277,6 +342,9 @@ mod tests {
         };
         assert_eq!(e.message, "Event Timestamp Too Old");
         assert_eq!(rejected_event_cause(&e), AlertCause::EventTooOld);
-        assert_eq!(e.to_string(), "Event Timestamp Too Old (code 100, subcode 2804003, fbtrace_id T)");
+        assert_eq!(
+            e.to_string(),
+            "Event Timestamp Too Old (code 100, subcode 2804003, fbtrace_id T)"
+        );
     }
 }

@@ -44,9 +44,13 @@ pub enum EventOutcome {
     /// Transient failure: retry later with the same event id.
     Retry,
     /// The destination is throttled until then; retry without spending an attempt.
-    Throttled { until: DateTime<Utc> },
+    Throttled {
+        until: DateTime<Utc>,
+    },
     /// Permanent for this event (or for the destination), with the alert to raise.
-    Failed { cause: AlertCause },
+    Failed {
+        cause: AlertCause,
+    },
     /// Not sent because the worker is shutting down.
     NotStarted,
 }
@@ -81,14 +85,20 @@ pub struct MetaSink {
 
 impl std::fmt::Debug for MetaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaSink").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("MetaSink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
         let client = MetaClient::new(&config)?;
-        let limiter = DestinationLimiter::new(config.requests_per_second, config.burst, config.throttle_pause);
+        let limiter = DestinationLimiter::new(
+            config.requests_per_second,
+            config.burst,
+            config.throttle_pause,
+        );
         Ok(Self {
             client,
             limiter,
@@ -105,7 +115,12 @@ impl MetaSink {
     }
 
     /// Send `events` to `dest`. Returns one result per event.
-    pub async fn deliver(&self, dest: &MetaDestination, events: Vec<PreparedEvent>, shutdown: &CancellationToken) -> Vec<EventResult> {
+    pub async fn deliver(
+        &self,
+        dest: &MetaDestination,
+        events: Vec<PreparedEvent>,
+        shutdown: &CancellationToken,
+    ) -> Vec<EventResult> {
         let mut results = Vec::with_capacity(events.len());
         // A stack of chunks: halves of a rejected chunk are pushed back and sent next.
         let mut work: Vec<Vec<PreparedEvent>> = events
@@ -118,7 +133,10 @@ impl MetaSink {
                 Slot::Ready { .. } => {}
                 Slot::Shutdown => {
                     for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        results.extend(c.into_iter().map(|e| result(e.key, EventOutcome::NotStarted, None, None, None)));
+                        results
+                            .extend(c.into_iter().map(|e| {
+                                result(e.key, EventOutcome::NotStarted, None, None, None)
+                            }));
                     }
                     break;
                 }
@@ -141,10 +159,18 @@ impl MetaSink {
             }
             let started = Instant::now();
             let parts: Vec<&[u8]> = chunk.iter().map(|e| &e.json[..]).collect();
-            let body = request_body(&parts, &self.config.partner_agent, dest.test_event_code.as_deref());
-            let response = self.client.post_events(&dest.pixel_id, &dest.token, body).await;
+            let body = request_body(
+                &parts,
+                &self.config.partner_agent,
+                dest.test_event_code.as_deref(),
+            );
+            let response = self
+                .client
+                .post_events(&dest.pixel_id, &dest.token, body)
+                .await;
             let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!("stagecast_batch_size", "platform" => "facebook").record(chunk.len() as f64);
+            metrics::histogram!("stagecast_batch_size", "platform" => "facebook")
+                .record(chunk.len() as f64);
             let (classification, status, body) = match &response {
                 Ok(r) => {
                     if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
@@ -155,7 +181,11 @@ impl MetaSink {
                         self.limiter.slow_down(&dest.pixel_id, pause);
                         warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
                     }
-                    (classify(r), Some(r.status), r.body.clone().or_else(|| r.text.clone().map(Value::String)))
+                    (
+                        classify(r),
+                        Some(r.status),
+                        r.body.clone().or_else(|| r.text.clone().map(Value::String)),
+                    )
                 }
                 Err(e) => (classify_transport(e), None, None),
             };
@@ -169,30 +199,40 @@ impl MetaSink {
             metrics::histogram!("stagecast_request_duration_seconds", "platform" => "facebook", "outcome" => label)
                 .record(elapsed);
             match classification {
-                Classification::Delivered { events_received, .. } => {
+                Classification::Delivered {
+                    events_received, ..
+                } => {
                     self.limiter.succeeded(&dest.pixel_id);
                     if events_received.is_some_and(|n| n != chunk.len() as u64) {
                         warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
                     }
-                    results.extend(
-                        chunk
-                            .into_iter()
-                            .map(|e| result(e.key, EventOutcome::Delivered, status, None, body.clone())),
-                    );
+                    results.extend(chunk.into_iter().map(|e| {
+                        result(e.key, EventOutcome::Delivered, status, None, body.clone())
+                    }));
                 }
                 Classification::Retry(error) => {
                     debug!(pixel = %dest.pixel_id, %error, "transient Meta failure; will retry");
-                    results.extend(
-                        chunk
-                            .into_iter()
-                            .map(|e| result(e.key, EventOutcome::Retry, status, Some(error.clone()), body.clone())),
-                    );
+                    results.extend(chunk.into_iter().map(|e| {
+                        result(
+                            e.key,
+                            EventOutcome::Retry,
+                            status,
+                            Some(error.clone()),
+                            body.clone(),
+                        )
+                    }));
                 }
                 Classification::Throttle { error, regain } => {
                     let until = instant_to_utc(self.limiter.throttled(&dest.pixel_id, regain));
                     warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
                     results.extend(chunk.into_iter().map(|e| {
-                        result(e.key, EventOutcome::Throttled { until }, status, Some(error.clone()), body.clone())
+                        result(
+                            e.key,
+                            EventOutcome::Throttled { until },
+                            status,
+                            Some(error.clone()),
+                            body.clone(),
+                        )
                     }));
                 }
                 Classification::RejectEvents(error) => {
@@ -205,7 +245,13 @@ impl MetaSink {
                     } else {
                         let cause = rejected_event_cause(&error);
                         results.extend(chunk.into_iter().map(|e| {
-                            result(e.key, EventOutcome::Failed { cause }, status, Some(error.clone()), body.clone())
+                            result(
+                                e.key,
+                                EventOutcome::Failed { cause },
+                                status,
+                                Some(error.clone()),
+                                body.clone(),
+                            )
                         }));
                     }
                 }
@@ -213,7 +259,13 @@ impl MetaSink {
                     warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's configuration; failing its events");
                     for c in std::iter::once(chunk).chain(work.drain(..)) {
                         results.extend(c.into_iter().map(|e| {
-                            result(e.key, EventOutcome::Failed { cause }, status, Some(error.clone()), body.clone())
+                            result(
+                                e.key,
+                                EventOutcome::Failed { cause },
+                                status,
+                                Some(error.clone()),
+                                body.clone(),
+                            )
                         }));
                     }
                     break;
@@ -224,7 +276,13 @@ impl MetaSink {
     }
 }
 
-fn result(key: usize, outcome: EventOutcome, http_status: Option<u16>, error: Option<ApiError>, response: Option<Value>) -> EventResult {
+fn result(
+    key: usize,
+    outcome: EventOutcome,
+    http_status: Option<u16>,
+    error: Option<ApiError>,
+    response: Option<Value>,
+) -> EventResult {
     EventResult {
         key,
         outcome,
