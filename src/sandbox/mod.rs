@@ -1,1 +1,416 @@
-//! (in progress)
+//! A local stand-in for Meta's Graph API, so tests, the demo and the benchmark never talk to real hosts.
+//!
+//! [`MetaGraphSandbox::start`] binds `127.0.0.1:0` and serves:
+//! - `POST /{version}/{pixel_id}/events`: the Conversions API edge, validating auth, body encodings
+//!   and every event the way `reference/meta-capi.md` documents it (see `docs/sandbox.md`);
+//! - `GET /{version}/{pixel_id}`: pixel/dataset lookup used by `stagecast doctor`;
+//! - `GET /{version}/{ad_id}?fields=campaign_id`: ad → campaign lookup (§7.3).
+//!
+//! Tests script failures with [`Fault`]s (consumed FIFO, one per `/events` request) and inspect what
+//! "Meta" accepted with [`MetaGraphSandbox::received`], [`MetaGraphSandbox::requests`] and
+//! [`MetaGraphSandbox::delivered_count`].
+
+mod meta_graph;
+mod urlencoded;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use axum::serve::ListenerExt;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One event of an accepted `/events` request, as Meta would have ingested it.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    pub pixel_id: String,
+    pub event: serde_json::Value,
+    pub test_event_code: Option<String>,
+    pub partner_agent: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Where the access token of a request came from (§1.1 lists all three; Bearer is recommended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `Authorization: Bearer <token>`.
+    BearerHeader,
+    /// `?access_token=` in the URL.
+    QueryParam,
+    /// An `access_token` field of the body (form field, or a key of the JSON object).
+    BodyField,
+}
+
+/// One `/events` request, whatever its outcome.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub version: String,
+    pub pixel_id: String,
+    /// Length of `data` when it was a JSON array, else 0.
+    pub event_count: usize,
+    /// `event_id`s of the events in `data`, in order (events without one are skipped).
+    /// Left empty when event recording is off (see [`MetaGraphSandbox::set_record_events`]).
+    pub event_ids: Vec<String>,
+    /// HTTP status returned.
+    pub status: u16,
+    /// Graph `error.code` / `error.error_subcode` returned, if any.
+    pub error_code: Option<i64>,
+    pub error_subcode: Option<i64>,
+    /// Where the token came from; `None` when no token was sent.
+    pub auth: Option<AuthMethod>,
+    /// The fault injected into this request, if any.
+    pub fault: Option<Fault>,
+    /// True when the answer was held back by [`Fault::Timeout`]: the request was processed (and, if
+    /// valid, its events count as delivered) but the client most likely gave up before the answer,
+    /// so it cannot know. It must retry with the same `event_id`; `delivered_count` shows the copy.
+    pub outcome_unknown_to_client: bool,
+    pub received_at: DateTime<Utc>,
+}
+
+impl RequestRecord {
+    /// True when Meta accepted the events of this request.
+    pub fn accepted(&self) -> bool {
+        self.status == 200
+    }
+}
+
+/// A failure the sandbox injects instead of (or around) normal processing of one `/events` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// This HTTP status (meant for 5xx) with a Graph body `{code: 2, is_transient: true}`.
+    /// A value that is not a valid HTTP status answers 500.
+    ServerError(u16),
+    /// 502 with an HTML body, as a proxy in front of Graph would answer (§1.5).
+    HtmlError,
+    /// The request is processed normally (validated and, if valid, recorded as accepted), then the
+    /// answer is held back this long. Meta may well have ingested a request whose client timed
+    /// out, so the events count as delivered and the record is marked `outcome_unknown_to_client`.
+    Timeout(Duration),
+    /// HTTP 400 with a throttling code (4, 17, 32, 341, 613, 80000–80014 …, §5.1) and
+    /// `is_transient: true`; with `regain_minutes`, also an `X-Business-Use-Case-Usage` header
+    /// carrying `estimated_time_to_regain_access`.
+    Throttle {
+        code: i64,
+        subcode: Option<i64>,
+        regain_minutes: Option<u32>,
+    },
+    /// 401, code 190, subcode 463: the access token has expired.
+    InvalidToken,
+    /// Any Graph error (`is_transient: false`). An invalid HTTP status answers 400.
+    Reject {
+        http: u16,
+        code: i64,
+        subcode: Option<i64>,
+        message: String,
+    },
+    /// 500 with `{code: 1, is_transient: true}` ("An unknown error occurred").
+    Transient,
+}
+
+/// Handle on a running sandbox. Clones share the same server; the server stops when the last clone
+/// is dropped or on [`shutdown`](Self::shutdown).
+#[derive(Clone)]
+pub struct MetaGraphSandbox {
+    state: Arc<State>,
+    server: Arc<Server>,
+}
+
+impl MetaGraphSandbox {
+    /// Start a sandbox on an ephemeral port of 127.0.0.1.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        // Small request/response pairs on keep-alive connections: without TCP_NODELAY, Nagle and
+        // delayed ACKs can add tens of milliseconds per request and ruin the benchmark.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let state = Arc::new(State::new());
+        let app = meta_graph::router(state.clone());
+        let cancel = CancellationToken::new();
+        let signal = cancel.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+            {
+                tracing::warn!(error = %err, "meta graph sandbox server stopped");
+            }
+        });
+        Ok(Self {
+            state,
+            server: Arc::new(Server { addr, cancel, task }),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`; stagecast appends `/{version}/{pixel}/events`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Stop accepting connections now; open connections finish their current request and close.
+    pub fn shutdown(&self) {
+        self.server.stop();
+    }
+
+    /// Make `access_token` valid for `pixel_id` (a token may serve several pixels/datasets).
+    pub fn add_pixel(&self, pixel_id: &str, access_token: &str) {
+        lock(&self.state.registry)
+            .pixels_by_token
+            .entry(access_token.to_owned())
+            .or_default()
+            .insert(pixel_id.to_owned());
+    }
+
+    /// Register an ad for `GET /{version}/{ad_id}?fields=campaign_id`, readable with `token`.
+    pub fn add_ad(&self, ad_id: &str, campaign_id: &str, token: &str) {
+        lock(&self.state.registry).ads.insert(
+            ad_id.to_owned(),
+            Ad {
+                campaign_id: campaign_id.to_owned(),
+                token: token.to_owned(),
+            },
+        );
+    }
+
+    /// Queue a fault; each `/events` request takes the next one (FIFO) before anything else.
+    pub fn push_fault(&self, fault: Fault) {
+        lock(&self.state.faults).push_back(fault);
+    }
+
+    /// Faults not yet consumed.
+    pub fn pending_faults(&self) -> usize {
+        lock(&self.state.faults).len()
+    }
+
+    /// Delay added to every `/events` response (faults included).
+    pub fn set_latency(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.state.latency_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// `X-Business-Use-Case-Usage` value returned on every response (`None` removes it). A value
+    /// that is not a valid header value is ignored with a warning.
+    pub fn set_usage_header(&self, value: Option<String>) {
+        let header = value.and_then(|v| match HeaderValue::from_str(&v) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                tracing::warn!(value = %v, "sandbox usage header is not a valid header value; ignored");
+                None
+            }
+        });
+        *lock(&self.state.usage_header) = header;
+    }
+
+    /// Keep full events and event ids (`true`, the default) or only counts (the benchmark).
+    /// Per-`event_id` delivery counts are kept either way.
+    pub fn set_record_events(&self, record: bool) {
+        self.state.record_events.store(record, Ordering::Relaxed);
+    }
+
+    /// Every event of every accepted request, in arrival order.
+    pub fn received(&self) -> Vec<ReceivedEvent> {
+        lock(&self.state.log).received.clone()
+    }
+
+    /// Every `/events` request, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.log).requests.clone()
+    }
+
+    /// How many times `event_id` was accepted. Each occurrence counts, also two inside one request:
+    /// Meta would ingest both copies (it does not dedupe server events, §2.4), so either is a bug.
+    pub fn delivered_count(&self, event_id: &str) -> usize {
+        lock(&self.state.log)
+            .delivered
+            .get(event_id)
+            .map_or(0, |&n| n as usize)
+    }
+
+    /// Number of accepted events since start or the last [`clear`](Self::clear).
+    pub fn accepted_events(&self) -> usize {
+        *self.state.accepted.borrow()
+    }
+
+    /// Resolves to `true` once at least `n` events have been accepted, `false` after `timeout`.
+    pub fn wait_for_events(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let mut rx = self.state.accepted.subscribe();
+        async move {
+            matches!(
+                tokio::time::timeout(timeout, rx.wait_for(|&count| count >= n)).await,
+                Ok(Ok(_))
+            )
+        }
+    }
+
+    /// Forget received events, requests, delivery counts and queued faults. Pixels, ads, latency
+    /// and the usage header stay configured.
+    pub fn clear(&self) {
+        lock(&self.state.faults).clear();
+        let mut log = lock(&self.state.log);
+        *log = Log::default();
+        self.state.accepted.send_replace(0);
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    fn stop(&self) {
+        // Cancelling lets axum tell open keep-alive connections to close; aborting stops the accept
+        // loop (and frees the port) without waiting for in-flight requests such as a Timeout fault.
+        self.cancel.cancel();
+        self.task.abort();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Shared by the handle and the HTTP handlers.
+pub(crate) struct State {
+    registry: Mutex<Registry>,
+    faults: Mutex<VecDeque<Fault>>,
+    latency_nanos: AtomicU64,
+    usage_header: Mutex<Option<HeaderValue>>,
+    record_events: AtomicBool,
+    log: Mutex<Log>,
+    /// Accepted-event count; a watch channel so `wait_for_events` sleeps instead of polling.
+    accepted: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct Registry {
+    pixels_by_token: HashMap<String, HashSet<String>>,
+    ads: HashMap<String, Ad>,
+}
+
+struct Ad {
+    campaign_id: String,
+    token: String,
+}
+
+#[derive(Default)]
+struct Log {
+    received: Vec<ReceivedEvent>,
+    requests: Vec<RequestRecord>,
+    delivered: HashMap<String, u32>,
+}
+
+/// Outcome of checking a token against the registry.
+pub(crate) enum TokenCheck {
+    Unknown,
+    /// The token exists but does not grant access to this object.
+    NoAccess,
+    Ok,
+}
+
+impl State {
+    fn new() -> Self {
+        Self {
+            registry: Mutex::default(),
+            faults: Mutex::default(),
+            latency_nanos: AtomicU64::new(0),
+            usage_header: Mutex::default(),
+            record_events: AtomicBool::new(true),
+            log: Mutex::default(),
+            accepted: watch::Sender::new(0),
+        }
+    }
+
+    fn next_fault(&self) -> Option<Fault> {
+        lock(&self.faults).pop_front()
+    }
+
+    fn latency(&self) -> Duration {
+        Duration::from_nanos(self.latency_nanos.load(Ordering::Relaxed))
+    }
+
+    fn usage_header(&self) -> Option<HeaderValue> {
+        lock(&self.usage_header).clone()
+    }
+
+    fn record_events(&self) -> bool {
+        self.record_events.load(Ordering::Relaxed)
+    }
+
+    fn check_pixel_token(&self, pixel_id: &str, token: &str) -> TokenCheck {
+        let registry = lock(&self.registry);
+        match registry.pixels_by_token.get(token) {
+            Some(pixels) if pixels.contains(pixel_id) => TokenCheck::Ok,
+            Some(_) => TokenCheck::NoAccess,
+            None if registry.ads.values().any(|ad| ad.token == token) => TokenCheck::NoAccess,
+            None => TokenCheck::Unknown,
+        }
+    }
+
+    /// Campaign of `ad_id` if `token` may read it.
+    fn ad_campaign(&self, ad_id: &str, token: &str) -> Option<String> {
+        let registry = lock(&self.registry);
+        registry
+            .ads
+            .get(ad_id)
+            .filter(|ad| ad.token == token)
+            .map(|ad| ad.campaign_id.clone())
+    }
+
+    /// Store one request. `ids` are the `event_id`s of its events (counted as delivered when it was
+    /// accepted); `received` holds its events when it was accepted and recording is on.
+    fn record(&self, mut record: RequestRecord, ids: Vec<String>, received: Vec<ReceivedEvent>) {
+        let accepted = if record.accepted() {
+            record.event_count
+        } else {
+            0
+        };
+        let keep_ids = self.record_events();
+        let mut log = lock(&self.log);
+        if accepted > 0 {
+            for id in &ids {
+                // get_mut first: a repeated id (a retry) then costs no key allocation.
+                match log.delivered.get_mut(id.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        log.delivered.insert(id.clone(), 1);
+                    }
+                }
+            }
+        }
+        if keep_ids {
+            record.event_ids = ids;
+        }
+        log.received.extend(received);
+        log.requests.push(record);
+        if accepted > 0 {
+            // Under the log lock so a concurrent clear() cannot interleave with the increment.
+            self.accepted.send_modify(|c| *c += accepted);
+        }
+    }
+}
+
+/// The sandbox never panics while holding a lock, but a panicking test thread could poison one;
+/// the data behind it is still consistent (every update is a single push/insert), so keep going.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,664 @@
+//! Per-event validation, modelled on what the Conversions API documents (`reference/meta-capi.md`).
+//!
+//! Everything here works on an already parsed `serde_json::Value` and allocates only on the error
+//! path: the benchmark pushes 100k events through the sandbox, so the happy path is a handful of
+//! byte comparisons per field. There is deliberately no regex: each format is a tiny byte check.
+//!
+//! Where Meta's behaviour is undocumented the sandbox is *stricter* than Meta, because its job is
+//! to catch stagecast bugs (raw PII, seconds-vs-milliseconds, hashed click IDs) before production
+//! does. `docs/sandbox.md` lists every rule with its code/subcode and the reference section.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+/// Subcode for a stale `event_time` (§2.3, documented by Meta and seen in RudderStack fixtures).
+pub const SUBCODE_TOO_OLD: i64 = 2_804_003;
+/// Subcode for a `Purchase` without `value`/`currency` (§2.6, "Missing Value for Purchase Event").
+pub const SUBCODE_PURCHASE_VALUE: i64 = 2_804_009;
+/// Subcode for `user_data` without a usable customer-information key (§3.1, observed for "thin" events).
+pub const SUBCODE_NO_USER_DATA: i64 = 2_804_050;
+/// Generic CAPI invalid-parameter subcode (§5.2). Its exact meaning at Meta is unverified, so the
+/// sandbox uses it for every rule that has no documented subcode of its own.
+pub const SUBCODE_INVALID: i64 = 2_804_001;
+
+/// `event_time` may be at most this old (§2.3: 7 days, all-or-nothing).
+pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
+/// Meta documents no upper bound; a timestamp this far ahead means a clock or unit bug in stagecast.
+pub const MAX_FUTURE_SECS: i64 = 10 * 60;
+/// Anything above this cannot be Unix seconds (it is the year 5138): it is milliseconds.
+pub const MILLIS_THRESHOLD: i64 = 100_000_000_000;
+
+/// The nine `action_source` values of §2.5.
+pub const ACTION_SOURCES: [&str; 9] = [
+    "website",
+    "app",
+    "email",
+    "phone_call",
+    "chat",
+    "physical_store",
+    "system_generated",
+    "business_messaging",
+    "other",
+];
+
+/// `messaging_channel` values for `business_messaging` (§2.1, §8.1).
+pub const MESSAGING_CHANNELS: [&str; 3] = ["whatsapp", "messenger", "instagram"];
+
+/// Why one event was refused. It names the event index and the field, so the Graph error built
+/// from it can say exactly what to fix (Meta's own `error_user_msg` is localised and vaguer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data[{index}].{field}: {detail}")]
+pub struct EventError {
+    pub index: usize,
+    /// Dotted path inside the event, e.g. `user_data.em[1]`.
+    pub field: String,
+    pub subcode: i64,
+    /// Short title in the style of Meta's `error_user_title`.
+    pub title: &'static str,
+    pub detail: String,
+}
+
+impl EventError {
+    fn new(
+        index: usize,
+        field: impl fmt::Display,
+        subcode: i64,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            index,
+            field: field.to_string(),
+            subcode,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    /// Path of the offending field relative to the request body, e.g. `data[3].user_data.em`.
+    pub fn blame_path(&self) -> String {
+        format!("data[{}].{}", self.index, self.field)
+    }
+}
+
+fn invalid(index: usize, field: impl fmt::Display, detail: impl Into<String>) -> EventError {
+    EventError::new(index, field, SUBCODE_INVALID, "Invalid Parameter", detail)
+}
+
+/// How a `user_data` key must be encoded (§3.1 "hash?" column).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// Contact PII: SHA-256 lowercase hex, string or list of strings.
+    Hashed,
+    /// Sent as-is and never hashed: a non-empty string that must not look like a SHA-256.
+    Raw,
+    /// `fbc` / `fbp`: raw, in the `fb.<idx>.<ms>.<payload>[.<appendix>]` cookie format (§4).
+    Cookie,
+    /// `client_ip_address`: an IPv4/IPv6 literal.
+    Ip,
+    /// Numeric IDs (`fb_login_id`, `lead_id`): a JSON integer or a digit string.
+    Numeric,
+}
+
+// Bits of the keys that take part in Meta's "thin user_data" rule (§3.1, best-practices: since
+// v13.0 user_data holding only a subset of these combinations is invalid).
+const B_CT: u32 = 1;
+const B_COUNTRY: u32 = 1 << 1;
+const B_ST: u32 = 1 << 2;
+const B_ZP: u32 = 1 << 3;
+const B_GE: u32 = 1 << 4;
+const B_UA: u32 = 1 << 5;
+const B_DB: u32 = 1 << 6;
+const B_FN: u32 = 1 << 7;
+const B_LN: u32 = 1 << 8;
+/// Every other known key: its presence alone makes `user_data` usable.
+const B_STRONG: u32 = 1 << 9;
+
+const THIN_COMBINATIONS: [u32; 4] = [
+    B_CT | B_COUNTRY | B_ST | B_ZP | B_GE | B_UA,
+    B_DB | B_UA,
+    B_FN | B_GE,
+    B_LN | B_GE,
+];
+
+/// The customer-information keys of §3.1 (plus `instagram_business_account_id` from §8.1).
+/// Unknown keys are refused: a misspelt key such as `email` would otherwise carry raw PII to Meta.
+fn classify(key: &str) -> Option<(KeyKind, u32)> {
+    use KeyKind::*;
+    Some(match key {
+        "em" | "ph" | "external_id" => (Hashed, B_STRONG),
+        "fn" => (Hashed, B_FN),
+        "ln" => (Hashed, B_LN),
+        "db" => (Hashed, B_DB),
+        "ge" => (Hashed, B_GE),
+        "ct" => (Hashed, B_CT),
+        "st" => (Hashed, B_ST),
+        "zp" => (Hashed, B_ZP),
+        "country" => (Hashed, B_COUNTRY),
+        "client_ip_address" => (Ip, B_STRONG),
+        "client_user_agent" => (Raw, B_UA),
+        "fbc" | "fbp" => (Cookie, B_STRONG),
+        "fb_login_id" | "lead_id" => (Numeric, B_STRONG),
+        "subscription_id"
+        | "anon_id"
+        | "madid"
+        | "page_id"
+        | "page_scoped_user_id"
+        | "ctwa_clid"
+        | "ig_account_id"
+        | "ig_sid"
+        | "instagram_business_account_id"
+        | "whatsapp_business_account_id" => (Raw, B_STRONG),
+        _ => return None,
+    })
+}
+
+/// `^[0-9a-f]{64}$`: what a SHA-256 in lowercase hex looks like (§3.1, the SDKs' `is_already_hashed`).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `fb.<digit>.<13-digit ms>.<payload>` with an optional 5th `.<appendix>` segment (§4).
+pub fn is_fb_cookie(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let prefix_ok = parts.next() == Some("fb");
+    let index_ok = parts
+        .next()
+        .is_some_and(|p| p.len() == 1 && p.as_bytes()[0].is_ascii_digit());
+    let time_ok = parts
+        .next()
+        .is_some_and(|p| p.len() == 13 && p.bytes().all(|b| b.is_ascii_digit()));
+    let payload_ok = parts.next().is_some_and(|p| !p.is_empty());
+    let appendix_ok = match parts.next() {
+        None => true,
+        Some(a) => !a.is_empty() && parts.next().is_none(),
+    };
+    prefix_ok && index_ok && time_ok && payload_ok && appendix_ok
+}
+
+/// Validate event `index` of a request received at `now` (Unix seconds).
+pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), EventError> {
+    let Some(event) = event.as_object() else {
+        return Err(invalid(
+            index,
+            "(event)",
+            "each element of data must be a JSON object",
+        ));
+    };
+
+    let event_name = match event.get("event_name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+        _ => {
+            return Err(invalid(
+                index,
+                "event_name",
+                "event_name is required and must be a non-empty string",
+            ))
+        }
+    };
+
+    check_event_time(index, event.get("event_time"), now)?;
+
+    match event.get("event_id") {
+        None => {}
+        Some(Value::String(s)) if !s.is_empty() => {}
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "event_id",
+                "event_id must be a non-empty string when present",
+            ))
+        }
+    }
+
+    let action_source = match event.get("action_source") {
+        Some(Value::String(s)) if ACTION_SOURCES.contains(&s.as_str()) => s.as_str(),
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "action_source",
+                format!("action_source must be one of {}", ACTION_SOURCES.join(", ")),
+            ))
+        }
+        None => return Err(invalid(index, "action_source", "action_source is required")),
+    };
+
+    let channel = match event.get("messaging_channel") {
+        None => None,
+        Some(Value::String(s)) if MESSAGING_CHANNELS.contains(&s.as_str()) => Some(s.as_str()),
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "messaging_channel",
+                "messaging_channel must be one of whatsapp, messenger, instagram",
+            ))
+        }
+    };
+
+    let user_data =
+        match event.get("user_data") {
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(invalid(
+                    index,
+                    "user_data",
+                    "user_data must be a JSON object",
+                ))
+            }
+            None => return Err(EventError::new(
+                index,
+                "user_data",
+                SUBCODE_NO_USER_DATA,
+                "Missing Customer Information",
+                "user_data is required and must hold at least one customer information parameter",
+            )),
+        };
+    check_user_data(index, user_data)?;
+
+    if action_source == "business_messaging" {
+        let Some(channel) = channel else {
+            return Err(invalid(
+                index,
+                "messaging_channel",
+                "business_messaging events require messaging_channel (whatsapp, messenger or instagram)",
+            ));
+        };
+        // §8.1: a CTWA event is attributed through the click ID on the WABA's dataset. Meta's sample
+        // for Messenger/Instagram names different keys in different places, so only WhatsApp is
+        // enforced (it is the only channel stagecast sends).
+        if channel == "whatsapp" {
+            for key in ["ctwa_clid", "whatsapp_business_account_id"] {
+                if !user_data.contains_key(key) {
+                    return Err(invalid(
+                        index,
+                        format_args!("user_data.{key}"),
+                        format!("business_messaging events on whatsapp require user_data.{key}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    check_custom_data(index, event_name, event.get("custom_data"))
+}
+
+fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(), EventError> {
+    let t = match value {
+        None => {
+            return Err(invalid(
+                index,
+                "event_time",
+                "event_time is required (Unix seconds)",
+            ))
+        }
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(t) => t,
+            // u64 beyond i64 is certainly not seconds; floats are not integers.
+            None if n.as_u64().is_some() => i64::MAX,
+            None => {
+                return Err(invalid(
+                    index,
+                    "event_time",
+                    "event_time must be an integer number of Unix seconds",
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "event_time",
+                "event_time must be a JSON integer (Unix seconds), not a string",
+            ))
+        }
+    };
+    if t > MILLIS_THRESHOLD {
+        return Err(EventError::new(
+            index,
+            "event_time",
+            SUBCODE_INVALID,
+            "Invalid Event Timestamp",
+            format!("event_time {t} looks like milliseconds; it must be Unix seconds"),
+        ));
+    }
+    if now.saturating_sub(t) > MAX_AGE_SECS {
+        return Err(EventError::new(
+            index,
+            "event_time",
+            SUBCODE_TOO_OLD,
+            "Event Timestamp Too Old",
+            "The timestamp for this event is too far in the past. Events need to be sent from your server within 7 days of when they occurred.",
+        ));
+    }
+    if t.saturating_sub(now) > MAX_FUTURE_SECS {
+        return Err(EventError::new(
+            index,
+            "event_time",
+            SUBCODE_INVALID,
+            "Invalid Event Timestamp",
+            format!(
+                "event_time {t} is more than {} minutes in the future",
+                MAX_FUTURE_SECS / 60
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user_data(index: usize, user_data: &Map<String, Value>) -> Result<(), EventError> {
+    let mut present = 0u32;
+    for (key, value) in user_data {
+        let Some((kind, bit)) = classify(key) else {
+            return Err(invalid(
+                index,
+                format_args!("user_data.{key}"),
+                format!("unknown user_data parameter {key:?}"),
+            ));
+        };
+        match kind {
+            KeyKind::Hashed => check_hashed(index, key, value)?,
+            KeyKind::Raw | KeyKind::Cookie => {
+                let s = raw_string(index, key, value)?;
+                if kind == KeyKind::Cookie && !is_fb_cookie(s) {
+                    return Err(invalid(
+                        index,
+                        format_args!("user_data.{key}"),
+                        format!("{key} must look like fb.<subdomain index>.<creation time in ms, 13 digits>.<value>"),
+                    ));
+                }
+            }
+            KeyKind::Ip => {
+                let ok = value.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok());
+                if !ok {
+                    return Err(invalid(
+                        index,
+                        "user_data.client_ip_address",
+                        "client_ip_address must be a valid IPv4 or IPv6 address, unhashed",
+                    ));
+                }
+            }
+            KeyKind::Numeric => check_numeric_id(index, key, value)?,
+        }
+        present |= bit;
+    }
+
+    let thin = present == 0 || THIN_COMBINATIONS.iter().any(|combo| present & !combo == 0);
+    if thin {
+        return Err(EventError::new(
+            index,
+            "user_data",
+            SUBCODE_NO_USER_DATA,
+            "Missing Customer Information",
+            "user_data has no usable customer information parameter (empty, or only a combination Meta refuses such as fn+ge or db+client_user_agent)",
+        ));
+    }
+    Ok(())
+}
+
+/// Hashed keys accept one string or a non-empty list of strings, each a SHA-256 hex digest.
+fn check_hashed(index: usize, key: &str, value: &Value) -> Result<(), EventError> {
+    let one = |i: Option<usize>, v: &Value| -> Result<(), EventError> {
+        let field = || match i {
+            Some(i) => format!("user_data.{key}[{i}]"),
+            None => format!("user_data.{key}"),
+        };
+        match v {
+            Value::String(s) if is_sha256_hex(s) => Ok(()),
+            Value::String(_) => Err(invalid(
+                index,
+                field(),
+                format!(
+                    "{key} must be SHA-256 lowercase hex (64 characters); the value looks unhashed"
+                ),
+            )),
+            _ => Err(invalid(
+                index,
+                field(),
+                format!("{key} must be a string or a list of strings"),
+            )),
+        }
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Err(invalid(
+            index,
+            format_args!("user_data.{key}"),
+            format!("{key} must not be an empty list"),
+        )),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| one(Some(i), v)),
+        v => one(None, v),
+    }
+}
+
+/// Keys Meta says never to hash: a non-empty string that does not look like a SHA-256 digest.
+fn raw_string<'a>(index: usize, key: &str, value: &'a Value) -> Result<&'a str, EventError> {
+    match value {
+        Value::String(s) if s.is_empty() => Err(invalid(
+            index,
+            format_args!("user_data.{key}"),
+            format!("{key} must not be empty"),
+        )),
+        Value::String(s) if is_sha256_hex(s) => Err(invalid(
+            index,
+            format_args!("user_data.{key}"),
+            format!("{key} must be sent unhashed; the value looks like a SHA-256 digest"),
+        )),
+        Value::String(s) => Ok(s),
+        _ => Err(invalid(
+            index,
+            format_args!("user_data.{key}"),
+            format!("{key} must be a string"),
+        )),
+    }
+}
+
+/// `fb_login_id` / `lead_id` are integers (§3.1); `lead_id` is a 15–17 digit Lead Ads ID (§8.3).
+fn check_numeric_id(index: usize, key: &str, value: &Value) -> Result<(), EventError> {
+    let digits = match value {
+        Value::Number(n) if n.as_u64().is_some() => n.to_string(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.clone(),
+        _ => {
+            return Err(invalid(
+                index,
+                format_args!("user_data.{key}"),
+                format!("{key} must be an unhashed integer ID"),
+            ))
+        }
+    };
+    if key == "lead_id" && !(15..=17).contains(&digits.len()) {
+        return Err(invalid(
+            index,
+            "user_data.lead_id",
+            "lead_id must be a 15-17 digit Lead Ads ID",
+        ));
+    }
+    Ok(())
+}
+
+fn check_custom_data(
+    index: usize,
+    event_name: &str,
+    custom_data: Option<&Value>,
+) -> Result<(), EventError> {
+    let custom = match custom_data {
+        None => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "custom_data",
+                "custom_data must be a JSON object",
+            ))
+        }
+    };
+    let value = custom.and_then(|m| m.get("value"));
+    let currency = custom.and_then(|m| m.get("currency"));
+    if value.is_some_and(|v| !v.is_number()) {
+        return Err(invalid(
+            index,
+            "custom_data.value",
+            "custom_data.value must be a JSON number, not a string",
+        ));
+    }
+    if let Some(c) = currency {
+        let ok = c
+            .as_str()
+            .is_some_and(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()));
+        if !ok {
+            return Err(invalid(
+                index,
+                "custom_data.currency",
+                "custom_data.currency must be a 3-letter ISO 4217 code",
+            ));
+        }
+    }
+    if event_name == "Purchase" && (value.is_none() || currency.is_none()) {
+        let missing = if value.is_none() {
+            "custom_data.value"
+        } else {
+            "custom_data.currency"
+        };
+        return Err(EventError::new(
+            index,
+            missing,
+            SUBCODE_PURCHASE_VALUE,
+            "Missing Value for Purchase Event",
+            "Purchase events must include custom_data.value and custom_data.currency",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_789_433_294;
+    const H: &str = "029c7290f14c4516673508635f0519db95f7daf42057fd0e4ad1de84c5408a66";
+
+    fn base() -> Value {
+        json!({"event_name":"Lead","event_time":NOW - 60,"event_id":"e1","action_source":"chat",
+               "user_data":{"ph":[H]}})
+    }
+
+    fn err(ev: &Value) -> EventError {
+        validate_event(0, ev, NOW).expect_err("event should be rejected")
+    }
+
+    #[test]
+    fn byte_checks() {
+        assert!(is_sha256_hex(H));
+        assert!(!is_sha256_hex(&H.to_uppercase()));
+        assert!(!is_sha256_hex(&H[1..]));
+        assert!(is_fb_cookie("fb.1.1772366400000.IwAR2F4-dbP0"));
+        assert!(is_fb_cookie("fb.1.1772366400000.IwAR2F4.AQYBAQIA"));
+        assert!(!is_fb_cookie("fb.1.1772366400.IwAR2F4")); // seconds, not ms
+        assert!(!is_fb_cookie("fb.1.1772366400000."));
+        assert!(!is_fb_cookie("fb.12.1772366400000.x"));
+        assert!(!is_fb_cookie("fb.1.1772366400000.a.b.c"));
+        assert!(!is_fb_cookie("fx.1.1772366400000.a"));
+    }
+
+    #[test]
+    fn valid_event_passes() {
+        validate_event(0, &base(), NOW).unwrap();
+    }
+
+    #[test]
+    fn thin_user_data_is_refused() {
+        let mut ev = base();
+        ev["user_data"] = json!({"fn": H, "ge": H});
+        assert_eq!(err(&ev).subcode, SUBCODE_NO_USER_DATA);
+        ev["user_data"] = json!({"client_user_agent": "Mozilla/5.0"});
+        assert_eq!(err(&ev).subcode, SUBCODE_NO_USER_DATA);
+        ev["user_data"] = json!({"fn": H, "ln": H});
+        validate_event(0, &ev, NOW).unwrap();
+    }
+
+    #[test]
+    fn edge_of_time_window() {
+        let mut ev = base();
+        ev["event_time"] = json!(NOW - MAX_AGE_SECS);
+        validate_event(0, &ev, NOW).unwrap();
+        ev["event_time"] = json!(NOW - MAX_AGE_SECS - 1);
+        assert_eq!(err(&ev).subcode, SUBCODE_TOO_OLD);
+        ev["event_time"] = json!(NOW + MAX_FUTURE_SECS);
+        validate_event(0, &ev, NOW).unwrap();
+        ev["event_time"] = json!(NOW + MAX_FUTURE_SECS + 1);
+        assert_eq!(err(&ev).field, "event_time");
+        ev["event_time"] = json!(1.5e9);
+        assert_eq!(err(&ev).field, "event_time");
+        ev["event_time"] = json!(u64::MAX);
+        assert!(err(&ev).detail.contains("milliseconds"));
+    }
+
+    #[test]
+    fn field_paths_name_list_items() {
+        let mut ev = base();
+        ev["user_data"]["em"] = json!([H, "maria@example.com"]);
+        let e = err(&ev);
+        assert_eq!(
+            (e.field.as_str(), e.subcode),
+            ("user_data.em[1]", SUBCODE_INVALID)
+        );
+        assert_eq!(e.blame_path(), "data[0].user_data.em[1]");
+    }
+
+    #[test]
+    fn type_and_format_rules() {
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"user_data": {"em": []}}), "user_data.em"),
+            (
+                json!({"user_data": {"ph": [H], "email": "a@b.c"}}),
+                "user_data.email",
+            ),
+            (
+                json!({"user_data": {"ph": [H], "client_ip_address": "1.2.3"}}),
+                "user_data.client_ip_address",
+            ),
+            (json!({"user_data": {"ph": [H], "fbp": H}}), "user_data.fbp"),
+            (
+                json!({"user_data": {"ph": [H], "lead_id": "123"}}),
+                "user_data.lead_id",
+            ),
+            (json!({"event_id": ""}), "event_id"),
+            (json!({"event_name": " "}), "event_name"),
+            (
+                json!({"messaging_channel": "telegram"}),
+                "messaging_channel",
+            ),
+            (
+                json!({"custom_data": {"value": 1, "currency": "R$"}}),
+                "custom_data.currency",
+            ),
+            (json!({"custom_data": []}), "custom_data"),
+            (
+                json!({"action_source": "business_messaging"}),
+                "messaging_channel",
+            ),
+        ];
+        for (patch, field) in cases {
+            let mut ev = base();
+            for (k, v) in patch.as_object().unwrap() {
+                ev[k] = v.clone();
+            }
+            let e = err(&ev);
+            assert_eq!(e.field, field, "{patch}");
+            assert_eq!(e.subcode, SUBCODE_INVALID, "{patch}");
+        }
+    }
+
+    #[test]
+    fn ipv6_and_numeric_lead_id_accepted() {
+        let mut ev = base();
+        ev["user_data"] =
+            json!({"client_ip_address": "2001:db8::1", "lead_id": 123456789012345u64});
+        validate_event(0, &ev, NOW).unwrap();
+    }
+}
