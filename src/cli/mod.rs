@@ -38,8 +38,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "STAGECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter (tracing syntax, e.g. `info` or `stagecast=debug`); RUST_LOG also works.
-    #[arg(long, global = true, env = "STAGECAST_LOG", default_value = "info")]
-    pub log: String,
+    /// Defaults to `info`, or `warn` for `demo` and `bench` so logs do not drown their report.
+    #[arg(long, global = true, env = "STAGECAST_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -261,7 +262,11 @@ pub fn parse_addr(s: &str) -> anyhow::Result<Option<SocketAddr>> {
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    crate::ops::init_logging(cli.log_format, &cli.log);
+    let default_log = match cli.command {
+        Command::Demo(_) | Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    crate::ops::init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
