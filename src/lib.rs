@@ -20,3 +20,4 @@ pub mod queue;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;
+pub mod tokens;

@@ -29,7 +29,7 @@ pub async fn rotate(args: DatabaseArgs) -> anyhow::Result<()> {
         bail!("STAGECAST_KEYS is not set: nothing to rotate to (create a key with `stagecast keys generate`)");
     };
     let store = super::run::connect(&args.database_url, 2).await?;
-    let report = rotate_tokens(&store, &keys).await?;
+    let report = crate::tokens::rotate(&store, &keys).await?;
     println!(
         "re-sealed {} token(s) with key {}; {} already current; {} plaintext token(s) sealed",
         report.resealed,
@@ -47,45 +47,4 @@ pub async fn rotate(args: DatabaseArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[derive(Debug, Default)]
-pub struct RotateReport {
-    pub resealed: usize,
-    pub current: usize,
-    pub sealed_plaintext: usize,
-    pub failed: Vec<(i64, String)>,
-}
-
-/// Re-seal every token not sealed with the primary key, and seal plaintext ones.
-pub async fn rotate_tokens(
-    store: &crate::store::Store,
-    keys: &KeyRing,
-) -> anyhow::Result<RotateReport> {
-    let mut report = RotateReport::default();
-    for (pixel_ref, sealed) in store.sealed_tokens().await? {
-        if !keys.needs_reseal(&sealed) {
-            report.current += 1;
-            continue;
-        }
-        match keys.reseal(&sealed) {
-            Ok(new) => {
-                // Compare-and-set: a token the CRM changed meanwhile is left for the next run.
-                if store.replace_sealed_token(pixel_ref, &new, &sealed).await? {
-                    report.resealed += 1;
-                }
-            }
-            Err(e) => report.failed.push((pixel_ref, e.to_string())),
-        }
-    }
-    for (pixel_ref, plain) in store.plaintext_tokens().await? {
-        let secret = crate::secrets::Secret::new(plain);
-        if store
-            .store_sealed_token(pixel_ref, &keys.seal(secret.expose()), secret.expose())
-            .await?
-        {
-            report.sealed_plaintext += 1;
-        }
-    }
-    Ok(report)
 }

@@ -779,37 +779,14 @@ impl Pipeline {
 
     /// Seal plaintext tokens written by the CRM and clear them. Returns how many were sealed.
     pub async fn seal_plaintext_tokens(&self) -> Result<usize, crate::store::StoreError> {
-        let plain = self.store.plaintext_tokens().await?;
-        if plain.is_empty() {
-            return Ok(0);
-        }
         let Some(keys) = &self.keys else {
-            if !self
-                .warned_no_keys
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
+            let plain = self.store.plaintext_tokens().await?;
+            if !plain.is_empty() && !self.warned_no_keys.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 warn!(pixels = plain.len(), "pixels hold plaintext tokens but STAGECAST_KEYS is not set: they cannot be sealed");
             }
             return Ok(0);
         };
-        let mut sealed = 0;
-        for (pixel_ref, token) in plain {
-            let secret = Secret::new(token);
-            let ciphertext = keys.seal(secret.expose());
-            if self
-                .store
-                .store_sealed_token(pixel_ref, &ciphertext, secret.expose())
-                .await?
-            {
-                sealed += 1;
-                info!(
-                    pixel_ref,
-                    key_id = keys.primary_key_id(),
-                    "sealed a plaintext access token"
-                );
-            }
-        }
-        Ok(sealed)
+        crate::tokens::seal_plaintext(&self.store, keys).await
     }
 }
 

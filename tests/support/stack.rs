@@ -15,6 +15,7 @@ use super::TestDb;
 
 pub const PIXEL: &str = "1111222233334444";
 pub const TOKEN: &str = "EAAtest-secret-token-9f8e7d";
+pub const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Stack {
     pub db: TestDb,
@@ -37,7 +38,7 @@ impl Stack {
         let store = Store::new(db.pool.clone());
         let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
         sandbox.add_pixel(PIXEL, TOKEN);
-        let keys = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        let keys = KeyRing::parse(KEYS)
             .expect("test key ring");
         Stack {
             db,

@@ -1,0 +1,182 @@
+//! Failure modes of the Graph API, played by the sandbox: transient errors and timeouts are
+//! retried with the same event_id and delivered once; throttling pauses without spending
+//! attempts; an invalid token fails at once with an alert; one bad event in a batch is isolated.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use stagecast::sandbox::Fault;
+use support::stack::Stack;
+
+/// (outcome, attempt, event_id) of every audit row, in order.
+async fn audit(s: &Stack) -> Vec<(String, i32, String)> {
+    sqlx::query_as("SELECT outcome, attempt, event_id FROM stagecast.deliveries ORDER BY id")
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_the_same_event_id_and_delivered_once() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.sandbox.push_fault(Fault::ServerError(503));
+    s.sandbox.push_fault(Fault::HtmlError);
+    s.sandbox.push_fault(Fault::Transient);
+    let worker = s.start_worker();
+    s.move_to(c, 1).await;
+    assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    assert_eq!(requests.len(), 4, "three failures, then success");
+    let ids: HashSet<&Vec<String>> = requests.iter().map(|r| &r.event_ids).collect();
+    assert_eq!(ids.len(), 1, "every attempt carried the same event_id");
+    let event_id = &requests[0].event_ids[0];
+    assert_eq!(s.sandbox.delivered_count(event_id), 1, "delivered exactly once");
+    let rows = audit(&s).await;
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "retry", "delivered"]);
+    assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(s.jobs_of(c).await[0].0, "done");
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried_with_the_same_event_id_and_event_time() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    // Meta ingests the request but answers after the client gave up.
+    s.sandbox.push_fault(Fault::Timeout(Duration::from_millis(1500)));
+    let mut t = s.tuning();
+    t.meta.timeout = Duration::from_millis(300);
+    let worker = s.start_worker_with(t);
+    s.move_to(c, 1).await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let received = s.sandbox.received();
+    assert_eq!(received.len(), 2, "the timed-out copy and the retry both reached the sandbox");
+    assert_eq!(received[0].event["event_id"], received[1].event["event_id"]);
+    assert_eq!(received[0].event["event_time"], received[1].event["event_time"]);
+    assert!(s.sandbox.requests()[0].outcome_unknown_to_client);
+    let rows = audit(&s).await;
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["retry", "delivered"]);
+    assert_eq!(s.jobs_of(c).await[0].0, "done");
+}
+
+#[tokio::test]
+async fn throttling_pauses_the_pixel_without_spending_attempts() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.sandbox.push_fault(Fault::Throttle {
+        code: 80004,
+        subcode: Some(2446079),
+        regain_minutes: None,
+    });
+    let worker = s.start_worker();
+    s.move_to(c, 1).await;
+    assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let rows = audit(&s).await;
+    assert_eq!(
+        rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+        [("throttled", 1), ("delivered", 1)],
+        "the throttled attempt was refunded, so the delivery is still attempt 1"
+    );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+        .bind(c)
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1);
+    assert_eq!(s.sandbox.delivered_count(&rows[1].2), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_token_fails_at_once_with_an_alert() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.sandbox.push_fault(Fault::InvalidToken);
+    let worker = s.start_worker();
+    s.move_to(c, 1).await;
+    s.drained().await;
+    // Give a wrongly scheduled retry the chance to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.shutdown().await.unwrap();
+
+    assert_eq!(s.sandbox.requests().len(), 1, "no retry after code 190");
+    let jobs = s.jobs_of(c).await;
+    assert_eq!(jobs[0].0, "failed");
+    assert!(jobs[0].1.as_deref().unwrap_or("").contains("190"), "{jobs:?}");
+    assert_eq!(s.alert_causes(c).await, ["token_invalid"]);
+    let alert = &s.chat_alerts(c).await[0];
+    assert!(alert.contains("código 190") && alert.contains("fbtrace_id"), "{alert}");
+}
+
+#[tokio::test]
+async fn one_invalid_event_in_a_batch_is_isolated_and_the_rest_delivered() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    for id in 1..=8 {
+        s.customer(id, &format!("c{id}@example.com"), &format!("+55119999900{id:02}"), None).await;
+    }
+    // Customer 5 has a corrupted user agent (it looks like a SHA-256 hash, which Meta's
+    // validation refuses for a field that must be sent raw): its event poisons any batch.
+    s.exec(&format!(
+        "UPDATE customers SET client_user_agent = '{}' WHERE id = 5",
+        stagecast::pii::sha256_hex("corrupted")
+    ))
+    .await;
+    let worker = s.start_worker();
+    // One bulk UPDATE → one batch job → eight jobs claimed together → one request of eight.
+    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 8").await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let received = s.sandbox.received();
+    assert_eq!(received.len(), 7, "everyone but customer 5");
+    let ids: HashSet<String> = received.iter().map(|r| r.event["event_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 7, "each delivered exactly once");
+    for id in &ids {
+        assert_eq!(s.sandbox.delivered_count(id), 1);
+    }
+    let requests = s.sandbox.requests();
+    assert_eq!(requests[0].event_count, 8, "first attempt sent the whole batch");
+    assert!(requests.iter().filter(|r| !r.accepted()).count() >= 2, "the batch was split to isolate the bad event");
+    for other in (1..=8).filter(|&c| c != 5) {
+        assert_eq!(s.jobs_of(other).await[0].0, "done", "customer {other}");
+    }
+    let bad = s.jobs_of(5).await;
+    assert_eq!(bad[0].0, "failed");
+    assert!(bad[0].1.as_deref().unwrap().contains("code 100"), "{bad:?}");
+    assert_eq!(s.alert_causes(5).await, ["api_error"]);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_gives_up_after_its_attempt_budget_with_an_alert() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.move_to(c, 1).await;
+    s.exec("UPDATE stagecast.jobs SET max_attempts = 2").await;
+    s.sandbox.push_fault(Fault::ServerError(500));
+    s.sandbox.push_fault(Fault::ServerError(502));
+    let worker = s.start_worker();
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let jobs = s.jobs_of(c).await;
+    assert_eq!(jobs[0].0, "failed");
+    assert!(jobs[0].1.as_deref().unwrap().starts_with("gave up after 2 of 2 attempts"), "{jobs:?}");
+    assert_eq!(s.alert_causes(c).await, ["delivery_gave_up"]);
+    assert!(s.sandbox.received().is_empty());
+}
