@@ -24,7 +24,11 @@ pub async fn seal_plaintext(store: &Store, keys: &KeyRing) -> Result<usize, Stor
             .await?
         {
             sealed += 1;
-            tracing::info!(pixel_ref, key_id = keys.primary_key_id(), "sealed a plaintext access token");
+            tracing::info!(
+                pixel_ref,
+                key_id = keys.primary_key_id(),
+                "sealed a plaintext access token"
+            );
         }
     }
     Ok(sealed)

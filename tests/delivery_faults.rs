@@ -37,7 +37,11 @@ async fn server_errors_are_retried_with_the_same_event_id_and_delivered_once() {
     let ids: HashSet<&Vec<String>> = requests.iter().map(|r| &r.event_ids).collect();
     assert_eq!(ids.len(), 1, "every attempt carried the same event_id");
     let event_id = &requests[0].event_ids[0];
-    assert_eq!(s.sandbox.delivered_count(event_id), 1, "delivered exactly once");
+    assert_eq!(
+        s.sandbox.delivered_count(event_id),
+        1,
+        "delivered exactly once"
+    );
     let rows = audit(&s).await;
     let outcomes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(outcomes, ["retry", "retry", "retry", "delivered"]);
@@ -51,7 +55,8 @@ async fn a_timeout_is_retried_with_the_same_event_id_and_event_time() {
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     // Meta ingests the request but answers after the client gave up.
-    s.sandbox.push_fault(Fault::Timeout(Duration::from_millis(1500)));
+    s.sandbox
+        .push_fault(Fault::Timeout(Duration::from_millis(1500)));
     let mut t = s.tuning();
     t.meta.timeout = Duration::from_millis(300);
     let worker = s.start_worker_with(t);
@@ -60,12 +65,22 @@ async fn a_timeout_is_retried_with_the_same_event_id_and_event_time() {
     worker.shutdown().await.unwrap();
 
     let received = s.sandbox.received();
-    assert_eq!(received.len(), 2, "the timed-out copy and the retry both reached the sandbox");
+    assert_eq!(
+        received.len(),
+        2,
+        "the timed-out copy and the retry both reached the sandbox"
+    );
     assert_eq!(received[0].event["event_id"], received[1].event["event_id"]);
-    assert_eq!(received[0].event["event_time"], received[1].event["event_time"]);
+    assert_eq!(
+        received[0].event["event_time"],
+        received[1].event["event_time"]
+    );
     assert!(s.sandbox.requests()[0].outcome_unknown_to_client);
     let rows = audit(&s).await;
-    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["retry", "delivered"]);
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        ["retry", "delivered"]
+    );
     assert_eq!(s.jobs_of(c).await[0].0, "done");
 }
 
@@ -91,11 +106,12 @@ async fn throttling_pauses_the_pixel_without_spending_attempts() {
         [("throttled", 1), ("delivered", 1)],
         "the throttled attempt was refunded, so the delivery is still attempt 1"
     );
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
-        .bind(c)
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(c)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(attempts, 1);
     assert_eq!(s.sandbox.delivered_count(&rows[1].2), 1);
 }
@@ -116,10 +132,16 @@ async fn an_invalid_token_fails_at_once_with_an_alert() {
     assert_eq!(s.sandbox.requests().len(), 1, "no retry after code 190");
     let jobs = s.jobs_of(c).await;
     assert_eq!(jobs[0].0, "failed");
-    assert!(jobs[0].1.as_deref().unwrap_or("").contains("190"), "{jobs:?}");
+    assert!(
+        jobs[0].1.as_deref().unwrap_or("").contains("190"),
+        "{jobs:?}"
+    );
     assert_eq!(s.alert_causes(c).await, ["token_invalid"]);
     let alert = &s.chat_alerts(c).await[0];
-    assert!(alert.contains("código 190") && alert.contains("fbtrace_id"), "{alert}");
+    assert!(
+        alert.contains("código 190") && alert.contains("fbtrace_id"),
+        "{alert}"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +149,13 @@ async fn one_invalid_event_in_a_batch_is_isolated_and_the_rest_delivered() {
     let s = Stack::new().await;
     s.seed_standard().await;
     for id in 1..=8 {
-        s.customer(id, &format!("c{id}@example.com"), &format!("+55119999900{id:02}"), None).await;
+        s.customer(
+            id,
+            &format!("c{id}@example.com"),
+            &format!("+55119999900{id:02}"),
+            None,
+        )
+        .await;
     }
     // Customer 5 has a corrupted user agent (it looks like a SHA-256 hash, which Meta's
     // validation refuses for a field that must be sent raw): its event poisons any batch.
@@ -138,20 +166,30 @@ async fn one_invalid_event_in_a_batch_is_isolated_and_the_rest_delivered() {
     .await;
     let worker = s.start_worker();
     // One bulk UPDATE → one batch job → eight jobs claimed together → one request of eight.
-    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 8").await;
+    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 8")
+        .await;
     s.drained().await;
     worker.shutdown().await.unwrap();
 
     let received = s.sandbox.received();
     assert_eq!(received.len(), 7, "everyone but customer 5");
-    let ids: HashSet<String> = received.iter().map(|r| r.event["event_id"].as_str().unwrap().to_string()).collect();
+    let ids: HashSet<String> = received
+        .iter()
+        .map(|r| r.event["event_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 7, "each delivered exactly once");
     for id in &ids {
         assert_eq!(s.sandbox.delivered_count(id), 1);
     }
     let requests = s.sandbox.requests();
-    assert_eq!(requests[0].event_count, 8, "first attempt sent the whole batch");
-    assert!(requests.iter().filter(|r| !r.accepted()).count() >= 2, "the batch was split to isolate the bad event");
+    assert_eq!(
+        requests[0].event_count, 8,
+        "first attempt sent the whole batch"
+    );
+    assert!(
+        requests.iter().filter(|r| !r.accepted()).count() >= 2,
+        "the batch was split to isolate the bad event"
+    );
     for other in (1..=8).filter(|&c| c != 5) {
         assert_eq!(s.jobs_of(other).await[0].0, "done", "customer {other}");
     }
@@ -176,7 +214,14 @@ async fn a_job_that_keeps_failing_gives_up_after_its_attempt_budget_with_an_aler
 
     let jobs = s.jobs_of(c).await;
     assert_eq!(jobs[0].0, "failed");
-    assert!(jobs[0].1.as_deref().unwrap().starts_with("gave up after 2 of 2 attempts"), "{jobs:?}");
+    assert!(
+        jobs[0]
+            .1
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 2 of 2 attempts"),
+        "{jobs:?}"
+    );
     assert_eq!(s.alert_causes(c).await, ["delivery_gave_up"]);
     assert!(s.sandbox.received().is_empty());
 }

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::{join_all, BoxFuture};
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::alerts::{Alert, AlertCause, AlertDetails};
@@ -26,14 +27,15 @@ use crate::pii::{Normalizer, PiiError};
 use crate::platforms::meta::payload::{build_event, route, MessagingMode};
 use crate::platforms::meta::sink::transport_response;
 use crate::platforms::meta::{
-    ActionSource, EventOutcome, MetaConfig, MetaConfigError, MetaDestination, MetaSink,
-    PreparedEvent,
+    ActionSource, EventOutcome, EventResult, MetaConfig, MetaConfigError, MetaDestination,
+    MetaSink, PreparedEvent,
 };
 use crate::platforms::Platform;
 use crate::queue::{BatchContext, HandlerOutput, JobHandler, RetryDecision, RetryPolicy};
 use crate::secrets::{KeyRing, Secret};
 use crate::store::{
     AlertRow, ClaimedJob, ContextKey, DeliveryRow, OutcomeRow, PixelRow, StageChangeContext, Store,
+    WriteBack,
 };
 
 use event::{event_id, ConversionEvent, UserIdentity};
@@ -127,6 +129,9 @@ struct JobWork {
     deliveries: Vec<DeliveryRow>,
     delivered: usize,
     already_delivered: usize,
+    /// Events sent whose result has not come back yet.
+    outstanding: usize,
+    finished: bool,
 }
 
 impl JobWork {
@@ -144,6 +149,8 @@ impl JobWork {
             deliveries: Vec::new(),
             delivered: 0,
             already_delivered: 0,
+            outstanding: 0,
+            finished: false,
         }
     }
 
@@ -333,6 +340,9 @@ impl Pipeline {
                 Ok((contexts, pixels, ledger)) => {
                     let ledger: HashSet<String> = ledger.into_iter().map(|(_, id)| id).collect();
                     let pending = self.plan(&mut works, contexts, &pixels, &ledger, now);
+                    for p in &pending {
+                        works[p.work].outstanding += 1;
+                    }
                     self.deliver(ctx, &mut works, pending, &pixels).await;
                 }
                 Err(e) => {
@@ -345,8 +355,9 @@ impl Pipeline {
                 }
             }
         }
-        for w in works {
-            self.finish(w, now, out);
+        for w in works.iter_mut().filter(|w| !w.finished) {
+            let write_back = self.finish(w);
+            out.write_back.append(write_back);
         }
     }
 
@@ -514,7 +525,8 @@ impl Pipeline {
         pending
     }
 
-    /// Send pending events, one concurrent delivery per pixel, and record the results.
+    /// Send pending events, one concurrent delivery per pixel. Results stream back per request;
+    /// a job is finished and handed to the completer as soon as its last event is resolved.
     async fn deliver(
         &self,
         ctx: &BatchContext,
@@ -526,13 +538,18 @@ impl Pipeline {
         for (i, p) in pending.iter().enumerate() {
             groups.entry(p.pixel_ref).or_default().push(i);
         }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<EventResult>>();
         let mut deliveries = Vec::new();
         for (pixel_ref, members) in groups {
-            let Some(pixel) = pixels.iter().find(|p| p.id == pixel_ref) else {
-                continue;
+            let token = match pixels.iter().find(|p| p.id == pixel_ref) {
+                Some(pixel) => self.token_for(pixel).map(|t| (pixel, t)),
+                None => Err((
+                    AlertCause::PixelMissing,
+                    "the pixel was deleted meanwhile".to_string(),
+                )),
             };
-            match self.token_for(pixel) {
-                Ok(token) => {
+            match token {
+                Ok((pixel, token)) => {
                     let dest = MetaDestination {
                         pixel_ref,
                         pixel_id: pixel.pixel_id.clone(),
@@ -547,13 +564,16 @@ impl Pipeline {
                             json: pending[i].json.clone(),
                         })
                         .collect();
-                    deliveries
-                        .push(async move { self.meta.deliver(&dest, events, &ctx.shutdown).await });
+                    let tx = tx.clone();
+                    deliveries.push(async move {
+                        self.meta.deliver(&dest, events, &ctx.shutdown, &tx).await
+                    });
                 }
                 Err((cause, message)) => {
                     for i in members {
                         let p = &pending[i];
                         let w = &mut works[p.work];
+                        w.outstanding -= 1;
                         w.failures.push(format!(
                             "{} to pixel {}: {message}",
                             p.event_name, p.pixel_id
@@ -578,90 +598,116 @@ impl Pipeline {
                 }
             }
         }
-        for results in join_all(deliveries).await {
-            for r in results {
-                let p = &pending[r.key];
-                let w = &mut works[p.work];
-                let destination = format!("facebook:{}", p.pixel_id);
-                metrics::counter!("stagecast_events_total", "platform" => "facebook", "destination" => destination,
-                    "outcome" => r.outcome.label())
-                .increment(1);
-                let error_text = r.error.as_ref().map(|e| e.to_string());
-                let response = r
-                    .response
-                    .clone()
-                    .or_else(|| r.error.as_ref().map(transport_response));
-                match r.outcome {
-                    EventOutcome::Delivered => {
-                        w.delivered += 1;
-                        metrics::histogram!("stagecast_match_quality", "platform" => "facebook")
-                            .record(f64::from(p.match_quality));
-                        w.deliveries.push(delivery_row(
-                            &w.job,
-                            p,
-                            "delivered",
-                            r.http_status,
-                            None,
-                            None,
-                            response,
-                        ));
+        drop(tx);
+
+        // Jobs with nothing in flight (no events, or only configuration problems) are done now.
+        let mut ready = WriteBack::default();
+        for w in works
+            .iter_mut()
+            .filter(|w| !w.finished && w.outstanding == 0)
+        {
+            ready.append(self.finish(w));
+        }
+        ctx.complete(ready).await;
+
+        let record = async {
+            while let Some(results) = rx.recv().await {
+                let mut ready = WriteBack::default();
+                for r in results {
+                    let p = &pending[r.key];
+                    let w = &mut works[p.work];
+                    self.record_result(w, p, r);
+                    w.outstanding = w.outstanding.saturating_sub(1);
+                    if w.outstanding == 0 && !w.finished {
+                        ready.append(self.finish(w));
                     }
-                    EventOutcome::Retry => {
-                        w.retry_errors.push(format!(
-                            "{} to pixel {}: {}",
-                            p.event_name,
-                            p.pixel_id,
-                            error_text.clone().unwrap_or_default()
-                        ));
-                        w.deliveries.push(delivery_row(
-                            &w.job,
-                            p,
-                            "retry",
-                            r.http_status,
-                            error_text,
-                            r.error.as_ref(),
-                            response,
-                        ));
-                    }
-                    EventOutcome::Throttled { until } => {
-                        w.throttled_until = Some(w.throttled_until.map_or(until, |t| t.max(until)));
-                        w.deliveries.push(delivery_row(
-                            &w.job,
-                            p,
-                            "throttled",
-                            r.http_status,
-                            error_text,
-                            r.error.as_ref(),
-                            response,
-                        ));
-                    }
-                    EventOutcome::Failed { cause } => {
-                        let err = r.error.clone().unwrap_or_default();
-                        w.failures
-                            .push(format!("{} to pixel {}: {err}", p.event_name, p.pixel_id));
-                        w.alert(
-                            cause,
-                            AlertDetails {
-                                code: err.code,
-                                subcode: err.subcode,
-                                fbtrace_id: err.fbtrace_id.clone(),
-                                error: Some(err.message.clone()),
-                                ..p.details.clone()
-                            },
-                        );
-                        w.deliveries.push(delivery_row(
-                            &w.job,
-                            p,
-                            "failed",
-                            r.http_status,
-                            error_text,
-                            r.error.as_ref(),
-                            response,
-                        ));
-                    }
-                    EventOutcome::NotStarted => w.not_started = true,
                 }
+                ctx.complete(ready).await;
             }
+        };
+        tokio::join!(join_all(deliveries), record);
+    }
+
+    /// Fold one event's delivery result into its job.
+    fn record_result(&self, w: &mut JobWork, p: &PendingEvent, r: EventResult) {
+        let destination = format!("facebook:{}", p.pixel_id);
+        metrics::counter!("stagecast_events_total", "platform" => "facebook", "destination" => destination,
+            "outcome" => r.outcome.label())
+        .increment(1);
+        let error_text = r.error.as_ref().map(|e| e.to_string());
+        let response = r
+            .response
+            .clone()
+            .or_else(|| r.error.as_ref().map(transport_response));
+        match r.outcome {
+            EventOutcome::Delivered => {
+                w.delivered += 1;
+                metrics::histogram!("stagecast_match_quality", "platform" => "facebook")
+                    .record(f64::from(p.match_quality));
+                w.deliveries.push(delivery_row(
+                    &w.job,
+                    p,
+                    "delivered",
+                    r.http_status,
+                    None,
+                    None,
+                    response,
+                ));
+            }
+            EventOutcome::Retry => {
+                w.retry_errors.push(format!(
+                    "{} to pixel {}: {}",
+                    p.event_name,
+                    p.pixel_id,
+                    error_text.clone().unwrap_or_default()
+                ));
+                w.deliveries.push(delivery_row(
+                    &w.job,
+                    p,
+                    "retry",
+                    r.http_status,
+                    error_text,
+                    r.error.as_ref(),
+                    response,
+                ));
+            }
+            EventOutcome::Throttled { until } => {
+                w.throttled_until = Some(w.throttled_until.map_or(until, |t| t.max(until)));
+                w.deliveries.push(delivery_row(
+                    &w.job,
+                    p,
+                    "throttled",
+                    r.http_status,
+                    error_text,
+                    r.error.as_ref(),
+                    response,
+                ));
+            }
+            EventOutcome::Failed { cause } => {
+                let err = r.error.clone().unwrap_or_default();
+                w.failures
+                    .push(format!("{} to pixel {}: {err}", p.event_name, p.pixel_id));
+                w.alert(
+                    cause,
+                    AlertDetails {
+                        code: err.code,
+                        subcode: err.subcode,
+                        fbtrace_id: err.fbtrace_id.clone(),
+                        error: Some(err.message.clone()),
+                        ..p.details.clone()
+                    },
+                );
+                w.deliveries.push(delivery_row(
+                    &w.job,
+                    p,
+                    "failed",
+                    r.http_status,
+                    error_text,
+                    r.error.as_ref(),
+                    response,
+                ));
+            }
+            EventOutcome::NotStarted => w.not_started = true,
         }
     }
 
@@ -701,7 +747,10 @@ impl Pipeline {
     }
 
     /// Fold a job's results into its outcome, audit rows and alerts.
-    fn finish(&self, mut w: JobWork, now: DateTime<Utc>, out: &mut HandlerOutput) {
+    fn finish(&self, w: &mut JobWork) -> WriteBack {
+        let now = Utc::now();
+        w.finished = true;
+        let mut out = WriteBack::default();
         let destinations = (!w.destinations.is_empty())
             .then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
         let row = if !w.retry_errors.is_empty() {
@@ -752,8 +801,8 @@ impl Pipeline {
             destinations,
             ..row
         };
-        out.write_back.outcomes.push(row);
-        out.write_back.deliveries.append(&mut w.deliveries);
+        out.outcomes.push(row);
+        out.deliveries.append(&mut w.deliveries);
         let customer_id = w
             .change
             .as_ref()
@@ -764,8 +813,8 @@ impl Pipeline {
             .as_ref()
             .map(StageChangePayload::change_key)
             .unwrap_or_else(|| format!("job:{}", w.job.id));
-        for alert in w.alerts {
-            out.write_back.alerts.push(AlertRow {
+        for alert in std::mem::take(&mut w.alerts) {
+            out.alerts.push(AlertRow {
                 dedup_key: format!("{change_key}:{}", alert.cause.code()),
                 job_id: w.job.id,
                 customer_id,
@@ -775,13 +824,18 @@ impl Pipeline {
                 details: serde_json::to_value(&alert.details).unwrap_or(Value::Null),
             });
         }
+        out
     }
 
     /// Seal plaintext tokens written by the CRM and clear them. Returns how many were sealed.
     pub async fn seal_plaintext_tokens(&self) -> Result<usize, crate::store::StoreError> {
         let Some(keys) = &self.keys else {
             let plain = self.store.plaintext_tokens().await?;
-            if !plain.is_empty() && !self.warned_no_keys.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if !plain.is_empty()
+                && !self
+                    .warned_no_keys
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 warn!(pixels = plain.len(), "pixels hold plaintext tokens but STAGECAST_KEYS is not set: they cannot be sealed");
             }
             return Ok(0);

@@ -66,13 +66,39 @@ pub fn new_worker_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
-/// What a handler gets besides its jobs.
-#[derive(Debug, Clone)]
+/// What a handler gets besides its jobs (one per claimed batch).
+#[derive(Debug)]
 pub struct BatchContext {
     pub worker_id: String,
     /// Cancelled on shutdown: handlers stop starting new requests and release what they did
     /// not start (outcome `released`, attempt refunded).
     pub shutdown: CancellationToken,
+    completer: mpsc::Sender<WriteBack>,
+    completed: std::sync::Mutex<HashSet<i64>>,
+}
+
+impl BatchContext {
+    /// Hand results to the completer before the whole batch is done, so a job is written back
+    /// as soon as its last request answered: a crash later in the batch cannot make it re-send.
+    pub async fn complete(&self, write_back: WriteBack) {
+        if write_back.is_empty() {
+            return;
+        }
+        {
+            let mut done = self.completed.lock().unwrap_or_else(|p| p.into_inner());
+            done.extend(write_back.outcomes.iter().map(|o| o.id));
+        }
+        if self.completer.send(write_back).await.is_err() {
+            error!("completer stopped; leases will expire and the jobs will be retried");
+        }
+    }
+
+    fn completed_ids(&self) -> HashSet<i64> {
+        self.completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// A handler's result for one batch.
@@ -248,10 +274,6 @@ impl<H: JobHandler> Worker<H> {
         let cfg = &self.config;
         let capacity = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         let mut in_flight: JoinSet<()> = JoinSet::new();
-        let ctx = Arc::new(BatchContext {
-            worker_id: cfg.worker_id.clone(),
-            shutdown: shutdown.clone(),
-        });
         let mut claim_failures = 0u32;
 
         while !shutdown.is_cancelled() {
@@ -311,7 +333,12 @@ impl<H: JobHandler> Worker<H> {
                 .map_err(|e| WorkerError::Task(e.to_string()))?;
             let handler = self.handler.clone();
             let tx = done_tx.clone();
-            let ctx = ctx.clone();
+            let ctx = BatchContext {
+                worker_id: cfg.worker_id.clone(),
+                shutdown: shutdown.clone(),
+                completer: done_tx.clone(),
+                completed: std::sync::Mutex::new(HashSet::new()),
+            };
             in_flight.spawn(async move {
                 let output = run_handler(handler.as_ref(), &ctx, jobs).await;
                 if !output.is_empty() && tx.send(output).await.is_err() {
@@ -389,12 +416,14 @@ async fn run_handler<H: JobHandler>(
             (WriteBack::default(), Vec::new())
         }
     };
-    let covered: HashSet<i64> = write_back
-        .outcomes
-        .iter()
-        .map(|o| o.id)
-        .chain(finalized.iter().copied())
-        .collect();
+    let mut covered: HashSet<i64> = ctx.completed_ids();
+    covered.extend(
+        write_back
+            .outcomes
+            .iter()
+            .map(|o| o.id)
+            .chain(finalized.iter().copied()),
+    );
     for (id, attempt) in expected {
         if !covered.contains(&id) {
             write_back.outcomes.push(OutcomeRow {

@@ -38,8 +38,7 @@ impl Stack {
         let store = Store::new(db.pool.clone());
         let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
         sandbox.add_pixel(PIXEL, TOKEN);
-        let keys = KeyRing::parse(KEYS)
-            .expect("test key ring");
+        let keys = KeyRing::parse(KEYS).expect("test key ring");
         Stack {
             db,
             store,

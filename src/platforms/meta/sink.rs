@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -114,14 +115,34 @@ impl MetaSink {
         &self.client
     }
 
-    /// Send `events` to `dest`. Returns one result per event.
+    /// Send `events` to `dest`, streaming the results of each request to `out` as soon as it
+    /// answers (exactly one result per event in total), so the caller can write outcomes back
+    /// per request instead of per batch.
     pub async fn deliver(
         &self,
         dest: &MetaDestination,
         events: Vec<PreparedEvent>,
         shutdown: &CancellationToken,
-    ) -> Vec<EventResult> {
-        let mut results = Vec::with_capacity(events.len());
+        out: &mpsc::UnboundedSender<Vec<EventResult>>,
+    ) {
+        // A send fails only if the caller stopped listening; the results have nowhere to go then.
+        let emit = |chunk: Vec<PreparedEvent>,
+                    outcome: EventOutcome,
+                    status: Option<u16>,
+                    error: Option<&ApiError>,
+                    body: Option<&Value>| {
+            let results = chunk
+                .into_iter()
+                .map(|e| EventResult {
+                    key: e.key,
+                    outcome: outcome.clone(),
+                    http_status: status,
+                    error: error.cloned(),
+                    response: body.cloned(),
+                })
+                .collect();
+            let _ = out.send(results);
+        };
         // A stack of chunks: halves of a rejected chunk are pushed back and sent next.
         let mut work: Vec<Vec<PreparedEvent>> = events
             .chunks(self.config.max_batch.max(1))
@@ -133,27 +154,24 @@ impl MetaSink {
                 Slot::Ready { .. } => {}
                 Slot::Shutdown => {
                     for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        results
-                            .extend(c.into_iter().map(|e| {
-                                result(e.key, EventOutcome::NotStarted, None, None, None)
-                            }));
+                        emit(c, EventOutcome::NotStarted, None, None, None);
                     }
                     break;
                 }
                 Slot::Paused { until } => {
-                    let until = instant_to_utc(until);
-                    results.extend(chunk.into_iter().map(|e| {
-                        result(
-                            e.key,
-                            EventOutcome::Throttled { until },
-                            None,
-                            Some(ApiError {
-                                message: "destination paused after Meta throttled it".into(),
-                                ..ApiError::default()
-                            }),
-                            None,
-                        )
-                    }));
+                    let error = ApiError {
+                        message: "destination paused after Meta throttled it".into(),
+                        ..ApiError::default()
+                    };
+                    emit(
+                        chunk,
+                        EventOutcome::Throttled {
+                            until: instant_to_utc(until),
+                        },
+                        None,
+                        Some(&error),
+                        None,
+                    );
                     continue;
                 }
             }
@@ -206,89 +224,61 @@ impl MetaSink {
                     if events_received.is_some_and(|n| n != chunk.len() as u64) {
                         warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
                     }
-                    results.extend(chunk.into_iter().map(|e| {
-                        result(e.key, EventOutcome::Delivered, status, None, body.clone())
-                    }));
+                    emit(chunk, EventOutcome::Delivered, status, None, body.as_ref());
                 }
                 Classification::Retry(error) => {
                     debug!(pixel = %dest.pixel_id, %error, "transient Meta failure; will retry");
-                    results.extend(chunk.into_iter().map(|e| {
-                        result(
-                            e.key,
-                            EventOutcome::Retry,
-                            status,
-                            Some(error.clone()),
-                            body.clone(),
-                        )
-                    }));
+                    emit(
+                        chunk,
+                        EventOutcome::Retry,
+                        status,
+                        Some(&error),
+                        body.as_ref(),
+                    );
                 }
                 Classification::Throttle { error, regain } => {
                     let until = instant_to_utc(self.limiter.throttled(&dest.pixel_id, regain));
                     warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
-                    results.extend(chunk.into_iter().map(|e| {
-                        result(
-                            e.key,
-                            EventOutcome::Throttled { until },
-                            status,
-                            Some(error.clone()),
-                            body.clone(),
-                        )
-                    }));
+                    emit(
+                        chunk,
+                        EventOutcome::Throttled { until },
+                        status,
+                        Some(&error),
+                        body.as_ref(),
+                    );
+                }
+                Classification::RejectEvents(error) if chunk.len() > 1 => {
+                    debug!(pixel = %dest.pixel_id, size = chunk.len(), %error, "batch rejected; splitting to isolate the bad events");
+                    let mut first = chunk;
+                    let second = first.split_off(first.len() / 2);
+                    work.push(second);
+                    work.push(first);
                 }
                 Classification::RejectEvents(error) => {
-                    if chunk.len() > 1 {
-                        debug!(pixel = %dest.pixel_id, size = chunk.len(), %error, "batch rejected; splitting to isolate the bad events");
-                        let mut first = chunk;
-                        let second = first.split_off(first.len() / 2);
-                        work.push(second);
-                        work.push(first);
-                    } else {
-                        let cause = rejected_event_cause(&error);
-                        results.extend(chunk.into_iter().map(|e| {
-                            result(
-                                e.key,
-                                EventOutcome::Failed { cause },
-                                status,
-                                Some(error.clone()),
-                                body.clone(),
-                            )
-                        }));
-                    }
+                    let cause = rejected_event_cause(&error);
+                    emit(
+                        chunk,
+                        EventOutcome::Failed { cause },
+                        status,
+                        Some(&error),
+                        body.as_ref(),
+                    );
                 }
                 Classification::FailDestination { error, cause } => {
                     warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's configuration; failing its events");
                     for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        results.extend(c.into_iter().map(|e| {
-                            result(
-                                e.key,
-                                EventOutcome::Failed { cause },
-                                status,
-                                Some(error.clone()),
-                                body.clone(),
-                            )
-                        }));
+                        emit(
+                            c,
+                            EventOutcome::Failed { cause },
+                            status,
+                            Some(&error),
+                            body.as_ref(),
+                        );
                     }
                     break;
                 }
             }
         }
-        results
-    }
-}
-
-fn result(
-    key: usize,
-    outcome: EventOutcome,
-    http_status: Option<u16>,
-    error: Option<ApiError>,
-    response: Option<Value>,
-) -> EventResult {
-    EventResult {
-        key,
-        outcome,
-        http_status,
-        error,
-        response,
     }
 }
 
