@@ -6,22 +6,27 @@
 WITH batch AS (
     DELETE FROM stagecast.jobs
      WHERE id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'
-    RETURNING id, kind, payload, attempts, customer_id, destinations, created_at
+    -- Extract the arrays once: referring to `payload` per row would de-TOAST the whole
+    -- (megabyte-sized) document for every customer, making the expansion quadratic.
+    RETURNING id, kind, payload, attempts, customer_id, destinations, created_at,
+              payload -> 'changed_at' AS changed_at,
+              payload -> 'customer_ids' AS customer_ids,
+              payload -> 'to_stage_ids' AS to_stage_ids,
+              CASE jsonb_typeof(payload -> 'from_stage_ids') WHEN 'array' THEN payload -> 'from_stage_ids'
+                   ELSE '[]'::jsonb END AS from_stage_ids
 ), archived AS (
     INSERT INTO stagecast.job_archive (id, kind, payload, attempts, customer_id, destinations, created_at, note)
     SELECT id, kind, payload, attempts, customer_id, destinations, created_at, 'expanded' FROM batch
     RETURNING 1
 ), changes AS (
-    SELECT b.id AS batch_id, b.payload -> 'changed_at' AS changed_at,
+    SELECT b.id AS batch_id, b.changed_at,
            (c.customer_id #>> '{}')::bigint AS customer_id,
            (c.to_stage_id #>> '{}')::bigint AS to_stage_id,
            (c.from_stage_id #>> '{}')::bigint AS from_stage_id
       FROM batch b,
-           ROWS FROM (jsonb_array_elements(b.payload -> 'customer_ids'),
-                      jsonb_array_elements(b.payload -> 'to_stage_ids'),
-                      jsonb_array_elements(CASE jsonb_typeof(b.payload -> 'from_stage_ids')
-                                           WHEN 'array' THEN b.payload -> 'from_stage_ids'
-                                           ELSE '[]'::jsonb END))
+           ROWS FROM (jsonb_array_elements(b.customer_ids),
+                      jsonb_array_elements(b.to_stage_ids),
+                      jsonb_array_elements(b.from_stage_ids))
                AS c(customer_id, to_stage_id, from_stage_id)
 ), created AS (
     INSERT INTO stagecast.jobs (kind, payload, customer_id, dedup_key)

@@ -185,6 +185,9 @@ pub struct MetaArgs {
         default_value = "physical_store"
     )]
     pub meta_action_source: ActionSource,
+    /// Look click-to-WhatsApp ad ids up in the Graph API (campaign_id) when they match no campaign.
+    #[arg(long, env = "STAGECAST_META_RESOLVE_ADS")]
+    pub meta_resolve_ads: bool,
     /// partner_agent sent with every request.
     #[arg(
         long,
@@ -223,8 +226,9 @@ impl WorkerArgs {
 }
 
 impl PipelineArgs {
-    pub fn pipeline_config(&self, retry: RetryPolicy) -> PipelineConfig {
+    pub fn pipeline_config(&self, retry: RetryPolicy, resolve_ads: bool) -> PipelineConfig {
         PipelineConfig {
+            resolve_ads,
             locale: self.locale,
             default_region: self.default_region.clone(),
             default_currency: self.default_currency.trim().to_ascii_uppercase(),

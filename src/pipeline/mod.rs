@@ -5,6 +5,7 @@
 //! event id, group them per pixel, deliver the groups concurrently, and fold the per-event
 //! results into one outcome per job plus the delivery audit and the chat alerts.
 
+mod attribution;
 pub mod event;
 pub mod event_config;
 pub mod identity;
@@ -50,6 +51,9 @@ pub struct PipelineConfig {
     /// Last currency fallback.
     pub default_currency: String,
     pub retry: RetryPolicy,
+    /// Look ads up in the Graph API (`GET /{ad_id}?fields=campaign_id`) when a click-to-WhatsApp
+    /// ad id matches no campaign directly.
+    pub resolve_ads: bool,
 }
 
 impl Default for PipelineConfig {
@@ -59,6 +63,7 @@ impl Default for PipelineConfig {
             default_region: "BR".to_string(),
             default_currency: "BRL".to_string(),
             retry: RetryPolicy::default(),
+            resolve_ads: false,
         }
     }
 }
@@ -81,6 +86,7 @@ pub struct Pipeline {
     normalizer: Normalizer,
     config: PipelineConfig,
     warned_no_keys: std::sync::atomic::AtomicBool,
+    ad_campaigns: attribution::AdCampaignCache,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -195,6 +201,7 @@ impl Pipeline {
             normalizer,
             config,
             warned_no_keys: std::sync::atomic::AtomicBool::new(false),
+            ad_campaigns: attribution::AdCampaignCache::default(),
         })
     }
 
@@ -209,6 +216,10 @@ impl Pipeline {
             match job.kind.as_str() {
                 "stage_change" => stage_changes.push(job),
                 "stage_change_batch" => self.expand_batch(ctx, job, &mut out).await,
+                "attribution" => {
+                    let write_back = self.attribute(job).await;
+                    out.write_back.append(write_back);
+                }
                 other => {
                     warn!(job_id = job.id, kind = other, "unknown job kind");
                     out.write_back.outcomes.push(outcome(
@@ -491,12 +502,7 @@ impl Pipeline {
                     ad: ad.clone(),
                 };
                 let action_source = pixel_action_source(pixel, meta_cfg.default_action_source);
-                let routing = route(
-                    &event,
-                    action_source,
-                    pixel.waba_id.as_deref(),
-                    MessagingMode::Auto,
-                );
+                let routing = route(&event, action_source, pixel.waba_id.as_deref(), MessagingMode::parse(pixel.messaging_mode.as_deref()));
                 let (request, keys) = build_event(&event, &routing, now);
                 let destination = format!("facebook:{}", pixel.pixel_id);
                 w.destinations.insert(destination);

@@ -204,6 +204,7 @@ mod tests {
             waba_id: None,
             test_event_code: None,
             action_source: None,
+            messaging_mode: None,
         }
     }
 

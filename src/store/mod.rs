@@ -54,6 +54,11 @@ mod sql {
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
     pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
     pub const QUEUE_COUNTS: &str = include_str!("../../sql/queue_counts.sql");
+    pub const LOAD_MESSAGE: &str = include_str!("../../sql/load_message.sql");
+    pub const FIND_CUSTOMERS_BY_PHONE: &str = include_str!("../../sql/find_customers_by_phone.sql");
+    pub const MATCH_CAMPAIGN_BY_AD: &str = include_str!("../../sql/match_campaign_by_ad.sql");
+    pub const MATCH_CAMPAIGN_BY_CAMPAIGN_ID: &str = include_str!("../../sql/match_campaign_by_campaign_id.sql");
+    pub const RECORD_FIRST_TOUCH: &str = include_str!("../../sql/record_first_touch.sql");
     pub const REPLACE_SEALED_TOKEN: &str = include_str!("../../sql/replace_sealed_token.sql");
 }
 
@@ -261,6 +266,54 @@ impl Store {
             .bind(job_ids)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    // ---- attribution ----------------------------------------------------------------------
+
+    pub async fn load_message(&self, message_id: i64) -> Result<Option<MessageRow>> {
+        Ok(sqlx::query_as(sql::LOAD_MESSAGE).bind(message_id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Customers matching any of these phone digit strings, best match first.
+    pub async fn find_customers_by_phone(&self, digits: &[String]) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(sql::FIND_CUSTOMERS_BY_PHONE)
+            .bind(digits)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn match_campaign_by_ad(&self, ad_id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_AD)
+            .bind(ad_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn match_campaign_by_campaign_id(&self, campaign_id: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_CAMPAIGN_ID)
+            .bind(campaign_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Store first-touch ad data (only if the customer has none) and the campaign it matched.
+    pub async fn record_first_touch(
+        &self,
+        customer_id: i64,
+        metadata: &serde_json::Value,
+        campaign_id: Option<i64>,
+    ) -> Result<FirstTouch> {
+        let result: String = sqlx::query_scalar(sql::RECORD_FIRST_TOUCH)
+            .bind(customer_id)
+            .bind(metadata)
+            .bind(campaign_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(match result.as_str() {
+            "recorded" => FirstTouch::Recorded,
+            "kept" => FirstTouch::Kept,
+            _ => FirstTouch::CustomerMissing,
+        })
     }
 
     // ---- tokens ---------------------------------------------------------------------------

@@ -76,6 +76,8 @@ pub struct PixelRow {
     pub waba_id: Option<String>,
     pub test_event_code: Option<String>,
     pub action_source: Option<String>,
+    /// auto | always | never: routing of click-to-WhatsApp customers to business messaging.
+    pub messaging_mode: Option<String>,
 }
 
 impl std::fmt::Debug for PixelRow {
@@ -98,6 +100,7 @@ impl std::fmt::Debug for PixelRow {
             .field("waba_id", &self.waba_id)
             .field("test_event_code", &self.test_event_code)
             .field("action_source", &self.action_source)
+            .field("messaging_mode", &self.messaging_mode)
             .finish()
     }
 }
@@ -136,4 +139,24 @@ pub struct AlertRow {
     pub locale: &'static str,
     pub message: String,
     pub details: serde_json::Value,
+}
+
+/// An inbound chat message to attribute.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: i64,
+    pub chat_id: i64,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    /// The customer the CRM linked the chat to, if any.
+    pub customer_id: Option<i64>,
+}
+
+/// What recording a first touch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstTouch {
+    Recorded,
+    /// The customer already had first-touch data; nothing was overwritten.
+    Kept,
+    CustomerMissing,
 }

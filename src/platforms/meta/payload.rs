@@ -51,9 +51,12 @@ pub fn route(
 ) -> Routing {
     let waba = waba_id.map(str::trim).filter(|w| !w.is_empty());
     let has_click = event.user.ctwa_clid.is_some();
+    // Meta lists the events business messaging supports (reference §8.1); in `auto` mode an
+    // event without a business-messaging name (e.g. Schedule) keeps the pixel's own source.
+    let has_bm_name = event.event.business_messaging_name().is_some();
     let business_messaging = match (mode, waba) {
         (MessagingMode::Never, _) | (_, None) => false,
-        (MessagingMode::Auto, Some(_)) => has_click,
+        (MessagingMode::Auto, Some(_)) => has_click && has_bm_name,
         (MessagingMode::Always, Some(_)) => true,
     };
     if business_messaging {

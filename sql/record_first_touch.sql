@@ -1,0 +1,1 @@
+SELECT stagecast.record_first_touch($1, $2, $3)
