@@ -19,9 +19,11 @@ CREATE TABLE stagecast.jobs (
     locked_by       text,
     locked_until    timestamptz,
     last_error      text,
-    -- Unique among live jobs only: the same fact cannot be queued twice, but can recur later.
+    -- Unique among pending jobs: the same fact cannot wait in the queue twice. (Not running
+    -- ones: a change arriving while its twin is being sent is a new stage change, and keeping
+    -- running rows out of this index spares every claim an index insertion.)
     dedup_key       text,
-    -- Denormalised from the payload for admin filters.
+    -- Denormalised from the payload for admin filters and alerts.
     customer_id     bigint,
     -- Destinations the job was resolved to (e.g. facebook:<pixel>), written back by the worker.
     destinations    text[],
@@ -34,12 +36,16 @@ CREATE TABLE stagecast.jobs (
 CREATE INDEX jobs_claimable_idx ON stagecast.jobs (run_at, id) WHERE status = 'pending';
 -- Lease-expiry rescue reads the expired end of this index.
 CREATE INDEX jobs_lease_idx ON stagecast.jobs (locked_until) WHERE status = 'running';
-CREATE UNIQUE INDEX jobs_dedup_live_idx ON stagecast.jobs (dedup_key) WHERE status IN ('pending', 'running');
+CREATE UNIQUE INDEX jobs_dedup_pending_idx ON stagecast.jobs (dedup_key) WHERE status = 'pending';
 CREATE INDEX jobs_finished_idx ON stagecast.jobs (finished_at) WHERE status IN ('failed', 'cancelled');
-CREATE INDEX jobs_customer_idx ON stagecast.jobs (customer_id);
--- Vacuum on dead-tuple count, not table fraction: the table is small and churns constantly.
+-- No index on customer_id: admin filters scan this small table; every index here is paid on
+-- each claim and completion.
+-- Vacuum and analyze on row counts, not table fraction: the table is small and churns
+-- constantly, and stale statistics make the planner sort the whole backlog instead of walking
+-- the claim index (measured: 60 ms instead of 16 ms per 1000-job claim).
 ALTER TABLE stagecast.jobs SET (fillfactor = 85, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
-                                autovacuum_vacuum_insert_scale_factor = 0.05);
+                                autovacuum_vacuum_insert_scale_factor = 0.05,
+                                autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000);
 
 -- Finished (done) jobs, append-only; pruned by age in batches.
 CREATE TABLE stagecast.job_archive (
@@ -77,8 +83,10 @@ CREATE TABLE stagecast.deliveries (
     fbtrace_id      text,
     error           text,
     match_quality   real,
-    request         jsonb,
-    response        jsonb,
+    -- json, not jsonb: stored as sent and never queried by key, so the insert skips the
+    -- conversion to binary jsonb (this table takes one row per event).
+    request         json,
+    response        json,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX deliveries_job_idx ON stagecast.deliveries (job_id);

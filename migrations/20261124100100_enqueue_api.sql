@@ -49,7 +49,7 @@ BEGIN
              WHERE s.id = p_to_stage_ids[1]
                AND p_customer_ids[1] IS NOT NULL
                AND s.utm_event IS DISTINCT FROM '[]'::jsonb
-            ON CONFLICT (dedup_key) WHERE status IN ('pending', 'running') DO NOTHING;
+            ON CONFLICT (dedup_key) WHERE status = 'pending' DO NOTHING;
         ELSE
             INSERT INTO stagecast.jobs (kind, payload)
             VALUES ('stage_change_batch',

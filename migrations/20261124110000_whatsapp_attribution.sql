@@ -69,7 +69,7 @@ BEGIN
                'attribution:' || m.id, 6
           FROM stagecast.crm_messages m
          WHERE m.id = ANY(p_message_ids)
-        ON CONFLICT (dedup_key) WHERE status IN ('pending', 'running') DO NOTHING;
+        ON CONFLICT (dedup_key) WHERE status = 'pending' DO NOTHING;
         GET DIAGNOSTICS v_count = ROW_COUNT;
     EXCEPTION WHEN OTHERS THEN
         BEGIN

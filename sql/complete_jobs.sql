@@ -1,18 +1,24 @@
 -- Write back a batch of outcomes, fenced: a row changes only if this worker still holds it at
 -- the same attempt. A worker whose lease expired (and whose job was re-claimed) changes nothing.
--- $1 worker id; $2 jsonb array of {id, attempt, outcome, run_at, error, destinations}.
+-- $1 worker id; $2.. parallel arrays, one element per job: id, attempt, outcome, run_at, error,
+-- destinations (comma-separated).
 -- outcome: done (moved to job_archive) | retry | throttled | released (attempt refunded:
 -- throttling and shutdown must not burn attempts) | failed.
+-- Plan-proofing (measured: 3.6 s instead of 15 ms for 4000 rows with a bad plan): the input is
+-- typed arrays, whose row count the planner knows, and every statement is anchored on the
+-- primary key with `id = ANY($2)`, so stale statistics on the churning jobs table cannot turn
+-- the join into a nested loop over the input.
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset($2::jsonb)
-        AS x(id bigint, attempt integer, outcome text, run_at timestamptz, error text, destinations text[])
+    SELECT * FROM unnest($2::bigint[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
+        AS u(id, attempt, outcome, run_at, error, destinations)
 ), done AS (
     DELETE FROM stagecast.jobs j
      USING input u
-     WHERE j.id = u.id AND u.outcome = 'done'
+     WHERE j.id = ANY($2::bigint[]) AND j.id = u.id AND u.outcome = 'done'
        AND j.locked_by = $1 AND j.attempts = u.attempt AND j.status = 'running'
     RETURNING j.id, j.kind, j.payload, j.attempts, j.customer_id,
-              coalesce(u.destinations, j.destinations) AS destinations, j.created_at, u.error AS note
+              coalesce(string_to_array(u.destinations, ','), j.destinations) AS destinations, j.created_at,
+              u.error AS note
 ), archived AS (
     INSERT INTO stagecast.job_archive (id, kind, payload, attempts, customer_id, destinations, created_at, note)
     SELECT id, kind, payload, attempts, customer_id, destinations, created_at, note FROM done
@@ -26,11 +32,11 @@ WITH input AS (
            last_error = coalesce(u.error, j.last_error),
            locked_by = NULL,
            locked_until = NULL,
-           destinations = coalesce(u.destinations, j.destinations),
+           destinations = coalesce(string_to_array(u.destinations, ','), j.destinations),
            finished_at = CASE WHEN u.outcome = 'failed' THEN now() END,
            updated_at = now()
       FROM input u
-     WHERE j.id = u.id AND u.outcome <> 'done'
+     WHERE j.id = ANY($2::bigint[]) AND j.id = u.id AND u.outcome <> 'done'
        AND j.locked_by = $1 AND j.attempts = u.attempt AND j.status = 'running'
     RETURNING 1
 )

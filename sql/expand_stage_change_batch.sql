@@ -40,7 +40,7 @@ WITH batch AS (
       JOIN stagecast.crm_stages s ON s.id = ch.to_stage_id
      WHERE ch.customer_id IS NOT NULL
        AND s.utm_event IS DISTINCT FROM '[]'::jsonb
-    ON CONFLICT (dedup_key) WHERE status IN ('pending', 'running') DO NOTHING
+    ON CONFLICT (dedup_key) WHERE status = 'pending' DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM created) AS created, (SELECT count(*) FROM archived) AS archived

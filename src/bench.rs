@@ -69,6 +69,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    // The worker's own metrics give the per-statement breakdown printed below.
+    crate::ops::prometheus();
     let pool = PgPoolOptions::new()
         .max_connections(8 + 4 * args.workers as u32)
         .connect(url)
@@ -162,6 +164,8 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         bail!("expected exactly {n} deliveries, saw {accepted} accepted and {delivered} audited");
     }
 
+    print_db_breakdown();
+
     // 3. Idle latency.
     let mut latencies = Vec::with_capacity(args.latency_probes);
     let base = args.customers + args.overhead_rows;
@@ -200,6 +204,29 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         w.shutdown().await?;
     }
     Ok(())
+}
+
+/// Where the database time went during the throughput run (from the worker's own metrics).
+fn print_db_breakdown() {
+    let text = crate::ops::prometheus().render();
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("stagecast_db_query_duration_seconds_sum")) {
+        let (Some(q), Some(v)) = (line.split('"').nth(1), line.rsplit(' ').next()) else { continue };
+        let count_line = format!("stagecast_db_query_duration_seconds_count{{query=\"{q}\"}}");
+        let count = text
+            .lines()
+            .find(|l| l.starts_with(&count_line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0.0);
+        rows.push((q.to_string(), v.parse().unwrap_or(0.0), count));
+    }
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("  time in the database by statement (all workers, wall clock):");
+    for (q, secs, count) in rows {
+        println!("    {q:<28} {secs:>7.2} s  over {count:>6.0} calls");
+    }
+    println!();
 }
 
 fn ms(d: Duration) -> f64 {

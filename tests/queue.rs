@@ -115,7 +115,10 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     assert_eq!(kinds, vec![("stage_change".into(), 1), ("stage_change_batch".into(), 1)]);
     // A bulk move to a stage without events is expanded into nothing.
     s.exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5").await;
+    // Keep customer 1's job waiting (not claimed) so it is still pending when the batch expands.
+    s.exec("UPDATE stagecast.jobs SET run_at = now() + interval '1 hour' WHERE kind = 'stage_change'").await;
     let batches = s.store.claim_jobs(10, "w", 30.0).await.unwrap();
+    assert_eq!(batches.len(), 2, "only the two batch jobs are due");
     let mut created = Vec::new();
     for j in batches.iter().filter(|j| j.kind == "stage_change_batch") {
         created.push(s.store.expand_stage_change_batch(j.id, "w", j.attempts).await.unwrap());
@@ -127,7 +130,7 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
         .fetch_one(s.pool())
         .await
         .unwrap();
-    assert_eq!(live, 4, "expanded jobs are pending (customer 1's job is leased)");
+    assert_eq!(live, 5, "four expanded jobs plus customer 1's own, not duplicated");
     // A stale worker cannot expand a batch it no longer holds.
     assert_eq!(s.store.expand_stage_change_batch(batches[0].id, "other", 1).await.unwrap(), None);
 }

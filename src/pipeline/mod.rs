@@ -176,8 +176,8 @@ struct PendingEvent {
     event_id: String,
     event_name: String,
     event_time: DateTime<Utc>,
-    request: Value,
-    json: Arc<[u8]>,
+    /// The event as serialized once: sent in the request and kept in the audit.
+    json: Arc<str>,
     match_quality: f32,
     details: AlertDetails,
 }
@@ -510,7 +510,7 @@ impl Pipeline {
                     w.already_delivered += 1;
                     continue;
                 }
-                let json: Arc<[u8]> = serde_json::to_vec(&request).unwrap_or_default().into();
+                let json: Arc<str> = request.to_string().into();
                 pending.push(PendingEvent {
                     work: index,
                     pixel_ref: pixel.id,
@@ -518,7 +518,6 @@ impl Pipeline {
                     event_id: event.event_id,
                     event_name: routing.event_name,
                     event_time: change.changed_at,
-                    request,
                     json,
                     match_quality: match_quality::estimate(&keys),
                     details: AlertDetails {
@@ -919,7 +918,7 @@ fn delivery_row(
         fbtrace_id: api.and_then(|e| e.fbtrace_id.clone()),
         error,
         match_quality: Some(p.match_quality),
-        request: Some(p.request.clone()),
+        request: Some(p.json.clone()),
         response,
     }
 }

@@ -50,6 +50,8 @@ mod sql {
     pub const PLAINTEXT_TOKENS: &str = include_str!("../../sql/plaintext_tokens.sql");
     pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
+    pub const WRITE_BACK_SETTINGS: &str = include_str!("../../sql/write_back_settings.sql");
+    pub const ANALYZE_JOBS: &str = include_str!("../../sql/analyze_jobs.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
     pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
@@ -122,12 +124,15 @@ impl Store {
         worker: &str,
         lease_secs: f64,
     ) -> Result<Vec<ClaimedJob>> {
-        Ok(sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
-            .bind(limit)
-            .bind(worker)
-            .bind(lease_secs)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(timed(
+            "claim_jobs",
+            sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
+                .bind(limit)
+                .bind(worker)
+                .bind(lease_secs)
+                .fetch_all(&self.pool),
+        )
+        .await?)
     }
 
     /// Extend the lease of every job `worker` holds. Returns how many.
@@ -144,12 +149,29 @@ impl Store {
     pub async fn write_back(&self, worker: &str, batch: &WriteBack) -> Result<WriteBackReport> {
         let mut report = WriteBackReport::default();
         let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::WRITE_BACK_SETTINGS).execute(&mut *tx).await?;
         if !batch.deliveries.is_empty() {
-            let json = encode("deliveries", &batch.deliveries)?;
-            let duplicates: i64 = sqlx::query_scalar(sql::INSERT_DELIVERIES)
-                .bind(json)
-                .fetch_one(&mut *tx)
-                .await?;
+            let d = &batch.deliveries;
+            let col = |f: fn(&DeliveryRow) -> Option<String>| d.iter().map(f).collect::<Vec<_>>();
+            let query = sqlx::query_scalar(sql::INSERT_DELIVERIES)
+                .bind(d.iter().map(|r| r.job_id).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.attempt).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.platform).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.pixel_ref).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.event_time).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.outcome).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.http_status.map(i32::from)).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.error_code).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.error_subcode).collect::<Vec<_>>())
+                .bind(col(|r| r.fbtrace_id.clone()))
+                .bind(col(|r| r.error.clone()))
+                .bind(d.iter().map(|r| r.match_quality).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.request.as_deref()).collect::<Vec<_>>())
+                .bind(col(|r| r.response.as_ref().map(|v| v.to_string())));
+            let duplicates: i64 = timed("insert_deliveries", query.fetch_one(&mut *tx)).await?;
             report.duplicate_deliveries = duplicates as u64;
         }
         if !batch.alerts.is_empty() {
@@ -170,16 +192,20 @@ impl Store {
             }
         }
         if !batch.outcomes.is_empty() {
-            let json = encode("job outcomes", &batch.outcomes)?;
-            let applied: i64 = sqlx::query_scalar(sql::COMPLETE_JOBS)
+            let o = &batch.outcomes;
+            let query = sqlx::query_scalar(sql::COMPLETE_JOBS)
                 .bind(worker)
-                .bind(json)
-                .fetch_one(&mut *tx)
-                .await?;
+                .bind(o.iter().map(|r| r.id).collect::<Vec<_>>())
+                .bind(o.iter().map(|r| r.attempt).collect::<Vec<_>>())
+                .bind(o.iter().map(|r| r.outcome).collect::<Vec<_>>())
+                .bind(o.iter().map(|r| r.run_at).collect::<Vec<_>>())
+                .bind(o.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+                .bind(o.iter().map(|r| r.destinations.as_ref().map(|d| d.join(","))).collect::<Vec<_>>());
+            let applied: i64 = timed("complete_jobs", query.fetch_one(&mut *tx)).await?;
             report.applied = applied as u64;
             report.fenced_out = (batch.outcomes.len() as u64).saturating_sub(report.applied);
         }
-        tx.commit().await?;
+        timed("write_back_commit", tx.commit()).await?;
         Ok(report)
     }
 
@@ -200,12 +226,19 @@ impl Store {
         worker: &str,
         attempt: i32,
     ) -> Result<Option<u64>> {
-        let (created, archived): (i64, i64) = sqlx::query_as(sql::EXPAND_STAGE_CHANGE_BATCH)
-            .bind(job_id)
-            .bind(worker)
-            .bind(attempt)
-            .fetch_one(&self.pool)
-            .await?;
+        let (created, archived): (i64, i64) = timed(
+            "expand_stage_change_batch",
+            sqlx::query_as(sql::EXPAND_STAGE_CHANGE_BATCH)
+                .bind(job_id)
+                .bind(worker)
+                .bind(attempt)
+                .fetch_one(&self.pool),
+        )
+        .await?;
+        if created >= 1000 {
+            // A bulk insert: refresh statistics now rather than waiting for autoanalyze.
+            timed("analyze_jobs", sqlx::query(sql::ANALYZE_JOBS).execute(&self.pool)).await?;
+        }
         Ok((archived > 0).then_some(created as u64))
     }
 
@@ -371,6 +404,15 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// Time a statement into `stagecast_db_query_duration_seconds{query}` (bounded label: the
+/// statement's file name).
+async fn timed<T>(query: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let out = fut.await;
+    metrics::histogram!("stagecast_db_query_duration_seconds", "query" => query).record(started.elapsed().as_secs_f64());
+    out
 }
 
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value> {

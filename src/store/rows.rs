@@ -124,8 +124,9 @@ pub struct DeliveryRow {
     pub fbtrace_id: Option<String>,
     pub error: Option<String>,
     pub match_quality: Option<f32>,
-    /// The event as sent: PII already hashed, never a token.
-    pub request: Option<serde_json::Value>,
+    /// The event as sent (JSON text, the very bytes of the request): PII already hashed,
+    /// never a token.
+    pub request: Option<std::sync::Arc<str>>,
     pub response: Option<serde_json::Value>,
 }
 

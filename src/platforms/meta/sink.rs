@@ -36,7 +36,8 @@ pub struct MetaDestination {
 pub struct PreparedEvent {
     pub key: usize,
     pub event_id: String,
-    pub json: Arc<[u8]>,
+    /// The serialized event (serialized once, reused by the audit).
+    pub json: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +177,7 @@ impl MetaSink {
                 }
             }
             let started = Instant::now();
-            let parts: Vec<&[u8]> = chunk.iter().map(|e| &e.json[..]).collect();
+            let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
             let body = request_body(
                 &parts,
                 &self.config.partner_agent,
