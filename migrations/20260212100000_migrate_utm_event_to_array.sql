@@ -54,8 +54,10 @@ ALTER TABLE public.crm_stages ALTER COLUMN utm_event SET DEFAULT '[]'::jsonb;
 ALTER TABLE public.crm_stages ALTER COLUMN utm_event SET NOT NULL;
 
 -- Runs before NOT NULL is checked, so a CRM writing NULL gets '[]' instead of an error.
+-- SECURITY DEFINER: the CRM's role needs no privilege on schema stagecast for its write to
+-- succeed; and every failure is caught, so this trigger can never reject the write.
 CREATE OR REPLACE FUNCTION stagecast.normalize_utm_event() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_problem text;
 BEGIN
@@ -64,16 +66,15 @@ BEGIN
     ELSIF jsonb_typeof(NEW.utm_event) = 'object' THEN
         NEW.utm_event := jsonb_build_array(NEW.utm_event);
     ELSE
-        v_problem := stagecast.utm_event_problem(NEW.utm_event);
-        IF v_problem IS NOT NULL THEN
-            -- Reporting must never fail the CRM's write.
-            BEGIN
+        BEGIN
+            v_problem := stagecast.utm_event_problem(NEW.utm_event);
+            IF v_problem IS NOT NULL THEN
                 INSERT INTO stagecast.config_problems (source, row_id, problem, value)
                 VALUES ('crm_stages.utm_event', NEW.id, v_problem, NEW.utm_event);
-            EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'stagecast: could not record utm_event problem for stage %: %', NEW.id, SQLERRM;
-            END;
-        END IF;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'stagecast: could not check utm_event of stage %: %', NEW.id, SQLERRM;
+        END;
     END IF;
     RETURN NEW;
 END $$;

@@ -35,6 +35,8 @@ BEGIN
     IF coalesce(cardinality(p_customer_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
+    -- An explicit NULL means "now", like the default.
+    p_changed_at := coalesce(p_changed_at, statement_timestamp());
     BEGIN
         IF cardinality(p_customer_ids) = 1 THEN
             INSERT INTO stagecast.jobs (kind, payload, customer_id, dedup_key)

@@ -210,8 +210,13 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
 fn print_db_breakdown() {
     let text = crate::ops::prometheus().render();
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("stagecast_db_query_duration_seconds_sum")) {
-        let (Some(q), Some(v)) = (line.split('"').nth(1), line.rsplit(' ').next()) else { continue };
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("stagecast_db_query_duration_seconds_sum"))
+    {
+        let (Some(q), Some(v)) = (line.split('"').nth(1), line.rsplit(' ').next()) else {
+            continue;
+        };
         let count_line = format!("stagecast_db_query_duration_seconds_count{{query=\"{q}\"}}");
         let count = text
             .lines()

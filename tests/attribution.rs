@@ -12,7 +12,10 @@ use support::stack::{Stack, PIXEL, TOKEN};
 const WABA: &str = "555000111";
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/whatsapp/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/whatsapp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -21,8 +24,13 @@ fn fixture(name: &str) -> Value {
 async fn setup(s: &Stack, ad_id: &str, contact: &str) -> (i64, i64) {
     s.seed_standard().await;
     // Campaign 1 of the standard seed is linked to no ad here.
-    s.exec("UPDATE utm_campaigns SET facebook_ad_ids = '{}' WHERE id = 1").await;
-    sqlx::query("UPDATE pixels SET waba_id = $1 WHERE id = 1").bind(WABA).execute(s.pool()).await.unwrap();
+    s.exec("UPDATE utm_campaigns SET facebook_ad_ids = '{}' WHERE id = 1")
+        .await;
+    sqlx::query("UPDATE pixels SET waba_id = $1 WHERE id = 1")
+        .bind(WABA)
+        .execute(s.pool())
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO utm_campaigns (id, name, facebook_ad_ids, pixel_id) VALUES (7, 'CTWA', ARRAY[$1], 1)")
         .bind(ad_id)
         .execute(s.pool())
@@ -63,22 +71,41 @@ async fn shape_end_to_end(fixture_name: &str, ad_id: &str, clid: &str, contact: 
     inbound(&s, chat, &fixture(fixture_name)).await;
     s.drained().await;
     let (meta, campaign) = utm(&s, customer).await;
-    assert_eq!(meta["ctwa_clid"], clid, "{fixture_name}: click id stored verbatim: {meta}");
+    assert_eq!(
+        meta["ctwa_clid"], clid,
+        "{fixture_name}: click id stored verbatim: {meta}"
+    );
     assert_eq!(meta["source_id"], ad_id, "{fixture_name}");
-    assert!(meta["clicked_at"].is_string() && meta["message_id"].is_string(), "{fixture_name}: {meta}");
-    assert_eq!(campaign, Some(7), "{fixture_name}: campaign linked from the ad id");
+    assert!(
+        meta["clicked_at"].is_string() && meta["message_id"].is_string(),
+        "{fixture_name}: {meta}"
+    );
+    assert_eq!(
+        campaign,
+        Some(7),
+        "{fixture_name}: campaign linked from the ad id"
+    );
 
     s.move_to(customer, 1).await;
-    assert!(s.sandbox.wait_for_events(1, Duration::from_secs(10)).await, "{fixture_name}: event sent");
+    assert!(
+        s.sandbox.wait_for_events(1, Duration::from_secs(10)).await,
+        "{fixture_name}: event sent"
+    );
     s.drained().await;
     worker.shutdown().await.unwrap();
     let received = s.sandbox.received();
     assert_eq!(received.len(), 1);
     let e = &received[0].event;
     assert_eq!(received[0].pixel_id, PIXEL);
-    assert_eq!(e["action_source"], "business_messaging", "{fixture_name}: {e}");
+    assert_eq!(
+        e["action_source"], "business_messaging",
+        "{fixture_name}: {e}"
+    );
     assert_eq!(e["messaging_channel"], "whatsapp");
-    assert_eq!(e["event_name"], "LeadSubmitted", "Lead maps to the business-messaging name");
+    assert_eq!(
+        e["event_name"], "LeadSubmitted",
+        "Lead maps to the business-messaging name"
+    );
     assert_eq!(e["user_data"]["ctwa_clid"], clid);
     assert_eq!(e["user_data"]["whatsapp_business_account_id"], WABA);
     assert_eq!(e["custom_data"]["ad_id"], ad_id);
@@ -148,18 +175,31 @@ async fn a_second_ad_message_never_overwrites_the_first_touch() {
     s.drained().await;
     let (first, _) = utm(&s, customer).await;
     // A later click on another ad, from the same number.
-    inbound(&s, chat, &fixture("evolution_messages_upsert_conversation.json")).await;
+    inbound(
+        &s,
+        chat,
+        &fixture("evolution_messages_upsert_conversation.json"),
+    )
+    .await;
     s.drained().await;
     worker.shutdown().await.unwrap();
     let (after, campaign) = utm(&s, customer).await;
     assert_eq!(after, first, "first touch kept as it was");
     assert_eq!(after["source_id"], "120226305854810726");
     assert_eq!(campaign, Some(7));
-    let notes: Vec<Option<String>> = sqlx::query_scalar("SELECT note FROM stagecast.job_archive WHERE kind = 'attribution' ORDER BY id")
-        .fetch_all(s.pool())
-        .await
-        .unwrap();
-    assert!(notes[1].as_deref().unwrap().contains("already has a first touch"), "{notes:?}");
+    let notes: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT note FROM stagecast.job_archive WHERE kind = 'attribution' ORDER BY id",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        notes[1]
+            .as_deref()
+            .unwrap()
+            .contains("already has a first touch"),
+        "{notes:?}"
+    );
 }
 
 #[tokio::test]
@@ -171,11 +211,17 @@ async fn an_ad_id_matching_no_campaign_alerts_with_the_id_to_add() {
     s.drained().await;
     worker.shutdown().await.unwrap();
     let (meta, campaign) = utm(&s, customer).await;
-    assert_eq!(meta["source_id"], "120226305854810726", "first touch is still recorded");
+    assert_eq!(
+        meta["source_id"], "120226305854810726",
+        "first touch is still recorded"
+    );
     assert_eq!(campaign, None);
     assert_eq!(s.alert_causes(customer).await, ["ad_not_linked"]);
     let alert = &s.chat_alerts(customer).await[0];
-    assert!(alert.contains("120226305854810726"), "the alert names the ad id to add: {alert}");
+    assert!(
+        alert.contains("120226305854810726"),
+        "the alert names the ad id to add: {alert}"
+    );
 }
 
 #[tokio::test]
@@ -190,11 +236,16 @@ async fn a_message_from_an_unknown_number_links_nobody() {
     s.drained().await;
     worker.shutdown().await.unwrap();
     assert_eq!(utm(&s, customer).await, (serde_json::json!({}), None));
-    let (attempts, note): (i32, String) = sqlx::query_as("SELECT attempts, note FROM stagecast.job_archive WHERE kind = 'attribution'")
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
-    assert!(attempts > 1, "retried in case the CRM creates the customer a moment later");
+    let (attempts, note): (i32, String) = sqlx::query_as(
+        "SELECT attempts, note FROM stagecast.job_archive WHERE kind = 'attribution'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        attempts > 1,
+        "retried in case the CRM creates the customer a moment later"
+    );
     assert!(note.contains("no customer found"), "{note}");
 }
 
@@ -231,13 +282,21 @@ async fn garbage_payloads_fail_the_job_with_a_clear_error_and_never_the_crm_writ
     inbound(&s, 901, &Value::String(truncated)).await;
     s.drained().await;
     worker.shutdown().await.unwrap();
-    let (status, error): (String, String) = sqlx::query_as("SELECT status, last_error FROM stagecast.jobs WHERE kind = 'attribution'")
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
+    let (status, error): (String, String) =
+        sqlx::query_as("SELECT status, last_error FROM stagecast.jobs WHERE kind = 'attribution'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(status, "failed");
-    assert!(error.starts_with("invalid webhook payload in message"), "{error}");
-    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE direction = 'inbound'").fetch_one(s.pool()).await.unwrap();
+    assert!(
+        error.starts_with("invalid webhook payload in message"),
+        "{error}"
+    );
+    let messages: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE direction = 'inbound'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(messages, 1, "the message itself was stored");
 }
 
@@ -245,15 +304,21 @@ async fn garbage_payloads_fail_the_job_with_a_clear_error_and_never_the_crm_writ
 async fn an_ad_unknown_to_the_crm_is_resolved_to_its_campaign_through_the_graph_api() {
     let s = Stack::new().await;
     let (customer, chat) = setup(&s, "not-this-ad", "5511987654321").await;
-    s.exec("UPDATE utm_campaigns SET facebook_campaign_id = '120226300000000099' WHERE id = 7").await;
-    s.sandbox.add_ad("120226305854810726", "120226300000000099", TOKEN);
+    s.exec("UPDATE utm_campaigns SET facebook_campaign_id = '120226300000000099' WHERE id = 7")
+        .await;
+    s.sandbox
+        .add_ad("120226305854810726", "120226300000000099", TOKEN);
     let mut t = s.tuning();
     t.pipeline.resolve_ads = true;
     let worker = s.start_worker_with(t);
     inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;
     s.drained().await;
     worker.shutdown().await.unwrap();
-    assert_eq!(utm(&s, customer).await.1, Some(7), "linked through GET /{{ad_id}}?fields=campaign_id");
+    assert_eq!(
+        utm(&s, customer).await.1,
+        Some(7),
+        "linked through GET /{{ad_id}}?fields=campaign_id"
+    );
     assert!(s.alert_causes(customer).await.is_empty());
 }
 
@@ -261,7 +326,8 @@ async fn an_ad_unknown_to_the_crm_is_resolved_to_its_campaign_through_the_graph_
 async fn a_pixel_can_force_its_own_action_source_for_whatsapp_customers() {
     let s = Stack::new().await;
     let (customer, chat) = setup(&s, "120226305854810726", "5511987654321").await;
-    s.exec("UPDATE pixels SET messaging_mode = 'never', action_source = 'chat' WHERE id = 1").await;
+    s.exec("UPDATE pixels SET messaging_mode = 'never', action_source = 'chat' WHERE id = 1")
+        .await;
     let worker = s.start_worker();
     inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;
     s.drained().await;
@@ -271,5 +337,8 @@ async fn a_pixel_can_force_its_own_action_source_for_whatsapp_customers() {
     let e = &s.sandbox.received()[0].event;
     assert_eq!(e["action_source"], "chat");
     assert_eq!(e["event_name"], "Lead");
-    assert!(e["user_data"]["ctwa_clid"].is_string(), "the click id still travels as a match key");
+    assert!(
+        e["user_data"]["ctwa_clid"].is_string(),
+        "the click id still travels as a match key"
+    );
 }

@@ -17,7 +17,12 @@ async fn insert_jobs(s: &Stack, n: i64) {
         .unwrap();
 }
 
-fn outcome(id: i64, attempt: i32, outcome: &'static str, run_at: Option<chrono::DateTime<chrono::Utc>>) -> WriteBack {
+fn outcome(
+    id: i64,
+    attempt: i32,
+    outcome: &'static str,
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> WriteBack {
     WriteBack {
         outcomes: vec![OutcomeRow {
             id,
@@ -42,31 +47,67 @@ async fn claims_respect_the_limit_and_never_hand_a_job_to_two_workers() {
     let ids: HashSet<i64> = a.iter().chain(&b).map(|j| j.id).collect();
     assert_eq!(ids.len(), 10, "no job claimed twice");
     assert!(a.iter().chain(&b).all(|j| j.attempts == 1 && !j.rescued));
-    assert!(s.store.claim_jobs(10, "worker-c", 30.0).await.unwrap().is_empty());
+    assert!(s
+        .store
+        .claim_jobs(10, "worker-c", 30.0)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn an_expired_lease_is_rescued_and_the_stale_worker_is_fenced_out() {
     let s = Stack::new().await;
     insert_jobs(&s, 1).await;
-    let a = s.store.claim_jobs(1, "worker-a", 30.0).await.unwrap().remove(0);
+    let a = s
+        .store
+        .claim_jobs(1, "worker-a", 30.0)
+        .await
+        .unwrap()
+        .remove(0);
     // worker-a stalls past its lease.
-    s.exec("UPDATE stagecast.jobs SET locked_until = now() - interval '1 second'").await;
-    let b = s.store.claim_jobs(1, "worker-b", 30.0).await.unwrap().remove(0);
+    s.exec("UPDATE stagecast.jobs SET locked_until = now() - interval '1 second'")
+        .await;
+    let b = s
+        .store
+        .claim_jobs(1, "worker-b", 30.0)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(b.id, a.id);
     assert!(b.rescued);
     assert_eq!(b.attempts, 2, "the lost attempt counts");
     // worker-a comes back and reports: ignored.
-    let report = s.store.write_back("worker-a", &outcome(a.id, a.attempts, "done", None)).await.unwrap();
+    let report = s
+        .store
+        .write_back("worker-a", &outcome(a.id, a.attempts, "done", None))
+        .await
+        .unwrap();
     assert_eq!((report.applied, report.fenced_out), (0, 1));
-    let status: String = sqlx::query_scalar("SELECT status FROM stagecast.jobs WHERE id = $1").bind(a.id).fetch_one(s.pool()).await.unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM stagecast.jobs WHERE id = $1")
+        .bind(a.id)
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
     assert_eq!(status, "running");
     // worker-b's result counts; the job moves to the archive.
-    let report = s.store.write_back("worker-b", &outcome(b.id, b.attempts, "done", None)).await.unwrap();
+    let report = s
+        .store
+        .write_back("worker-b", &outcome(b.id, b.attempts, "done", None))
+        .await
+        .unwrap();
     assert_eq!(report.applied, 1);
-    let archived: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.job_archive WHERE id = $1").bind(a.id).fetch_one(s.pool()).await.unwrap();
+    let archived: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM stagecast.job_archive WHERE id = $1")
+            .bind(a.id)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(archived, 1);
-    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs").fetch_one(s.pool()).await.unwrap();
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
     assert_eq!(live, 0, "done jobs leave the hot table");
 }
 
@@ -89,8 +130,28 @@ async fn write_back_schedules_retries_refunds_throttled_attempts_and_fails() {
     .await
     .unwrap();
     let by_id = |id: i64| rows.iter().find(|r| r.0 == id).unwrap().clone();
-    assert_eq!(by_id(jobs[0].id), (jobs[0].id, "pending".into(), 1, true, Some("test retry".into()), false));
-    assert_eq!(by_id(jobs[1].id), (jobs[1].id, "pending".into(), 0, true, Some("test throttled".into()), false));
+    assert_eq!(
+        by_id(jobs[0].id),
+        (
+            jobs[0].id,
+            "pending".into(),
+            1,
+            true,
+            Some("test retry".into()),
+            false
+        )
+    );
+    assert_eq!(
+        by_id(jobs[1].id),
+        (
+            jobs[1].id,
+            "pending".into(),
+            0,
+            true,
+            Some("test throttled".into()),
+            false
+        )
+    );
     let failed = by_id(jobs[2].id);
     assert_eq!((failed.1.as_str(), failed.5), ("failed", true));
     // Scheduled retries are not claimable before their time.
@@ -101,38 +162,65 @@ async fn write_back_schedules_retries_refunds_throttled_attempts_and_fails() {
 async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    s.exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (9, 'Sem eventos', '[]')"#).await;
+    s.exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (9, 'Sem eventos', '[]')"#)
+        .await;
     for id in 1..=5 {
-        s.customer(id, &format!("c{id}@example.com"), "+5511999990000", None).await;
+        s.customer(id, &format!("c{id}@example.com"), "+5511999990000", None)
+            .await;
     }
     // Customer 1 already has a live job for stage 1.
     s.move_to(1, 1).await;
-    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 5").await;
-    let kinds: Vec<(String, i64)> = sqlx::query_as("SELECT kind, count(*) FROM stagecast.jobs GROUP BY kind ORDER BY kind")
-        .fetch_all(s.pool())
-        .await
-        .unwrap();
-    assert_eq!(kinds, vec![("stage_change".into(), 1), ("stage_change_batch".into(), 1)]);
+    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 5")
+        .await;
+    let kinds: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM stagecast.jobs GROUP BY kind ORDER BY kind")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        kinds,
+        vec![("stage_change".into(), 1), ("stage_change_batch".into(), 1)]
+    );
     // A bulk move to a stage without events is expanded into nothing.
-    s.exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5").await;
+    s.exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5")
+        .await;
     // Keep customer 1's job waiting (not claimed) so it is still pending when the batch expands.
-    s.exec("UPDATE stagecast.jobs SET run_at = now() + interval '1 hour' WHERE kind = 'stage_change'").await;
+    s.exec(
+        "UPDATE stagecast.jobs SET run_at = now() + interval '1 hour' WHERE kind = 'stage_change'",
+    )
+    .await;
     let batches = s.store.claim_jobs(10, "w", 30.0).await.unwrap();
     assert_eq!(batches.len(), 2, "only the two batch jobs are due");
     let mut created = Vec::new();
     for j in batches.iter().filter(|j| j.kind == "stage_change_batch") {
-        created.push(s.store.expand_stage_change_batch(j.id, "w", j.attempts).await.unwrap());
+        created.push(
+            s.store
+                .expand_stage_change_batch(j.id, "w", j.attempts)
+                .await
+                .unwrap(),
+        );
     }
     created.sort();
     // Customers 2-5 moved to stage 1 (customer 1 was already queued), and nothing for stage 9.
     assert_eq!(created, vec![Some(0), Some(4)]);
-    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change' AND status = 'pending'")
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
-    assert_eq!(live, 5, "four expanded jobs plus customer 1's own, not duplicated");
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change' AND status = 'pending'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        live, 5,
+        "four expanded jobs plus customer 1's own, not duplicated"
+    );
     // A stale worker cannot expand a batch it no longer holds.
-    assert_eq!(s.store.expand_stage_change_batch(batches[0].id, "other", 1).await.unwrap(), None);
+    assert_eq!(
+        s.store
+            .expand_stage_change_batch(batches[0].id, "other", 1)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -141,23 +229,30 @@ async fn the_crm_write_succeeds_even_when_queueing_fails_and_nothing_is_lost() {
     s.seed_standard().await;
     s.customer(1, "a@example.com", "+5511999990001", None).await;
     // Break the queue table for stage changes (disk full, broken permissions...).
-    s.exec("ALTER TABLE stagecast.jobs ADD CONSTRAINT broken CHECK (kind <> 'stage_change')").await;
+    s.exec("ALTER TABLE stagecast.jobs ADD CONSTRAINT broken CHECK (kind <> 'stage_change')")
+        .await;
     s.move_to(1, 1).await; // must not fail
-    let stage: i64 = sqlx::query_scalar("SELECT stage_id FROM customers WHERE id = 1").fetch_one(s.pool()).await.unwrap();
-    assert_eq!(stage, 1, "the CRM's write committed");
-    let parked: Vec<(String, String)> = sqlx::query_as("SELECT kind, error FROM stagecast.enqueue_failures")
-        .fetch_all(s.pool())
-        .await
-        .unwrap();
-    assert_eq!(parked.len(), 1);
-    assert!(parked[0].1.contains("broken"), "{parked:?}");
-    // Once the problem is fixed, the worker's maintenance re-queues it.
-    s.exec("ALTER TABLE stagecast.jobs DROP CONSTRAINT broken").await;
-    assert_eq!(s.store.requeue_enqueue_failures().await.unwrap(), (1, 1));
-    let payload: serde_json::Value = sqlx::query_scalar("SELECT payload FROM stagecast.jobs WHERE kind = 'stage_change'")
+    let stage: i64 = sqlx::query_scalar("SELECT stage_id FROM customers WHERE id = 1")
         .fetch_one(s.pool())
         .await
         .unwrap();
+    assert_eq!(stage, 1, "the CRM's write committed");
+    let parked: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, error FROM stagecast.enqueue_failures")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].1.contains("broken"), "{parked:?}");
+    // Once the problem is fixed, the worker's maintenance re-queues it.
+    s.exec("ALTER TABLE stagecast.jobs DROP CONSTRAINT broken")
+        .await;
+    assert_eq!(s.store.requeue_enqueue_failures().await.unwrap(), (1, 1));
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM stagecast.jobs WHERE kind = 'stage_change'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(payload["customer_id"], 1);
     assert_eq!(payload["to_stage_id"], 1);
 }
@@ -171,17 +266,29 @@ async fn retention_prunes_old_finished_work_only() {
     wb.append(outcome(jobs[0].id, 1, "done", None));
     wb.append(outcome(jobs[1].id, 1, "failed", None));
     s.store.write_back("w", &wb).await.unwrap();
-    s.exec("UPDATE stagecast.job_archive SET finished_at = now() - interval '2 days'").await;
+    s.exec("UPDATE stagecast.job_archive SET finished_at = now() - interval '2 days'")
+        .await;
     let retention = Retention {
         done: Duration::from_secs(24 * 3600),
         failed: Duration::from_secs(24 * 3600),
         audit: Duration::from_secs(24 * 3600),
     };
     let report = s.store.prune(&retention, 100).await.unwrap();
-    assert_eq!((report.archive, report.dead), (1, 0), "the recent failure is kept");
-    s.exec("UPDATE stagecast.jobs SET finished_at = now() - interval '2 days' WHERE status = 'failed'").await;
+    assert_eq!(
+        (report.archive, report.dead),
+        (1, 0),
+        "the recent failure is kept"
+    );
+    s.exec(
+        "UPDATE stagecast.jobs SET finished_at = now() - interval '2 days' WHERE status = 'failed'",
+    )
+    .await;
     assert_eq!(s.store.prune(&retention, 100).await.unwrap().dead, 1);
-    let running: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs WHERE status = 'running'").fetch_one(s.pool()).await.unwrap();
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs WHERE status = 'running'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(running, 1, "live work is never pruned");
 }
 
@@ -195,7 +302,11 @@ async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
     let worker = s.start_worker_with(t);
     // Let the worker reach its idle wait, LISTEN connected.
     for _ in 0..100 {
-        if worker.stats().listener_connected.load(std::sync::atomic::Ordering::Relaxed) {
+        if worker
+            .stats()
+            .listener_connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -236,9 +347,10 @@ async fn shutdown_finishes_in_flight_work_or_releases_it_after_the_drain_timeout
     tokio::time::sleep(Duration::from_millis(150)).await;
     let stats = worker.shutdown().await.unwrap();
     assert_eq!(stats.get(&stats.released_on_shutdown), 1);
-    let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE customer_id = 1")
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE customer_id = 1")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
 }

@@ -25,7 +25,10 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let worker = s.start_worker();
     s.move_to(c, 1).await;
-    assert!(s.sandbox.wait_for_events(1, Duration::from_secs(10)).await, "delivered with the token");
+    assert!(
+        s.sandbox.wait_for_events(1, Duration::from_secs(10)).await,
+        "delivered with the token"
+    );
     // Maintenance runs every 100 ms in tests.
     let mut sealed: Option<(Option<String>, Option<String>)> = None;
     for _ in 0..50 {
@@ -64,9 +67,16 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
         .output()
         .await
         .unwrap();
-    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     let stdout = String::from_utf8_lossy(&rotated.stdout);
-    assert!(stdout.contains("re-sealed 1 token(s) with key k2"), "{stdout}");
+    assert!(
+        stdout.contains("re-sealed 1 token(s) with key k2"),
+        "{stdout}"
+    );
     let enc: String = sqlx::query_scalar("SELECT access_token_enc FROM pixels WHERE id = 1")
         .fetch_one(s.pool())
         .await
@@ -77,7 +87,9 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     assert_eq!(only_k2.open(&enc).unwrap().expose(), TOKEN);
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let t = s.tuning();
-    let pipeline = stagecast::pipeline::Pipeline::new(s.store.clone(), t.meta, Some(only_k2), t.pipeline).unwrap();
+    let pipeline =
+        stagecast::pipeline::Pipeline::new(s.store.clone(), t.meta, Some(only_k2), t.pipeline)
+            .unwrap();
     let worker = stagecast::queue::Worker::new(s.store.clone(), pipeline, t.worker).spawn();
     s.move_to(c, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(10)).await);
@@ -107,10 +119,23 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"EAAnew-token-from-stdin\n").await.unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"EAAnew-token-from-stdin\n")
+        .await
+        .unwrap();
     let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("EAAnew"), "the token is never echoed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("EAAnew"),
+        "the token is never echoed"
+    );
     let (plain, enc): (Option<String>, String) =
         sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE pixel_id = $1")
             .bind(PIXEL)
@@ -118,7 +143,10 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
             .await
             .unwrap();
     assert!(plain.is_none());
-    assert_eq!(s.keys.open(&enc).unwrap().expose(), "EAAnew-token-from-stdin");
+    assert_eq!(
+        s.keys.open(&enc).unwrap().expose(),
+        "EAAnew-token-from-stdin"
+    );
     // An unknown pixel is a clear error, not a silent no-op.
     let unknown = bin()
         .args(["pixel", "set-token", "does-not-exist"])
@@ -150,11 +178,27 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     let email = "Joana.Secreta@Example.com";
     let phone = "(11) 97777-8888";
     let a = s.customer(1, email, phone, Some(99.0)).await;
-    let b = s.customer(2, "outro.cliente@example.com", "+55 21 96666-5555", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2").await;
-    s.sandbox.push_fault(stagecast::sandbox::Fault::ServerError(500));
+    let b = s
+        .customer(2, "outro.cliente@example.com", "+55 21 96666-5555", None)
+        .await;
+    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+        .await;
+    s.sandbox
+        .push_fault(stagecast::sandbox::Fault::ServerError(500));
     let child = bin()
-        .args(["--log-format", "json", "run", "--metrics-addr", "", "--poll-interval", "50ms", "--retry-base", "50ms", "--retry-cap", "100ms"])
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--metrics-addr",
+            "",
+            "--poll-interval",
+            "50ms",
+            "--retry-base",
+            "50ms",
+            "--retry-cap",
+            "100ms",
+        ])
         .env("DATABASE_URL", &s.db.url)
         .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
         .env("STAGECAST_KEYS", KEYS)
@@ -169,17 +213,31 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
     s.drained().await;
     tokio::time::sleep(Duration::from_millis(300)).await; // a maintenance round
-    // SIGTERM: graceful shutdown, logs flushed.
+                                                          // SIGTERM: graceful shutdown, logs flushed.
     let pid = child.id().unwrap();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
     assert!(out.status.success(), "graceful exit");
-    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(logs.contains("worker started") && logs.contains("sealed a plaintext access token"), "logs captured:\n{logs}");
-    assert!(logs.lines().count() > 5, "debug logging really ran:\n{logs}");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        logs.contains("worker started") && logs.contains("sealed a plaintext access token"),
+        "logs captured:\n{logs}"
+    );
+    assert!(
+        logs.lines().count() > 5,
+        "debug logging really ran:\n{logs}"
+    );
     for needle in [
         TOKEN,
         "EAAsecond-secret-token",

@@ -9,7 +9,7 @@ use crate::secrets::KeyRing;
 #[derive(Debug, Args, Clone)]
 pub struct GenerateArgs {
     /// Id of the new key (1-32 characters: letters, digits, _ or -). Pick one not in use yet.
-    #[arg(long, default_value = "k1")]
+    #[arg(default_value = "k1")]
     pub id: String,
 }
 

@@ -50,7 +50,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info!("migrations applied");
     }
     let worker_config = args.worker.worker_config();
-    let pipeline_config = args.pipeline.pipeline_config(args.worker.retry_policy(), args.meta.meta_resolve_ads);
+    let pipeline_config = args
+        .pipeline
+        .pipeline_config(args.worker.retry_policy(), args.meta.meta_resolve_ads);
     let pipeline = Pipeline::new(
         store.clone(),
         args.meta.meta_config(),

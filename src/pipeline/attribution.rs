@@ -34,7 +34,11 @@ impl AdCampaignCache {
     fn get(&self, ad_id: &str) -> Option<Option<String>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.get(ad_id).and_then(|(at, campaign)| {
-            let ttl = if campaign.is_some() { FOUND_TTL } else { NOT_FOUND_TTL };
+            let ttl = if campaign.is_some() {
+                FOUND_TTL
+            } else {
+                NOT_FOUND_TTL
+            };
             (at.elapsed() < ttl).then(|| campaign.clone())
         })
     }
@@ -60,35 +64,60 @@ impl Pipeline {
         let row = match result {
             Ok(Step::Done(note)) => outcome(&job, "done", None, Some(note)),
             Ok(Step::Failed(error)) => outcome(&job, "failed", None, Some(error)),
-            Ok(Step::DoneUnlessRetries(error, note)) => match self.config.retry.decide(job.attempts, job.max_attempts, job.created_at, Utc::now()) {
-                crate::queue::RetryDecision::RetryAt(at) => outcome(&job, "retry", Some(at), Some(error)),
+            Ok(Step::DoneUnlessRetries(error, note)) => match self.config.retry.decide(
+                job.attempts,
+                job.max_attempts,
+                job.created_at,
+                Utc::now(),
+            ) {
+                crate::queue::RetryDecision::RetryAt(at) => {
+                    outcome(&job, "retry", Some(at), Some(error))
+                }
                 crate::queue::RetryDecision::GiveUp(_) => outcome(&job, "done", None, Some(note)),
             },
-            Err(e) => self.retry_or_fail(&job, format!("database error: {e}"), Utc::now()).0,
+            Err(e) => {
+                self.retry_or_fail(&job, format!("database error: {e}"), Utc::now())
+                    .0
+            }
         };
         out.outcomes.push(row);
         out
     }
 
-    async fn attribute_inner(&self, job: &ClaimedJob, out: &mut WriteBack) -> Result<Step, crate::store::StoreError> {
+    async fn attribute_inner(
+        &self,
+        job: &ClaimedJob,
+        out: &mut WriteBack,
+    ) -> Result<Step, crate::store::StoreError> {
         let payload: AttributionPayload = match serde_json::from_value(job.payload.clone()) {
             Ok(p) => p,
             Err(e) => return Ok(Step::Failed(format!("invalid attribution payload: {e}"))),
         };
         let Some(message) = self.store.load_message(payload.message_id).await? else {
-            return Ok(Step::Done(format!("message {} no longer exists", payload.message_id)));
+            return Ok(Step::Done(format!(
+                "message {} no longer exists",
+                payload.message_id
+            )));
         };
         let metadata = message.metadata.clone().unwrap_or(Value::Null);
         let parsed = match parse_value(&metadata) {
             Ok(p) => p,
             // Garbage, truncated or huge payloads: a clear, PII-free reason on the job.
-            Err(e) => return Ok(Step::Failed(format!("invalid webhook payload in message {}: {e}", message.id))),
+            Err(e) => {
+                return Ok(Step::Failed(format!(
+                    "invalid webhook payload in message {}: {e}",
+                    message.id
+                )))
+            }
         };
         let (referral, marker_only) = match parsed {
             ParseOutcome::Referral(r) => (r, false),
             ParseOutcome::AdMarkerOnly(r) => (r, true),
             ParseOutcome::NoAdData { .. } => {
-                return Ok(Step::Done(format!("message {} carries no ad data", message.id)));
+                return Ok(Step::Done(format!(
+                    "message {} carries no ad data",
+                    message.id
+                )));
             }
         };
         let customer = match message.customer_id {
@@ -100,7 +129,11 @@ impl Pipeline {
                 } else {
                     let found = self.store.find_customers_by_phone(&candidates).await?;
                     if found.len() > 1 {
-                        warn!(message_id = message.id, matches = found.len(), "several customers share the sender's number; using the best match");
+                        warn!(
+                            message_id = message.id,
+                            matches = found.len(),
+                            "several customers share the sender's number; using the best match"
+                        );
                     }
                     found.first().copied()
                 }
@@ -108,8 +141,14 @@ impl Pipeline {
         };
         let Some(customer_id) = customer else {
             // The CRM may create the customer (or link the chat) a moment after the message.
-            let error = format!("no customer yet for chat {} or the sender's number", message.chat_id);
-            let note = format!("no customer found for chat {} or the sender's number; nothing linked", message.chat_id);
+            let error = format!(
+                "no customer yet for chat {} or the sender's number",
+                message.chat_id
+            );
+            let note = format!(
+                "no customer found for chat {} or the sender's number; nothing linked",
+                message.chat_id
+            );
             return Ok(Step::DoneUnlessRetries(error, note));
         };
 
@@ -119,7 +158,10 @@ impl Pipeline {
         };
         let clicked_at = referral.message_timestamp.unwrap_or(message.created_at);
         let first_touch = first_touch_metadata(&referral, marker_only, message.id, clicked_at);
-        let result = self.store.record_first_touch(customer_id, &first_touch, campaign).await?;
+        let result = self
+            .store
+            .record_first_touch(customer_id, &first_touch, campaign)
+            .await?;
         match result {
             FirstTouch::CustomerMissing => {
                 return Ok(Step::DoneUnlessRetries(
@@ -127,16 +169,20 @@ impl Pipeline {
                     format!("customer {customer_id} no longer exists; nothing linked"),
                 ))
             }
-            FirstTouch::Kept => {
-                return Ok(Step::Done(format!(
-                    "customer {customer_id} already has a first touch; message {} left it unchanged",
-                    message.id
-                )))
-            }
+            FirstTouch::Kept => return Ok(Step::Done(format!(
+                "customer {customer_id} already has a first touch; message {} left it unchanged",
+                message.id
+            ))),
             FirstTouch::Recorded => {}
         }
         if marker_only {
-            self.attribution_alert(out, job, customer_id, AlertCause::AdWithoutClickId, AlertDetails::default());
+            self.attribution_alert(
+                out,
+                job,
+                customer_id,
+                AlertCause::AdWithoutClickId,
+                AlertDetails::default(),
+            );
         } else if let (Some(ad_id), None) = (referral.source_id.as_deref(), campaign) {
             self.attribution_alert(
                 out,
@@ -149,18 +195,26 @@ impl Pipeline {
                 },
             );
         }
-        Ok(Step::Done(match (campaign, referral.source_id.as_deref()) {
-            (Some(c), Some(ad)) => format!("first touch recorded for customer {customer_id}: ad {ad}, campaign {c}"),
-            (None, Some(ad)) => format!("first touch recorded for customer {customer_id}: ad {ad} matches no campaign"),
-            _ if marker_only => format!("customer {customer_id} came from an ad, no click id"),
-            _ => format!("first touch recorded for customer {customer_id}"),
-        }))
+        Ok(Step::Done(
+            match (campaign, referral.source_id.as_deref()) {
+                (Some(c), Some(ad)) => format!(
+                    "first touch recorded for customer {customer_id}: ad {ad}, campaign {c}"
+                ),
+                (None, Some(ad)) => format!(
+                    "first touch recorded for customer {customer_id}: ad {ad} matches no campaign"
+                ),
+                _ if marker_only => format!("customer {customer_id} came from an ad, no click id"),
+                _ => format!("first touch recorded for customer {customer_id}"),
+            },
+        ))
     }
 
     /// Digit strings the sender's number may be stored as: E.164 with and without the
     /// Brazilian 9th digit, the national forms, and the LID id.
     fn sender_candidates(&self, sender: Option<&Sender>) -> Vec<String> {
-        let Some(sender) = sender else { return Vec::new() };
+        let Some(sender) = sender else {
+            return Vec::new();
+        };
         let mut out: Vec<String> = Vec::new();
         let mut push = |s: String| {
             if !s.is_empty() && !out.contains(&s) {
@@ -182,7 +236,14 @@ impl Pipeline {
             }
         }
         if let Some(lid) = sender.lid.as_deref() {
-            push(lid.split(['@', ':']).next().unwrap_or("").chars().filter(char::is_ascii_digit).collect());
+            push(
+                lid.split(['@', ':'])
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect(),
+            );
         }
         out
     }
@@ -213,7 +274,10 @@ impl Pipeline {
 
     /// `GET /{ad_id}?fields=campaign_id` with the default Meta pixel's token. `None` when the
     /// lookup could not be made (no token, network): not cached, tried again next time.
-    async fn lookup_ad_campaign(&self, ad_id: &str) -> Result<Option<Option<String>>, crate::store::StoreError> {
+    async fn lookup_ad_campaign(
+        &self,
+        ad_id: &str,
+    ) -> Result<Option<Option<String>>, crate::store::StoreError> {
         let pixels = self.store.load_pixels().await?;
         let pixel = pixels
             .iter()
@@ -223,12 +287,21 @@ impl Pipeline {
             debug!(ad_id, "no pixel token to look the ad up with");
             return Ok(None);
         };
-        match self.meta.client().get_object(ad_id, Some("campaign_id"), &token).await {
+        match self
+            .meta
+            .client()
+            .get_object(ad_id, Some("campaign_id"), &token)
+            .await
+        {
             Ok(r) if (200..300).contains(&r.status) => Ok(Some(
                 r.body
                     .as_ref()
                     .and_then(|b| b.get("campaign_id"))
-                    .and_then(|c| c.as_str().map(str::to_string).or_else(|| c.as_u64().map(|n| n.to_string()))),
+                    .and_then(|c| {
+                        c.as_str()
+                            .map(str::to_string)
+                            .or_else(|| c.as_u64().map(|n| n.to_string()))
+                    }),
             )),
             // The ad is unknown to this token (or gone): a definite "no campaign".
             Ok(r) if r.status == 400 || r.status == 404 => Ok(Some(None)),
@@ -243,7 +316,14 @@ impl Pipeline {
         }
     }
 
-    fn attribution_alert(&self, out: &mut WriteBack, job: &ClaimedJob, customer_id: i64, cause: AlertCause, details: AlertDetails) {
+    fn attribution_alert(
+        &self,
+        out: &mut WriteBack,
+        job: &ClaimedJob,
+        customer_id: i64,
+        cause: AlertCause,
+        details: AlertDetails,
+    ) {
         let alert = Alert::new(cause, details);
         out.alerts.push(AlertRow {
             dedup_key: format!("attribution:{customer_id}:{}", cause.code()),
@@ -264,7 +344,12 @@ enum Step {
     DoneUnlessRetries(String, String),
 }
 
-fn outcome(job: &ClaimedJob, outcome: &'static str, run_at: Option<chrono::DateTime<Utc>>, error: Option<String>) -> OutcomeRow {
+fn outcome(
+    job: &ClaimedJob,
+    outcome: &'static str,
+    run_at: Option<chrono::DateTime<Utc>>,
+    error: Option<String>,
+) -> OutcomeRow {
     OutcomeRow {
         id: job.id,
         attempt: job.attempts,
@@ -276,7 +361,12 @@ fn outcome(job: &ClaimedJob, outcome: &'static str, run_at: Option<chrono::DateT
 }
 
 /// The keys stored in `customers.utm_metadata` (docs/attribution.md).
-fn first_touch_metadata(r: &AdReferral, marker_only: bool, message_id: i64, clicked_at: chrono::DateTime<Utc>) -> Value {
+fn first_touch_metadata(
+    r: &AdReferral,
+    marker_only: bool,
+    message_id: i64,
+    clicked_at: chrono::DateTime<Utc>,
+) -> Value {
     let mut m = Map::new();
     let mut put = |k: &str, v: &Option<String>| {
         if let Some(v) = v {
@@ -294,11 +384,17 @@ fn first_touch_metadata(r: &AdReferral, marker_only: bool, message_id: i64, clic
     put("video_url", &r.video_url);
     put("source_app", &r.source_app);
     put("conversion_source", &r.conversion_source);
-    put("entry_point_conversion_source", &r.entry_point_conversion_source);
+    put(
+        "entry_point_conversion_source",
+        &r.entry_point_conversion_source,
+    );
     put("waba_id", &r.waba_id);
     put("message_id", &r.message_id);
     if let Some(media) = r.media_type {
-        m.insert("media_type".into(), Value::String(media.as_str().to_string()));
+        m.insert(
+            "media_type".into(),
+            Value::String(media.as_str().to_string()),
+        );
     }
     m.insert("clicked_at".into(), json!(clicked_at));
     m.insert("chat_message_id".into(), json!(message_id));

@@ -56,19 +56,20 @@ pub struct ConversionEvent {
     pub ad: Option<Arc<AdInfo>>,
 }
 
-/// `sha256("stagecast:v1|<job>|<customer>|<changed_at µs>|<platform>|<pixel>|<event>")`, hex.
-/// Everything in it is fixed once the stage change is queued, so a retry, a replay or a re-send
-/// after a crash carries the same id and the platform deduplicates it.
+/// `sha256("stagecast:v1|<customer>|<stage>|<changed_at µs>|<platform>|<pixel>|<event>")`, hex:
+/// the identity of the stage change (who, to which stage, when) and of the destination. It is
+/// fixed when the change happens, so a retry, a replay, a re-send after a crash, or the same
+/// change queued twice carries the same id, and the platform deduplicates it.
 pub fn event_id(
-    job_id: i64,
     customer_id: i64,
+    to_stage_id: i64,
     changed_at: DateTime<Utc>,
     platform: &str,
     pixel_id: &str,
     event_name: &str,
 ) -> String {
     crate::pii::sha256_hex(&format!(
-        "stagecast:v1|{job_id}|{customer_id}|{}|{platform}|{pixel_id}|{event_name}",
+        "stagecast:v1|{customer_id}|{to_stage_id}|{}|{platform}|{pixel_id}|{event_name}",
         changed_at.timestamp_micros()
     ))
 }
@@ -83,6 +84,8 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let a = event_id(1, 2, t, "facebook", "111", "Purchase");
+        // Another customer, or another stage, is another stage change.
+        assert_ne!(a, event_id(1, 3, t, "facebook", "111", "Purchase"));
         assert_eq!(a, event_id(1, 2, t, "facebook", "111", "Purchase"));
         assert_eq!(a.len(), 64);
         assert_ne!(a, event_id(1, 2, t, "facebook", "222", "Purchase"));

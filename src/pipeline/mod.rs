@@ -304,18 +304,14 @@ impl Pipeline {
                     .push(format!("invalid stage_change payload: {e}")),
             }
             if w.job.attempts > w.job.max_attempts {
-                // Every attempt ended in a lost lease (the worker died or stalled mid-batch).
+                // Claimed once more than its budget allows: the earlier attempts ended in lost
+                // leases (a worker died or stalled), or the job was re-queued without resetting
+                // its attempts. The job is failed visibly; no event is sent.
                 w.failures.push(format!(
-                    "gave up after {} attempts: the lease expired on every attempt",
-                    w.job.max_attempts
+                    "no attempts left ({} of {}): earlier attempts were lost with their worker, or the job was \
+                     re-queued without resetting attempts (`stagecast jobs replay` resets them)",
+                    w.job.attempts, w.job.max_attempts
                 ));
-                w.alert(
-                    AlertCause::DeliveryGaveUp,
-                    AlertDetails {
-                        error: Some("the worker processing it stopped repeatedly".into()),
-                        ..AlertDetails::default()
-                    },
-                );
                 w.change.take();
             }
         }
@@ -484,8 +480,8 @@ impl Pipeline {
                     .clone();
                 let event = ConversionEvent {
                     event_id: event_id(
-                        w.job.id,
                         customer_id,
+                        change.to_stage_id,
                         change.changed_at,
                         Platform::Facebook.code(),
                         &pixel.pixel_id,
@@ -502,7 +498,12 @@ impl Pipeline {
                     ad: ad.clone(),
                 };
                 let action_source = pixel_action_source(pixel, meta_cfg.default_action_source);
-                let routing = route(&event, action_source, pixel.waba_id.as_deref(), MessagingMode::parse(pixel.messaging_mode.as_deref()));
+                let routing = route(
+                    &event,
+                    action_source,
+                    pixel.waba_id.as_deref(),
+                    MessagingMode::parse(pixel.messaging_mode.as_deref()),
+                );
                 let (request, keys) = build_event(&event, &routing, now);
                 let destination = format!("facebook:{}", pixel.pixel_id);
                 w.destinations.insert(destination);

@@ -59,7 +59,8 @@ mod sql {
     pub const LOAD_MESSAGE: &str = include_str!("../../sql/load_message.sql");
     pub const FIND_CUSTOMERS_BY_PHONE: &str = include_str!("../../sql/find_customers_by_phone.sql");
     pub const MATCH_CAMPAIGN_BY_AD: &str = include_str!("../../sql/match_campaign_by_ad.sql");
-    pub const MATCH_CAMPAIGN_BY_CAMPAIGN_ID: &str = include_str!("../../sql/match_campaign_by_campaign_id.sql");
+    pub const MATCH_CAMPAIGN_BY_CAMPAIGN_ID: &str =
+        include_str!("../../sql/match_campaign_by_campaign_id.sql");
     pub const RECORD_FIRST_TOUCH: &str = include_str!("../../sql/record_first_touch.sql");
     pub const REPLACE_SEALED_TOKEN: &str = include_str!("../../sql/replace_sealed_token.sql");
 }
@@ -149,7 +150,9 @@ impl Store {
     pub async fn write_back(&self, worker: &str, batch: &WriteBack) -> Result<WriteBackReport> {
         let mut report = WriteBackReport::default();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::WRITE_BACK_SETTINGS).execute(&mut *tx).await?;
+        sqlx::query(sql::WRITE_BACK_SETTINGS)
+            .execute(&mut *tx)
+            .await?;
         if !batch.deliveries.is_empty() {
             let d = &batch.deliveries;
             let col = |f: fn(&DeliveryRow) -> Option<String>| d.iter().map(f).collect::<Vec<_>>();
@@ -163,7 +166,11 @@ impl Store {
                 .bind(d.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>())
                 .bind(d.iter().map(|r| r.event_time).collect::<Vec<_>>())
                 .bind(d.iter().map(|r| r.outcome).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.http_status.map(i32::from)).collect::<Vec<_>>())
+                .bind(
+                    d.iter()
+                        .map(|r| r.http_status.map(i32::from))
+                        .collect::<Vec<_>>(),
+                )
                 .bind(d.iter().map(|r| r.error_code).collect::<Vec<_>>())
                 .bind(d.iter().map(|r| r.error_subcode).collect::<Vec<_>>())
                 .bind(col(|r| r.fbtrace_id.clone()))
@@ -200,7 +207,11 @@ impl Store {
                 .bind(o.iter().map(|r| r.outcome).collect::<Vec<_>>())
                 .bind(o.iter().map(|r| r.run_at).collect::<Vec<_>>())
                 .bind(o.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
-                .bind(o.iter().map(|r| r.destinations.as_ref().map(|d| d.join(","))).collect::<Vec<_>>());
+                .bind(
+                    o.iter()
+                        .map(|r| r.destinations.as_ref().map(|d| d.join(",")))
+                        .collect::<Vec<_>>(),
+                );
             let applied: i64 = timed("complete_jobs", query.fetch_one(&mut *tx)).await?;
             report.applied = applied as u64;
             report.fenced_out = (batch.outcomes.len() as u64).saturating_sub(report.applied);
@@ -237,7 +248,11 @@ impl Store {
         .await?;
         if created >= 1000 {
             // A bulk insert: refresh statistics now rather than waiting for autoanalyze.
-            timed("analyze_jobs", sqlx::query(sql::ANALYZE_JOBS).execute(&self.pool)).await?;
+            timed(
+                "analyze_jobs",
+                sqlx::query(sql::ANALYZE_JOBS).execute(&self.pool),
+            )
+            .await?;
         }
         Ok((archived > 0).then_some(created as u64))
     }
@@ -304,7 +319,10 @@ impl Store {
     // ---- attribution ----------------------------------------------------------------------
 
     pub async fn load_message(&self, message_id: i64) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(sql::LOAD_MESSAGE).bind(message_id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(sql::LOAD_MESSAGE)
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Customers matching any of these phone digit strings, best match first.
@@ -411,7 +429,8 @@ impl Store {
 async fn timed<T>(query: &'static str, fut: impl std::future::Future<Output = T>) -> T {
     let started = std::time::Instant::now();
     let out = fut.await;
-    metrics::histogram!("stagecast_db_query_duration_seconds", "query" => query).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("stagecast_db_query_duration_seconds", "query" => query)
+        .record(started.elapsed().as_secs_f64());
     out
 }
 
