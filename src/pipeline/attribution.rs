@@ -169,10 +169,12 @@ impl Pipeline {
                     format!("customer {customer_id} no longer exists; nothing linked"),
                 ))
             }
-            FirstTouch::Kept => return Ok(Step::Done(format!(
+            FirstTouch::Kept => {
+                return Ok(Step::Done(format!(
                 "customer {customer_id} already has a first touch; message {} left it unchanged",
                 message.id
-            ))),
+            )))
+            }
             FirstTouch::Recorded => {}
         }
         if marker_only {

@@ -583,12 +583,55 @@ async fn listen(store: Store, wake: Arc<Notify>, stop: CancellationToken, stats:
     }
 }
 
+/// Publish backlog and lag gauges from one bounded query (see sql/queue_stats.sql). Every
+/// (kind, status) pair seen is reset to 0 when it disappears, so a drained queue reads 0.
+async fn publish_queue_stats(store: &Store, seen: &mut HashSet<(&'static str, &'static str)>) {
+    let stats = match store.queue_stats().await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "reading queue statistics failed");
+            return;
+        }
+    };
+    let mut now_seen = HashSet::new();
+    let mut lag: std::collections::HashMap<&'static str, f64> = std::collections::HashMap::new();
+    for s in &stats {
+        let (kind, status) = (kind_label(&s.kind), status_label(&s.status));
+        metrics::gauge!("stagecast_queue_jobs", "kind" => kind, "status" => status)
+            .set(s.jobs as f64);
+        now_seen.insert((kind, status));
+        if let Some(age) = s.oldest_due_age_seconds {
+            let e = lag.entry(kind).or_insert(0.0);
+            *e = e.max(age);
+        }
+    }
+    for (kind, status) in seen.difference(&now_seen) {
+        metrics::gauge!("stagecast_queue_jobs", "kind" => *kind, "status" => *status).set(0.0);
+    }
+    for kind in ["stage_change", "stage_change_batch", "attribution"] {
+        metrics::gauge!("stagecast_queue_oldest_job_age_seconds", "kind" => kind)
+            .set(lag.get(kind).copied().unwrap_or(0.0));
+    }
+    seen.extend(now_seen);
+}
+
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "pending" => "pending",
+        "running" => "running",
+        "failed" => "failed",
+        "cancelled" => "cancelled",
+        _ => "other",
+    }
+}
+
 async fn maintain<H: JobHandler>(
     store: Store,
     handler: Arc<H>,
     cfg: WorkerConfig,
     stop: CancellationToken,
 ) {
+    let mut seen = HashSet::new();
     let mut tick = tokio::time::interval(cfg.maintenance_interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -596,6 +639,7 @@ async fn maintain<H: JobHandler>(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        publish_queue_stats(&store, &mut seen).await;
         match store.prune(&cfg.retention, 10_000).await {
             Ok(report) if report.total() > 0 => {
                 debug!(?report, "retention pruned finished rows");

@@ -50,6 +50,7 @@ mod sql {
     pub const PLAINTEXT_TOKENS: &str = include_str!("../../sql/plaintext_tokens.sql");
     pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
+    pub const QUEUE_STATS: &str = include_str!("../../sql/queue_stats.sql");
     pub const WRITE_BACK_SETTINGS: &str = include_str!("../../sql/write_back_settings.sql");
     pub const ANALYZE_JOBS: &str = include_str!("../../sql/analyze_jobs.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
@@ -101,6 +102,15 @@ impl Store {
         Ok(sqlx::query_as(sql::QUEUE_COUNTS)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// Backlog per (kind, status) with the age of the oldest due pending job (gauges).
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStat>> {
+        Ok(timed(
+            "queue_stats",
+            sqlx::query_as(sql::QUEUE_STATS).fetch_all(&self.pool),
+        )
+        .await?)
     }
 
     /// Wait until no job is pending or running (or `timeout` passes). Returns whether it drained.

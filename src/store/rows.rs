@@ -161,3 +161,13 @@ pub enum FirstTouch {
     Kept,
     CustomerMissing,
 }
+
+/// One line of the backlog gauges.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueueStat {
+    pub kind: String,
+    pub status: String,
+    pub jobs: i64,
+    /// Age of the oldest pending job that is due (the queue's lag), if any.
+    pub oldest_due_age_seconds: Option<f64>,
+}
