@@ -381,6 +381,10 @@ impl Pipeline {
             contexts.into_iter().map(|c| (c.job_id, c)).collect();
         let mut pending = Vec::new();
         let meta_cfg = self.meta.config();
+        let mut parsed_configs: HashMap<
+            i64,
+            Vec<Result<event_config::EventConfig, event_config::ConfigIssue>>,
+        > = HashMap::new();
         for (index, w) in works.iter_mut().enumerate() {
             let Some(change) = w.change.clone() else {
                 continue;
@@ -400,7 +404,14 @@ impl Pipeline {
                 continue;
             }
             w.stage_name = ctx.stage_name.clone();
-            let configs = event_config::parse(ctx.utm_event.as_ref().unwrap_or(&Value::Null));
+            // A batch is usually one bulk move to one stage: parse each stage's config once.
+            let stage_id = ctx.stage_id.unwrap_or_default();
+            let configs = parsed_configs
+                .entry(stage_id)
+                .or_insert_with(|| {
+                    event_config::parse(ctx.utm_event.as_ref().unwrap_or(&Value::Null))
+                })
+                .clone();
             let mut identity: Option<Arc<UserIdentity>> = None;
             let ad = identity::ad_info(&ctx).map(Arc::new);
             for config in configs {
@@ -901,7 +912,7 @@ fn delivery_row(
     http_status: Option<u16>,
     error: Option<String>,
     api: Option<&crate::platforms::meta::ApiError>,
-    response: Option<Value>,
+    response: Option<Arc<str>>,
 ) -> DeliveryRow {
     DeliveryRow {
         job_id: job.id,

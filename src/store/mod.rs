@@ -187,7 +187,7 @@ impl Store {
                 .bind(col(|r| r.error.clone()))
                 .bind(d.iter().map(|r| r.match_quality).collect::<Vec<_>>())
                 .bind(d.iter().map(|r| r.request.as_deref()).collect::<Vec<_>>())
-                .bind(col(|r| r.response.as_ref().map(|v| v.to_string())));
+                .bind(d.iter().map(|r| r.response.as_deref()).collect::<Vec<_>>());
             let duplicates: i64 = timed("insert_deliveries", query.fetch_one(&mut *tx)).await?;
             report.duplicate_deliveries = duplicates as u64;
         }

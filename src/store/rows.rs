@@ -127,7 +127,8 @@ pub struct DeliveryRow {
     /// The event as sent (JSON text, the very bytes of the request): PII already hashed,
     /// never a token.
     pub request: Option<std::sync::Arc<str>>,
-    pub response: Option<serde_json::Value>,
+    /// What the platform answered, as JSON text (shared by the events of one request).
+    pub response: Option<std::sync::Arc<str>>,
 }
 
 /// One chat alert to record (deduplicated on `dedup_key`).

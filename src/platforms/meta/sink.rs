@@ -75,8 +75,9 @@ pub struct EventResult {
     pub outcome: EventOutcome,
     pub http_status: Option<u16>,
     pub error: Option<ApiError>,
-    /// What the API answered (success envelope or error envelope), for the audit.
-    pub response: Option<Value>,
+    /// What the API answered (success or error envelope) as JSON text, for the audit. Shared by
+    /// all events of the request: serialized once, not once per event.
+    pub response: Option<Arc<str>>,
 }
 
 pub struct MetaSink {
@@ -131,7 +132,7 @@ impl MetaSink {
                     outcome: EventOutcome,
                     status: Option<u16>,
                     error: Option<&ApiError>,
-                    body: Option<&Value>| {
+                    body: Option<&Arc<str>>| {
             let results = chunk
                 .into_iter()
                 .map(|e| EventResult {
@@ -190,7 +191,7 @@ impl MetaSink {
             let elapsed = started.elapsed().as_secs_f64();
             metrics::histogram!("stagecast_batch_size", "platform" => "facebook")
                 .record(chunk.len() as f64);
-            let (classification, status, body) = match &response {
+            let (classification, status, body): (_, _, Option<Arc<str>>) = match &response {
                 Ok(r) => {
                     if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
                         let pause = r
@@ -203,7 +204,14 @@ impl MetaSink {
                     (
                         classify(r),
                         Some(r.status),
-                        r.body.clone().or_else(|| r.text.clone().map(Value::String)),
+                        r.body
+                            .as_ref()
+                            .map(|b| Arc::from(b.to_string()))
+                            .or_else(|| {
+                                r.text
+                                    .as_ref()
+                                    .map(|t| Arc::from(Value::String(t.clone()).to_string()))
+                            }),
                     )
                 }
                 Err(e) => (classify_transport(e), None, None),
@@ -283,7 +291,7 @@ impl MetaSink {
     }
 }
 
-/// A small audit record of a transport failure (no body came back).
-pub fn transport_response(error: &ApiError) -> Value {
-    json!({ "transport_error": error.message })
+/// A small audit record of a transport failure (no body came back), as JSON text.
+pub fn transport_response(error: &ApiError) -> Arc<str> {
+    Arc::from(json!({ "transport_error": error.message }).to_string())
 }
