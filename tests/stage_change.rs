@@ -28,6 +28,9 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
             Some(1490.5),
         )
         .await;
+    // Test events go to Events Manager's Test Events tab when the pixel asks for it.
+    s.exec("UPDATE pixels SET test_event_code = 'TEST4242' WHERE id = 1")
+        .await;
     let worker = s.start_worker();
     s.move_to(c, 3).await;
     assert!(
@@ -63,6 +66,8 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
         .expect("custom event sent");
     let e = &purchase.event;
     assert_eq!(purchase.pixel_id, PIXEL);
+    assert_eq!(purchase.test_event_code.as_deref(), Some("TEST4242"));
+    assert_eq!(purchase.partner_agent.as_deref(), Some("stagecast"));
     assert_eq!(
         e["event_time"].as_i64().unwrap(),
         changed_at.timestamp(),
