@@ -13,12 +13,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
-use super::Pipeline;
+use super::{outcome, Pipeline};
 use crate::alerts::{Alert, AlertCause, AlertDetails};
 use crate::attribution::{parse_value, AdReferral, ParseOutcome, Sender};
 use crate::pii::br_mobile_variant;
 use crate::platforms::Platform;
-use crate::store::{AlertRow, ClaimedJob, FirstTouch, OutcomeRow, WriteBack};
+use crate::store::{AlertRow, ClaimedJob, FirstTouch, WriteBack};
 
 const FOUND_TTL: Duration = Duration::from_secs(3600);
 const NOT_FOUND_TTL: Duration = Duration::from_secs(600);
@@ -344,22 +344,6 @@ enum Step {
     Failed(String),
     /// Retry while the budget lasts (the missing piece may appear), then finish with the note.
     DoneUnlessRetries(String, String),
-}
-
-fn outcome(
-    job: &ClaimedJob,
-    outcome: &'static str,
-    run_at: Option<chrono::DateTime<Utc>>,
-    error: Option<String>,
-) -> OutcomeRow {
-    OutcomeRow {
-        id: job.id,
-        attempt: job.attempts,
-        outcome,
-        run_at,
-        error,
-        destinations: None,
-    }
 }
 
 /// The keys stored in `customers.utm_metadata` (docs/attribution.md).
