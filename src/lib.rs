@@ -9,6 +9,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod demo;
+pub mod doctor;
 pub mod local_pg;
 pub mod locale;
 pub mod match_quality;

@@ -67,6 +67,8 @@ pub enum Command {
     /// Encryption keys for pixel access tokens (STAGECAST_KEYS).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the configuration end to end and print what is wrong and how to fix it.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -290,11 +292,16 @@ pub fn main() -> std::process::ExitCode {
             Command::Pixel(PixelCommand::SetToken(args)) => pixel::set_token(args).await,
             Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
             Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
+            Command::Doctor(args) => crate::doctor::run(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // The doctor printed its report already; its verdict is the exit code (1 or 2).
+            if let Some(unhealthy) = e.downcast_ref::<crate::doctor::Unhealthy>() {
+                return unhealthy.exit_code();
+            }
             // `{:#}` prints the whole cause chain on one line; it never holds tokens or PII.
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,0 +1,180 @@
+//! Queue health: stage changes the triggers had to park, failed jobs, and whether pending work
+//! is being picked up.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::report::{Check, Group};
+use super::rows::QueueHealth;
+
+/// A due job waiting longer than this means no worker is taking jobs (or they cannot keep up).
+/// Workers claim within ~1 s (LISTEN, 1 s poll), so minutes are far outside normal.
+const STALE_WARNING: Duration = Duration::from_secs(5 * 60);
+/// ... and this long is an outage: events approach Meta's 7-day limit unseen.
+const STALE_PROBLEM: Duration = Duration::from_secs(60 * 60);
+
+fn check(id: &str, title: &str) -> super::report::CheckBuilder {
+    Check::build(Group::Queue, format!("queue.{id}"), title)
+}
+
+/// `3 min`, `2 h 5 min`, `4 days`: ages as an operator reads them.
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+fn since(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    age((now - then).to_std().unwrap_or_default())
+}
+
+/// Truncate a database error for one report line (it is `SQLSTATE: message`, no DETAIL).
+fn short(s: &str) -> String {
+    const MAX: usize = 160;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+pub fn check_health(h: &QueueHealth, now: DateTime<Utc>) -> Vec<Check> {
+    let mut checks = Vec::new();
+
+    let parked = check("parked", "Parked enqueues");
+    checks.push(if h.parked == 0 {
+        parked.ok("none in stagecast.enqueue_failures")
+    } else {
+        let oldest = h
+            .oldest_parked_at
+            .map(|t| format!(", oldest {} ago", since(t, now)))
+            .unwrap_or_default();
+        let error = h
+            .latest_parked_error
+            .as_deref()
+            .map(|e| format!("; latest error: {}", short(e)))
+            .unwrap_or_default();
+        parked.problem(
+            format!(
+                "{} stage change(s) a trigger could not queue{oldest}{error}",
+                h.parked
+            ),
+            "a running worker re-queues them every 10 s; if they stay, fix the cause the error names (stagecast.enqueue_failures.error) and keep a worker running",
+        )
+    });
+
+    let failed = check("failed", "Failed jobs");
+    checks.push(if h.failed == 0 {
+        failed.ok("none")
+    } else {
+        let last = h
+            .last_failed_at
+            .map(|t| format!(", the latest {} ago", since(t, now)))
+            .unwrap_or_default();
+        failed.warning(
+            format!(
+                "{} job(s) failed for good{last}; each one wrote a chat alert",
+                h.failed
+            ),
+            "inspect them with `stagecast jobs list --status failed`, fix the cause, then re-run them (docs/fallbacks.md)",
+        )
+    });
+
+    let backlog = check("backlog", "Pending jobs");
+    let waiting = h
+        .oldest_due_age_seconds
+        // try_: a corrupt clock must not panic the doctor (from_secs_f64 would on overflow).
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or_default();
+    let found = format!(
+        "{} pending, {} running; oldest due job waiting {}",
+        h.pending,
+        h.running,
+        age(waiting)
+    );
+    let fix = "start a worker (`stagecast run`) or more of them, and check the workers' logs";
+    checks.push(if waiting >= STALE_PROBLEM {
+        backlog.problem(format!("{found}: no worker is taking jobs"), fix)
+    } else if waiting >= STALE_WARNING {
+        backlog.warning(
+            format!("{found}: workers are not keeping up, or none is running"),
+            fix,
+        )
+    } else if h.pending == 0 {
+        backlog.ok(format!("none pending, {} running", h.running))
+    } else {
+        backlog.ok(found)
+    });
+
+    if h.expired_leases > 0 {
+        checks.push(check("leases", "Expired leases").warning(
+            format!(
+                "{} running job(s) whose worker stopped renewing its lease (crashed or stuck)",
+                h.expired_leases
+            ),
+            "nothing, if a worker is running: it takes them over; otherwise start one",
+        ));
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::report::Status;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(Duration::from_secs(42)), "42 s");
+        assert_eq!(age(Duration::from_secs(600)), "10 min");
+        assert_eq!(age(Duration::from_secs(3 * 3600 + 300)), "3 h 5 min");
+        assert_eq!(age(Duration::from_secs(5 * 86_400)), "5 days");
+    }
+
+    #[test]
+    fn healthy_queue() {
+        let checks = check_health(&QueueHealth::default(), Utc::now());
+        assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
+        assert_eq!(checks[2].found, "none pending, 0 running");
+    }
+
+    #[test]
+    fn parked_failed_and_stale() {
+        let now = Utc::now();
+        let h = QueueHealth {
+            pending: 3,
+            failed: 2,
+            last_failed_at: Some(now - chrono::Duration::minutes(30)),
+            oldest_due_age_seconds: Some(7200.0),
+            parked: 1,
+            oldest_parked_at: Some(now - chrono::Duration::seconds(90)),
+            latest_parked_error: Some("XX000: boom".into()),
+            expired_leases: 1,
+            ..QueueHealth::default()
+        };
+        let checks = check_health(&h, now);
+        assert_eq!(checks[0].status, Status::Problem);
+        assert!(
+            checks[0]
+                .found
+                .contains("oldest 90 s ago; latest error: XX000: boom"),
+            "{checks:#?}"
+        );
+        assert_eq!(checks[1].status, Status::Warning);
+        assert!(checks[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("stagecast jobs list --status failed"));
+        assert_eq!(checks[2].status, Status::Problem);
+        assert!(checks[2].found.contains("waiting 2 h 0 min"));
+        assert_eq!(checks[3].id, "queue.leases");
+    }
+}

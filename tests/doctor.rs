@@ -1,0 +1,374 @@
+//! `stagecast doctor` end to end: the built binary against a real database and the Graph API
+//! sandbox. A healthy setup passes; a broken one names each problem with its fix; `--json` is
+//! valid JSON; an unmigrated or unreachable database is reported with the right exit code; and
+//! no token, key or password ever appears in the output.
+
+mod support;
+
+use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+
+/// A token the sandbox does not know: Meta answers 190.
+const EXPIRED_TOKEN: &str = "EAAexpired-token-5f4e3d2c1b";
+/// The base64 half of the test key: must never be printed either.
+const KEY_MATERIAL: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the doctor with a clean environment: only what the test passes, so settings from the
+/// machine running the tests cannot change the outcome.
+async fn doctor(database_url: &str, graph_url: &str, keys: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"));
+    cmd.env_clear()
+        .arg("doctor")
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("STAGECAST_META_GRAPH_URL", graph_url)
+        .env("STAGECAST_DOCTOR_TIMEOUT", "5s");
+    if let Some(keys) = keys {
+        cmd.env("STAGECAST_KEYS", keys);
+    }
+    let out = cmd.output().await.expect("run stagecast doctor");
+    let out = Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    for secret in [TOKEN, EXPIRED_TOKEN, KEY_MATERIAL, "hunter2secret"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "a secret was printed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    out
+}
+
+/// The line `  <marker> <title>: …` containing `found`, and (for problems and warnings) the
+/// `fix:` line right after it containing `fix`.
+fn assert_check(stdout: &str, marker: &str, found: &str, fix: Option<&str>) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let Some(i) = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("  {marker} ")) && l.contains(found))
+    else {
+        panic!("no `{marker}` line containing {found:?} in:\n{stdout}");
+    };
+    if let Some(fix) = fix {
+        let next = lines.get(i + 1).copied().unwrap_or_default();
+        assert!(
+            next.starts_with("    fix: ") && next.contains(fix),
+            "the fix for {found:?} should contain {fix:?}, got {next:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_setup_passes_with_exit_code_0() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let o = &out.stdout;
+    assert_check(o, "✓", "Connection: PostgreSQL", None);
+    assert_check(o, "✓", "Migrations: all", None);
+    assert_check(
+        o,
+        "✓",
+        "STAGECAST_KEYS: 1 key(s); tokens are sealed with k1",
+        None,
+    );
+    assert_check(o, "✓", "Sealed tokens: all 1 open", None);
+    assert_check(
+        o,
+        "✓",
+        &format!("Pixel {PIXEL} \"Main\" (id 1): the Graph API accepts its token"),
+        None,
+    );
+    assert_check(o, "✓", "Default pixel: pixel 1111222233334444", None);
+    assert_check(o, "✓", "Campaigns: all 1 resolve to an active pixel", None);
+    assert_check(o, "✓", "Stage events: 2 stage(s), 2 send events", None);
+    assert_check(o, "✓", "Recorded problems: no unresolved row", None);
+    assert_check(o, "✓", "Parked enqueues: none", None);
+    assert_check(
+        o,
+        "✓",
+        "STAGECAST_LOCALE: chat alerts are written in pt",
+        None,
+    );
+    assert!(!o.contains('✗'), "{o}");
+    assert!(
+        !o.contains('\x1b'),
+        "no colors when stdout is not a terminal"
+    );
+    assert!(o.contains(", 0 problems: healthy"), "{o}");
+
+    // The same setup with the Graph API out of reach: each pixel says so, exit 1.
+    let unreachable = doctor(&s.db.url, "http://127.0.0.1:1", Some(KEYS), &[]).await;
+    assert_eq!(unreachable.code, Some(1), "{}", unreachable.stdout);
+    assert_check(
+        &unreachable.stdout,
+        "✗",
+        "cannot reach the Graph API at http://127.0.0.1:1",
+        Some("STAGECAST_META_GRAPH_URL"),
+    );
+}
+
+/// Every kind of problem at once, without STAGECAST_KEYS while a token is sealed.
+async fn broken_setup() -> Stack {
+    let s = Stack::new().await;
+    s.seed_standard().await; // pixel 1: sealed token, campaign 1 → pixel 1
+    sqlx::query(
+        "INSERT INTO pixels (id, platform, name, pixel_id, access_token, active) VALUES \
+           (2, 'facebook', 'Expired', '5555666677778888', $1, true), \
+           (4, 'facebook', 'Typo', '4444000044440000', $2, true)",
+    )
+    .bind(EXPIRED_TOKEN)
+    .bind(TOKEN)
+    .execute(s.pool())
+    .await
+    .expect("insert pixels");
+    s.exec(
+        r#"
+        UPDATE pixels SET is_default = false WHERE id = 1;
+        INSERT INTO pixels (id, platform, name, pixel_id, active) VALUES (3, 'facebook', 'Old', '9999000011112222', false);
+        INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Inverno', 3), (3, 'Sem pixel', NULL);
+        INSERT INTO crm_stages (id, name, utm_event) VALUES (3, 'Venda', '[{"platform":"facebook","event_name":"Purchse"}]');
+        -- A CRM writing a bare string: the trigger keeps it and records it in config_problems.
+        INSERT INTO crm_stages (id, name, utm_event) VALUES (4, 'Visita', '"Schedule"');
+        INSERT INTO stagecast.enqueue_failures (kind, payload, error)
+             VALUES ('stage_change', '{"customer_ids":[1],"to_stage_ids":[3]}', 'XX000: simulated failure');
+        "#,
+    )
+    .await;
+    s
+}
+
+#[tokio::test]
+async fn a_broken_setup_names_each_problem_with_its_fix_and_exits_1() {
+    let s = broken_setup().await;
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), None, &[]).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    let o = &out.stdout;
+    // STAGECAST_KEYS missing while a token is sealed.
+    assert_check(
+        o,
+        "✗",
+        "STAGECAST_KEYS: not set, but 1 token(s) are sealed",
+        Some("set STAGECAST_KEYS"),
+    );
+    assert_check(
+        o,
+        "✗",
+        &format!(
+            "Pixel {PIXEL} \"Main\" (id 1): its token is sealed but STAGECAST_KEYS is not set"
+        ),
+        Some("STAGECAST_KEYS"),
+    );
+    // Invalid token: Meta's 190, from the sandbox.
+    assert_check(
+        o,
+        "✗",
+        "Pixel 5555666677778888 \"Expired\" (id 2): Meta refused the token: invalid or expired (code 190",
+        Some("stagecast pixel set-token 2 < token.txt"),
+    );
+    // A valid token for another pixel: 100/33.
+    assert_check(
+        o,
+        "✗",
+        "Meta does not know pixel 4444000044440000 or the token has no access to it (code 100, subcode 33",
+        Some("check pixels.pixel_id"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Plaintext tokens: 2 token(s) in pixels.access_token waiting to be sealed",
+        Some("stagecast keys rotate"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Default pixel: no facebook pixel is marked default",
+        Some("is_default = true"),
+    );
+    // Campaign without a pixel and no default; campaign on an inactive pixel.
+    assert_check(
+        o,
+        "✗",
+        "Campaigns without a pixel: 1 campaign(s) have no pixel and there is no default pixel: \"Sem pixel\" (id 3)",
+        Some("utm_campaigns.pixel_id"),
+    );
+    assert_check(
+        o,
+        "✗",
+        "\"Inverno\" (id 2) → pixel 9999000011112222 \"Old\" (id 3)",
+        Some("pixels.active = true"),
+    );
+    // The misspelt event, with the suggestion.
+    assert_check(
+        o,
+        "✗",
+        "Stage \"Venda\" (id 3): entry 1: unknown event name \"Purchse\": did you mean \"Purchase\"?",
+        Some("set \"event_name\" to \"Purchase\""),
+    );
+    // The string utm_event: the parser's issue, and the trigger's unresolved record of it.
+    assert_check(
+        o,
+        "✗",
+        "Stage \"Visita\" (id 4): utm_event is a JSON string, expected an array",
+        Some("correct the stage's utm_event"),
+    );
+    assert_check(
+        o,
+        "✗",
+        "Recorded problems: 1 unresolved in stagecast.config_problems: stage \"Visita\" (id 4)",
+        Some("correct the value"),
+    );
+    // The parked enqueue, with its error.
+    assert_check(
+        o,
+        "✗",
+        "Parked enqueues: 1 stage change(s) a trigger could not queue",
+        Some("re-queues them"),
+    );
+    assert!(o.contains("XX000: simulated failure"), "{o}");
+    assert!(o.contains("problems found."), "{o}");
+
+    // Once the stage holds a valid value, its recorded problem counts as resolved.
+    s.exec(r#"UPDATE crm_stages SET utm_event = '[{"event_name":"Schedule"}]' WHERE id = 4"#)
+        .await;
+    let again = doctor(&s.db.url, &s.sandbox.base_url(), None, &[]).await;
+    assert_check(
+        &again.stdout,
+        "✓",
+        "Recorded problems: no unresolved row",
+        None,
+    );
+    assert!(!again.stdout.contains("\"Visita\""), "{}", again.stdout);
+}
+
+#[tokio::test]
+async fn json_lists_every_check_and_matches_the_exit_code() {
+    let s = broken_setup().await;
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), None, &["--json"]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json prints valid JSON ({e}):\n{}", out.stdout));
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["verdict"], "problems");
+    assert!(v["database"].as_str().unwrap().starts_with("postgres://"));
+    let checks = v["checks"].as_array().expect("checks array");
+    let status_of = |id: &str| {
+        checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("check {id} in {checks:#?}"))["status"]
+            .clone()
+    };
+    assert_eq!(status_of("database.connection"), "ok");
+    assert_eq!(status_of("keys.ring"), "problem");
+    assert_eq!(status_of("pixels.api.2"), "problem");
+    assert_eq!(status_of("pixels.default"), "warning");
+    assert_eq!(status_of("campaigns.without_pixel"), "problem");
+    assert_eq!(status_of("stage_events.3.1"), "problem");
+    assert_eq!(status_of("stage_events.4.value"), "problem");
+    assert_eq!(status_of("stage_events.config_problems"), "problem");
+    assert_eq!(status_of("queue.parked"), "problem");
+    for c in checks {
+        for key in ["group", "id", "title", "status", "found", "fix"] {
+            assert!(c.get(key).is_some(), "{key} missing in {c}");
+        }
+        let has_fix = !c["fix"].is_null();
+        let fine = matches!(c["status"].as_str(), Some("ok" | "skipped"));
+        assert_eq!(
+            has_fix, !fine,
+            "only problems and warnings carry a fix: {c}"
+        );
+    }
+    let problems = checks.iter().filter(|c| c["status"] == "problem").count();
+    assert_eq!(v["summary"]["problems"], problems);
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
+    let s = Stack::new().await;
+    // One migration missing, as after deploying a new version without migrating.
+    let newest: i64 = sqlx::query_scalar(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations) RETURNING version",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert_check(
+        &out.stdout,
+        "✗",
+        &format!("pending: {newest} "),
+        Some("run `stagecast migrate`"),
+    );
+
+    // A CRM database stagecast was never installed in.
+    s.exec("DROP SCHEMA stagecast CASCADE; DROP TABLE _sqlx_migrations;")
+        .await;
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert_check(
+        &out.stdout,
+        "✗",
+        "Migrations: the database was never migrated",
+        Some("run `stagecast migrate`"),
+    );
+    assert_check(
+        &out.stdout,
+        "-",
+        "Queue: not checked: the database was never migrated",
+        None,
+    );
+
+    // Following the fix makes the doctor happy (apart from the empty CRM's warnings).
+    let migrate = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+        .arg("migrate")
+        .env("DATABASE_URL", &s.db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert_check(&out.stdout, "✓", "Migrations: all", None);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_exits_2_with_a_clear_message() {
+    let url = "postgres://stagecast:hunter2secret@127.0.0.1:1/crm";
+    let out = doctor(url, "http://127.0.0.1:1", Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert_check(
+        &out.stdout,
+        "✗",
+        "Connection: cannot connect to postgres://stagecast:***@127.0.0.1:1/crm",
+        Some("check DATABASE_URL"),
+    );
+    assert!(
+        out.stdout.contains("the database cannot be reached."),
+        "{}",
+        out.stdout
+    );
+    // Checks that need no database still run.
+    assert_check(&out.stdout, "✓", "STAGECAST_KEYS: 1 key(s)", None);
+
+    let json = doctor(url, "http://127.0.0.1:1", None, &["--json"]).await;
+    assert_eq!(json.code, Some(2));
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("valid JSON");
+    assert_eq!(v["verdict"], "database_unreachable");
+    assert_eq!(v["exit_code"], 2);
+}
