@@ -122,13 +122,27 @@ impl MetaClient {
 }
 
 fn transport_error(e: reqwest::Error, timeout: Duration) -> TransportError {
-    // reqwest's Display includes the URL, which never carries the token (header auth).
+    // reqwest's Display is generic ("error sending request"); the cause chain says what went
+    // wrong (connection refused, DNS, TLS). The URL never carries the token (header auth).
     if e.is_timeout() {
-        TransportError::Timeout(timeout)
-    } else if e.is_connect() {
-        TransportError::Connect(e.without_url().to_string())
+        return TransportError::Timeout(timeout);
+    }
+    let connect = e.is_connect();
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if connect {
+        TransportError::Connect(text)
     } else {
-        TransportError::Other(e.without_url().to_string())
+        TransportError::Other(text)
     }
 }
 
