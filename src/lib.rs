@@ -12,6 +12,7 @@ pub mod demo;
 pub mod local_pg;
 pub mod locale;
 pub mod match_quality;
+pub mod metrics_catalog;
 pub mod ops;
 pub mod pii;
 pub mod pipeline;
