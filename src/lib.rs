@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod local_pg;
 pub mod locale;
 pub mod match_quality;
+pub mod metrics_catalog;
 pub mod ops;
 pub mod pii;
 pub mod pipeline;

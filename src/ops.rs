@@ -18,7 +18,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 use crate::queue::WorkerStats;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// SQLSTATE 42P01: `_sqlx_migrations` does not exist in a database never migrated.
+const UNDEFINED_TABLE: &str = "42P01";
 
 /// Install the global tracing subscriber (stderr). RUST_LOG overrides `filter` when set.
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -66,7 +69,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
             })
             .expect("static bucket lists are non-empty");
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                crate::metrics_catalog::register();
+                handle
+            }
             // Another recorder is installed (only in unusual embeddings): keep a detached one
             // so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
@@ -101,7 +107,19 @@ pub async fn serve(
     let handle = prometheus().clone();
     let upkeep = handle.clone();
     let app = Router::new()
-        .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                // The text exposition format's own content type, so scrapers never guess.
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(AppState { store, stats });
@@ -135,6 +153,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 true,
                 current,
                 format!("applied {applied:?}, expected {latest:?}"),
+            )
+        }
+        // Reachable, but `stagecast migrate` never ran there: not ready, and say why.
+        Ok(Err(StoreError::Database(sqlx::Error::Database(e))))
+            if e.code().as_deref() == Some(UNDEFINED_TABLE) =>
+        {
+            (
+                true,
+                false,
+                "no migrations applied (run `stagecast migrate`)".to_string(),
             )
         }
         Ok(Err(e)) => (false, false, format!("database error: {e}")),

@@ -60,6 +60,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         pipeline_config,
     )
     .context("invalid configuration")?;
+    if metrics_addr.is_some() {
+        // Install the recorder before the worker starts: anything counted before it exists
+        // (the first claims) would be lost.
+        crate::ops::prometheus();
+    }
     let handle = Worker::new(store.clone(), pipeline, worker_config).spawn();
     let _http = match metrics_addr {
         Some(addr) => Some(

@@ -22,6 +22,8 @@ struct Pause {
 }
 
 pub struct DestinationLimiter {
+    /// The `platform` metrics label (bounded: one limiter per platform sink).
+    platform: &'static str,
     limiter: DefaultKeyedRateLimiter<String>,
     pauses: Mutex<HashMap<String, Pause>>,
     first_pause: Duration,
@@ -45,10 +47,16 @@ pub enum Slot {
 }
 
 impl DestinationLimiter {
-    /// `per_second` requests per destination, with bursts of up to `burst`; throttling pauses
-    /// start at `first_pause`.
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32, first_pause: Duration) -> Self {
+    /// `per_second` requests per destination of `platform`, with bursts of up to `burst`;
+    /// throttling pauses start at `first_pause`.
+    pub fn new(
+        platform: &'static str,
+        per_second: NonZeroU32,
+        burst: NonZeroU32,
+        first_pause: Duration,
+    ) -> Self {
         Self {
+            platform,
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             pauses: Mutex::new(HashMap::new()),
             first_pause: first_pause.max(Duration::from_millis(1)),
@@ -69,17 +77,29 @@ impl DestinationLimiter {
             return Slot::Shutdown;
         }
         if let Some(until) = self.paused_until(key) {
+            // Counted so throttling shows up as requests held back, not only as the throttled
+            // responses that started the pause.
+            metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "paused")
+                .increment(1);
             return Slot::Paused { until };
         }
-        let start = Instant::now();
         let key = key.to_string();
+        // A free slot is taken at once; only requests the limiter really holds back are
+        // counted (elapsed time is never exactly zero, so it cannot tell them apart).
+        if self.limiter.check_key(&key).is_ok() {
+            return Slot::Ready {
+                waited: Duration::ZERO,
+            };
+        }
+        metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "limiter")
+            .increment(1);
+        let start = Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => Slot::Shutdown,
             _ = self.limiter.until_key_ready(&key) => {
                 let waited = start.elapsed();
-                if !waited.is_zero() {
-                    metrics::histogram!("stagecast_rate_limit_wait_seconds").record(waited.as_secs_f64());
-                }
+                metrics::histogram!("stagecast_rate_limit_wait_seconds", "platform" => self.platform)
+                    .record(waited.as_secs_f64());
                 Slot::Ready { waited }
             }
         }
@@ -143,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn throttle_pauses_only_that_destination_and_grows() {
-        let l = DestinationLimiter::new(nz(100), nz(10), Duration::from_secs(60));
+        let l = DestinationLimiter::new("test", nz(100), nz(10), Duration::from_secs(60));
         let stop = CancellationToken::new();
         let first = l.throttled("a", None);
         assert!(first > Instant::now() + Duration::from_secs(50));
@@ -160,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_stops_waiting() {
-        let l = DestinationLimiter::new(nz(1), nz(1), Duration::from_secs(60));
+        let l = DestinationLimiter::new("test", nz(1), nz(1), Duration::from_secs(60));
         let stop = CancellationToken::new();
         assert!(matches!(l.acquire("a", &stop).await, Slot::Ready { .. }));
         stop.cancel();
@@ -168,8 +188,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_requests_held_back_report_a_wait() {
+        let l = DestinationLimiter::new("test", nz(20), nz(1), Duration::from_secs(60));
+        let stop = CancellationToken::new();
+        assert_eq!(
+            l.acquire("a", &stop).await,
+            Slot::Ready {
+                waited: Duration::ZERO
+            }
+        );
+        match l.acquire("a", &stop).await {
+            Slot::Ready { waited } => assert!(waited > Duration::ZERO),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
     async fn limiter_spaces_requests_beyond_the_burst() {
-        let l = DestinationLimiter::new(nz(20), nz(1), Duration::from_secs(60));
+        let l = DestinationLimiter::new("test", nz(20), nz(1), Duration::from_secs(60));
         let stop = CancellationToken::new();
         let start = Instant::now();
         for _ in 0..3 {

@@ -494,6 +494,7 @@ async fn complete(
                     for cause in &report.new_alert_causes {
                         metrics::counter!("stagecast_alerts_total", "cause" => crate::alerts::cause_label(cause)).increment(1);
                     }
+                    crate::metrics_catalog::record_write_back(&report);
                     debug!(
                         applied = report.applied,
                         alerts = report.new_alerts,
@@ -504,6 +505,7 @@ async fn complete(
                 Err(e) => {
                     failures += 1;
                     stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("stagecast_write_back_errors_total").increment(1);
                     // Keep trying: the jobs stay leased (heartbeat) and the results are not lost
                     // while this process lives. If it dies, leases expire and the jobs re-run
                     // with the same event ids.

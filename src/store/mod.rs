@@ -211,7 +211,7 @@ impl Store {
         }
         if !batch.outcomes.is_empty() {
             let o = &batch.outcomes;
-            let query = sqlx::query_scalar(sql::COMPLETE_JOBS)
+            let query = sqlx::query_as(sql::COMPLETE_JOBS)
                 .bind(worker)
                 .bind(o.iter().map(|r| r.id).collect::<Vec<_>>())
                 .bind(o.iter().map(|r| r.attempt).collect::<Vec<_>>())
@@ -223,8 +223,13 @@ impl Store {
                         .map(|r| r.destinations.as_ref().map(|d| d.join(",")))
                         .collect::<Vec<_>>(),
                 );
-            let applied: i64 = timed("complete_jobs", query.fetch_one(&mut *tx)).await?;
-            report.applied = applied as u64;
+            let applied: Vec<(String, String, i64)> =
+                timed("complete_jobs", query.fetch_all(&mut *tx)).await?;
+            report.completed = applied
+                .into_iter()
+                .map(|(kind, outcome, jobs)| (kind, outcome, jobs as u64))
+                .collect();
+            report.applied = report.completed.iter().map(|(_, _, n)| n).sum();
             report.fenced_out = (batch.outcomes.len() as u64).saturating_sub(report.applied);
         }
         timed("write_back_commit", tx.commit()).await?;
@@ -497,6 +502,8 @@ pub struct WriteBackReport {
     /// Cause codes of the new alerts (for the alerts-written metric).
     pub new_alert_causes: Vec<String>,
     pub posted_alerts: u64,
+    /// Applied outcomes as (job kind, outcome, jobs) (for the jobs-completed metric).
+    pub completed: Vec<(String, String, u64)>,
 }
 
 /// A batch of results to write back.

@@ -98,6 +98,7 @@ impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
         let client = MetaClient::new(&config)?;
         let limiter = DestinationLimiter::new(
+            "facebook",
             config.requests_per_second,
             config.burst,
             config.throttle_pause,

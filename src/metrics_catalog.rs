@@ -1,0 +1,310 @@
+//! Every Prometheus series the worker exports, in one place: name, type, labels and meaning.
+//!
+//! The emitting code stays where the event happens (`metrics::counter!` next to the fact it
+//! counts); this module only *describes* the series and pre-registers the ones whose label
+//! values are known in advance. Without that, a counter appears in a scrape only after it first
+//! moves, so on a fresh worker dashboards show "No data" and alert rules such as
+//! `increase(stagecast_alerts_total[5m]) > 0` have nothing to compare against.
+//!
+//! The catalog is also the source of the metrics reference in docs/operations.md and of the
+//! checks in tests/grafana.rs (every exported series is catalogued, every catalogued series is
+//! exported, every dashboard query names an exported series).
+
+use crate::alerts::AlertCause;
+use crate::store::WriteBackReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric family.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+pub const BUILD_INFO: &str = "stagecast_build_info";
+pub const EVENTS: &str = "stagecast_events_total";
+pub const REQUEST_DURATION: &str = "stagecast_request_duration_seconds";
+pub const BATCH_SIZE: &str = "stagecast_batch_size";
+pub const MATCH_QUALITY: &str = "stagecast_match_quality";
+pub const RATE_LIMIT_WAIT: &str = "stagecast_rate_limit_wait_seconds";
+pub const RATE_LIMIT_WAITS: &str = "stagecast_rate_limit_waits_total";
+pub const JOBS_CLAIMED: &str = "stagecast_jobs_claimed_total";
+pub const JOBS_COMPLETED: &str = "stagecast_jobs_completed_total";
+pub const LEASE_EXPIRIES: &str = "stagecast_lease_expiries_total";
+pub const FENCED_COMPLETIONS: &str = "stagecast_fenced_completions_total";
+pub const DUPLICATE_DELIVERIES: &str = "stagecast_duplicate_deliveries_total";
+pub const WRITE_BACK_ERRORS: &str = "stagecast_write_back_errors_total";
+pub const ALERTS: &str = "stagecast_alerts_total";
+pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
+pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
+pub const PII_REJECTED: &str = "stagecast_pii_rejected_total";
+pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
+
+/// Job kinds used as the `kind` label (see `queue::worker::kind_label`; anything else is
+/// reported as `other`).
+pub const KINDS: [&str; 3] = ["stage_change", "stage_change_batch", "attribution"];
+/// Job outcomes written back (`OutcomeRow::outcome`).
+pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "throttled", "released", "failed"];
+/// Job statuses in the hot table (`queue::worker::status_label`).
+pub const STATUSES: [&str; 4] = ["pending", "running", "failed", "cancelled"];
+/// Identifier fields whose invalid values are dropped (`pipeline::identity`).
+pub const PII_FIELDS: [&str; 9] = [
+    "em",
+    "ph",
+    "fn",
+    "ln",
+    "external_id",
+    "ct",
+    "st",
+    "zp",
+    "country",
+];
+/// Why a request slot was not granted at once (`platforms::rate_limit`).
+pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
+/// Platforms with a sink.
+pub const PLATFORMS: [&str; 1] = ["facebook"];
+
+pub const CATALOG: &[MetricDef] = &[
+    MetricDef {
+        name: BUILD_INFO,
+        kind: MetricType::Gauge,
+        labels: &["version"],
+        help: "Always 1; `version` is the stagecast release this process runs. `count by (version)` shows a rolling upgrade.",
+    },
+    MetricDef {
+        name: EVENTS,
+        kind: MetricType::Counter,
+        labels: &["platform", "destination", "outcome"],
+        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
+    },
+    MetricDef {
+        name: REQUEST_DURATION,
+        kind: MetricType::Histogram,
+        labels: &["platform", "outcome"],
+        help: "Duration of one Conversions API request (up to 1,000 events), by classification: `delivered`, `retry`, `throttled`, `rejected` (the batch is split to isolate bad events), `failed` (the whole destination failed, e.g. invalid token). The `_count` is the request rate.",
+    },
+    MetricDef {
+        name: BATCH_SIZE,
+        kind: MetricType::Histogram,
+        labels: &["platform"],
+        help: "Events per request. Small batches under load mean few jobs per claim (see --batch-size) or many pixels.",
+    },
+    MetricDef {
+        name: MATCH_QUALITY,
+        kind: MetricType::Histogram,
+        labels: &["platform"],
+        help: "Match-key coverage score (0-10, stagecast's own estimate, not Meta's EMQ) of each delivered event; see docs/match-quality.md.",
+    },
+    MetricDef {
+        name: RATE_LIMIT_WAIT,
+        kind: MetricType::Histogram,
+        labels: &["platform"],
+        help: "How long requests held back by the per-pixel rate limiter waited (requests that found a free slot are not recorded).",
+    },
+    MetricDef {
+        name: RATE_LIMIT_WAITS,
+        kind: MetricType::Counter,
+        labels: &["platform", "reason"],
+        help: "Requests not sent at once: `limiter` (held by the local per-pixel limiter, --meta-rate-limit), `paused` (the pixel is paused after the platform throttled it or its usage headers ran high; the events are rescheduled without spending an attempt).",
+    },
+    MetricDef {
+        name: JOBS_CLAIMED,
+        kind: MetricType::Counter,
+        labels: &["kind"],
+        help: "Jobs leased by this worker (including jobs rescued from an expired lease).",
+    },
+    MetricDef {
+        name: JOBS_COMPLETED,
+        kind: MetricType::Counter,
+        labels: &["kind", "outcome"],
+        help: "Job outcomes written back by this worker: `done`, `retry` (scheduled with backoff), `throttled` and `released` (rescheduled, attempt refunded), `failed` (dead: kept for inspection and replay). Outcomes fenced out are not counted. Bulk jobs (`stage_change_batch`) are finalised when expanded and so appear here only when they fail or retry.",
+    },
+    MetricDef {
+        name: LEASE_EXPIRIES,
+        kind: MetricType::Counter,
+        labels: &["kind"],
+        help: "Jobs this worker claimed whose previous lease had expired: another worker died or stalled holding them.",
+    },
+    MetricDef {
+        name: FENCED_COMPLETIONS,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Outcomes this worker discarded because another worker had taken the job over after its lease expired.",
+    },
+    MetricDef {
+        name: DUPLICATE_DELIVERIES,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Events delivered again that the audit already recorded as delivered (re-sent after a crash or a lost lease; Meta deduplicates them by event_id).",
+    },
+    MetricDef {
+        name: WRITE_BACK_ERRORS,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Failed write-back transactions (each is retried; results wait in memory meanwhile).",
+    },
+    MetricDef {
+        name: ALERTS,
+        kind: MetricType::Counter,
+        labels: &["cause"],
+        help: "Chat alerts written (new ones only: an alert is written once per cause per stage change), by cause code (see the runbook).",
+    },
+    MetricDef {
+        name: QUEUE_JOBS,
+        kind: MetricType::Gauge,
+        labels: &["kind", "status"],
+        help: "Jobs in the hot table by kind and status (`pending`, `running`, `failed`, `cancelled`), refreshed on the maintenance timer from one bounded query (capped at 200k rows). Every worker reports the same database-wide number: aggregate with `max`, not `sum`.",
+    },
+    MetricDef {
+        name: QUEUE_OLDEST_AGE,
+        kind: MetricType::Gauge,
+        labels: &["kind"],
+        help: "Age of the oldest pending job that is due (run_at in the past): the queue lag. 0 when nothing is waiting. Database-wide like `stagecast_queue_jobs`: aggregate with `max`.",
+    },
+    MetricDef {
+        name: PII_REJECTED,
+        kind: MetricType::Counter,
+        labels: &["field"],
+        help: "Customer identifiers dropped because they were invalid after normalisation (the value itself is never logged), by Meta field name (`em`, `ph`, `fn`, `ln`, `external_id`, `ct`, `st`, `zp`, `country`).",
+    },
+    MetricDef {
+        name: DB_QUERY_DURATION,
+        kind: MetricType::Histogram,
+        labels: &["query"],
+        help: "Duration of the worker's hot statements, by statement (`query` is the sql/ file name).",
+    },
+];
+
+/// Describe every metric and create the series whose label values are known, at zero. Called
+/// once, right after the Prometheus recorder is installed (see `ops::prometheus`).
+pub fn register() {
+    for m in CATALOG {
+        match m.kind {
+            MetricType::Counter => metrics::describe_counter!(m.name, m.help),
+            MetricType::Gauge => metrics::describe_gauge!(m.name, m.help),
+            MetricType::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    // `increment(0)` creates the series without moving it.
+    for kind in KINDS {
+        metrics::counter!(JOBS_CLAIMED, "kind" => kind).increment(0);
+        metrics::counter!(LEASE_EXPIRIES, "kind" => kind).increment(0);
+        for outcome in JOB_OUTCOMES {
+            metrics::counter!(JOBS_COMPLETED, "kind" => kind, "outcome" => outcome).increment(0);
+        }
+        // The maintenance timer overwrites these with the real numbers on its first tick,
+        // right after start.
+        for status in STATUSES {
+            metrics::gauge!(QUEUE_JOBS, "kind" => kind, "status" => status).set(0.0);
+        }
+        metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind).set(0.0);
+    }
+    for cause in AlertCause::ALL {
+        metrics::counter!(ALERTS, "cause" => cause.code()).increment(0);
+    }
+    for field in PII_FIELDS {
+        metrics::counter!(PII_REJECTED, "field" => field).increment(0);
+    }
+    metrics::counter!(FENCED_COMPLETIONS).increment(0);
+    metrics::counter!(DUPLICATE_DELIVERIES).increment(0);
+    metrics::counter!(WRITE_BACK_ERRORS).increment(0);
+    for platform in PLATFORMS {
+        for reason in RATE_LIMIT_REASONS {
+            metrics::counter!(RATE_LIMIT_WAITS, "platform" => platform, "reason" => reason)
+                .increment(0);
+        }
+        // A histogram handle with no samples renders as empty buckets, which is enough for
+        // `histogram_quantile` queries to find the series.
+        let _ = metrics::histogram!(BATCH_SIZE, "platform" => platform);
+        let _ = metrics::histogram!(MATCH_QUALITY, "platform" => platform);
+        let _ = metrics::histogram!(RATE_LIMIT_WAIT, "platform" => platform);
+        let _ =
+            metrics::histogram!(REQUEST_DURATION, "platform" => platform, "outcome" => "delivered");
+    }
+}
+
+/// Count the job outcomes one write-back applied (the completer calls this per flush).
+pub fn record_write_back(report: &WriteBackReport) {
+    for (kind, outcome, jobs) in &report.completed {
+        metrics::counter!(JOBS_COMPLETED,
+            "kind" => bounded(&KINDS, kind),
+            "outcome" => bounded(&JOB_OUTCOMES, outcome))
+        .increment(*jobs);
+    }
+}
+
+/// Bounded label values: a value outside `known` (a garbage row) collapses into "other".
+fn bounded(known: &[&'static str], value: &str) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == value)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for m in CATALOG {
+            assert!(seen.insert(m.name), "{} is catalogued twice", m.name);
+            assert!(m.name.starts_with("stagecast_"), "{}", m.name);
+            // Counters end in _total; nothing else does.
+            assert_eq!(
+                m.kind == MetricType::Counter,
+                m.name.ends_with("_total"),
+                "{}",
+                m.name
+            );
+            // Units are base units in the name (seconds, not ms).
+            assert!(!m.name.contains("_ms") && !m.name.contains("millis"));
+            // Labels that could carry PII or be unbounded have no place here.
+            for l in m.labels {
+                assert!(
+                    ![
+                        "email",
+                        "phone",
+                        "customer",
+                        "customer_id",
+                        "job_id",
+                        "event_id",
+                        "error"
+                    ]
+                    .contains(l),
+                    "{} has the unbounded or personal label {l}",
+                    m.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn label_values_are_bounded() {
+        assert_eq!(bounded(&JOB_OUTCOMES, "done"), "done");
+        assert_eq!(bounded(&JOB_OUTCOMES, "anything"), "other");
+        assert_eq!(bounded(&KINDS, "attribution"), "attribution");
+    }
+}
