@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag of `stagecast run` has an environment twin, so a
 //! container can be configured entirely through env.
 
+mod jobs;
 mod keys;
 mod pixel;
 mod run;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Encryption keys for pixel access tokens (STAGECAST_KEYS).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect jobs and their delivery attempts; replay or cancel them (audited).
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -290,6 +294,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Pixel(PixelCommand::SetToken(args)) => pixel::set_token(args).await,
             Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
             Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
+            Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
         }
     });
     match result {
