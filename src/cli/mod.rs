@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag of `stagecast run` has an environment twin, so a
 //! container can be configured entirely through env.
 
+mod jobs;
 mod keys;
 mod pixel;
 mod run;
@@ -69,6 +70,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// Check the configuration end to end and print what is wrong and how to fix it.
     Doctor(crate::doctor::DoctorArgs),
+    /// Inspect jobs and their delivery attempts; replay or cancel them (audited).
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -293,6 +297,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Keys(KeysCommand::Generate(args)) => keys::generate(args),
             Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
             Command::Doctor(args) => crate::doctor::run(args).await,
+            Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
         }
     });
     match result {

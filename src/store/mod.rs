@@ -2,6 +2,7 @@
 //! live in `sql/*.sql`, named for what they do. Nothing else in the crate writes SQL for the
 //! queue or the CRM, so a reviewer finds every statement in one place.
 
+pub mod admin;
 mod doctor;
 mod rows;
 
