@@ -309,7 +309,7 @@ impl Pipeline {
                 // its attempts. The job is failed visibly; no event is sent.
                 w.failures.push(format!(
                     "no attempts left ({} of {}): earlier attempts were lost with their worker, or the job was \
-                     re-queued without resetting attempts (`stagecast jobs replay` resets them)",
+                     re-queued by hand without a new budget (`stagecast jobs replay` gives it one)",
                     w.job.attempts, w.job.max_attempts
                 ));
                 w.change.take();
