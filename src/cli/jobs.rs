@@ -527,12 +527,34 @@ fn capitalised(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `--actor`, else `$USER`, else `$LOGNAME`: the audit must say who asked.
+/// `--actor`, else `$USER`, else `$LOGNAME`, else the OS account running the command (containers
+/// often set no `$USER`): the audit must say who asked.
+/// The account name of this process's uid, from /etc/passwd (no libc binding needed for this).
+fn os_user() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let mut f = line.split(':');
+            let name = f.next()?;
+            let uid_field = f.nth(1)?;
+            (uid_field.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 fn resolve_actor(given: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<String> {
     given
         .map(str::to_string)
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
+        .or_else(|| env("__STAGECAST_NO_OS_USER").is_none().then(os_user).flatten())
         .map(|a| a.trim().to_string())
         .filter(|a| !a.is_empty())
         .ok_or_else(|| {
@@ -844,7 +866,7 @@ mod tests {
         assert_eq!(resolve_actor(Some(" ana "), env).unwrap(), "ana");
         assert_eq!(resolve_actor(None, env).unwrap(), "ops");
         assert!(matches!(
-            resolve_actor(Some("  "), |_| None),
+            resolve_actor(Some("  "), |k| (k == "__STAGECAST_NO_OS_USER").then(String::new)),
             Err(JobsError::Usage(_))
         ));
         assert!(resolve_actor(None, |_| None).is_err());
