@@ -19,6 +19,7 @@ pub mod pii;
 pub mod pipeline;
 pub mod platforms;
 pub mod queue;
+pub mod reporting;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

@@ -14,7 +14,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::cli::LogFormat;
 use crate::queue::WorkerStats;
@@ -23,22 +25,27 @@ use crate::store::{Store, StoreError};
 /// SQLSTATE 42P01: `_sqlx_migrations` does not exist in a database never migrated.
 const UNDEFINED_TABLE: &str = "42P01";
 
-/// Install the global tracing subscriber (stderr). RUST_LOG overrides `filter` when set.
-pub fn init_logging(format: LogFormat, filter: &str) {
+/// Install the global tracing subscriber (stderr). RUST_LOG overrides `filter` when set. With
+/// `sentry`, ERROR events that pass the filter also go to Sentry.
+pub fn init_logging(format: LogFormat, filter: &str, sentry: bool) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<Layered<EnvFilter, Registry>> + Send + Sync> = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    // One global filter, no per-layer filters: see `reporting::ErrorsToSentry`.
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(sentry.then(crate::reporting::tracing_layer))
+        .try_init();
     // A second init (tests, demo inside a process that already logs) is harmless.
     let _ = result;
 }

@@ -554,7 +554,12 @@ fn resolve_actor(given: Option<&str>, env: impl Fn(&str) -> Option<String>) -> R
         .map(str::to_string)
         .or_else(|| env("USER"))
         .or_else(|| env("LOGNAME"))
-        .or_else(|| env("__STAGECAST_NO_OS_USER").is_none().then(os_user).flatten())
+        .or_else(|| {
+            env("__STAGECAST_NO_OS_USER")
+                .is_none()
+                .then(os_user)
+                .flatten()
+        })
         .map(|a| a.trim().to_string())
         .filter(|a| !a.is_empty())
         .ok_or_else(|| {
@@ -866,10 +871,16 @@ mod tests {
         assert_eq!(resolve_actor(Some(" ana "), env).unwrap(), "ana");
         assert_eq!(resolve_actor(None, env).unwrap(), "ops");
         assert!(matches!(
-            resolve_actor(Some("  "), |k| (k == "__STAGECAST_NO_OS_USER").then(String::new)),
+            resolve_actor(Some("  "), |k| (k == "__STAGECAST_NO_OS_USER")
+                .then(String::new)),
             Err(JobsError::Usage(_))
         ));
-        assert!(resolve_actor(None, |_| None).is_err());
+        let nothing = |k: &str| (k == "__STAGECAST_NO_OS_USER").then(String::new);
+        assert!(resolve_actor(None, nothing).is_err());
+        // Without $USER/$LOGNAME, the OS account of the process is used (containers).
+        if cfg!(unix) {
+            assert!(!resolve_actor(None, |_| None).unwrap().is_empty());
+        }
     }
 
     #[test]

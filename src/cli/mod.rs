@@ -115,6 +115,19 @@ pub struct RunArgs {
     pub pipeline: PipelineArgs,
     #[command(flatten)]
     pub meta: MetaArgs,
+    #[command(flatten)]
+    pub sentry: SentryArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SentryArgs {
+    /// Sentry DSN: panics, internal errors and failed jobs are reported there (scrubbed of
+    /// contact data and tokens). Reporting is off when unset or empty.
+    #[arg(long, env = "SENTRY_DSN", hide_env_values = true)]
+    pub sentry_dsn: Option<String>,
+    /// Sentry environment of this worker (e.g. production, staging).
+    #[arg(long, env = "SENTRY_ENVIRONMENT")]
+    pub sentry_environment: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -276,7 +289,23 @@ pub fn main() -> std::process::ExitCode {
         Command::Demo(_) | Command::Bench(_) => "warn",
         _ => "info",
     };
-    crate::ops::init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log));
+    // Before logging (its layer feeds Sentry) and before the runtime (see reporting::init).
+    // The guard lives until main returns, so queued events are flushed on exit.
+    let sentry_guard = match &cli.command {
+        Command::Run(args) => match run::init_sentry(&args.sentry) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    crate::ops::init_logging(
+        cli.log_format,
+        cli.log.as_deref().unwrap_or(default_log),
+        sentry_guard.is_some(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -309,6 +338,9 @@ pub fn main() -> std::process::ExitCode {
             }
             // `{:#}` prints the whole cause chain on one line; it never holds tokens or PII.
             eprintln!("error: {e:#}");
+            if sentry_guard.is_some() {
+                crate::reporting::report_fatal(&format!("stagecast run stopped: {e:#}"));
+            }
             std::process::ExitCode::FAILURE
         }
     }

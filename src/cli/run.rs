@@ -7,7 +7,7 @@ use anyhow::Context;
 use sqlx::postgres::PgPoolOptions;
 use tracing::{info, warn};
 
-use super::{parse_addr, DatabaseArgs, RunArgs};
+use super::{parse_addr, DatabaseArgs, RunArgs, SentryArgs};
 use crate::pipeline::Pipeline;
 use crate::queue::Worker;
 use crate::secrets::KeyRing;
@@ -38,6 +38,16 @@ pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sentry for `stagecast run` (see [`crate::reporting`]); `None` when no DSN is configured.
+/// Called from `main` on the main thread, before the runtime starts.
+pub fn init_sentry(args: &SentryArgs) -> anyhow::Result<Option<sentry::ClientInitGuard>> {
+    crate::reporting::init(
+        args.sentry_dsn.as_deref(),
+        args.sentry_environment.as_deref(),
+    )
+    .context("Sentry reporting could not start")
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_addr = parse_addr(&args.metrics_addr)?;
     let keys = KeyRing::from_env().context("STAGECAST_KEYS is invalid")?;
@@ -48,6 +58,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.migrate {
         store.migrate().await.context("migration failed")?;
         info!("migrations applied");
+    }
+    if crate::reporting::enabled() {
+        info!("reporting panics, internal errors and failed jobs to Sentry");
     }
     let worker_config = args.worker.worker_config();
     let pipeline_config = args

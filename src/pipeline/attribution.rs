@@ -80,6 +80,8 @@ impl Pipeline {
                     .0
             }
         };
+        super::report_failure(&job, &row, None, None, None);
+        debug!(outcome = row.outcome, "job finished");
         out.outcomes.push(row);
         out
     }

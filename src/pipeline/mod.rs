@@ -19,7 +19,7 @@ use futures_util::future::{join_all, BoxFuture};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::alerts::{Alert, AlertCause, AlertDetails};
 use crate::locale::Locale;
@@ -138,11 +138,15 @@ struct JobWork {
     /// Events sent whose result has not come back yet.
     outstanding: usize,
     finished: bool,
+    /// Entered around this job's synchronous planning and outcome (its deliveries are shared
+    /// with other jobs of the batch, per pixel).
+    span: tracing::Span,
 }
 
 impl JobWork {
     fn new(job: ClaimedJob) -> Self {
         Self {
+            span: job_span(&job),
             job,
             change: None,
             stage_name: None,
@@ -157,6 +161,26 @@ impl JobWork {
             already_delivered: 0,
             outstanding: 0,
             finished: false,
+        }
+    }
+
+    /// `facebook:<pixel id>`, comma-separated when the stage sends to several pixels.
+    fn destination(&self) -> Option<String> {
+        (!self.destinations.is_empty()).then(|| {
+            self.destinations
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    fn record_destination(&self) {
+        // Only built when the span is logged: disabled spans must stay free.
+        if !self.span.is_disabled() {
+            if let Some(d) = self.destination() {
+                self.span.record("destination", d.as_str());
+            }
         }
     }
 
@@ -215,20 +239,28 @@ impl Pipeline {
         for job in jobs {
             match job.kind.as_str() {
                 "stage_change" => stage_changes.push(job),
-                "stage_change_batch" => self.expand_batch(ctx, job, &mut out).await,
+                "stage_change_batch" => {
+                    let span = job_span(&job);
+                    self.expand_batch(ctx, job, &mut out).instrument(span).await
+                }
                 "attribution" => {
-                    let write_back = self.attribute(job).await;
+                    let span = job_span(&job);
+                    let write_back = self.attribute(job).instrument(span).await;
                     out.write_back.append(write_back);
                 }
-                other => {
+                other => job_span(&job).in_scope(|| {
+                    // job_id too: at `info` the (debug) span is not logged.
                     warn!(job_id = job.id, kind = other, "unknown job kind");
-                    out.write_back.outcomes.push(outcome(
+                    let row = outcome(
                         &job,
                         "failed",
                         None,
                         Some(format!("unknown job kind {other:?}: nothing handles it")),
-                    ));
-                }
+                    );
+                    report_failure(&job, &row, None, None, None);
+                    debug!(outcome = row.outcome, "job finished");
+                    out.write_back.outcomes.push(row);
+                }),
             }
         }
         if !stage_changes.is_empty() {
@@ -249,6 +281,7 @@ impl Pipeline {
                     job_id = job.id,
                     created, "expanded a bulk stage change into jobs"
                 );
+                debug!(outcome = "expanded", "job finished");
                 out.finalized.push(job.id);
             }
             Ok(None) => {
@@ -260,9 +293,10 @@ impl Pipeline {
             }
             Err(e) => {
                 let error = format!("could not expand the bulk stage change: {e}");
-                out.write_back
-                    .outcomes
-                    .push(self.retry_or_fail(&job, error, Utc::now()).0);
+                let (row, _) = self.retry_or_fail(&job, error, Utc::now());
+                report_failure(&job, &row, None, None, None);
+                debug!(outcome = row.outcome, "job finished");
+                out.write_back.outcomes.push(row);
             }
         }
     }
@@ -386,6 +420,9 @@ impl Pipeline {
             Vec<Result<event_config::EventConfig, event_config::ConfigIssue>>,
         > = HashMap::new();
         for (index, w) in works.iter_mut().enumerate() {
+            // Planning is synchronous: the span is entered, never held across an await.
+            let span = w.span.clone();
+            let _entered = span.enter();
             let Some(change) = w.change.clone() else {
                 continue;
             };
@@ -538,6 +575,7 @@ impl Pipeline {
                     },
                 });
             }
+            w.record_destination();
         }
         pending
     }
@@ -765,6 +803,8 @@ impl Pipeline {
 
     /// Fold a job's results into its outcome, audit rows and alerts.
     fn finish(&self, w: &mut JobWork) -> WriteBack {
+        let span = w.span.clone();
+        let _entered = span.enter();
         let now = Utc::now();
         w.finished = true;
         let mut out = WriteBack::default();
@@ -813,7 +853,25 @@ impl Pipeline {
             });
             outcome(&w.job, "done", None, note)
         };
-        debug!(job_id = w.job.id, outcome = row.outcome, "job finished");
+        if row.outcome == "failed" {
+            let first = w.alerts.first();
+            let destination = w.destination().or_else(|| {
+                first
+                    .and_then(|a| a.details.pixel.as_ref())
+                    .map(|p| format!("facebook:{p}"))
+            });
+            let platform = first
+                .and_then(|a| a.details.platform.as_deref())
+                .or(destination.is_some().then_some("facebook"));
+            report_failure(
+                &w.job,
+                &row,
+                first.map(|a| a.cause.code()),
+                platform,
+                destination.as_deref(),
+            );
+        }
+        debug!(outcome = row.outcome, "job finished");
         let row = OutcomeRow {
             destinations,
             ..row
@@ -877,6 +935,40 @@ impl JobHandler for Pipeline {
             }
         })
     }
+}
+
+/// The span of one job: created at DEBUG so that, at the default `info`, it is disabled and
+/// costs a level check (the benchmark runs ~20k jobs/s). `destination` is recorded when known.
+pub(crate) fn job_span(job: &ClaimedJob) -> tracing::Span {
+    tracing::debug_span!(
+        "job",
+        job_id = job.id,
+        kind = %job.kind,
+        attempt = job.attempts,
+        destination = tracing::field::Empty
+    )
+}
+
+/// A job ended `failed`: one warning to Sentry (a no-op when reporting is off).
+pub(crate) fn report_failure(
+    job: &ClaimedJob,
+    row: &OutcomeRow,
+    cause: Option<&'static str>,
+    platform: Option<&str>,
+    destination: Option<&str>,
+) {
+    if row.outcome != "failed" {
+        return;
+    }
+    crate::reporting::report_failed_job(&crate::reporting::FailedJob {
+        job_id: job.id,
+        kind: &job.kind,
+        attempt: job.attempts,
+        cause,
+        platform,
+        destination,
+        error: row.error.as_deref(),
+    });
 }
 
 fn pixel_action_source(pixel: &PixelRow, default: ActionSource) -> ActionSource {

@@ -7,6 +7,7 @@ pub mod backoff;
 mod worker;
 
 pub use backoff::{Backoff, RetryDecision, RetryPolicy};
+pub(crate) use worker::kind_label;
 pub use worker::{
     BatchContext, HandlerOutput, JobHandler, Worker, WorkerConfig, WorkerError, WorkerHandle,
     WorkerStats, JOBS_CHANNEL,

@@ -306,7 +306,11 @@ impl<H: JobHandler> Worker<H> {
                     claim_failures += 1;
                     // The database may be restarting; back off instead of spinning.
                     let pause = Duration::from_millis(200 * u64::from(claim_failures.min(25)));
-                    warn!(error = %e, retry_in = ?pause, "claiming jobs failed");
+                    if escalate(claim_failures, CLAIM_FAILURES_BEFORE_ERROR) {
+                        error!(error = %e, failures = claim_failures, retry_in = ?pause, "claiming jobs keeps failing");
+                    } else {
+                        warn!(error = %e, retry_in = ?pause, "claiming jobs failed");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(pause) => {}
@@ -339,13 +343,17 @@ impl<H: JobHandler> Worker<H> {
                 completer: done_tx.clone(),
                 completed: std::sync::Mutex::new(HashSet::new()),
             };
-            in_flight.spawn(async move {
+            // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
+            // batches run on the same threads.
+            let hub = crate::reporting::batch_hub(&cfg.worker_id, &jobs);
+            let task = hub.bind(async move {
                 let output = run_handler(handler.as_ref(), &ctx, jobs).await;
                 if !output.is_empty() && tx.send(output).await.is_err() {
                     error!("completer stopped before a batch was written back; leases will expire and the jobs will be retried");
                 }
                 drop(permits);
             });
+            in_flight.spawn(task);
         }
 
         // Shutdown: let in-flight batches finish (they see the token and release unstarted work).
@@ -372,6 +380,18 @@ impl<H: JobHandler> Worker<H> {
         }
         Ok(())
     }
+}
+
+/// Consecutive claim failures tolerated (logged at WARN, about 3 s of backoff) before it is an
+/// ERROR, i.e. reported to Sentry: a database restart should not page anyone.
+const CLAIM_FAILURES_BEFORE_ERROR: u32 = 5;
+/// Consecutive write-back failures before it is an ERROR; a single one is often a failover.
+const WRITE_BACK_FAILURES_BEFORE_ERROR: u32 = 3;
+
+/// Whether the `failures`-th consecutive failure is logged at ERROR: at `threshold`, then every
+/// 100 failures while it lasts, so a long outage reports periodically instead of per retry.
+fn escalate(failures: u32, threshold: u32) -> bool {
+    failures >= threshold && (failures - threshold) % 100 == 0
 }
 
 fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats) {
@@ -510,7 +530,11 @@ async fn complete(
                     // while this process lives. If it dies, leases expire and the jobs re-run
                     // with the same event ids.
                     let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
-                    error!(error = %e, attempt = failures, retry_in = ?pause, "write-back failed");
+                    if escalate(failures, WRITE_BACK_FAILURES_BEFORE_ERROR) {
+                        error!(error = %e, attempt = failures, outcomes = batch.outcomes.len(), retry_in = ?pause, "write-back keeps failing");
+                    } else {
+                        warn!(error = %e, attempt = failures, retry_in = ?pause, "write-back failed");
+                    }
                     tokio::time::sleep(pause).await;
                 }
             }
@@ -660,5 +684,17 @@ async fn maintain<H: JobHandler>(
             Err(e) => warn!(error = %e, "re-queuing parked stage changes failed"),
         }
         handler.maintain().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escalate;
+
+    #[test]
+    fn failures_escalate_at_the_threshold_then_every_hundredth() {
+        let errors: Vec<u32> = (1..=300).filter(|&f| escalate(f, 5)).collect();
+        assert_eq!(errors, vec![5, 105, 205]);
+        assert!(escalate(3, 3) && !escalate(2, 3) && !escalate(4, 3));
     }
 }
