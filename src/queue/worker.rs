@@ -391,7 +391,7 @@ const WRITE_BACK_FAILURES_BEFORE_ERROR: u32 = 3;
 /// Whether the `failures`-th consecutive failure is logged at ERROR: at `threshold`, then every
 /// 100 failures while it lasts, so a long outage reports periodically instead of per retry.
 fn escalate(failures: u32, threshold: u32) -> bool {
-    failures >= threshold && (failures - threshold) % 100 == 0
+    failures >= threshold && (failures - threshold).is_multiple_of(100)
 }
 
 fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats) {
