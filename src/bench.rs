@@ -59,7 +59,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let db = format!("stagecast_bench_{}", std::process::id());
     let url = pg.create_database(&db).await?;
     println!("stagecast bench on {} (database {db})", pg.describe());
-    let result = bench(&url, &args).await;
+    // Ctrl-C must not leave a benchmark database behind.
+    let result = tokio::select! {
+        r = bench(&url, &args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if !args.keep {
         if let Err(e) = pg.drop_database(&db).await {
             eprintln!("warning: could not drop {db}: {e}");

@@ -81,7 +81,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("• PostgreSQL: {}", pg.describe());
     let db_name = format!("stagecast_demo_{}", std::process::id());
     let url = pg.create_database(&db_name).await?;
-    let result = demo(&url, &db_name, &args).await;
+    // Ctrl-C must not leave a demo database behind (unless --keep).
+    let result = tokio::select! {
+        r = demo(&url, &db_name, &args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     if args.keep {
         println!(
             "\nThe demo database is kept: psql '{}'",
