@@ -16,33 +16,11 @@ use crate::store::{PixelRow, StageChangeContext};
 fn campaign_context(campaign: &CampaignRow) -> StageChangeContext {
     StageChangeContext {
         job_id: 0,
-        customer_id: None,
-        name: None,
-        email: None,
-        phone: None,
-        sale_price: None,
-        currency: None,
-        utm_metadata: None,
-        client_ip: None,
-        client_user_agent: None,
-        fbclid: None,
-        fbclid_at: None,
-        city: None,
-        state: None,
-        zip: None,
-        country: None,
-        customer_created_at: None,
-        stage_id: None,
-        stage_name: None,
-        funnel_category: None,
-        utm_event: None,
-        stage_default_value: None,
         campaign_id: Some(campaign.id),
         campaign_name: campaign.name.clone(),
         campaign_pixel_ref: campaign.pixel_id,
-        campaign_currency: None,
         campaign_matched_by: Some("customer".into()),
-        contacts: None,
+        ..StageChangeContext::default()
     }
 }
 

@@ -292,20 +292,18 @@ fn currency(s: Option<&RawSetting>) -> Option<Check> {
     let code = value.trim();
     let c = Check::build(Group::Settings, "settings.default_currency", s.name());
     // Same rule as the currency fallback: exactly 3 letters, upper-cased when used.
-    Some(
-        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
-            c.ok(format!(
-                "{} when no event config, customer or campaign has a currency{}",
-                code.to_ascii_uppercase(),
-                s.origin()
-            ))
-        } else {
-            c.problem(
-                format!("{value:?} is not a 3-letter currency code"),
-                format!("set {} to an ISO 4217 code such as BRL or USD", s.name()),
-            )
-        },
-    )
+    Some(if crate::pipeline::resolve::is_currency_code(code) {
+        c.ok(format!(
+            "{} when no event config, customer or campaign has a currency{}",
+            code.to_ascii_uppercase(),
+            s.origin()
+        ))
+    } else {
+        c.problem(
+            format!("{value:?} is not a 3-letter currency code"),
+            format!("set {} to an ISO 4217 code such as BRL or USD", s.name()),
+        )
+    })
 }
 
 fn locale(s: Option<&RawSetting>) -> Option<Check> {

@@ -215,7 +215,7 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         let normalizer = Normalizer::new(&config.default_region)?;
         let c = config.default_currency.trim();
-        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if !resolve::is_currency_code(c) {
             return Err(PipelineError::Currency(config.default_currency.clone()));
         }
         Ok(Self {

@@ -109,6 +109,11 @@ pub fn value(ctx: &StageChangeContext, config: &EventConfig) -> Option<(f64, Val
         .or_else(|| positive(ctx.stage_default_value).map(|v| (v, ValueSource::StageDefault)))
 }
 
+/// ISO-4217-shaped: three ASCII letters (any case).
+pub fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
 /// Currency: config → customer → campaign → default. Values that are not ISO-4217-shaped
 /// (3 letters) are skipped, so a CRM writing "R$" falls through to the next source.
 pub fn currency(ctx: &StageChangeContext, config: &EventConfig, default: &str) -> String {
@@ -121,7 +126,7 @@ pub fn currency(ctx: &StageChangeContext, config: &EventConfig, default: &str) -
     .into_iter()
     .flatten()
     .map(str::trim)
-    .find(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+    .find(|c| is_currency_code(c))
     .map(str::to_ascii_uppercase)
     .unwrap_or_else(|| "BRL".to_string())
 }
@@ -162,32 +167,13 @@ mod tests {
         StageChangeContext {
             job_id: 1,
             customer_id: Some(7),
-            name: None,
-            email: None,
-            phone: None,
-            sale_price: None,
-            currency: None,
-            utm_metadata: None,
-            client_ip: None,
-            client_user_agent: None,
-            fbclid: None,
-            fbclid_at: None,
-            city: None,
-            state: None,
-            zip: None,
-            country: None,
-            customer_created_at: None,
             stage_id: Some(1),
             stage_name: Some("Comprou".into()),
-            funnel_category: None,
-            utm_event: None,
-            stage_default_value: None,
             campaign_id: Some(3),
             campaign_name: Some("Verão".into()),
             campaign_pixel_ref: Some(10),
-            campaign_currency: None,
             campaign_matched_by: Some("customer".into()),
-            contacts: None,
+            ..StageChangeContext::default()
         }
     }
 

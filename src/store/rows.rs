@@ -27,7 +27,7 @@ pub struct ContextKey {
 
 /// Everything about one stage change, read through the adapter views. Columns are optional:
 /// a customer or stage may have been deleted since the change was queued.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct StageChangeContext {
     pub job_id: i64,
     pub customer_id: Option<i64>,
