@@ -204,6 +204,11 @@ pub struct MetaArgs {
         default_value = "physical_store"
     )]
     pub meta_action_source: ActionSource,
+    /// Stage changes older than this are not sent (alert event_too_old). Meta documents 7 days;
+    /// its 62-day window for physical_store uploads is unverified, so raise this only after
+    /// testing it against your dataset.
+    #[arg(long, env = "STAGECAST_META_MAX_EVENT_AGE", default_value = "6days 23h 50m", value_parser = humantime::parse_duration)]
+    pub meta_max_event_age: Duration,
     /// Look click-to-WhatsApp ad ids up in the Graph API (campaign_id) when they match no campaign.
     #[arg(long, env = "STAGECAST_META_RESOLVE_ADS")]
     pub meta_resolve_ads: bool,
@@ -266,6 +271,7 @@ impl MetaArgs {
             requests_per_second: self.meta_rate_limit,
             partner_agent: self.meta_partner_agent.clone(),
             default_action_source: self.meta_action_source,
+            max_event_age: self.meta_max_event_age,
             ..MetaConfig::default()
         }
     }
