@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use stagecast::sandbox::Fault;
-use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+use support::stack::{Stack, PIXEL, TOKEN};
 
 /// One POST received by the fake Sentry.
 #[derive(Debug, Clone)]
@@ -150,30 +149,11 @@ fn tag<'a>(event: &'a Value, name: &str) -> &'a str {
 
 /// `stagecast run` with Sentry on the fake server; logs as JSON on stderr.
 fn spawn_worker(s: &Stack, sentry: SocketAddr, extra: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
-        .args([
-            "--log-format",
-            "json",
-            "run",
-            "--metrics-addr",
-            "",
-            "--poll-interval",
-            "50ms",
-            "--retry-base",
-            "50ms",
-            "--retry-cap",
-            "100ms",
-        ])
+    s.worker_command()
         .args(extra)
-        .env("DATABASE_URL", &s.db.url)
-        .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
-        .env("STAGECAST_KEYS", KEYS)
         .env("STAGECAST_LOG", "info,stagecast=debug")
         .env("SENTRY_DSN", format!("http://public@{sentry}/1"))
         .env("SENTRY_ENVIRONMENT", "ci-test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the stagecast binary starts")
 }

@@ -185,27 +185,9 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .await;
     s.sandbox
         .push_fault(stagecast::sandbox::Fault::ServerError(500));
-    let child = bin()
-        .args([
-            "--log-format",
-            "json",
-            "run",
-            "--metrics-addr",
-            "",
-            "--poll-interval",
-            "50ms",
-            "--retry-base",
-            "50ms",
-            "--retry-cap",
-            "100ms",
-        ])
-        .env("DATABASE_URL", &s.db.url)
-        .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
-        .env("STAGECAST_KEYS", KEYS)
+    let child = s
+        .worker_command()
         .env("STAGECAST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     s.move_to(a, 2).await;

@@ -527,8 +527,8 @@ impl WriteBack {
     }
 }
 
-/// One job outcome, as complete_jobs.sql reads it.
-#[derive(Debug, Clone, Serialize)]
+/// One job outcome, as complete_jobs.sql reads it (bound column by column).
+#[derive(Debug, Clone)]
 pub struct OutcomeRow {
     pub id: i64,
     pub attempt: i32,

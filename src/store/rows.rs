@@ -105,8 +105,8 @@ impl std::fmt::Debug for PixelRow {
     }
 }
 
-/// One row of the delivery audit (`stagecast.deliveries`).
-#[derive(Debug, Clone, Serialize)]
+/// One row of the delivery audit (`stagecast.deliveries`), bound column by column.
+#[derive(Debug, Clone)]
 pub struct DeliveryRow {
     pub job_id: i64,
     pub attempt: i32,

@@ -95,6 +95,33 @@ impl Stack {
         Worker::new(self.store.clone(), pipeline, t.worker).spawn()
     }
 
+    /// The `stagecast run` binary pointed at this stack (database, sandbox, keys), tuned for
+    /// fast tests, logging JSON, stdout/stderr piped, killed on drop. Callers add `STAGECAST_LOG`
+    /// and anything else they need, then spawn it.
+    pub fn worker_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"));
+        cmd.args([
+            "--log-format",
+            "json",
+            "run",
+            "--metrics-addr",
+            "",
+            "--poll-interval",
+            "50ms",
+            "--retry-base",
+            "50ms",
+            "--retry-cap",
+            "100ms",
+        ])
+        .env("DATABASE_URL", &self.db.url)
+        .env("STAGECAST_META_GRAPH_URL", self.sandbox.base_url())
+        .env("STAGECAST_KEYS", KEYS)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        cmd
+    }
+
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(self.pool())
