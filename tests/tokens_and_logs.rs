@@ -30,21 +30,21 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
         "delivered with the token"
     );
     // Maintenance runs every 100 ms in tests.
-    let mut sealed: Option<(Option<String>, Option<String>)> = None;
-    for _ in 0..50 {
-        let row: (Option<String>, Option<String>) =
-            sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE id = 1")
-                .fetch_one(s.pool())
-                .await
-                .unwrap();
-        if row.0.is_none() {
-            sealed = Some(row);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sealed = support::wait::wait_for(
+        "the plaintext token to be sealed and cleared",
+        support::wait::DEADLINE,
+        || async {
+            let row: (Option<String>, Option<String>) =
+                sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE id = 1")
+                    .fetch_one(s.pool())
+                    .await
+                    .unwrap();
+            row.0.is_none().then_some(row)
+        },
+    )
+    .await;
     worker.shutdown().await.unwrap();
-    let (plain, enc) = sealed.expect("the plaintext token was cleared");
+    let (plain, enc) = sealed;
     assert!(plain.is_none());
     let enc = enc.expect("sealed token stored");
     assert!(enc.starts_with("v1:k1:"), "{enc}");
@@ -53,7 +53,7 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
 }
 
 fn bin() -> tokio::process::Command {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    support::process::stagecast()
 }
 
 #[tokio::test]
@@ -194,14 +194,23 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
     s.drained().await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // a maintenance round
-                                                          // SIGTERM: graceful shutdown, logs flushed.
-    let pid = child.id().unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    // The worker's maintenance seals both plaintext tokens (and logs that it did).
+    support::wait::wait_until(
+        "the worker sealed the plaintext tokens",
+        support::wait::DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pixels WHERE access_token IS NOT NULL",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+                == 0
+        },
+    )
+    .await;
+    // SIGTERM: graceful shutdown, logs flushed.
+    support::process::signal(&child, "TERM");
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("the worker stops on SIGTERM")

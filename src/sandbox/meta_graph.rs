@@ -483,6 +483,7 @@ async fn post_events(
         received_at,
         in_flight_at_arrival,
         answered_at: None,
+        partner_agent: body.partner_agent.clone(),
     };
     // Recorded before the (possibly long) hold: with a Timeout fault the client is gone by the time
     // the answer is written, yet Meta has the events.
@@ -492,7 +493,7 @@ async fn post_events(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    state.wait_until_released().await;
+    state.wait_for_answer_turn().await;
     in_flight.answered();
     let usage = state.usage_header();
     match outcome {

@@ -84,6 +84,8 @@ pub struct RequestRecord {
     /// went away before the answer was ready. A client cannot have seen the outcome of a request
     /// answered after it died.
     pub answered_at: Option<DateTime<Utc>>,
+    /// The request's `partner_agent`: tells two clients (a killed worker and its rescuer) apart.
+    pub partner_agent: Option<String>,
 }
 
 impl RequestRecord {
@@ -252,15 +254,26 @@ impl MetaGraphSandbox {
     }
 
     /// Hold back the answer of every `/events` request (after it was validated and recorded, and
-    /// after its latency) until [`release_answers`](Self::release_answers): tests use it to keep
-    /// requests in flight for exactly as long as they need, instead of guessing a latency.
+    /// after its latency) until [`release_answers`](Self::release_answers) or
+    /// [`allow_answers`](Self::allow_answers): tests use it to keep requests in flight for
+    /// exactly as long as they need, instead of guessing a latency.
     pub fn hold_answers(&self) {
-        self.state.held.send_replace(true);
+        self.state.answer_budget.send_replace(Some(0));
+    }
+
+    /// While answers are held, let `n` more go (to the longest-waiting requests first, as far as
+    /// the runtime wakes them in order; then to new ones). Does nothing when nothing is held.
+    pub fn allow_answers(&self, n: usize) {
+        self.state.answer_budget.send_modify(|budget| {
+            if let Some(left) = budget {
+                *left += n;
+            }
+        });
     }
 
     /// Let held answers (and every later one) go.
     pub fn release_answers(&self) {
-        self.state.held.send_replace(false);
+        self.state.answer_budget.send_replace(None);
     }
 
     /// `/events` requests received and not yet answered.
@@ -342,8 +355,9 @@ pub(crate) struct State {
     accepted: watch::Sender<usize>,
     /// `/events` requests received and not yet answered.
     in_flight: watch::Sender<usize>,
-    /// While true, `/events` answers wait (see `hold_answers`).
-    held: watch::Sender<bool>,
+    /// How many more `/events` answers may go while answers are held; `None` when nothing is
+    /// held (see `hold_answers`).
+    answer_budget: watch::Sender<Option<usize>>,
     /// Numbers requests, so an answer finds its record even after `clear`.
     next_seq: AtomicU64,
 }
@@ -387,7 +401,7 @@ impl State {
             log: Mutex::default(),
             accepted: watch::Sender::new(0),
             in_flight: watch::Sender::new(0),
-            held: watch::Sender::new(false),
+            answer_budget: watch::Sender::new(None),
             next_seq: AtomicU64::new(0),
         }
     }
@@ -446,11 +460,28 @@ impl State {
         )
     }
 
-    /// Waits while answers are held.
-    async fn wait_until_released(&self) {
-        let mut rx = self.held.subscribe();
-        // The sender lives in `self`, so this only ends when released.
-        let _ = rx.wait_for(|&held| !held).await;
+    /// Waits while answers are held, then takes one from the budget.
+    async fn wait_for_answer_turn(&self) {
+        let mut changes = self.answer_budget.subscribe();
+        loop {
+            let mut go = false;
+            self.answer_budget.send_if_modified(|budget| match budget {
+                None => {
+                    go = true;
+                    false
+                }
+                Some(0) => false,
+                Some(left) => {
+                    *left -= 1;
+                    go = true;
+                    true
+                }
+            });
+            // A change between the check and here is seen: `changes` was subscribed before it.
+            if go || changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Store one request. `ids` are the `event_id`s of its events (counted as delivered when it was

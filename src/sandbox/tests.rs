@@ -799,6 +799,35 @@ async fn held_answers_keep_requests_in_flight_until_released() {
     assert_eq!(sb.requests()[2].in_flight_at_arrival, 0);
 }
 
+#[tokio::test]
+async fn allow_answers_lets_exactly_that_many_go() {
+    let sb = sandbox().await;
+    sb.hold_answers();
+    let a = tokio::spawn(post_events_owned(sb.clone(), "a1"));
+    let b = tokio::spawn(post_events_owned(sb.clone(), "a2"));
+    assert!(sb.wait_for_in_flight(2, Duration::from_secs(30)).await);
+    sb.allow_answers(1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.in_flight() != 1 {
+        assert!(Instant::now() < deadline, "one answer should go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answered: Vec<bool> = sb
+        .requests()
+        .iter()
+        .map(|r| r.answered_at.is_some())
+        .collect();
+    assert_eq!(answered.iter().filter(|&&a| a).count(), 1, "{answered:?}");
+    sb.allow_answers(1);
+    assert_ok(&a.await.unwrap(), 1);
+    assert_ok(&b.await.unwrap(), 1);
+    // Still held for the next one, until released.
+    let c = tokio::spawn(post_events_owned(sb.clone(), "a3"));
+    assert!(sb.wait_for_in_flight(1, Duration::from_secs(30)).await);
+    sb.release_answers();
+    assert_ok(&c.await.unwrap(), 1);
+}
+
 async fn post_events_owned(sb: MetaGraphSandbox, id: &'static str) -> Reply {
     post_events(&sb, vec![event(id)]).await
 }
