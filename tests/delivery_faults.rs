@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use stagecast::sandbox::Fault;
-use support::stack::Stack;
+use support::stack::{Stack, PIXEL};
+use support::wait::{wait_for, DEADLINE};
 
 /// (outcome, attempt, event_id) of every audit row, in order.
 async fn audit(s: &Stack) -> Vec<(String, i32, String)> {
@@ -232,4 +233,74 @@ async fn a_job_that_keeps_failing_gives_up_after_its_attempt_budget_with_an_aler
     );
     assert_eq!(s.alert_causes(c).await, ["delivery_gave_up"]);
     assert!(s.sandbox.received().is_empty());
+}
+
+/// `X-Business-Use-Case-Usage` at `pct` % of the budget, regaining access in `regain_minutes`.
+fn usage_header(pct: u32, regain_minutes: u32) -> String {
+    serde_json::json!({ PIXEL: [{
+        "type": "ads_management",
+        "call_count": pct,
+        "total_cputime": 10,
+        "total_time": 10,
+        "estimated_time_to_regain_access": regain_minutes,
+    }]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn usage_headers_past_90_percent_pause_the_pixel_before_meta_throttles_it() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let calm = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    let busy = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    let paused = s.customer(3, "c@example.com", "+5511999990003", None).await;
+    let worker = s.start_worker();
+    // 80 %: nothing happens.
+    s.sandbox.set_usage_header(Some(usage_header(80, 0)));
+    s.move_to(calm, 1).await;
+    s.drained().await;
+    // 95 %, and Meta estimates an hour until the budget is back: the request is delivered, and
+    // the pixel is paused for that hour.
+    s.sandbox.set_usage_header(Some(usage_header(95, 60)));
+    s.move_to(busy, 1).await;
+    s.drained().await;
+    assert_eq!(s.sandbox.requests().len(), 2);
+    // The next stage change is not sent: rescheduled for the end of the pause, its attempt
+    // refunded.
+    s.move_to(paused, 1).await;
+    let (status, attempts, paused_for_minutes, error): (String, i32, f64, Option<String>) =
+        wait_for("the paused pixel's job to be rescheduled", DEADLINE, || async {
+            sqlx::query_as(
+                "SELECT status, attempts, (extract(epoch FROM run_at - now()) / 60)::float8, last_error \
+                   FROM stagecast.jobs WHERE customer_id = $1 AND last_error IS NOT NULL",
+            )
+            .bind(paused)
+            .fetch_optional(s.pool())
+            .await
+            .unwrap()
+        })
+        .await;
+    worker.shutdown().await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    assert!(
+        paused_for_minutes > 50.0,
+        "paused for Meta's estimate, not a default: {paused_for_minutes} min"
+    );
+    assert!(
+        error.as_deref().unwrap_or_default().contains("paused"),
+        "{error:?}"
+    );
+    assert_eq!(
+        s.sandbox.requests().len(),
+        2,
+        "nothing was sent to the paused pixel"
+    );
+    assert_eq!(
+        audit(&s)
+            .await
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>(),
+        ["delivered", "delivered", "throttled"]
+    );
 }

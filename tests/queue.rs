@@ -294,6 +294,86 @@ async fn retention_prunes_old_finished_work_only() {
     assert_eq!(running, 1, "live work is never pruned");
 }
 
+/// Rows of `table` matching `filter` (a SQL condition).
+async fn count(s: &Stack, table: &str, filter: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE {filter}"))
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_maintenance_loop_prunes_old_deliveries_alerts_and_jobs_but_never_the_admin_audit() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let delivered = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    let alerted = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 2")
+        .await;
+    let mut t = s.tuning();
+    t.worker.retention = Retention {
+        done: Duration::from_secs(24 * 3600),
+        failed: Duration::from_secs(24 * 3600),
+        audit: Duration::from_secs(24 * 3600),
+    };
+    let worker = s.start_worker_with(t);
+    // Real history: a delivery (audit row, archived job), an alert (and its chat message) on a
+    // failed job, and an admin replay of that job (it fails again: still no campaign).
+    s.move_to(delivered, 1).await;
+    s.move_to(alerted, 1).await;
+    s.drained().await;
+    s.exec("SELECT stagecast.replay_job(id, 'tester', 'retention test') FROM stagecast.jobs WHERE status = 'failed'")
+        .await;
+    s.drained().await;
+    assert_eq!(count(&s, "stagecast.admin_audit", "true").await, 1);
+    assert_eq!(count(&s, "stagecast.alerts", "true").await, 1);
+
+    // Everything of it becomes two days old; the admin audit even a year old.
+    s.exec(
+        "UPDATE stagecast.deliveries SET created_at = now() - interval '2 days';
+         UPDATE stagecast.alerts SET created_at = now() - interval '2 days';
+         UPDATE stagecast.job_archive SET finished_at = now() - interval '2 days';
+         UPDATE stagecast.jobs SET finished_at = now() - interval '2 days' WHERE status = 'failed';
+         UPDATE stagecast.admin_audit SET at = now() - interval '400 days';",
+    )
+    .await;
+    // And a fresh delivery, which must stay.
+    let fresh = s.customer(3, "c@example.com", "+5511999990003", None).await;
+    s.move_to(fresh, 1).await;
+    s.drained().await;
+
+    wait_until(
+        "the maintenance loop to prune what is older than the retention",
+        DEADLINE,
+        || async {
+            let old = "now() - interval '1 day'";
+            count(&s, "stagecast.deliveries", &format!("created_at < {old}")).await == 0
+                && count(&s, "stagecast.alerts", &format!("created_at < {old}")).await == 0
+                && count(&s, "stagecast.job_archive", &format!("finished_at < {old}")).await == 0
+                && count(&s, "stagecast.jobs", "status = 'failed'").await == 0
+        },
+    )
+    .await;
+    worker.shutdown().await.unwrap();
+
+    assert_eq!(
+        count(&s, "stagecast.admin_audit", "true").await,
+        1,
+        "retention never prunes the admin audit"
+    );
+    assert_eq!(
+        count(&s, "stagecast.deliveries", "outcome = 'delivered'").await,
+        1,
+        "the fresh delivery is kept"
+    );
+    assert_eq!(s.jobs_of(fresh).await[0].0, "done", "and its archived job");
+    assert_eq!(
+        s.chat_alerts(alerted).await.len(),
+        1,
+        "the chat message of a pruned alert stays in the CRM"
+    );
+}
+
 #[tokio::test]
 async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
     let s = Stack::new().await;
