@@ -240,7 +240,8 @@ impl MetaGraphSandbox {
     }
 
     /// How many times `event_id` was accepted. Each occurrence counts, also two inside one request:
-    /// Meta would ingest both copies (it does not dedupe server events, §2.4), so either is a bug.
+    /// Meta may ingest both copies (it does not promise to drop a re-sent event, and for business
+    /// messaging says it does not deduplicate at all), so either is a possible double count.
     pub fn delivered_count(&self, event_id: &str) -> usize {
         lock(&self.state.log)
             .delivered
