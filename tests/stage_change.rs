@@ -389,8 +389,8 @@ async fn the_pipelines_normaliser_hashes_every_documented_brazilian_vector() {
         );
     }
     // And the pipeline's default region is the one the unit tests use.
-    let n = Normalizer::new(&stagecast::pipeline::PipelineConfig::default().default_region)
-        .unwrap();
+    let n =
+        Normalizer::new(&stagecast::pipeline::PipelineConfig::default().default_region).unwrap();
     for (raw, digits) in BRAZILIAN_PHONES {
         assert_eq!(n.phone_digits(raw).unwrap(), *digits, "{raw:?}");
     }

@@ -118,7 +118,10 @@ mod tests {
         assert!(spare.len() >= written - 3);
         // SAFETY: zero_in_place wrote every spare slot, so all of them are initialised.
         let spare: Vec<u8> = spare.iter().map(|b| unsafe { b.assume_init() }).collect();
-        assert!(spare.iter().all(|&b| b == 0), "the spare capacity: {spare:?}");
+        assert!(
+            spare.iter().all(|&b| b == 0),
+            "the spare capacity: {spare:?}"
+        );
         // And the consuming form accepts empty and unallocated buffers.
         wipe(v);
         wipe(Vec::new());
