@@ -229,7 +229,7 @@ fn raised(cause: AlertCause, sources: &[(PathBuf, String)]) -> bool {
 }
 
 /// The table row of `doc` that starts with the cause's code cell.
-fn cause_row<'a>(doc: &'a str, cause: AlertCause) -> Option<&'a str> {
+fn cause_row(doc: &str, cause: AlertCause) -> Option<&str> {
     let cell = format!("| `{}` |", cause.code());
     doc.lines().find(|l| l.trim_start().starts_with(&cell))
 }

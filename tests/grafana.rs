@@ -807,6 +807,9 @@ impl Prometheus {
 // ------------------------------------------------------------------------------------------
 // Tests
 
+/// (metric, labels, minimum value) the scrape must show.
+type Expected = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
 #[tokio::test]
 async fn every_dashboard_query_names_series_the_worker_exports() {
     // Installed before anything is counted, as `stagecast run` does.
@@ -841,7 +844,7 @@ async fn every_dashboard_query_names_series_the_worker_exports() {
     // What the traffic must have produced (the recorder is process-global: at least). Counters
     // are bumped right after each write-back commits and the queue gauges on the maintenance
     // tick (100 ms in tests), so wait until the scrape shows all of them.
-    let expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    let expected: Vec<Expected> = vec![
         (
             "stagecast_events_total",
             vec![("outcome", "delivered")],
