@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod demo;
 pub mod doctor;
+pub mod http_client;
 pub mod local_pg;
 pub mod locale;
 pub mod match_quality;

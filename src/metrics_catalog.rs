@@ -153,7 +153,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: DUPLICATE_DELIVERIES,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Events delivered again that the audit already recorded as delivered (re-sent after a crash or a lost lease; Meta deduplicates them by event_id).",
+        help: "Events delivered again that the delivery ledger had already recorded as delivered: a worker whose lease expired finished its request after the worker that took the job over delivered the same event. Re-sends after a crash are not counted (the crashed worker recorded nothing). Meta does not promise to drop a re-sent event (for business messaging it says it does not deduplicate at all), so a re-send may be counted twice.",
     },
     MetricDef {
         name: WRITE_BACK_ERRORS,

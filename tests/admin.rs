@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -18,12 +17,10 @@ use support::stack::{Stack, PIXEL, TOKEN};
 
 /// Runs `stagecast <args>` against the stack's database; (success, stdout, stderr).
 async fn cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    let out = support::process::stagecast()
         .args(args)
         .env("DATABASE_URL", &s.db.url)
         .env("USER", "tester")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
         .output()
         .await
         .expect("the binary runs");

@@ -1,11 +1,21 @@
-//! The user docs stay true to the code (no database needed):
+//! The user docs stay true to the code:
 //!
 //! - docs/events.md names every event of `stagecast::catalog::all()` with its pt label, and its
 //!   catalog table is exactly the one generated here from the catalog;
 //! - docs/fallbacks.md names every `AlertCause::ALL` code, and quotes the pt message each cause
-//!   renders (`Alert::render`) for the example situation given below.
+//!   renders (`Alert::render`) for the example situation given below;
+//! - the runbook (docs/operations.md) and docs/fallbacks.md say a cause is "not raised" exactly
+//!   when no code outside `src/alerts.rs` raises it;
+//! - the view contract of docs/crm-integration.md §5 is the views' real columns and types, and
+//!   every statement in `sql/` prepares against views redefined with only those columns (what a
+//!   CRM following the doc would have; this one needs the database);
+//! - the doctor sample's migration count and newest migration are those of `migrations/`;
+//! - one statement on whether Meta drops re-sent events, and no doc or help text claiming it does.
 
-use std::path::PathBuf;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use stagecast::alerts::{Alert, AlertCause, AlertDetails};
 use stagecast::catalog::{self, EventKind};
@@ -178,4 +188,342 @@ fn fallbacks_doc_lists_every_alert_cause_with_its_pt_message() {
             cause.code()
         );
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Alert causes: raised by the code, or documented as not raised
+
+fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Every `.rs` file under `dir`, with its text cut at the first `#[cfg(test)]` (tests construct
+/// every cause; only production code counts as raising one). Test-only files are skipped.
+fn production_sources(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            production_sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let name = path.file_name().unwrap().to_string_lossy();
+            if name == "tests.rs" || name == "proptests.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            out.push((path, text));
+        }
+    }
+}
+
+/// Whether production code outside src/alerts.rs (where causes are only defined) uses `cause`.
+fn raised(cause: AlertCause, sources: &[(PathBuf, String)]) -> bool {
+    let needle = format!("AlertCause::{cause:?}");
+    sources
+        .iter()
+        .filter(|(path, _)| !path.ends_with("src/alerts.rs"))
+        .any(|(_, text)| text.contains(&needle))
+}
+
+/// The table row of `doc` that starts with the cause's code cell.
+fn cause_row(doc: &str, cause: AlertCause) -> Option<&str> {
+    let cell = format!("| `{}` |", cause.code());
+    doc.lines().find(|l| l.trim_start().starts_with(&cell))
+}
+
+#[test]
+fn runbook_and_fallbacks_say_not_raised_exactly_for_causes_the_code_never_raises() {
+    let mut sources = Vec::new();
+    production_sources(&repo("src"), &mut sources);
+    let operations = read_doc("operations.md");
+    let runbook = operations
+        .split("## Runbook")
+        .nth(1)
+        .expect("docs/operations.md has a ## Runbook section");
+    let fallbacks = read_doc("fallbacks.md");
+    let mut problems = Vec::new();
+    for cause in AlertCause::ALL {
+        let raised = raised(cause, &sources);
+        for (doc_name, doc) in [
+            ("the runbook of docs/operations.md", runbook),
+            ("docs/fallbacks.md", fallbacks.as_str()),
+        ] {
+            let Some(row) = cause_row(doc, cause) else {
+                problems.push(format!(
+                    "{doc_name} has no table row for `{}`",
+                    cause.code()
+                ));
+                continue;
+            };
+            let says_not_raised = row.to_lowercase().contains("not raised");
+            if raised && says_not_raised {
+                problems.push(format!(
+                    "{doc_name} says `{}` is not raised, but the code raises it:\n  {row}",
+                    cause.code()
+                ));
+            }
+            if !raised && !says_not_raised {
+                problems.push(format!(
+                    "no code raises `{}` (AlertCause::{cause:?}), but {doc_name} does not say so:\n  {row}",
+                    cause.code()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------
+// The view contract of docs/crm-integration.md
+
+/// `(view, [(column, type)])` from the §5 table: cells like "`id` bigint, `name`, `email`
+/// text, `active` boolean **not NULL**" (a name without a type takes the next one's).
+fn documented_views() -> BTreeMap<String, Vec<(String, String)>> {
+    let doc = read_doc("crm-integration.md");
+    let section = doc
+        .split("## 5. The adapter layer")
+        .nth(1)
+        .expect("docs/crm-integration.md has its §5");
+    let mut views = BTreeMap::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let Some(view) = cells
+            .first()
+            .and_then(|c| {
+                c.trim_start_matches('|')
+                    .trim()
+                    .strip_prefix("`stagecast.crm_")
+            })
+            .and_then(|c| c.strip_suffix('`'))
+        else {
+            continue;
+        };
+        let mut columns: Vec<(String, String)> = Vec::new();
+        for item in cells[1].split(", ") {
+            let item = item.trim();
+            let rest = item
+                .strip_prefix('`')
+                .unwrap_or_else(|| panic!("crm_{view}: unexpected column item {item:?}"));
+            let (name, ty) = rest.split_once('`').unwrap();
+            let ty = ty.replace("**", "").replace("not NULL", "");
+            columns.push((name.to_string(), ty.trim().to_string()));
+        }
+        let mut next = String::new();
+        for (name, ty) in columns.iter_mut().rev() {
+            if ty.is_empty() {
+                assert!(!next.is_empty(), "crm_{view}: no type for `{name}`");
+                *ty = next.clone();
+            } else {
+                next = ty.clone();
+            }
+        }
+        views.insert(format!("crm_{view}"), columns);
+    }
+    assert!(views.len() >= 7, "views found in the doc: {views:?}");
+    views
+}
+
+/// `format_type` spelling of a documented type, without a type modifier.
+fn pg_type(doc_type: &str) -> &str {
+    match doc_type {
+        "timestamptz" => "timestamp with time zone",
+        other => other,
+    }
+}
+
+/// Every statement the binary runs against a CRM database (`sql/`, except the benchmark's and
+/// the demo's own), by file.
+fn worker_statements() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in ["sql", "sql/admin", "sql/doctor"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(repo(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.strip_prefix(repo("")).unwrap().display().to_string();
+            out.push((name, std::fs::read_to_string(&f).unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_view_contract_in_crm_integration_is_what_the_worker_reads() {
+    use sqlx::Executor as _;
+    let db = support::TestDb::new().await;
+    let documented = documented_views();
+    let mut problems = Vec::new();
+
+    // The doc lists each view's real columns, with their types.
+    let real_views: Vec<String> = sqlx::query_scalar(
+        "SELECT viewname::text FROM pg_views WHERE schemaname = 'stagecast' AND viewname LIKE 'crm\\_%' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for view in &real_views {
+        if !documented.contains_key(view) {
+            problems.push(format!("stagecast.{view} is not in the §5 table"));
+        }
+    }
+    for (view, columns) in &documented {
+        let real: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, regexp_replace(format_type(a.atttypid, a.atttypmod), '\\(.*\\)', '') \
+               FROM pg_attribute a WHERE a.attrelid = ('stagecast.' || $1)::regclass \
+                AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .bind(view)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("the doc names stagecast.{view}, which does not exist: {e}"));
+        let doc: Vec<(String, String)> = columns
+            .iter()
+            .map(|(n, t)| (n.clone(), pg_type(t).to_string()))
+            .collect();
+        if real != doc {
+            problems.push(format!(
+                "stagecast.{view}: the doc says\n    {doc:?}\n  the migrations define\n    {real:?}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // A CRM that redefines the views from the doc: every statement still prepares (a column
+    // the worker selects but the doc omits fails here, as it would in that CRM).
+    for (view, columns) in &documented {
+        let select: Vec<String> = columns
+            .iter()
+            .map(|(n, t)| format!("NULL::{t} AS {n}"))
+            .collect();
+        let sql = format!(
+            "DROP VIEW stagecast.{view}; CREATE VIEW stagecast.{view} AS SELECT {} WHERE false",
+            select.join(", ")
+        );
+        sqlx::raw_sql(&sql)
+            .execute(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("redefining stagecast.{view} from the doc: {e}"));
+    }
+    let mut conn = db.pool.acquire().await.unwrap();
+    let mut failed = Vec::new();
+    for (file, sql) in worker_statements() {
+        if let Err(e) = conn.prepare(sql.as_str()).await {
+            failed.push(format!("{file}: {e}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "statements that fail against views defined as docs/crm-integration.md §5 says:\n{}",
+        failed.join("\n")
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Samples: the doctor's migration line
+
+#[test]
+fn the_doctor_sample_shows_the_migrations_of_this_version() {
+    let mut files: Vec<String> = std::fs::read_dir(repo("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    let newest = files.last().expect("migrations exist");
+    // sqlx's description: the file name after the version, underscores as spaces.
+    let (version, rest) = newest.trim_end_matches(".sql").split_once('_').unwrap();
+    let expected = format!(
+        "Migrations: all {} applied (newest: {version} {})",
+        files.len(),
+        rest.replace('_', " ")
+    );
+    let doc = read_doc("operations.md");
+    let lines: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.contains("Migrations: all "))
+        .collect();
+    assert!(!lines.is_empty(), "docs/operations.md has no doctor sample");
+    for line in lines {
+        assert!(
+            line.contains(&expected),
+            "the doctor sample in docs/operations.md is out of date (migrations/ has {} files); expected\n  {expected}\nfound\n  {line}",
+            files.len()
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Whether Meta drops a re-sent event: one statement
+
+/// The statement, word for word wherever docs, help texts or the sandbox make the point.
+const DEDUP_STATEMENT: &str = "Meta does not promise to drop a re-sent event (for business messaging it says it does not deduplicate at all), so a re-send may be counted twice";
+
+#[test]
+fn docs_and_help_texts_agree_meta_does_not_promise_to_drop_re_sent_events() {
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for dir in ["docs"] {
+        for entry in std::fs::read_dir(repo(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                let name = path.strip_prefix(repo("")).unwrap().display().to_string();
+                texts.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    texts.push((
+        "README.md".into(),
+        std::fs::read_to_string(repo("README.md")).unwrap(),
+    ));
+    let mut sources = Vec::new();
+    production_sources(&repo("src"), &mut sources);
+    for (path, text) in sources {
+        texts.push((path.display().to_string(), text));
+    }
+    let mut problems = Vec::new();
+    for (name, text) in &texts {
+        // Markdown and comments wrap lines: compare with whitespace collapsed.
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let flat = flat.replace("/// ", "").replace("// ", "");
+        for claim in [
+            "Meta deduplicates",
+            "which Meta dedup",
+            "Meta dedupes",
+            "Meta de-duplicates",
+            "deduplicated by Meta",
+        ] {
+            if flat.contains(claim) {
+                problems.push(format!("{name} claims {claim:?}"));
+            }
+        }
+    }
+    for must in [
+        "docs/crm-integration.md",
+        "docs/operations.md",
+        "docs/sandbox.md",
+    ] {
+        let text = &texts.iter().find(|(n, _)| n == must).unwrap().1;
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !flat.contains(DEDUP_STATEMENT) {
+            problems.push(format!(
+                "{must} does not make the statement: {DEDUP_STATEMENT:?}"
+            ));
+        }
+    }
+    let help = stagecast::metrics_catalog::CATALOG
+        .iter()
+        .find(|d| d.name == "stagecast_duplicate_deliveries_total")
+        .expect("the duplicate-delivery counter is catalogued")
+        .help;
+    if !help.contains(DEDUP_STATEMENT) {
+        problems.push(format!(
+            "the metric help does not make the statement: {help:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -21,9 +21,8 @@ struct Output {
 /// Run the doctor with a clean environment: only what the test passes, so settings from the
 /// machine running the tests cannot change the outcome.
 async fn doctor(database_url: &str, graph_url: &str, keys: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"));
-    cmd.env_clear()
-        .arg("doctor")
+    let mut cmd = support::process::stagecast();
+    cmd.arg("doctor")
         .args(args)
         .env("DATABASE_URL", database_url)
         .env("STAGECAST_META_GRAPH_URL", graph_url)
@@ -331,7 +330,7 @@ async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
     );
 
     // Following the fix makes the doctor happy (apart from the empty CRM's warnings).
-    let migrate = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    let migrate = support::process::stagecast()
         .arg("migrate")
         .env("DATABASE_URL", &s.db.url)
         .output()

@@ -4,10 +4,12 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use stagecast::store::{OutcomeRow, Retention, WriteBack};
 use support::stack::Stack;
+use support::wait::{wait_until, DEADLINE};
 
 async fn insert_jobs(s: &Stack, n: i64) {
     sqlx::query("INSERT INTO stagecast.jobs (kind, payload) SELECT 'noop', jsonb_build_object('n', g) FROM generate_series(1, $1::bigint) g")
@@ -292,30 +294,113 @@ async fn retention_prunes_old_finished_work_only() {
     assert_eq!(running, 1, "live work is never pruned");
 }
 
+/// Rows of `table` matching `filter` (a SQL condition).
+async fn count(s: &Stack, table: &str, filter: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE {filter}"))
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_maintenance_loop_prunes_old_deliveries_alerts_and_jobs_but_never_the_admin_audit() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let delivered = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    let alerted = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 2")
+        .await;
+    let mut t = s.tuning();
+    t.worker.retention = Retention {
+        done: Duration::from_secs(24 * 3600),
+        failed: Duration::from_secs(24 * 3600),
+        audit: Duration::from_secs(24 * 3600),
+    };
+    let worker = s.start_worker_with(t);
+    // Real history: a delivery (audit row, archived job), an alert (and its chat message) on a
+    // failed job, and an admin replay of that job (it fails again: still no campaign).
+    s.move_to(delivered, 1).await;
+    s.move_to(alerted, 1).await;
+    s.drained().await;
+    s.exec("SELECT stagecast.replay_job(id, 'tester', 'retention test') FROM stagecast.jobs WHERE status = 'failed'")
+        .await;
+    s.drained().await;
+    assert_eq!(count(&s, "stagecast.admin_audit", "true").await, 1);
+    assert_eq!(count(&s, "stagecast.alerts", "true").await, 1);
+
+    // Everything of it becomes two days old; the admin audit even a year old.
+    s.exec(
+        "UPDATE stagecast.deliveries SET created_at = now() - interval '2 days';
+         UPDATE stagecast.alerts SET created_at = now() - interval '2 days';
+         UPDATE stagecast.job_archive SET finished_at = now() - interval '2 days';
+         UPDATE stagecast.jobs SET finished_at = now() - interval '2 days' WHERE status = 'failed';
+         UPDATE stagecast.admin_audit SET at = now() - interval '400 days';",
+    )
+    .await;
+    // And a fresh delivery, which must stay.
+    let fresh = s.customer(3, "c@example.com", "+5511999990003", None).await;
+    s.move_to(fresh, 1).await;
+    s.drained().await;
+
+    wait_until(
+        "the maintenance loop to prune what is older than the retention",
+        DEADLINE,
+        || async {
+            let old = "now() - interval '1 day'";
+            count(&s, "stagecast.deliveries", &format!("created_at < {old}")).await == 0
+                && count(&s, "stagecast.alerts", &format!("created_at < {old}")).await == 0
+                && count(&s, "stagecast.job_archive", &format!("finished_at < {old}")).await == 0
+                && count(&s, "stagecast.jobs", "status = 'failed'").await == 0
+        },
+    )
+    .await;
+    worker.shutdown().await.unwrap();
+
+    assert_eq!(
+        count(&s, "stagecast.admin_audit", "true").await,
+        1,
+        "retention never prunes the admin audit"
+    );
+    assert_eq!(
+        count(&s, "stagecast.deliveries", "outcome = 'delivered'").await,
+        1,
+        "the fresh delivery is kept"
+    );
+    assert_eq!(s.jobs_of(fresh).await[0].0, "done", "and its archived job");
+    assert_eq!(
+        s.chat_alerts(alerted).await.len(),
+        1,
+        "the chat message of a pruned alert stays in the CRM"
+    );
+}
+
 #[tokio::test]
 async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let mut t = s.tuning();
-    t.worker.poll_interval = Duration::from_secs(60);
+    // Far beyond the deadline below: only the NOTIFY can make the worker claim in time.
+    t.worker.poll_interval = Duration::from_secs(3600);
     let worker = s.start_worker_with(t);
-    // Let the worker reach its idle wait, LISTEN connected.
-    for _ in 0..100 {
-        if worker
-            .stats()
-            .listener_connected
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = worker.stats().clone();
+    // LISTEN connected, and the producer back to its idle wait after the wake-up the listener
+    // gives it on connecting (for jobs queued before LISTEN took effect): its second idle wait.
+    // From there nothing but a notification (or the hour-long poll) makes it claim.
+    wait_until("LISTEN connected and the worker idle", DEADLINE, || async {
+        stats.listener_connected.load(Ordering::Relaxed)
+            && stats.idle_waits.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let idle_before = stats.idle_waits.load(Ordering::Relaxed);
     s.move_to(c, 1).await;
     assert!(
-        s.sandbox.wait_for_events(1, Duration::from_secs(10)).await,
-        "delivered well before the 60 s poll: the NOTIFY woke the worker"
+        s.sandbox.wait_for_events(1, DEADLINE).await,
+        "delivered well before the hour-long poll: the NOTIFY woke the worker"
+    );
+    assert_eq!(
+        idle_before, 2,
+        "the worker had not claimed again before the notification"
     );
     worker.shutdown().await.unwrap();
 }
@@ -326,25 +411,35 @@ async fn shutdown_finishes_in_flight_work_or_releases_it_after_the_drain_timeout
     let s = Stack::new().await;
     s.seed_standard().await;
     s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.sandbox.set_latency(Duration::from_millis(400));
+    s.sandbox.hold_answers();
     let worker = s.start_worker();
     s.move_to(1, 1).await;
-    tokio::time::sleep(Duration::from_millis(150)).await; // request in flight
-    let stats = worker.shutdown().await.unwrap();
+    assert!(
+        s.sandbox.wait_for_in_flight(1, DEADLINE).await,
+        "the request is in flight"
+    );
+    // Shutdown first, then Meta answers: the drain waits for it.
+    worker.shutdown_token().cancel();
+    s.sandbox.release_answers();
+    let stats = worker.wait().await.unwrap();
     assert_eq!(stats.get(&stats.released_on_shutdown), 0);
     assert_eq!(s.jobs_of(1).await[0].0, "done");
     assert_eq!(s.sandbox.accepted_events(), 1);
 
-    // Release: the drain timeout passes first; the job goes back to pending, attempt refunded.
+    // Release: the answer never comes, so the drain timeout passes; the job goes back to
+    // pending, attempt refunded.
     let s = Stack::new().await;
     s.seed_standard().await;
     s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.sandbox.set_latency(Duration::from_secs(3));
+    s.sandbox.hold_answers();
     let mut t = s.tuning();
     t.worker.drain_timeout = Duration::from_millis(200);
     let worker = s.start_worker_with(t);
     s.move_to(1, 1).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        s.sandbox.wait_for_in_flight(1, DEADLINE).await,
+        "the request is in flight"
+    );
     let stats = worker.shutdown().await.unwrap();
     assert_eq!(stats.get(&stats.released_on_shutdown), 1);
     let (status, attempts): (String, i32) =
@@ -353,4 +448,5 @@ async fn shutdown_finishes_in_flight_work_or_releases_it_after_the_drain_timeout
             .await
             .unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
+    s.sandbox.release_answers();
 }

@@ -5,10 +5,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -16,7 +12,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use stagecast::sandbox::Fault;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use support::stack::{Stack, PIXEL, TOKEN};
+use support::wait::{wait_for, wait_until, DEADLINE};
 
 /// One POST received by the fake Sentry.
 #[derive(Debug, Clone)]
@@ -82,20 +81,18 @@ impl FakeSentry {
             .collect()
     }
 
-    /// The warning event whose `job_id` tag is `job_id`, waiting for it up to 20 s.
+    /// The warning event whose `job_id` tag is `job_id`, waiting for it.
     async fn failed_job_event(&self, job_id: i64) -> Value {
-        for _ in 0..400 {
-            if let Some(e) = self.events().into_iter().find(|e| {
-                level(e) == "warning" && e["tags"]["job_id"] == job_id.to_string().as_str()
-            }) {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "no Sentry event for failed job {job_id}; received: {:#?}",
-            self.events()
-        );
+        wait_for(
+            &format!("a Sentry event for failed job {job_id}"),
+            DEADLINE,
+            || async {
+                self.events().into_iter().find(|e| {
+                    level(e) == "warning" && e["tags"]["job_id"] == job_id.to_string().as_str()
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -160,13 +157,8 @@ fn spawn_worker(s: &Stack, sentry: SocketAddr, extra: &[&str]) -> tokio::process
 
 /// SIGTERM, then the process's stderr (it flushes Sentry before exiting).
 async fn stop(child: tokio::process::Child) -> String {
-    let pid = child.id().expect("running");
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    support::process::signal(&child, "TERM");
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
@@ -186,19 +178,16 @@ async fn stage_change_job(s: &Stack, customer: i64) -> i64 {
 }
 
 async fn wait_failed(s: &Stack, job: i64) {
-    for _ in 0..400 {
+    wait_until(&format!("job {job} to fail"), DEADLINE, || async {
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM stagecast.jobs WHERE id = $1")
                 .bind(job)
                 .fetch_optional(s.pool())
                 .await
                 .unwrap();
-        if status.as_deref() == Some("failed") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {job} did not fail");
+        status.as_deref() == Some("failed")
+    })
+    .await
 }
 
 #[tokio::test]
@@ -310,11 +299,17 @@ async fn concurrent_failing_jobs_keep_their_own_tags() {
     s.move_to(a, 1).await;
     s.move_to(b, 1).await;
     let (job_a, job_b) = (stage_change_job(&s, a).await, stage_change_job(&s, b).await);
-    // Both jobs are queued before the worker starts; one job per batch and a slow Meta make
-    // the two batches run at the same time, on hubs of their own.
-    s.sandbox.set_latency(Duration::from_millis(500));
+    // Both jobs are queued before the worker starts; one job per batch, and Meta holds its
+    // answers until both requests are in flight: the two batches run at the same time, on hubs
+    // of their own.
+    s.sandbox.hold_answers();
     let (sentry, addr) = FakeSentry::start().await;
     let worker = spawn_worker(&s, addr, &["--batch-size", "1"]);
+    assert!(
+        s.sandbox.wait_for_in_flight(2, DEADLINE).await,
+        "both batches have their request in flight at once"
+    );
+    s.sandbox.release_answers();
     wait_failed(&s, job_a).await;
     wait_failed(&s, job_b).await;
     let event_a = sentry.failed_job_event(job_a).await;
@@ -323,12 +318,9 @@ async fn concurrent_failing_jobs_keep_their_own_tags() {
 
     let requests = s.sandbox.requests();
     assert_eq!(requests.len(), 2, "one request per batch");
-    let overlap = (requests[0].received_at - requests[1].received_at)
-        .num_milliseconds()
-        .abs();
-    assert!(
-        overlap < 400,
-        "the two batches ran concurrently ({overlap} ms apart)"
+    assert_eq!(
+        requests[1].in_flight_at_arrival, 1,
+        "the second batch's request arrived while the first was in flight"
     );
 
     for (event, job, destination) in [
@@ -356,18 +348,13 @@ async fn claims_failing_for_a_while_are_reported_as_an_error() {
     // Take the queue table away (as a broken migration would): every claim fails.
     s.exec("ALTER TABLE stagecast.jobs RENAME TO jobs_elsewhere")
         .await;
-    let mut reported = None;
-    for _ in 0..300 {
-        reported = sentry.events().into_iter().find(|e| level(e) == "error");
-        if reported.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let event = wait_for("an ERROR event in Sentry", DEADLINE, || async {
+        sentry.events().into_iter().find(|e| level(e) == "error")
+    })
+    .await;
     s.exec("ALTER TABLE stagecast.jobs_elsewhere RENAME TO jobs")
         .await;
     stop(worker).await;
-    let event = reported.expect("an ERROR event reached Sentry");
     let text = event.to_string();
     assert!(text.contains("claiming jobs keeps failing"), "{event:#}");
     assert!(!text.contains(&s.db.url), "no database URL: {event:#}");

@@ -300,16 +300,17 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     let worker = s.start_worker();
     s.move_to(c, 1).await;
     s.drained().await;
-    // Replay it twice without fixing anything: still one alert in the chat.
+    // Replay it twice without fixing anything, as an admin would: still one alert in the chat.
+    let replay = "SELECT stagecast.replay_jobs(p_status => 'failed', p_actor => 'tester', p_reason => 'test')";
     for _ in 0..2 {
-        s.exec("UPDATE stagecast.jobs SET status = 'pending', attempts = 0, run_at = now() WHERE status = 'failed'").await;
+        s.exec(replay).await;
         s.drained().await;
     }
     assert_eq!(s.chat_alerts(c).await.len(), 1);
     // Fix the cause and replay: delivered, with the same stage-change time.
     s.exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1")
         .await;
-    s.exec("UPDATE stagecast.jobs SET status = 'pending', attempts = 0, run_at = now() WHERE status = 'failed'").await;
+    s.exec(replay).await;
     s.drained().await;
     worker.shutdown().await.unwrap();
     assert_eq!(s.sandbox.received().len(), 1);
@@ -337,13 +338,60 @@ async fn a_stage_change_older_than_seven_days_is_not_sent_and_alerts() {
     assert_failed_with_alert(&s, c, "event_too_old", "7-day window", "mais de 7 dias").await;
 }
 
-#[test]
-fn normaliser_matches_the_documented_brazilian_vectors() {
-    // The full vector table lives in the pii module's unit tests; this is the end-to-end
-    // sanity check that the pipeline uses the same normaliser configuration.
-    let n = Normalizer::new("BR").unwrap();
-    assert_eq!(
-        n.phone("011 98765-4321").unwrap().as_str(),
-        sha("5511987654321")
+/// The Brazilian phone vectors of the pii module's unit tests (raw form → E.164 digits): every
+/// format a CRM or a WhatsApp gateway stores, the trunk-0 national form both Meta SDKs get
+/// wrong, and a number written without the 9th digit.
+const BRAZILIAN_PHONES: &[(&str, &str)] = &[
+    ("+55 (11) 98765-4321", "5511987654321"),
+    ("0055 11 98765-4321", "5511987654321"),
+    ("+55.11.98765.4321", "5511987654321"),
+    ("5511987654321@s.whatsapp.net", "5511987654321"),
+    ("011 98765-4321", "5511987654321"),
+    ("(11) 98765-4321", "5511987654321"),
+    ("551187654321", "551187654321"),
+];
+
+#[tokio::test]
+async fn the_pipelines_normaliser_hashes_every_documented_brazilian_vector() {
+    // End to end, through the pipeline as configured (default region BR, the default): one
+    // customer per vector, and what reaches "Meta" is the hash of the expected digits.
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    for (i, (raw, _)) in BRAZILIAN_PHONES.iter().enumerate() {
+        let id = i as i64 + 1;
+        sqlx::query("INSERT INTO customers (id, name, phone, utm_campaign_id) VALUES ($1, 'Cliente', $2, 1)")
+            .bind(id)
+            .bind(raw)
+            .execute(s.pool())
+            .await
+            .unwrap();
+    }
+    let worker = s.start_worker();
+    s.exec("UPDATE customers SET stage_id = 1").await;
+    assert!(
+        s.sandbox
+            .wait_for_events(BRAZILIAN_PHONES.len(), support::wait::DEADLINE)
+            .await
     );
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    let received = s.sandbox.received();
+    for (i, (raw, digits)) in BRAZILIAN_PHONES.iter().enumerate() {
+        let external_id = sha(&(i + 1).to_string());
+        let event = received
+            .iter()
+            .find(|r| r.event["user_data"]["external_id"][0] == external_id.as_str())
+            .unwrap_or_else(|| panic!("no event for customer {}", i + 1));
+        assert_eq!(
+            event.event["user_data"]["ph"],
+            serde_json::json!([sha(digits)]),
+            "{raw:?} must be sent as sha256({digits})"
+        );
+    }
+    // And the pipeline's default region is the one the unit tests use.
+    let n =
+        Normalizer::new(&stagecast::pipeline::PipelineConfig::default().default_region).unwrap();
+    for (raw, digits) in BRAZILIAN_PHONES {
+        assert_eq!(n.phone_digits(raw).unwrap(), *digits, "{raw:?}");
+    }
 }

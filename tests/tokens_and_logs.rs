@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use stagecast::secrets::KeyRing;
 use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+use support::wait::{wait_until, DEADLINE};
 
 const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
@@ -30,21 +31,21 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
         "delivered with the token"
     );
     // Maintenance runs every 100 ms in tests.
-    let mut sealed: Option<(Option<String>, Option<String>)> = None;
-    for _ in 0..50 {
-        let row: (Option<String>, Option<String>) =
-            sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE id = 1")
-                .fetch_one(s.pool())
-                .await
-                .unwrap();
-        if row.0.is_none() {
-            sealed = Some(row);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sealed = support::wait::wait_for(
+        "the plaintext token to be sealed and cleared",
+        support::wait::DEADLINE,
+        || async {
+            let row: (Option<String>, Option<String>) =
+                sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE id = 1")
+                    .fetch_one(s.pool())
+                    .await
+                    .unwrap();
+            row.0.is_none().then_some(row)
+        },
+    )
+    .await;
     worker.shutdown().await.unwrap();
-    let (plain, enc) = sealed.expect("the plaintext token was cleared");
+    let (plain, enc) = sealed;
     assert!(plain.is_none());
     let enc = enc.expect("sealed token stored");
     assert!(enc.starts_with("v1:k1:"), "{enc}");
@@ -53,7 +54,7 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
 }
 
 fn bin() -> tokio::process::Command {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    support::process::stagecast()
 }
 
 #[tokio::test]
@@ -194,14 +195,23 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
     s.drained().await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // a maintenance round
-                                                          // SIGTERM: graceful shutdown, logs flushed.
-    let pid = child.id().unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    // The worker's maintenance seals both plaintext tokens (and logs that it did).
+    support::wait::wait_until(
+        "the worker sealed the plaintext tokens",
+        support::wait::DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pixels WHERE access_token IS NOT NULL",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+                == 0
+        },
+    )
+    .await;
+    // SIGTERM: graceful shutdown, logs flushed.
+    support::process::signal(&child, "TERM");
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("the worker stops on SIGTERM")
@@ -235,4 +245,179 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     ] {
         assert!(!logs.contains(needle), "logs contain {needle:?}:\n{logs}");
     }
+}
+
+const K3: &str = "k3:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+
+/// `stagecast keys rotate` with `keys` (None: STAGECAST_KEYS unset): (success, stdout, stderr).
+async fn rotate(s: &Stack, keys: Option<&str>) -> (bool, String, String) {
+    let mut cmd = bin();
+    cmd.args(["keys", "rotate"]).env("DATABASE_URL", &s.db.url);
+    if let Some(keys) = keys {
+        cmd.env("STAGECAST_KEYS", keys);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn sealed_tokens(s: &Stack) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT id, access_token_enc FROM pixels ORDER BY id")
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_rotate_fails_loudly_on_what_it_cannot_reseal_and_reseals_the_rest() {
+    let s = Stack::new().await;
+    s.seed_standard().await; // pixel 1 sealed with k1
+    let k3_only = KeyRing::parse(K3).unwrap();
+    sqlx::query(
+        "INSERT INTO pixels (id, platform, pixel_id, access_token_enc, active) VALUES \
+           (2, 'facebook', '222', $1, true), (3, 'facebook', '333', 'v1:k1:not-a-ciphertext', true)",
+    )
+    .bind(k3_only.seal("EAAthird-secret-token"))
+    .execute(s.pool())
+    .await
+    .unwrap();
+    let before = sealed_tokens(&s).await;
+
+    // No key ring, or a broken one: refused before touching anything.
+    let (ok, _, stderr) = rotate(&s, None).await;
+    assert!(
+        !ok && stderr.contains("STAGECAST_KEYS is not set"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = rotate(&s, Some("k2:too-short")).await;
+    assert!(
+        !ok && stderr.contains("STAGECAST_KEYS is invalid"),
+        "{stderr}"
+    );
+    assert_eq!(sealed_tokens(&s).await, before);
+
+    // k2 first, k1 after it: pixel 1 is re-sealed; pixel 2 (sealed with k3, not in the ring)
+    // and pixel 3 (not a ciphertext) cannot be, and the command says so and fails.
+    let (ok, stdout, stderr) = rotate(&s, Some(&format!("{K2},{KEYS}"))).await;
+    assert!(!ok, "a token left behind is a failure:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("re-sealed 1 token(s) with key k2"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("pixel 2: "), "{stderr}");
+    assert!(stderr.contains("pixel 3: "), "{stderr}");
+    assert!(
+        stderr.contains("2 token(s) could not be re-sealed"),
+        "{stderr}"
+    );
+    for secret in [TOKEN, "EAAthird-secret-token", "ICEiIyQl", "AAECAwQF"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "output holds {secret:?}"
+        );
+    }
+    let after = sealed_tokens(&s).await;
+    assert!(after[0].1.starts_with("v1:k2:"), "{:?}", after[0]);
+    assert_eq!(
+        after[1..],
+        before[1..],
+        "what could not be re-sealed is kept as is"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_never_overwrites_a_token_the_crm_changes_meanwhile_and_workers_keep_delivering(
+) {
+    let s = Stack::new().await;
+    s.seed_standard().await; // pixel 1 sealed with k1
+    const NEW_TOKEN: &str = "EAAnew-token-written-meanwhile";
+    s.sandbox.add_pixel(PIXEL, NEW_TOKEN);
+    // A worker that knows both keys keeps delivering throughout.
+    let t = s.tuning();
+    let both = KeyRing::parse(&format!("{K2},{KEYS}")).unwrap();
+    let pipeline =
+        stagecast::pipeline::Pipeline::new(s.store.clone(), t.meta, Some(both.clone()), t.pipeline)
+            .unwrap();
+    let worker = stagecast::queue::Worker::new(s.store.clone(), pipeline, t.worker).spawn();
+    let c1 = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.move_to(c1, 1).await;
+    assert!(s.sandbox.wait_for_events(1, DEADLINE).await);
+
+    // The CRM stores a new token (sealed with k1, as its backend does) in a transaction that is
+    // still open when the rotation reaches that row.
+    let mut crm = s.pool().begin().await.unwrap();
+    let crm_sealed = s.keys.seal(NEW_TOKEN);
+    sqlx::query("UPDATE pixels SET access_token_enc = $1 WHERE id = 1")
+        .bind(&crm_sealed)
+        .execute(&mut *crm)
+        .await
+        .unwrap();
+    let rotation = tokio::spawn({
+        let url = s.db.url.clone();
+        async move {
+            bin()
+                .args(["keys", "rotate"])
+                .env("DATABASE_URL", url)
+                .env("STAGECAST_KEYS", format!("{K2},{KEYS}"))
+                .output()
+                .await
+                .unwrap()
+        }
+    });
+    // The rotation read the committed (old) ciphertext and now waits on the CRM's row lock.
+    wait_until(
+        "keys rotate to wait for the CRM's row lock",
+        DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                    AND query LIKE '%replace_sealed_token%')",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    crm.commit().await.unwrap();
+    let out = rotation.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("re-sealed 0 token(s)"),
+        "the compare-and-set lost, so nothing was re-sealed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The CRM's token survived (a re-seal of the old one would have reverted it).
+    let enc = &sealed_tokens(&s).await[0].1;
+    assert_eq!(enc, &crm_sealed);
+    assert_eq!(both.open(enc).unwrap().expose(), NEW_TOKEN);
+
+    // The next rotation re-seals the new token, and the worker delivers with it throughout.
+    let again = bin()
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", &s.db.url)
+        .env("STAGECAST_KEYS", format!("{K2},{KEYS}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("re-sealed 1 token(s) with key k2"));
+    let enc = &sealed_tokens(&s).await[0].1;
+    assert!(enc.starts_with("v1:k2:"));
+    assert_eq!(both.open(enc).unwrap().expose(), NEW_TOKEN);
+    let c2 = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    s.move_to(c2, 1).await;
+    assert!(s.sandbox.wait_for_events(2, DEADLINE).await);
+    worker.shutdown().await.unwrap();
+    assert!(
+        s.sandbox.requests().iter().all(|r| r.accepted()),
+        "no request was refused for its token"
+    );
 }

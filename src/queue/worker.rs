@@ -144,6 +144,9 @@ pub struct WorkerStats {
     pub write_back_errors: AtomicU64,
     pub released_on_shutdown: AtomicU64,
     pub listener_connected: AtomicBool,
+    /// Times the producer found nothing to claim and began to wait for a notification or the
+    /// poll: lets a test know the worker is idle, instead of sleeping until it probably is.
+    pub idle_waits: AtomicU64,
 }
 
 impl WorkerStats {
@@ -320,6 +323,7 @@ impl<H: JobHandler> Worker<H> {
             };
             let got = jobs.len();
             if got == 0 {
+                stats.idle_waits.fetch_add(1, Ordering::Relaxed);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = wake.notified() => {}

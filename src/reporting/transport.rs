@@ -38,7 +38,7 @@ pub struct HttpTransport {
 impl HttpTransport {
     pub fn new(dsn: &Dsn) -> Result<Self, ReportingError> {
         let user_agent = concat!("stagecast/", env!("CARGO_PKG_VERSION"));
-        let client = reqwest::Client::builder()
+        let client = crate::http_client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(user_agent)
             .build()
@@ -168,5 +168,182 @@ async fn send_loop(
                 failing = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transport against a fake Sentry on 127.0.0.1 whose answers the test scripts.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use tokio::sync::watch;
+
+    use super::*;
+
+    /// What the fake answers, and what it saw.
+    struct Fake {
+        received: AtomicUsize,
+        /// Requests currently held by `gate`.
+        waiting: watch::Sender<usize>,
+        /// While true, requests wait before being answered.
+        gate: watch::Sender<bool>,
+        answer: Mutex<(StatusCode, Vec<(&'static str, String)>)>,
+    }
+
+    impl Fake {
+        async fn start() -> (Arc<Fake>, Dsn) {
+            let fake = Arc::new(Fake {
+                received: AtomicUsize::new(0),
+                waiting: watch::Sender::new(0),
+                gate: watch::Sender::new(false),
+                answer: Mutex::new((StatusCode::OK, Vec::new())),
+            });
+            let state = fake.clone();
+            let app = axum::Router::new().route(
+                "/api/{project}/envelope/",
+                post(move || {
+                    let fake = state.clone();
+                    async move {
+                        fake.received.fetch_add(1, Ordering::SeqCst);
+                        fake.waiting.send_modify(|n| *n += 1);
+                        let mut gate = fake.gate.subscribe();
+                        let _ = gate.wait_for(|&closed| !closed).await;
+                        fake.waiting.send_modify(|n| *n -= 1);
+                        let (status, headers) = fake.answer.lock().unwrap().clone();
+                        let mut map = HeaderMap::new();
+                        for (name, value) in headers {
+                            map.insert(name, value.parse().unwrap());
+                        }
+                        (status, map, "{}")
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            let dsn: Dsn = format!("http://public@{addr}/1").parse().unwrap();
+            (fake, dsn)
+        }
+
+        fn received(&self) -> usize {
+            self.received.load(Ordering::SeqCst)
+        }
+
+        fn answer(&self, status: StatusCode, headers: &[(&'static str, &str)]) {
+            *self.answer.lock().unwrap() = (
+                status,
+                headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            );
+        }
+    }
+
+    fn envelope() -> Envelope {
+        Envelope::from(sentry::protocol::Event::default())
+    }
+
+    /// `flush` blocks its thread; the fake server runs on the test's runtime. Called on the
+    /// transport itself: sentry's `impl Transport for Arc<T>` does not forward `flush`.
+    async fn flush(transport: &Arc<HttpTransport>) -> bool {
+        let t = transport.clone();
+        tokio::task::spawn_blocking(move || HttpTransport::flush(&t, Duration::from_secs(30)))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_drops_envelopes_instead_of_blocking_or_growing() {
+        let (fake, dsn) = Fake::start().await;
+        let transport = Arc::new(HttpTransport::new(&dsn).unwrap());
+        // Sentry hangs: the first envelope is in flight and held there.
+        fake.gate.send_replace(true);
+        transport.send_envelope(envelope());
+        let mut waiting = fake.waiting.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), waiting.wait_for(|&n| n == 1))
+            .await
+            .expect("the first envelope reaches the fake Sentry")
+            .unwrap();
+        // Meanwhile an error storm: the queue takes QUEUE of them, the rest are dropped at once
+        // (send_envelope never blocks its caller).
+        for _ in 0..3 * QUEUE {
+            transport.send_envelope(envelope());
+        }
+        fake.gate.send_replace(false);
+        assert!(flush(&transport).await, "flushed once Sentry answers");
+        assert_eq!(
+            fake.received(),
+            1 + QUEUE,
+            "the one in flight and a full queue; the rest were dropped"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_429_with_retry_after_stops_sending_until_then() {
+        let (fake, dsn) = Fake::start().await;
+        let transport = Arc::new(HttpTransport::new(&dsn).unwrap());
+        fake.answer(StatusCode::TOO_MANY_REQUESTS, &[("retry-after", "3600")]);
+        transport.send_envelope(envelope());
+        assert!(flush(&transport).await);
+        assert_eq!(fake.received(), 1);
+        // For the next hour, envelopes are dropped without a request.
+        fake.answer(StatusCode::OK, &[]);
+        for _ in 0..10 {
+            transport.send_envelope(envelope());
+            assert!(flush(&transport).await);
+        }
+        assert_eq!(fake.received(), 1, "nothing is sent during Retry-After");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sending_resumes_once_retry_after_has_passed() {
+        let (fake, dsn) = Fake::start().await;
+        let transport = Arc::new(HttpTransport::new(&dsn).unwrap());
+        fake.answer(StatusCode::TOO_MANY_REQUESTS, &[("retry-after", "1")]);
+        let before_429 = Instant::now();
+        transport.send_envelope(envelope());
+        assert!(flush(&transport).await);
+        fake.answer(StatusCode::OK, &[]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fake.received() == 1 {
+            assert!(Instant::now() < deadline, "sending never resumed");
+            transport.send_envelope(envelope());
+            assert!(flush(&transport).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A lower bound only: not before the second Sentry asked for.
+        assert!(before_429.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_429_without_headers_pauses_and_rate_limit_headers_are_honoured() {
+        // A bare 429: Sentry's default pause (60 s), so the next envelopes are dropped.
+        let (fake, dsn) = Fake::start().await;
+        let transport = Arc::new(HttpTransport::new(&dsn).unwrap());
+        fake.answer(StatusCode::TOO_MANY_REQUESTS, &[]);
+        transport.send_envelope(envelope());
+        assert!(flush(&transport).await);
+        fake.answer(StatusCode::OK, &[]);
+        for _ in 0..5 {
+            transport.send_envelope(envelope());
+        }
+        assert!(flush(&transport).await);
+        assert_eq!(fake.received(), 1);
+
+        // X-Sentry-Rate-Limits for the error category, even on a 200, stops errors too.
+        let (fake, dsn) = Fake::start().await;
+        let transport = Arc::new(HttpTransport::new(&dsn).unwrap());
+        fake.answer(StatusCode::OK, &[("x-sentry-rate-limits", "60:error:key")]);
+        transport.send_envelope(envelope());
+        assert!(flush(&transport).await);
+        for _ in 0..5 {
+            transport.send_envelope(envelope());
+        }
+        assert!(flush(&transport).await);
+        assert_eq!(fake.received(), 1);
     }
 }

@@ -402,6 +402,7 @@ async fn post_events(
     body: Body,
 ) -> Response {
     let received_at = Utc::now();
+    let (in_flight, in_flight_at_arrival) = state.enter();
     // Faults come first: a failing proxy or server does not look at the request at all.
     let fault = state.next_fault();
     let (version, pixel_id) = path.map(|Path(p)| p).unwrap_or_default();
@@ -480,15 +481,20 @@ async fn post_events(
         outcome_unknown_to_client: matches!(fault, Some(Fault::Timeout(_))),
         fault,
         received_at,
+        in_flight_at_arrival,
+        answered_at: None,
+        partner_agent: body.partner_agent.clone(),
     };
     // Recorded before the (possibly long) hold: with a Timeout fault the client is gone by the time
     // the answer is written, yet Meta has the events.
-    state.record(record, ids, received);
+    state.record(in_flight.seq, record, ids, received);
 
     let delay = state.latency() + hold;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    state.wait_for_answer_turn().await;
+    in_flight.answered();
     let usage = state.usage_header();
     match outcome {
         Outcome::Accepted => {

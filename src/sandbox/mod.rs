@@ -76,6 +76,16 @@ pub struct RequestRecord {
     /// so it cannot know. It must retry with the same `event_id`; `delivered_count` shows the copy.
     pub outcome_unknown_to_client: bool,
     pub received_at: DateTime<Utc>,
+    /// How many other `/events` requests were in flight (received, not yet answered) when this one
+    /// arrived: 1 or more means two requests overlapped, whatever the clocks say.
+    pub in_flight_at_arrival: usize,
+    /// When the sandbox handed the answer to the HTTP server; `None` while the request is still
+    /// held (latency, [`Fault::Timeout`], [`MetaGraphSandbox::hold_answers`]) or when the client
+    /// went away before the answer was ready. A client cannot have seen the outcome of a request
+    /// answered after it died.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// The request's `partner_agent`: tells two clients (a killed worker and its rescuer) apart.
+    pub partner_agent: Option<String>,
 }
 
 impl RequestRecord {
@@ -230,7 +240,8 @@ impl MetaGraphSandbox {
     }
 
     /// How many times `event_id` was accepted. Each occurrence counts, also two inside one request:
-    /// Meta would ingest both copies (it does not dedupe server events, §2.4), so either is a bug.
+    /// Meta may ingest both copies (it does not promise to drop a re-sent event, and for business
+    /// messaging says it does not deduplicate at all), so either is a possible double count.
     pub fn delivered_count(&self, event_id: &str) -> usize {
         lock(&self.state.log)
             .delivered
@@ -241,6 +252,50 @@ impl MetaGraphSandbox {
     /// Number of accepted events since start or the last [`clear`](Self::clear).
     pub fn accepted_events(&self) -> usize {
         *self.state.accepted.borrow()
+    }
+
+    /// Hold back the answer of every `/events` request (after it was validated and recorded, and
+    /// after its latency) until [`release_answers`](Self::release_answers) or
+    /// [`allow_answers`](Self::allow_answers): tests use it to keep requests in flight for
+    /// exactly as long as they need, instead of guessing a latency.
+    pub fn hold_answers(&self) {
+        self.state.answer_budget.send_replace(Some(0));
+    }
+
+    /// While answers are held, let `n` more go (to the longest-waiting requests first, as far as
+    /// the runtime wakes them in order; then to new ones). Does nothing when nothing is held.
+    pub fn allow_answers(&self, n: usize) {
+        self.state.answer_budget.send_modify(|budget| {
+            if let Some(left) = budget {
+                *left += n;
+            }
+        });
+    }
+
+    /// Let held answers (and every later one) go.
+    pub fn release_answers(&self) {
+        self.state.answer_budget.send_replace(None);
+    }
+
+    /// `/events` requests received and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        *self.state.in_flight.borrow()
+    }
+
+    /// Resolves to `true` once at least `n` `/events` requests are in flight at the same time,
+    /// `false` after `timeout`.
+    pub fn wait_for_in_flight(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let mut rx = self.state.in_flight.subscribe();
+        async move {
+            matches!(
+                tokio::time::timeout(timeout, rx.wait_for(|&count| count >= n)).await,
+                Ok(Ok(_))
+            )
+        }
     }
 
     /// Resolves to `true` once at least `n` events have been accepted, `false` after `timeout`.
@@ -299,6 +354,13 @@ pub(crate) struct State {
     log: Mutex<Log>,
     /// Accepted-event count; a watch channel so `wait_for_events` sleeps instead of polling.
     accepted: watch::Sender<usize>,
+    /// `/events` requests received and not yet answered.
+    in_flight: watch::Sender<usize>,
+    /// How many more `/events` answers may go while answers are held; `None` when nothing is
+    /// held (see `hold_answers`).
+    answer_budget: watch::Sender<Option<usize>>,
+    /// Numbers requests, so an answer finds its record even after `clear`.
+    next_seq: AtomicU64,
 }
 
 #[derive(Default)]
@@ -316,6 +378,8 @@ struct Ad {
 struct Log {
     received: Vec<ReceivedEvent>,
     requests: Vec<RequestRecord>,
+    /// `seq` of each entry of `requests` (same index).
+    seqs: Vec<u64>,
     delivered: HashMap<String, u32>,
 }
 
@@ -337,6 +401,9 @@ impl State {
             record_events: AtomicBool::new(true),
             log: Mutex::default(),
             accepted: watch::Sender::new(0),
+            in_flight: watch::Sender::new(0),
+            answer_budget: watch::Sender::new(None),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -376,9 +443,57 @@ impl State {
             .map(|ad| ad.campaign_id.clone())
     }
 
+    /// Count a request in flight until the returned guard is dropped (answered, or abandoned by
+    /// the server because the client went away). Also says how many others were in flight.
+    fn enter(self: &Arc<Self>) -> (InFlight, usize) {
+        let mut others = 0;
+        self.in_flight.send_modify(|n| {
+            others = *n;
+            *n += 1;
+        });
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        (
+            InFlight {
+                state: self.clone(),
+                seq,
+            },
+            others,
+        )
+    }
+
+    /// Waits while answers are held, then takes one from the budget.
+    async fn wait_for_answer_turn(&self) {
+        let mut changes = self.answer_budget.subscribe();
+        loop {
+            let mut go = false;
+            self.answer_budget.send_if_modified(|budget| match budget {
+                None => {
+                    go = true;
+                    false
+                }
+                Some(0) => false,
+                Some(left) => {
+                    *left -= 1;
+                    go = true;
+                    true
+                }
+            });
+            // A change between the check and here is seen: `changes` was subscribed before it.
+            if go || changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Store one request. `ids` are the `event_id`s of its events (counted as delivered when it was
     /// accepted); `received` holds its events when it was accepted and recording is on.
-    fn record(&self, mut record: RequestRecord, ids: Vec<String>, received: Vec<ReceivedEvent>) {
+    fn record(
+        &self,
+        seq: u64,
+        mut record: RequestRecord,
+        ids: Vec<String>,
+        received: Vec<ReceivedEvent>,
+    ) {
         let accepted = if record.accepted() {
             record.event_count
         } else {
@@ -402,10 +517,37 @@ impl State {
         }
         log.received.extend(received);
         log.requests.push(record);
+        log.seqs.push(seq);
         if accepted > 0 {
             // Under the log lock so a concurrent clear() cannot interleave with the increment.
             self.accepted.send_modify(|c| *c += accepted);
         }
+    }
+}
+
+/// One `/events` request in flight; see [`State::enter`].
+pub(crate) struct InFlight {
+    state: Arc<State>,
+    seq: u64,
+}
+
+impl InFlight {
+    /// The answer is about to be handed to the HTTP server.
+    pub(crate) fn answered(self) {
+        let now = Utc::now();
+        let mut log = lock(&self.state.log);
+        // Requests are appended in `seq` order, so the newest are at the end.
+        if let Some(i) = log.seqs.iter().rposition(|&s| s == self.seq) {
+            log.requests[i].answered_at = Some(now);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

@@ -718,7 +718,9 @@ async fn html_fault_answers_502_html() {
 #[tokio::test]
 async fn timeout_fault_records_events_but_client_times_out() {
     let sb = sandbox().await;
-    sb.push_fault(Fault::Timeout(Duration::from_millis(600)));
+    // Held far longer than any client waits: the client's timeout always fires first.
+    let hold = Duration::from_secs(3600);
+    sb.push_fault(Fault::Timeout(hold));
     let c = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_millis(150))
@@ -738,17 +740,96 @@ async fn timeout_fault_records_events_but_client_times_out() {
     assert_eq!(sb.received().len(), 1);
     let r = &sb.requests()[0];
     assert!(r.accepted() && r.outcome_unknown_to_client);
-    assert_eq!(r.fault, Some(Fault::Timeout(Duration::from_millis(600))));
+    assert_eq!(r.fault, Some(Fault::Timeout(hold)));
+    assert_eq!(r.answered_at, None, "the answer is still held");
 
-    // The retry (same event_id) goes through at once: the fault was consumed; the duplicate shows.
-    let started = Instant::now();
-    assert_ok(&post_events(&sb, vec![event("slow")]).await, 1);
-    assert!(
-        started.elapsed() < Duration::from_millis(600),
-        "no second hold"
+    // The retry (same event_id) is answered: the fault was consumed; the duplicate shows. A
+    // second hold would make this client (30 s) time out too.
+    let patient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_ok(
+        &send(
+            patient
+                .post(events_url(&sb, PIXEL))
+                .bearer_auth(TOKEN)
+                .json(&json!({"data": [event("slow")]})),
+        )
+        .await,
+        1,
     );
     assert_eq!(sb.delivered_count("slow"), 2);
-    assert!(!sb.requests()[1].outcome_unknown_to_client);
+    let retry = &sb.requests()[1];
+    assert!(!retry.outcome_unknown_to_client);
+    assert_eq!(retry.fault, None);
+    assert!(retry.answered_at.is_some());
+}
+
+#[tokio::test]
+async fn held_answers_keep_requests_in_flight_until_released() {
+    let sb = sandbox().await;
+    sb.hold_answers();
+    let first = tokio::spawn(post_events_owned(sb.clone(), "h1"));
+    assert!(
+        sb.wait_for_in_flight(1, Duration::from_secs(30)).await,
+        "the first request is held"
+    );
+    let second = tokio::spawn(post_events_owned(sb.clone(), "h2"));
+    assert!(
+        sb.wait_for_in_flight(2, Duration::from_secs(30)).await,
+        "both requests are held at once"
+    );
+    // Held answers are recorded (and delivered) already, but not answered.
+    let requests = sb.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].in_flight_at_arrival, 0);
+    assert_eq!(requests[1].in_flight_at_arrival, 1, "they overlapped");
+    assert!(requests.iter().all(|r| r.answered_at.is_none()));
+    assert_eq!(sb.accepted_events(), 2);
+
+    sb.release_answers();
+    assert_ok(&first.await.unwrap(), 1);
+    assert_ok(&second.await.unwrap(), 1);
+    assert_eq!(sb.in_flight(), 0);
+    assert!(sb.requests().iter().all(|r| r.answered_at.is_some()));
+    // Released means released: the next request is answered at once.
+    assert_ok(&post_events(&sb, vec![event("h3")]).await, 1);
+    assert_eq!(sb.requests()[2].in_flight_at_arrival, 0);
+}
+
+#[tokio::test]
+async fn allow_answers_lets_exactly_that_many_go() {
+    let sb = sandbox().await;
+    sb.hold_answers();
+    let a = tokio::spawn(post_events_owned(sb.clone(), "a1"));
+    let b = tokio::spawn(post_events_owned(sb.clone(), "a2"));
+    assert!(sb.wait_for_in_flight(2, Duration::from_secs(30)).await);
+    sb.allow_answers(1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.in_flight() != 1 {
+        assert!(Instant::now() < deadline, "one answer should go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answered: Vec<bool> = sb
+        .requests()
+        .iter()
+        .map(|r| r.answered_at.is_some())
+        .collect();
+    assert_eq!(answered.iter().filter(|&&a| a).count(), 1, "{answered:?}");
+    sb.allow_answers(1);
+    assert_ok(&a.await.unwrap(), 1);
+    assert_ok(&b.await.unwrap(), 1);
+    // Still held for the next one, until released.
+    let c = tokio::spawn(post_events_owned(sb.clone(), "a3"));
+    assert!(sb.wait_for_in_flight(1, Duration::from_secs(30)).await);
+    sb.release_answers();
+    assert_ok(&c.await.unwrap(), 1);
+}
+
+async fn post_events_owned(sb: MetaGraphSandbox, id: &'static str) -> Reply {
+    post_events(&sb, vec![event(id)]).await
 }
 
 #[tokio::test]
@@ -1091,6 +1172,26 @@ async fn get_ad_campaign() {
     graph_error(&reply, 400, 100, Some(33));
 }
 
+/// Waits (up to 30 s) until connecting to `url` fails: stopping the server is asynchronous.
+async fn refused_eventually(url: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let result = client()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(&json!({"data": [event("z")]}))
+            .send()
+            .await;
+        if result.is_err() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn shutdown_stops_serving_and_clones_share_state() {
     let sb = sandbox().await;
@@ -1098,14 +1199,10 @@ async fn shutdown_stops_serving_and_clones_share_state() {
     assert_ok(&post_events(&clone, vec![event("z")]).await, 1);
     assert_eq!(sb.delivered_count("z"), 1);
     sb.shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let result = client()
-        .post(events_url(&sb, PIXEL))
-        .bearer_auth(TOKEN)
-        .json(&json!({"data": [event("z")]}))
-        .send()
-        .await;
-    assert!(result.is_err(), "a stopped sandbox must refuse connections");
+    assert!(
+        refused_eventually(&events_url(&sb, PIXEL)).await,
+        "a stopped sandbox must refuse connections"
+    );
 }
 
 #[tokio::test]
@@ -1113,12 +1210,5 @@ async fn dropping_the_last_handle_stops_the_server() {
     let sb = sandbox().await;
     let url = events_url(&sb, PIXEL);
     drop(sb);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let result = client()
-        .post(url)
-        .bearer_auth(TOKEN)
-        .json(&json!({"data": [event("z")]}))
-        .send()
-        .await;
-    assert!(result.is_err());
+    assert!(refused_eventually(&url).await);
 }

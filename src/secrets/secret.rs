@@ -63,6 +63,11 @@ impl Drop for Secret {
 /// (volatile stores + a compiler fence, so the optimiser cannot remove them as dead stores to
 /// memory about to be freed) in a dozen lines.
 pub(crate) fn wipe(mut bytes: Vec<u8>) {
+    zero_in_place(&mut bytes);
+}
+
+/// The zeroing part of [`wipe`], on a buffer that stays allocated (so a test can look at it).
+fn zero_in_place(bytes: &mut Vec<u8>) {
     for byte in bytes.iter_mut() {
         // SAFETY: `byte` is a valid, aligned, exclusive reference into the vector's buffer.
         unsafe { std::ptr::write_volatile(byte, 0) };
@@ -100,10 +105,26 @@ mod tests {
     }
 
     #[test]
-    fn wipe_handles_spare_capacity_and_empty_buffers() {
+    fn wipe_zeroes_contents_and_spare_capacity_and_handles_empty_buffers() {
+        // A buffer that held a longer secret before being truncated: the tail is spare
+        // capacity now, but the bytes are still in the allocation.
         let mut v = Vec::with_capacity(64);
-        v.extend_from_slice(b"abc");
+        v.extend_from_slice(b"EAAsecret-token-in-spare-capacity");
+        let written = v.len();
+        v.truncate(3);
+        zero_in_place(&mut v);
+        assert_eq!(v, [0, 0, 0], "the contents");
+        let spare = v.spare_capacity_mut();
+        assert!(spare.len() >= written - 3);
+        // SAFETY: zero_in_place wrote every spare slot, so all of them are initialised.
+        let spare: Vec<u8> = spare.iter().map(|b| unsafe { b.assume_init() }).collect();
+        assert!(
+            spare.iter().all(|&b| b == 0),
+            "the spare capacity: {spare:?}"
+        );
+        // And the consuming form accepts empty and unallocated buffers.
         wipe(v);
         wipe(Vec::new());
+        wipe(Vec::with_capacity(16));
     }
 }

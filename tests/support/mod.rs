@@ -188,4 +188,6 @@ impl Drop for TestDb {
     }
 }
 
+pub mod process;
 pub mod stack;
+pub mod wait;

@@ -96,10 +96,11 @@ impl Stack {
     }
 
     /// The `stagecast run` binary pointed at this stack (database, sandbox, keys), tuned for
-    /// fast tests, logging JSON, stdout/stderr piped, killed on drop. Callers add `STAGECAST_LOG`
-    /// and anything else they need, then spawn it.
+    /// fast tests, logging JSON, stdout/stderr piped, killed on drop. Its environment is only
+    /// what this sets (see `support::process::stagecast`): nothing of the developer's leaks in.
+    /// Callers add `STAGECAST_LOG` and anything else they need, then spawn it.
     pub fn worker_command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"));
+        let mut cmd = super::process::stagecast();
         cmd.args([
             "--log-format",
             "json",
@@ -117,8 +118,7 @@ impl Stack {
         .env("STAGECAST_META_GRAPH_URL", self.sandbox.base_url())
         .env("STAGECAST_KEYS", KEYS)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(std::process::Stdio::piped());
         cmd
     }
 

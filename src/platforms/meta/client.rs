@@ -48,7 +48,8 @@ impl MetaClient {
         config.validate()?;
         let graph_url = reqwest::Url::parse(&config.graph_url)
             .map_err(|_| super::MetaConfigError::Url(config.graph_url.clone()))?;
-        let http = reqwest::Client::builder()
+        // Environment proxies for graph.facebook.com; the local sandbox is reached directly.
+        let http = crate::http_client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("stagecast/", env!("CARGO_PKG_VERSION")))
