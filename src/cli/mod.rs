@@ -4,6 +4,7 @@
 mod jobs;
 mod keys;
 mod pixel;
+mod roles;
 mod run;
 
 use std::net::SocketAddr;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Inspect jobs and their delivery attempts; replay or cancel them (audited).
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// The database roles of a deployment: an owner (migrate), a worker (run), the CRM's role.
+    #[command(subcommand)]
+    Roles(roles::RolesCommand),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -333,6 +337,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
             Command::Doctor(args) => crate::doctor::run(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
+            Command::Roles(cmd) => roles::run(cmd).await,
         }
     });
     match result {
