@@ -50,8 +50,8 @@ GRANT EXECUTE ON FUNCTION stagecast.enqueue_stage_changes(bigint[], bigint[], bi
                           stagecast.enqueue_inbound_messages(bigint[])
    TO :"worker";
 
--- /readyz and `stagecast doctor` compare the applied migrations with the binary's. Unqualified:
--- sqlx created it in the owner's current schema, which is where this script runs.
-GRANT SELECT ON _sqlx_migrations TO :"worker";
+-- /readyz and `stagecast doctor` compare the applied migrations with the binary's (sqlx keeps
+-- them in the migrating owner's schema: public, with the default search_path).
+GRANT SELECT ON public._sqlx_migrations TO :"worker";
 -- `stagecast doctor` checks the stage configs with the same function the trigger uses.
 GRANT EXECUTE ON FUNCTION stagecast.utm_event_problem(jsonb) TO :"worker";

@@ -5,8 +5,12 @@
 pub mod admin;
 mod doctor;
 mod rows;
+mod session;
+mod vacuum;
 
 pub use rows::*;
+pub use session::pool_options;
+pub use vacuum::VacuumStatus;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -141,7 +141,7 @@ fn pid_of(name: &str) -> Option<u32> {
         .and_then(|pid| pid.parse::<u32>().ok())
 }
 
-/// The roles of one test database, named `<database>_owner|_worker|_crm`. Roles are
+/// The roles of one test database, named `<database>_owner|_worker|_crm|_admin`. Roles are
 /// cluster-wide, so the names carry the database's unique name; they are dropped with it.
 #[derive(Debug, Clone)]
 pub struct TestRoles {
@@ -151,7 +151,9 @@ pub struct TestRoles {
     pub worker: String,
     /// The CRM's application role: reads and writes the contract tables, nothing on stagecast.
     pub crm: String,
-    /// The same password for the three (the local server trusts 127.0.0.1 and ignores it; a
+    /// `stagecast jobs` and a CRM admin screen (sql/roles/admin.sql): list, show, replay, cancel.
+    pub admin: String,
+    /// The same password for all of them (the local server trusts 127.0.0.1 and ignores it; a
     /// `DATABASE_URL` server that asks for passwords gets it).
     password: String,
 }
@@ -162,19 +164,20 @@ impl TestRoles {
             owner: format!("{name}_owner"),
             worker: format!("{name}_worker"),
             crm: format!("{name}_crm"),
+            admin: format!("{name}_admin"),
             password: format!("{:032x}", rand::random::<u128>()),
         }
     }
 
-    fn all(&self) -> [&str; 3] {
-        [&self.owner, &self.worker, &self.crm]
+    fn all(&self) -> [&str; 4] {
+        [&self.owner, &self.worker, &self.crm, &self.admin]
     }
 }
 
 /// A fresh database with all migrations applied, dropped when this value is dropped, with
 /// its own non-superuser roles set up the way a deployment does (docs/operations.md,
 /// "Database roles"): migrated as `roles.owner`, the worker's grants applied, the CRM role
-/// granted reads and writes on the contract tables. Under the usual hardening too: functions
+/// granted reads and writes on the contract tables, the admin role the admin functions. Under the usual hardening too: functions
 /// the owner creates are not executable by PUBLIC (default privileges).
 ///
 /// Which pool for what (docs/testing.md):
@@ -182,6 +185,7 @@ impl TestRoles {
 ///   pixels, campaigns and stages as a CRM's screens write them);
 /// - `worker_pool` / `worker_url`: the worker (`Stack` uses it for in-process and spawned
 ///   workers) and anything else `stagecast run` would do;
+/// - `admin_url`: `stagecast jobs` and the replay/cancel SQL functions;
 /// - `pool` / `url` (a superuser): assertions, and setup no CRM would do (rows inserted
 ///   straight into stagecast's tables, server-side tricks).
 pub struct TestDb {
@@ -193,13 +197,18 @@ pub struct TestDb {
     pub crm_url: String,
     /// The owner's URL (migrations, `stagecast roles apply`).
     pub owner_url: String,
+    pub admin_url: String,
     pub roles: TestRoles,
     pub name: String,
     server: &'static LocalPostgres,
 }
 
 fn lazy_pool(url: &str, what: &str) -> PgPool {
-    PgPoolOptions::new()
+    lazy_pool_with(PgPoolOptions::new(), url, what)
+}
+
+fn lazy_pool_with(options: PgPoolOptions, url: &str, what: &str) -> PgPool {
+    options
         .max_connections(POOL_MAX_CONNECTIONS)
         .acquire_timeout(Duration::from_secs(30))
         .connect_lazy(url)
@@ -225,11 +234,17 @@ impl TestDb {
         // still drops the database and the roles.
         let db = TestDb {
             pool: lazy_pool(&url, &name),
-            worker_pool: lazy_pool(&as_role(&roles.worker), &roles.worker),
+            // As `stagecast run` connects: search_path pinned on every session.
+            worker_pool: lazy_pool_with(
+                stagecast::store::pool_options(),
+                &as_role(&roles.worker),
+                &roles.worker,
+            ),
             crm_pool: lazy_pool(&as_role(&roles.crm), &roles.crm),
             worker_url: as_role(&roles.worker),
             crm_url: as_role(&roles.crm),
             owner_url: as_role(&roles.owner),
+            admin_url: as_role(&roles.admin),
             url,
             roles,
             name,
@@ -275,7 +290,7 @@ impl TestDb {
             owner: r.owner.clone(),
             worker: r.worker.clone(),
             crm: Some(r.crm.clone()),
-            admin: None,
+            admin: Some(r.admin.clone()),
         };
         let major = stagecast::roles::server_major(&mut admin)
             .await
