@@ -19,7 +19,7 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
     // The CRM writes the token in plaintext, as the data contract allows.
     sqlx::query("UPDATE pixels SET access_token = $1, access_token_enc = NULL WHERE id = 1")
         .bind(TOKEN)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
@@ -62,7 +62,8 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     s.seed_standard().await; // pixel 1 sealed with k1
     let rotated = bin()
         .args(["keys", "rotate"])
-        .env("DATABASE_URL", &s.db.url)
+        // The worker's role may re-seal (sql/roles/worker.sql).
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_KEYS", format!("{K2},{}", KEYS))
         .output()
         .await
@@ -97,7 +98,7 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     // Rotating again is a no-op.
     let again = bin()
         .args(["keys", "rotate"])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_KEYS", K2)
         .output()
         .await
@@ -112,7 +113,8 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     s.seed_standard().await;
     let mut child = bin()
         .args(["pixel", "set-token", PIXEL])
-        .env("DATABASE_URL", &s.db.url)
+        // An operator's command that writes pixels directly: the owner's (docs/operations.md).
+        .env("DATABASE_URL", &s.db.owner_url)
         .env("STAGECAST_KEYS", KEYS)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -150,7 +152,7 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     // An unknown pixel is a clear error, not a silent no-op.
     let unknown = bin()
         .args(["pixel", "set-token", "does-not-exist"])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.owner_url)
         .env("STAGECAST_KEYS", KEYS)
         .stdin(Stdio::null())
         .output()
@@ -167,10 +169,10 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     // second pixel with another token, customers with email and phone, an API failure.
     sqlx::query("UPDATE pixels SET access_token = $1, access_token_enc = NULL WHERE id = 1")
         .bind(TOKEN)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
-    s.exec(
+    s.crm_exec(
         "INSERT INTO pixels (id, platform, pixel_id, access_token, active) VALUES (2, 'facebook', '777', 'EAAsecond-secret-token', false);
          INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Inativa', 2);",
     )
@@ -181,7 +183,7 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     let b = s
         .customer(2, "outro.cliente@example.com", "+55 21 96666-5555", None)
         .await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
         .await;
     s.sandbox
         .push_fault(stagecast::sandbox::Fault::ServerError(500));

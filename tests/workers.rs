@@ -18,7 +18,7 @@ async fn customers(s: &Stack, n: i64) {
            FROM generate_series(1, $1::bigint) g",
     )
     .bind(n)
-    .execute(s.pool())
+    .execute(s.crm())
     .await
     .unwrap();
 }
@@ -36,7 +36,7 @@ async fn two_workers_on_one_database_never_send_an_event_twice() {
     t.meta.max_batch = 10;
     let a = s.start_worker_with(t.clone());
     let b = s.start_worker_with(t);
-    s.exec(&format!(
+    s.crm_exec(&format!(
         "UPDATE customers SET stage_id = 1 WHERE id <= {n}"
     ))
     .await;
@@ -103,7 +103,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_only_identical_even
             "--poll-interval",
             "100ms",
         ])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
         .env("STAGECAST_KEYS", KEYS)
         .env("STAGECAST_LOG", "warn")
@@ -112,7 +112,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_only_identical_even
         .kill_on_drop(true)
         .spawn()
         .expect("start the stagecast binary");
-    s.exec(&format!(
+    s.crm_exec(&format!(
         "UPDATE customers SET stage_id = 1 WHERE id <= {n}"
     ))
     .await;
