@@ -29,8 +29,9 @@ const AFTER_HELP: &str = "Getting started:\n  \
 stagecast demo                     see it work end to end on a throwaway database\n  \
 export DATABASE_URL=postgres://user@host/crm\n  \
 stagecast keys generate            create STAGECAST_KEYS (encrypts pixel tokens)\n  \
-stagecast migrate                  install the schema and triggers\n  \
-stagecast run                      start a worker (run as many as you like)\n\n\
+stagecast migrate                  install the schema and triggers (as the owner role)\n  \
+stagecast roles apply --worker W   grant the worker role what `run` needs (as the owner)\n  \
+stagecast run                      start a worker (run as many as you like, as role W)\n\n\
 Docs: README.md, docs/operations.md, docs/crm-integration.md";
 
 #[derive(Debug, Parser)]
