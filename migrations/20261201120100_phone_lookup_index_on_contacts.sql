@@ -9,8 +9,9 @@
 -- expression so the lookup still uses the index. The old index is dropped by a later migration,
 -- once this one exists.
 --
--- CONCURRENTLY, so building it on a large CRM table does not block the CRM's writes; hence no
--- transaction, and one statement per migration. IF NOT EXISTS: the CRM's tables outlive a
+-- CONCURRENTLY, so building it on a large CRM table does not block the CRM's writes (it waits
+-- instead for transactions already open on the table to end); hence no transaction, and one
+-- statement per migration. IF NOT EXISTS: the CRM's tables outlive a
 -- reinstall of schema stagecast. A build interrupted midway leaves an INVALID index of this
 -- name, which IF NOT EXISTS would keep: migration 20261201120102 refuses to go on until it is
 -- dropped, so the lookup is never left without a usable index.

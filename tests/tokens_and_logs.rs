@@ -187,11 +187,23 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .await;
     s.sandbox
         .push_fault(stagecast::sandbox::Fault::ServerError(500));
-    let child = s
+    let mut child = s
         .worker_command()
         .env("STAGECAST_LOG", "debug")
         .spawn()
         .unwrap();
+    // Read the logs while the worker runs: debug logging fills a pipe's 64 KiB in seconds, and
+    // a worker blocked writing to a full pipe stops working.
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read_all = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf)
+                .await
+                .map(|_| buf)
+        })
+    };
+    let (stdout, stderr) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
     s.move_to(a, 2).await;
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
@@ -204,15 +216,19 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .status()
         .unwrap()
         .success());
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
-    assert!(out.status.success(), "graceful exit");
+    assert!(status.success(), "graceful exit");
+    let (stdout, stderr) = (
+        stdout.await.unwrap().unwrap(),
+        stderr.await.unwrap().unwrap(),
+    );
     let logs = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
     );
     assert!(
         logs.contains("worker started") && logs.contains("sealed a plaintext access token"),

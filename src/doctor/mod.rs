@@ -140,7 +140,7 @@ fn read_failed(
     match schema {
         SchemaState::Current => c.problem(
             format!("could not read the database: {e}"),
-            "check that the role in DATABASE_URL may read the stagecast schema and its crm_* views (docs/crm-integration.md, Database roles)",
+            "check that the role in DATABASE_URL has the worker's grants: `stagecast roles apply --worker <role>` as the owner (docs/operations.md, Database roles)",
         ),
         _ => c.skipped(format!("not checked until the migrations are complete ({e})")),
     }
