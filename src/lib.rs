@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod platforms;
 pub mod queue;
 pub mod reporting;
+pub mod roles;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

@@ -57,6 +57,8 @@ pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
 pub const PII_REJECTED: &str = "stagecast_pii_rejected_total";
 pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
+pub const DEAD_ROWS: &str = "stagecast_dead_rows";
+pub const VACUUMS: &str = "stagecast_vacuums_total";
 
 /// Job kinds used as the `kind` label (see `queue::worker::kind_label`; anything else is
 /// reported as `other`).
@@ -81,6 +83,23 @@ pub const PII_FIELDS: [&str; 9] = [
 pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
 /// Platforms with a sink.
 pub const PLATFORMS: [&str; 1] = ["facebook"];
+/// stagecast's churning tables, which the worker vacuums (sql/vacuum_status.sql).
+pub const VACUUM_TABLES: [&str; 5] = [
+    "jobs",
+    "job_archive",
+    "deliveries",
+    "alerts",
+    "enqueue_failures",
+];
+
+/// The `table` label: one of [`VACUUM_TABLES`], anything else `other`.
+pub fn vacuum_table_label(table: &str) -> &'static str {
+    VACUUM_TABLES
+        .iter()
+        .find(|t| **t == table)
+        .copied()
+        .unwrap_or("other")
+}
 
 pub const CATALOG: &[MetricDef] = &[
     MetricDef {
@@ -191,6 +210,18 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["query"],
         help: "Duration of the worker's hot statements, by statement (`query` is the sql/ file name).",
     },
+    MetricDef {
+        name: DEAD_ROWS,
+        kind: MetricType::Gauge,
+        labels: &["table"],
+        help: "Dead rows in stagecast's churning tables (`jobs`, `job_archive`, `deliveries`, `alerts`, `enqueue_failures`), from pg_stat_user_tables on the maintenance timer. The worker VACUUMs a table past autovacuum's threshold for it (5,000 for jobs), so this falls back after a burst; staying high means the worker's role may not vacuum it (see the runbook). Database-wide: aggregate with `max`.",
+    },
+    MetricDef {
+        name: VACUUMS,
+        kind: MetricType::Counter,
+        labels: &["table"],
+        help: "VACUUM (ANALYZE) runs this worker made on a stagecast table past its dead-row threshold.",
+    },
 ];
 
 /// Describe every metric and create the series whose label values are known, at zero. Called
@@ -224,6 +255,10 @@ pub fn register() {
     }
     for field in PII_FIELDS {
         metrics::counter!(PII_REJECTED, "field" => field).increment(0);
+    }
+    for table in VACUUM_TABLES {
+        metrics::gauge!(DEAD_ROWS, "table" => table).set(0.0);
+        metrics::counter!(VACUUMS, "table" => table).increment(0);
     }
     metrics::counter!(FENCED_COMPLETIONS).increment(0);
     metrics::counter!(DUPLICATE_DELIVERIES).increment(0);

@@ -5,10 +5,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
 use stagecast::sandbox::Fault;
@@ -19,7 +17,8 @@ use support::stack::{Stack, PIXEL, TOKEN};
 async fn cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
     let out = support::process::stagecast()
         .args(args)
-        .env("DATABASE_URL", &s.db.url)
+        // As the admin role (sql/roles/admin.sql): what `stagecast jobs` needs, no more.
+        .env("DATABASE_URL", &s.db.admin_url)
         .env("USER", "tester")
         .output()
         .await
@@ -577,192 +576,156 @@ async fn a_crm_role_granted_execute_calls_the_sql_functions_which_validate_notif
         },
     )
     .await;
-    let role = format!(
-        "stagecast_test_crm_{}_{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
+    // Not for every role that can reach the schema: the worker role has USAGE on it, and no
+    // EXECUTE on the admin functions (they are revoked from PUBLIC).
+    let e = sqlx::query("SELECT stagecast.replay_job($1, 'maria', NULL)")
+        .bind(failed)
+        .execute(&s.db.worker_pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_database_error().unwrap().code().as_deref(),
+        Some("42501"),
+        "{e}"
     );
-    let mut conn = s.pool().acquire().await.unwrap();
-    let created = sqlx::raw_sql(&format!(
-        "CREATE ROLE {role} NOLOGIN; GRANT USAGE ON SCHEMA stagecast TO {role};"
-    ))
-    .execute(&mut *conn)
-    .await;
-    let as_crm = if created.is_ok() {
-        format!("SET ROLE {role}")
-    } else {
-        // A test server whose role may not create roles (docs/testing.md asks only CREATEDB):
-        // the functions are still exercised, as the owner.
-        eprintln!("note: cannot create a role here ({created:?}); privileges not checked");
-        "SELECT 1".to_string()
-    };
-    let checks = AssertUnwindSafe(async {
-        let mut listener = PgListener::connect_with(s.pool()).await.unwrap();
-        listener.listen("stagecast_jobs").await.unwrap();
-        sqlx::raw_sql(&as_crm).execute(&mut *conn).await.unwrap();
-        if created.is_ok() {
-            // Not granted yet: the functions are not for every role that can reach the schema.
-            let e = sqlx::query("SELECT stagecast.replay_job($1, 'maria', NULL)")
-                .bind(failed)
-                .execute(&mut *conn)
-                .await
-                .unwrap_err();
-            assert_eq!(
-                e.as_database_error().unwrap().code().as_deref(),
-                Some("42501")
-            );
-            sqlx::raw_sql(&format!(
-                "RESET ROLE;
-                 GRANT EXECUTE ON FUNCTION stagecast.replay_job(bigint, text, text),
-                                           stagecast.cancel_job(bigint, text, text),
-                                           stagecast.replay_jobs(text, text, text, bigint, timestamptz, text, text, integer, boolean, bigint[]),
-                                           stagecast.cancel_jobs(text, text, text, bigint, timestamptz, text, text, integer, boolean, bigint[])
-                    TO {role};
-                 {as_crm};"
-            ))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
-        }
 
-        let replayed: bool =
-            sqlx::query_scalar("SELECT stagecast.replay_job($1, 'maria@crm', 'token renewed')")
-                .bind(failed)
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap();
-        assert!(replayed);
-        let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
-            .await
-            .expect("replay_job notifies the workers")
-            .unwrap();
-        assert_eq!(note.channel(), "stagecast_jobs");
-        if created.is_ok() {
-            // SECURITY DEFINER: the role changes jobs only through the audited functions.
-            let e = sqlx::query("UPDATE stagecast.jobs SET status = 'pending'")
-                .execute(&mut *conn)
-                .await
-                .unwrap_err();
-            assert_eq!(
-                e.as_database_error().unwrap().code().as_deref(),
-                Some("42501")
-            );
-        }
-        // Already pending: false, nothing to do.
-        let again: bool = sqlx::query_scalar("SELECT stagecast.replay_job($1, 'maria@crm', NULL)")
+    // The CRM's admin screen connects as the admin role (sql/roles/admin.sql), no superuser.
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&s.db.admin_url)
+        .await
+        .expect("connect as the admin role");
+    let mut conn = admin.acquire().await.unwrap();
+    let mut listener = PgListener::connect_with(s.pool()).await.unwrap();
+    listener.listen("stagecast_jobs").await.unwrap();
+
+    let replayed: bool =
+        sqlx::query_scalar("SELECT stagecast.replay_job($1, 'maria@crm', 'token renewed')")
             .bind(failed)
             .fetch_one(&mut *conn)
             .await
             .unwrap();
-        assert!(!again);
-
-        // Named arguments, as documented; a dry run first.
-        let would: i32 = sqlx::query_scalar(
-            "SELECT stagecast.replay_jobs(p_pixel => '222', p_actor => 'maria@crm', p_dry_run => true)",
-        )
+    assert!(replayed);
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("replay_job notifies the workers")
+        .unwrap();
+    assert_eq!(note.channel(), "stagecast_jobs");
+    // SECURITY DEFINER: the role changes jobs only through the audited functions.
+    let e = sqlx::query("UPDATE stagecast.jobs SET status = 'pending'")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_database_error().unwrap().code().as_deref(),
+        Some("42501")
+    );
+    // Already pending: false, nothing to do.
+    let again: bool = sqlx::query_scalar("SELECT stagecast.replay_job($1, 'maria@crm', NULL)")
+        .bind(failed)
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-        assert_eq!(would, 1);
-        assert_eq!(status_of(&s, failed_b).await, "failed");
-        let did: i32 = sqlx::query_scalar(
-            "SELECT stagecast.replay_jobs(p_pixel => 'facebook:222', p_actor => 'maria@crm', p_reason => 'pixel re-activated')",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        assert_eq!(did, 1);
-        assert_eq!(status_of(&s, failed_b).await, "pending");
-        let cancelled: i32 = sqlx::query_scalar(
-            "SELECT stagecast.cancel_jobs(p_customer_id => 2, p_actor => 'maria@crm', p_reason => 'duplicate deal')",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        assert_eq!(cancelled, 1);
-        assert_eq!(status_of(&s, failed_b).await, "cancelled");
+    assert!(!again);
 
-        // Validation: clear messages and standard SQLSTATEs.
-        for (sql, code, text) in [
-            (
-                "SELECT stagecast.replay_jobs(p_status => 'bogus', p_actor => 'maria')",
-                "22023",
-                "unknown status 'bogus': replay takes failed or cancelled",
-            ),
-            (
-                "SELECT stagecast.cancel_jobs(p_status => 'finished', p_actor => 'maria', p_reason => 'x')",
-                "22023",
-                "unknown status 'finished'",
-            ),
-            (
-                "SELECT stagecast.replay_job(1, NULL, 'x')",
-                "22004",
-                "actor is required",
-            ),
-            (
-                "SELECT stagecast.cancel_jobs(p_actor => ' ', p_reason => 'x')",
-                "22004",
-                "actor is required",
-            ),
-            (
-                "SELECT stagecast.replay_jobs(p_actor => 'maria')",
-                "22004",
-                "a reason is required",
-            ),
-            (
-                "SELECT stagecast.replay_jobs(p_actor => 'maria', p_reason => 'x', p_limit => 0)",
-                "22023",
-                "limit must be at least 1",
-            ),
-            (
-                "SELECT stagecast.replay_job(987654, 'maria', NULL)",
-                "P0002",
-                "job 987654 not found (it may have been pruned by retention)",
-            ),
-        ] {
-            let e = sqlx::query(sql).execute(&mut *conn).await.unwrap_err();
-            let db = e.as_database_error().unwrap();
-            assert_eq!(db.code().as_deref(), Some(code), "{sql}: {}", db.message());
-            assert!(db.message().contains(text), "{sql}: {}", db.message());
-        }
-        sqlx::raw_sql("RESET ROLE").execute(&mut *conn).await.unwrap();
+    // Named arguments, as documented; a dry run first.
+    let would: i32 = sqlx::query_scalar(
+        "SELECT stagecast.replay_jobs(p_pixel => '222', p_actor => 'maria@crm', p_dry_run => true)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(would, 1);
+    assert_eq!(status_of(&s, failed_b).await, "failed");
+    let did: i32 = sqlx::query_scalar(
+        "SELECT stagecast.replay_jobs(p_pixel => 'facebook:222', p_actor => 'maria@crm', p_reason => 'pixel re-activated')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(did, 1);
+    assert_eq!(status_of(&s, failed_b).await, "pending");
+    let cancelled: i32 = sqlx::query_scalar(
+        "SELECT stagecast.cancel_jobs(p_customer_id => 2, p_actor => 'maria@crm', p_reason => 'duplicate deal')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(cancelled, 1);
+    assert_eq!(status_of(&s, failed_b).await, "cancelled");
 
-        let rows: Vec<(String, String, String, i32)> = sqlx::query_as(
-            "SELECT actor, db_role, action, count FROM stagecast.admin_audit ORDER BY id",
-        )
-        .fetch_all(s.pool())
-        .await
-        .unwrap();
-        // The login (session_user): a CRM connects as its own role; SET ROLE here does not
-        // change the login, and inside SECURITY DEFINER current_user is the owner.
-        let db_role: String = sqlx::query_scalar("SELECT session_user::text")
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
-        let expect = |action: &str, count| ("maria@crm".to_string(), db_role.clone(), action.to_string(), count);
-        assert_eq!(
-            rows,
-            [
-                expect("replay", 1),
-                expect("replay", 0),
-                expect("replay", 1),
-                expect("cancel", 1)
-            ],
-            "one row per call, dry runs and rejected calls excepted; db_role is the caller's login"
-        );
-    })
-    .catch_unwind()
-    .await;
+    // Validation: clear messages and standard SQLSTATEs.
+    for (sql, code, text) in [
+        (
+            "SELECT stagecast.replay_jobs(p_status => 'bogus', p_actor => 'maria')",
+            "22023",
+            "unknown status 'bogus': replay takes failed or cancelled",
+        ),
+        (
+            "SELECT stagecast.cancel_jobs(p_status => 'finished', p_actor => 'maria', p_reason => 'x')",
+            "22023",
+            "unknown status 'finished'",
+        ),
+        (
+            "SELECT stagecast.replay_job(1, NULL, 'x')",
+            "22004",
+            "actor is required",
+        ),
+        (
+            "SELECT stagecast.cancel_jobs(p_actor => ' ', p_reason => 'x')",
+            "22004",
+            "actor is required",
+        ),
+        (
+            "SELECT stagecast.replay_jobs(p_actor => 'maria')",
+            "22004",
+            "a reason is required",
+        ),
+        (
+            "SELECT stagecast.replay_jobs(p_actor => 'maria', p_reason => 'x', p_limit => 0)",
+            "22023",
+            "limit must be at least 1",
+        ),
+        (
+            "SELECT stagecast.replay_job(987654, 'maria', NULL)",
+            "P0002",
+            "job 987654 not found (it may have been pruned by retention)",
+        ),
+    ] {
+        let e = sqlx::query(sql).execute(&mut *conn).await.unwrap_err();
+        let db = e.as_database_error().unwrap();
+        assert_eq!(db.code().as_deref(), Some(code), "{sql}: {}", db.message());
+        assert!(db.message().contains(text), "{sql}: {}", db.message());
+    }
     drop(conn);
-    if created.is_ok() {
-        // Roles are cluster-wide: remove it whatever happened above.
-        let _ = sqlx::raw_sql(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
-            .execute(s.pool())
-            .await;
-    }
-    if let Err(panic) = checks {
-        std::panic::resume_unwind(panic);
-    }
+    admin.close().await;
+
+    let rows: Vec<(String, String, String, i32)> = sqlx::query_as(
+        "SELECT actor, db_role, action, count FROM stagecast.admin_audit ORDER BY id",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    // The login (session_user): inside SECURITY DEFINER current_user is the owner, but the
+    // audit names who connected.
+    let expect = |action: &str, count| {
+        (
+            "maria@crm".to_string(),
+            s.db.roles.admin.clone(),
+            action.to_string(),
+            count,
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            expect("replay", 1),
+            expect("replay", 0),
+            expect("replay", 1),
+            expect("cancel", 1)
+        ],
+        "one row per call, dry runs and rejected calls excepted; db_role is the caller's login"
+    );
 }
 
 #[tokio::test]
@@ -770,7 +733,7 @@ async fn replaying_a_partly_delivered_job_does_not_send_the_delivered_event_agai
     let s = Stack::new().await;
     s.seed_standard().await;
     // Lead is valid; "purchase" is a typo for Purchase: Lead is delivered, the job fails.
-    s.exec(
+    s.crm_exec(
         r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES
            (3, 'Fechado', 'fundo', '[{"event_name":"Lead"},{"event_name":"purchase"}]')"#,
     )
@@ -789,7 +752,7 @@ async fn replaying_a_partly_delivered_job_does_not_send_the_delivered_event_agai
         .to_string();
 
     // The marketer fixes the stage; the admin replays.
-    s.exec(r#"UPDATE crm_stages SET utm_event = '[{"event_name":"Lead"},{"event_name":"Purchase"}]' WHERE id = 3"#)
+    s.crm_exec(r#"UPDATE crm_stages SET utm_event = '[{"event_name":"Lead"},{"event_name":"Purchase"}]' WHERE id = 3"#)
         .await;
     cli_ok(
         &s,

@@ -24,23 +24,23 @@ fn fixture(name: &str) -> Value {
 async fn setup(s: &Stack, ad_id: &str, contact: &str) -> (i64, i64) {
     s.seed_standard().await;
     // Campaign 1 of the standard seed is linked to no ad here.
-    s.exec("UPDATE utm_campaigns SET facebook_ad_ids = '{}' WHERE id = 1")
+    s.crm_exec("UPDATE utm_campaigns SET facebook_ad_ids = '{}' WHERE id = 1")
         .await;
     sqlx::query("UPDATE pixels SET waba_id = $1 WHERE id = 1")
         .bind(WABA)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
     sqlx::query("INSERT INTO utm_campaigns (id, name, facebook_ad_ids, pixel_id) VALUES (7, 'CTWA', ARRAY[$1], 1)")
         .bind(ad_id)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
-    s.exec("INSERT INTO customers (id, name) VALUES (42, 'Cliente WhatsApp'); INSERT INTO chats (id, customer_id) VALUES (900, NULL), (901, 42);")
+    s.crm_exec("INSERT INTO customers (id, name) VALUES (42, 'Cliente WhatsApp'); INSERT INTO chats (id, customer_id) VALUES (900, NULL), (901, 42);")
         .await;
     sqlx::query("INSERT INTO customer_contacts (customer_id, kind, value, is_primary) VALUES (42, 'whatsapp', $1, true)")
         .bind(contact)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
     (42, 900)
@@ -50,7 +50,7 @@ async fn inbound(s: &Stack, chat: i64, metadata: &Value) {
     sqlx::query("INSERT INTO chat_messages (chat_id, direction, body, metadata) VALUES ($1, 'inbound', 'Olá!', $2)")
         .bind(chat)
         .bind(metadata)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .expect("the CRM's insert always succeeds");
 }
@@ -304,7 +304,7 @@ async fn garbage_payloads_fail_the_job_with_a_clear_error_and_never_the_crm_writ
 async fn an_ad_unknown_to_the_crm_is_resolved_to_its_campaign_through_the_graph_api() {
     let s = Stack::new().await;
     let (customer, chat) = setup(&s, "not-this-ad", "5511987654321").await;
-    s.exec("UPDATE utm_campaigns SET facebook_campaign_id = '120226300000000099' WHERE id = 7")
+    s.crm_exec("UPDATE utm_campaigns SET facebook_campaign_id = '120226300000000099' WHERE id = 7")
         .await;
     s.sandbox
         .add_ad("120226305854810726", "120226300000000099", TOKEN);
@@ -326,7 +326,7 @@ async fn an_ad_unknown_to_the_crm_is_resolved_to_its_campaign_through_the_graph_
 async fn a_pixel_can_force_its_own_action_source_for_whatsapp_customers() {
     let s = Stack::new().await;
     let (customer, chat) = setup(&s, "120226305854810726", "5511987654321").await;
-    s.exec("UPDATE pixels SET messaging_mode = 'never', action_source = 'chat' WHERE id = 1")
+    s.crm_exec("UPDATE pixels SET messaging_mode = 'never', action_source = 'chat' WHERE id = 1")
         .await;
     let worker = s.start_worker();
     inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;

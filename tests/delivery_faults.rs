@@ -168,14 +168,14 @@ async fn one_invalid_event_in_a_batch_is_isolated_and_the_rest_delivered() {
     }
     // Customer 5 has a corrupted user agent (it looks like a SHA-256 hash, which Meta's
     // validation refuses for a field that must be sent raw): its event poisons any batch.
-    s.exec(&format!(
+    s.crm_exec(&format!(
         "UPDATE customers SET client_user_agent = '{}' WHERE id = 5",
         stagecast::pii::sha256_hex("corrupted")
     ))
     .await;
     let worker = s.start_worker();
     // One bulk UPDATE → one batch job → eight jobs claimed together → one request of eight.
-    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 8")
+    s.crm_exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 8")
         .await;
     s.drained().await;
     worker.shutdown().await.unwrap();

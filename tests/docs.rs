@@ -347,7 +347,11 @@ fn worker_statements() -> Vec<(String, String)> {
         files.sort();
         for f in files {
             let name = f.strip_prefix(repo("")).unwrap().display().to_string();
-            out.push((name, std::fs::read_to_string(&f).unwrap()));
+            // sql/vacuum_table.sql is a template: the worker fills in a qualified table name.
+            let sql = std::fs::read_to_string(&f)
+                .unwrap()
+                .replace("{table}", "stagecast.jobs");
+            out.push((name, sql));
         }
     }
     out

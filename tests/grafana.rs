@@ -640,7 +640,7 @@ async fn drive_traffic(s: &Stack) {
     }
     // An invalid email is dropped (pii_rejected{field="em"}); the phone still matches.
     s.customer(4, "not-an-email", "+5511999990004", None).await;
-    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 4")
+    s.crm_exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 4")
         .await;
     s.drained().await;
 
@@ -661,7 +661,7 @@ async fn drive_traffic(s: &Stack) {
     s.drained().await;
 
     // No campaign: an alert before anything is sent.
-    s.exec(
+    s.crm_exec(
         "INSERT INTO customers (id, name, email, phone) VALUES (7, 'Sem Campanha', 'c7@example.com', '+5511999990007'); \
          INSERT INTO chats (customer_id, channel, external_id) VALUES (7, 'whatsapp', 'chat-7')",
     )

@@ -127,3 +127,101 @@ async fn leftovers_of_dead_processes_are_dropped_and_live_ones_kept() {
         "{live} belongs to this running process and must survive"
     );
 }
+
+async fn role_exists(name: &str) -> bool {
+    let mut admin = sqlx::PgConnection::connect(support::server().await.admin_url())
+        .await
+        .expect("admin connection");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("query pg_roles");
+    admin.close().await.ok();
+    n > 0
+}
+
+#[tokio::test]
+async fn each_database_has_its_own_roles_and_the_pools_log_in_as_them() {
+    let db = TestDb::new().await;
+    let r = &db.roles;
+    for (pool, role) in [(&db.worker_pool, &r.worker), (&db.crm_pool, &r.crm)] {
+        let (user, superuser): (String, bool) = sqlx::query_as(
+            "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(&user, role);
+        assert!(!superuser, "{role} must not be a superuser");
+    }
+    let owner: String = sqlx::query_scalar(
+        "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'stagecast'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(owner, r.owner, "the owner role ran the migrations");
+    // The worker's pool pins its search_path, as `stagecast run` does.
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&db.worker_pool)
+        .await
+        .unwrap();
+    assert_eq!(path, "pg_catalog, pg_temp");
+}
+
+#[tokio::test]
+async fn roles_are_dropped_with_the_database_even_when_the_test_panics() {
+    use futures_util::FutureExt as _;
+    let names = std::sync::Mutex::new(Vec::<String>::new());
+    let failed = std::panic::AssertUnwindSafe(async {
+        let db = TestDb::new().await;
+        *names.lock().unwrap() = vec![
+            db.roles.owner.clone(),
+            db.roles.worker.clone(),
+            db.roles.crm.clone(),
+            db.roles.admin.clone(),
+        ];
+        panic!("a failing test");
+    })
+    .catch_unwind()
+    .await;
+    assert!(failed.is_err(), "the test panicked");
+    let names = names.lock().unwrap().clone();
+    assert_eq!(names.len(), 4);
+    for role in &names {
+        assert!(!role_exists(role).await, "{role} survived a panicking test");
+    }
+}
+
+#[tokio::test]
+async fn roles_of_dead_processes_are_dropped_and_live_ones_kept() {
+    let pg = support::server().await;
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let stale = format!("{TEST_DB_PREFIX}{dead_pid}_0_deadbeef_worker");
+    let live = format!(
+        "{TEST_DB_PREFIX}{}_999999_feedface_worker",
+        std::process::id()
+    );
+    let mut admin = sqlx::PgConnection::connect(pg.admin_url()).await.unwrap();
+    for role in [&stale, &live] {
+        sqlx::raw_sql(&format!("CREATE ROLE \"{role}\" NOLOGIN"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let dropped = support::drop_stale_test_databases(pg).await;
+    let stale_gone = !role_exists(&stale).await;
+    let live_kept = role_exists(&live).await;
+    for role in [&stale, &live] {
+        let _ = sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(&mut admin)
+            .await;
+    }
+    admin.close().await.ok();
+    assert!(stale_gone, "{stale} survived; dropped: {dropped:?}");
+    assert!(dropped.contains(&stale));
+    assert!(live_kept, "{live} belongs to this running process");
+}

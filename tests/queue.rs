@@ -164,7 +164,7 @@ async fn write_back_schedules_retries_refunds_throttled_attempts_and_fails() {
 async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    s.exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (9, 'Sem eventos', '[]')"#)
+    s.crm_exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (9, 'Sem eventos', '[]')"#)
         .await;
     for id in 1..=5 {
         s.customer(id, &format!("c{id}@example.com"), "+5511999990000", None)
@@ -172,7 +172,7 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     }
     // Customer 1 already has a live job for stage 1.
     s.move_to(1, 1).await;
-    s.exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 5")
+    s.crm_exec("UPDATE customers SET stage_id = 1 WHERE id BETWEEN 1 AND 5")
         .await;
     let kinds: Vec<(String, i64)> =
         sqlx::query_as("SELECT kind, count(*) FROM stagecast.jobs GROUP BY kind ORDER BY kind")
@@ -184,7 +184,7 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
         vec![("stage_change".into(), 1), ("stage_change_batch".into(), 1)]
     );
     // A bulk move to a stage without events is expanded into nothing.
-    s.exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5")
+    s.crm_exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5")
         .await;
     // Keep customer 1's job waiting (not claimed) so it is still pending when the batch expands.
     s.exec(

@@ -285,7 +285,7 @@ async fn concurrent_failing_jobs_keep_their_own_tags() {
     let s = Stack::new().await;
     s.seed_standard().await;
     // Two pixels whose tokens Meta does not know, one campaign each.
-    s.exec(
+    s.crm_exec(
         "UPDATE pixels SET access_token = 'EAAunknown-token-one', access_token_enc = NULL WHERE id = 1;
          INSERT INTO pixels (id, platform, pixel_id, access_token, active)
            VALUES (2, 'facebook', '2222333344445555', 'EAAunknown-token-two', true);
@@ -294,7 +294,7 @@ async fn concurrent_failing_jobs_keep_their_own_tags() {
     .await;
     let a = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let b = s.customer(2, "b@example.com", "+5511999990002", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
         .await;
     s.move_to(a, 1).await;
     s.move_to(b, 1).await;
@@ -357,7 +357,10 @@ async fn claims_failing_for_a_while_are_reported_as_an_error() {
     stop(worker).await;
     let text = event.to_string();
     assert!(text.contains("claiming jobs keeps failing"), "{event:#}");
-    assert!(!text.contains(&s.db.url), "no database URL: {event:#}");
+    assert!(
+        !text.contains(&s.db.worker_url),
+        "no database URL: {event:#}"
+    );
     // Only the escalation is an error: the first failures are warnings, not events.
     let errors = sentry
         .events()

@@ -16,7 +16,7 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
     let s = Stack::new().await;
     s.seed_standard().await;
     // A stage with two destinations on the same pixel: a standard and a custom event.
-    s.exec(r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES (3, 'Fechou', 'fundo',
+    s.crm_exec(r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES (3, 'Fechou', 'fundo',
         '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true},
           {"platform":"facebook","event_name":"Other","custom_event_name":"ContratoAssinado","value":10}]')"#)
         .await;
@@ -29,7 +29,7 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
         )
         .await;
     // Test events go to Events Manager's Test Events tab when the pixel asks for it.
-    s.exec("UPDATE pixels SET test_event_code = 'TEST4242' WHERE id = 1")
+    s.crm_exec("UPDATE pixels SET test_event_code = 'TEST4242' WHERE id = 1")
         .await;
     let worker = s.start_worker();
     s.move_to(c, 3).await;
@@ -150,7 +150,7 @@ async fn legacy_object_utm_event_is_normalised_and_delivered() {
     let s = Stack::new().await;
     s.seed_standard().await;
     // A CRM still writing the legacy single-object form after the migration.
-    s.exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (5, 'Agendou', '{"platform":"facebook","event_name":"Schedule"}')"#)
+    s.crm_exec(r#"INSERT INTO crm_stages (id, name, utm_event) VALUES (5, 'Agendou', '{"platform":"facebook","event_name":"Schedule"}')"#)
         .await;
     let stored: Value = sqlx::query_scalar("SELECT utm_event FROM crm_stages WHERE id = 5")
         .fetch_one(s.pool())
@@ -201,7 +201,7 @@ async fn assert_failed_with_alert(
 async fn configuration_problems_fail_visibly_with_one_alert_each() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    s.exec(
+    s.crm_exec(
         r#"
         INSERT INTO pixels (id, platform, pixel_id, active, is_default) VALUES (2, 'facebook', '999', false, false);
         INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Antiga', 2), (3, 'Sem pixel', NULL);
@@ -212,16 +212,16 @@ async fn configuration_problems_fail_visibly_with_one_alert_each() {
     )
     .await;
     let no_campaign = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
         .await;
     let inactive = s.customer(2, "b@example.com", "+5511999990002", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
         .await;
     let garbage = s.customer(3, "c@example.com", "+5511999990003", None).await;
     let typo = s.customer(4, "d@example.com", "+5511999990004", None).await;
     let no_value = s.customer(5, "e@example.com", "+5511999990005", None).await;
     let missing_pixel = s.customer(6, "f@example.com", "+5511999990006", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = 3 WHERE id = 6; UPDATE pixels SET is_default = false WHERE id = 1")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 3 WHERE id = 6; UPDATE pixels SET is_default = false WHERE id = 1")
         .await;
 
     let worker = s.start_worker();
@@ -295,7 +295,7 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 1")
         .await;
     let worker = s.start_worker();
     s.move_to(c, 1).await;
@@ -308,7 +308,7 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     }
     assert_eq!(s.chat_alerts(c).await.len(), 1);
     // Fix the cause and replay: delivered, with the same stage-change time.
-    s.exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1")
         .await;
     s.exec(replay).await;
     s.drained().await;

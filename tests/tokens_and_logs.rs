@@ -20,7 +20,7 @@ async fn a_plaintext_token_written_by_the_crm_is_used_then_sealed_and_cleared() 
     // The CRM writes the token in plaintext, as the data contract allows.
     sqlx::query("UPDATE pixels SET access_token = $1, access_token_enc = NULL WHERE id = 1")
         .bind(TOKEN)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
@@ -63,7 +63,8 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     s.seed_standard().await; // pixel 1 sealed with k1
     let rotated = bin()
         .args(["keys", "rotate"])
-        .env("DATABASE_URL", &s.db.url)
+        // The worker's role may re-seal (sql/roles/worker.sql).
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_KEYS", format!("{K2},{}", KEYS))
         .output()
         .await
@@ -98,7 +99,7 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     // Rotating again is a no-op.
     let again = bin()
         .args(["keys", "rotate"])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_KEYS", K2)
         .output()
         .await
@@ -113,7 +114,8 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     s.seed_standard().await;
     let mut child = bin()
         .args(["pixel", "set-token", PIXEL])
-        .env("DATABASE_URL", &s.db.url)
+        // An operator's command that writes pixels directly: the owner's (docs/operations.md).
+        .env("DATABASE_URL", &s.db.owner_url)
         .env("STAGECAST_KEYS", KEYS)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -151,7 +153,7 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     // An unknown pixel is a clear error, not a silent no-op.
     let unknown = bin()
         .args(["pixel", "set-token", "does-not-exist"])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.owner_url)
         .env("STAGECAST_KEYS", KEYS)
         .stdin(Stdio::null())
         .output()
@@ -168,10 +170,10 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     // second pixel with another token, customers with email and phone, an API failure.
     sqlx::query("UPDATE pixels SET access_token = $1, access_token_enc = NULL WHERE id = 1")
         .bind(TOKEN)
-        .execute(s.pool())
+        .execute(s.crm())
         .await
         .unwrap();
-    s.exec(
+    s.crm_exec(
         "INSERT INTO pixels (id, platform, pixel_id, access_token, active) VALUES (2, 'facebook', '777', 'EAAsecond-secret-token', false);
          INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Inativa', 2);",
     )
@@ -182,15 +184,27 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     let b = s
         .customer(2, "outro.cliente@example.com", "+55 21 96666-5555", None)
         .await;
-    s.exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
         .await;
     s.sandbox
         .push_fault(stagecast::sandbox::Fault::ServerError(500));
-    let child = s
+    let mut child = s
         .worker_command()
         .env("STAGECAST_LOG", "debug")
         .spawn()
         .unwrap();
+    // Read the logs while the worker runs: debug logging fills a pipe's 64 KiB in seconds, and
+    // a worker blocked writing to a full pipe stops working.
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read_all = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf)
+                .await
+                .map(|_| buf)
+        })
+    };
+    let (stdout, stderr) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
     s.move_to(a, 2).await;
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
@@ -212,15 +226,19 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     .await;
     // SIGTERM: graceful shutdown, logs flushed.
     support::process::signal(&child, "TERM");
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
-    assert!(out.status.success(), "graceful exit");
+    assert!(status.success(), "graceful exit");
+    let (stdout, stderr) = (
+        stdout.await.unwrap().unwrap(),
+        stderr.await.unwrap().unwrap(),
+    );
     let logs = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
     );
     assert!(
         logs.contains("worker started") && logs.contains("sealed a plaintext access token"),

@@ -20,7 +20,7 @@ async fn customers(s: &Stack, n: i64) {
            FROM generate_series(1, $1::bigint) g",
     )
     .bind(n)
-    .execute(s.pool())
+    .execute(s.crm())
     .await
     .unwrap();
 }
@@ -38,7 +38,7 @@ async fn two_workers_on_one_database_never_send_an_event_twice() {
     t.meta.max_batch = 10;
     let a = s.start_worker_with(t.clone());
     let b = s.start_worker_with(t);
-    s.exec(&format!(
+    s.crm_exec(&format!(
         "UPDATE customers SET stage_id = 1 WHERE id <= {n}"
     ))
     .await;
@@ -108,7 +108,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_exactly_what_was_in
         .stderr(Stdio::null())
         .spawn()
         .expect("start the stagecast binary");
-    s.exec(&format!(
+    s.crm_exec(&format!(
         "UPDATE customers SET stage_id = 1 WHERE id <= {n}"
     ))
     .await;

@@ -1,4 +1,4 @@
 -- Every migration recorded as applied, to compare with the ones embedded in the binary.
 SELECT version, description, success, checksum
-  FROM _sqlx_migrations
+  FROM public._sqlx_migrations
  ORDER BY version

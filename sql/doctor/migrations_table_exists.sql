@@ -1,3 +1,3 @@
--- Whether sqlx's bookkeeping table exists (resolved through search_path, as sqlx creates it):
--- without it the database was never migrated.
-SELECT to_regclass('_sqlx_migrations') IS NOT NULL
+-- Whether sqlx's bookkeeping table exists (in public, where the migrating owner's default
+-- search_path puts it): without it the database was never migrated.
+SELECT to_regclass('public._sqlx_migrations') IS NOT NULL

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use super::DatabaseArgs;
 use crate::store::admin::{AdminError, BulkAction, JobDetail, JobFilter, JobStatus, JobSummary};
@@ -238,7 +238,7 @@ async fn connect(db: &DatabaseArgs) -> Result<Store> {
     let options = PgConnectOptions::from_str(&db.database_url)
         .map_err(failed)?
         .options([("client_min_messages", "warning")]);
-    let pool = PgPoolOptions::new()
+    let pool = crate::store::pool_options()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)

@@ -4,6 +4,7 @@
 mod jobs;
 mod keys;
 mod pixel;
+mod roles;
 mod run;
 
 use std::net::SocketAddr;
@@ -28,8 +29,9 @@ const AFTER_HELP: &str = "Getting started:\n  \
 stagecast demo                     see it work end to end on a throwaway database\n  \
 export DATABASE_URL=postgres://user@host/crm\n  \
 stagecast keys generate            create STAGECAST_KEYS (encrypts pixel tokens)\n  \
-stagecast migrate                  install the schema and triggers\n  \
-stagecast run                      start a worker (run as many as you like)\n\n\
+stagecast migrate                  install the schema and triggers (as the owner role)\n  \
+stagecast roles apply --worker W   grant the worker role what `run` needs (as the owner)\n  \
+stagecast run                      start a worker (run as many as you like, as role W)\n\n\
 Docs: README.md, docs/operations.md, docs/crm-integration.md";
 
 #[derive(Debug, Parser)]
@@ -73,6 +75,9 @@ pub enum Command {
     /// Inspect jobs and their delivery attempts; replay or cancel them (audited).
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// The database roles of a deployment: an owner (migrate), a worker (run), the CRM's role.
+    #[command(subcommand)]
+    Roles(roles::RolesCommand),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -333,6 +338,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
             Command::Doctor(args) => crate::doctor::run(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
+            Command::Roles(cmd) => roles::run(cmd).await,
         }
     });
     match result {

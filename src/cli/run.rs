@@ -13,8 +13,25 @@ use crate::queue::Worker;
 use crate::secrets::KeyRing;
 use crate::store::Store;
 
+/// The pool of every command but `migrate`: sessions pin their search_path
+/// ([`crate::store::pool_options`]).
 pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<Store> {
-    let pool = PgPoolOptions::new()
+    connect_with(crate::store::pool_options(), database_url, pool_size).await
+}
+
+/// For migrations only: they create objects in the owner's own schema (public), so they run
+/// with its search_path. Run them as the owner, with nothing untrusted able to create objects
+/// in that schema (docs/operations.md, "Database roles").
+async fn connect_for_migrations(database_url: &str) -> anyhow::Result<Store> {
+    connect_with(PgPoolOptions::new(), database_url, 2).await
+}
+
+async fn connect_with(
+    options: PgPoolOptions,
+    database_url: &str,
+    pool_size: u32,
+) -> anyhow::Result<Store> {
+    let pool = options
         .max_connections(pool_size.max(3))
         .acquire_timeout(Duration::from_secs(10))
         .connect(database_url)
@@ -29,8 +46,9 @@ pub async fn connect(database_url: &str, pool_size: u32) -> anyhow::Result<Store
 }
 
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
-    let store = connect(&args.database_url, 2).await?;
+    let store = connect_for_migrations(&args.database_url).await?;
     store.migrate().await.context("migration failed")?;
+    store.pool().close().await;
     println!(
         "migrations applied ({} in total)",
         crate::store::MIGRATOR.iter().count()
@@ -54,11 +72,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if keys.is_none() {
         warn!("STAGECAST_KEYS is not set: plaintext tokens will not be sealed and sealed tokens cannot be read (create one with `stagecast keys generate`)");
     }
-    let store = connect(&args.db.database_url, args.db_pool_size).await?;
     if args.migrate {
-        store.migrate().await.context("migration failed")?;
+        let migrations = connect_for_migrations(&args.db.database_url).await?;
+        migrations.migrate().await.context("migration failed")?;
+        migrations.pool().close().await;
         info!("migrations applied");
     }
+    let store = connect(&args.db.database_url, args.db_pool_size).await?;
     if crate::reporting::enabled() {
         info!("reporting panics, internal errors and failed jobs to Sentry");
     }

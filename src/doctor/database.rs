@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use sqlx::Connection as _;
 
 use super::report::{list, Check, Group};
@@ -28,7 +28,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Store, Check> {
             let _ = conn.close().await;
         }
     }
-    PgPoolOptions::new()
+    crate::store::pool_options()
         .max_connections(2)
         .acquire_timeout(timeout)
         .connect(url)

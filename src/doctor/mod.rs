@@ -13,6 +13,7 @@ mod queue;
 mod report;
 pub mod rows;
 mod settings;
+mod vacuum;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
@@ -139,7 +140,7 @@ fn read_failed(
     match schema {
         SchemaState::Current => c.problem(
             format!("could not read the database: {e}"),
-            "check that the role in DATABASE_URL may read the stagecast schema and its crm_* views (docs/crm-integration.md, Database roles)",
+            "check that the role in DATABASE_URL has the worker's grants: `stagecast roles apply --worker <role>` as the owner (docs/operations.md, Database roles)",
         ),
         _ => c.skipped(format!("not checked until the migrations are complete ({e})")),
     }
@@ -272,6 +273,16 @@ async fn with_database(
     match store.doctor_queue_health().await {
         Ok(h) => checks.extend(queue::check_health(&h, chrono::Utc::now())),
         Err(e) => checks.push(read_failed(Group::Queue, "queue.read", "Queue", schema, &e)),
+    }
+    match store.vacuum_status().await {
+        Ok(tables) => checks.extend(vacuum::check_vacuum(&tables, chrono::Utc::now())),
+        Err(e) => checks.push(read_failed(
+            Group::Queue,
+            "queue.vacuum",
+            "Vacuum",
+            schema,
+            &e,
+        )),
     }
     checks
 }

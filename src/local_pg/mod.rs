@@ -426,6 +426,11 @@ impl LocalPostgres {
         url::with_database(&self.admin_url, database)
     }
 
+    /// The same server, another database, logging in as another role.
+    pub fn url_as(&self, database: &str, user: &str, password: &str) -> String {
+        url::with_login(&self.url_for(database), user, password)
+    }
+
     pub fn is_throwaway(&self) -> bool {
         self.cluster.is_some()
     }

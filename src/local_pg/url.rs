@@ -119,9 +119,75 @@ pub fn with_database(url: &str, database: &str) -> String {
     join(&p, p.authority, &path, query.as_deref())
 }
 
+/// The same URL logging in as `user` with `password` (the server, database and every other
+/// parameter unchanged). A `user=`/`password=` query parameter (Unix-socket URLs) is replaced
+/// in place; otherwise the user info of the authority is.
+pub fn with_login(url: &str, user: &str, password: &str) -> String {
+    let Some(p) = split(url) else {
+        return url.to_owned();
+    };
+    let in_query = p.query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| query_key(pair).eq_ignore_ascii_case("user"))
+    });
+    if in_query {
+        let mut pairs: Vec<String> = p
+            .query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !query_key(pair).eq_ignore_ascii_case("password"))
+            .map(|pair| {
+                if query_key(pair).eq_ignore_ascii_case("user") {
+                    format!("user={}", percent_encode(user))
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        pairs.push(format!("password={}", percent_encode(password)));
+        return join(&p, p.authority, p.path, Some(&pairs.join("&")));
+    }
+    let host = p
+        .authority
+        .rsplit_once('@')
+        .map_or(p.authority, |(_, host)| host);
+    let authority = format!(
+        "{}:{}@{host}",
+        percent_encode(user),
+        percent_encode(password)
+    );
+    let query = p.query.map(|q| {
+        q.split('&')
+            .filter(|pair| !query_key(pair).eq_ignore_ascii_case("password"))
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    join(&p, &authority, p.path, query.as_deref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replaces_the_login_keeping_everything_else() {
+        assert_eq!(
+            with_login(
+                "postgres://postgres@127.0.0.1:5432/db?sslmode=disable",
+                "w",
+                "p@ss"
+            ),
+            "postgres://w:p%40ss@127.0.0.1:5432/db?sslmode=disable"
+        );
+        assert_eq!(
+            with_login("postgres://a:old@h/db?password=old2", "w", "p"),
+            "postgres://w:p@h/db"
+        );
+        assert_eq!(
+            with_login("postgres:///db?host=/tmp&user=postgres", "w", "p"),
+            "postgres:///db?host=/tmp&user=w&password=p"
+        );
+    }
 
     #[test]
     fn redacts_userinfo_password() {

@@ -5,8 +5,12 @@
 pub mod admin;
 mod doctor;
 mod rows;
+mod session;
+mod vacuum;
 
 pub use rows::*;
+pub use session::pool_options;
+pub use vacuum::VacuumStatus;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -58,6 +62,8 @@ mod sql {
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
     pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
+    pub const TRY_MIGRATION_LOCK: &str = include_str!("../../sql/try_migration_lock.sql");
+    pub const RELEASE_MIGRATION_LOCK: &str = include_str!("../../sql/release_migration_lock.sql");
     pub const QUEUE_COUNTS: &str = include_str!("../../sql/queue_counts.sql");
     pub const LOAD_MESSAGE: &str = include_str!("../../sql/load_message.sql");
     pub const FIND_CUSTOMERS_BY_PHONE: &str = include_str!("../../sql/find_customers_by_phone.sql");
@@ -83,9 +89,42 @@ impl Store {
         &self.pool
     }
 
-    /// Apply pending migrations.
+    /// Apply pending migrations, one process at a time.
+    ///
+    /// sqlx's own lock is `pg_advisory_lock`, a *waiting* statement: a second `migrate` blocked
+    /// in it holds a snapshot, and `CREATE INDEX CONCURRENTLY` (the phone-lookup migrations) waits
+    /// for every snapshot to go, while the second process waits for the first's lock: a deadlock
+    /// (`tests/lifecycle.rs`, three `migrate` and a `run --migrate` at once). So the lock is
+    /// taken here with `pg_try_advisory_lock`, polled from a connection that is idle between
+    /// tries, and sqlx runs without its own.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
+        use sqlx::Connection as _;
+        let mut lock = self.pool.acquire().await?;
+        loop {
+            let got: bool = sqlx::query_scalar(sql::TRY_MIGRATION_LOCK)
+                .fetch_one(&mut *lock)
+                .await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let migrator = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.clone(),
+            ignore_missing: MIGRATOR.ignore_missing,
+            locking: false,
+            no_tx: MIGRATOR.no_tx,
+        };
+        let result = migrator.run(&self.pool).await;
+        // Session-level: released explicitly, or with the connection if that fails.
+        if sqlx::query(sql::RELEASE_MIGRATION_LOCK)
+            .execute(&mut *lock)
+            .await
+            .is_err()
+        {
+            let _ = lock.detach().close().await;
+        }
+        result?;
         Ok(())
     }
 

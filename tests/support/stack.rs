@@ -1,5 +1,9 @@
 //! A whole stagecast stack for integration tests: a fresh database, the Graph API sandbox, and
 //! in-process workers tuned for fast tests (short backoff, polls and pauses).
+//!
+//! Workers (in-process and spawned) run as the database's worker role and the CRM helpers
+//! (`seed_standard`, `customer`, `move_to`, `crm_exec`) as its CRM role, as in production;
+//! `pool()` and `exec` are the superuser's, for assertions and setup no CRM would do.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -19,6 +23,7 @@ pub const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Stack {
     pub db: TestDb,
+    /// The worker role's store (what the in-process workers use).
     pub store: Store,
     pub sandbox: MetaGraphSandbox,
     pub keys: KeyRing,
@@ -35,7 +40,7 @@ pub struct Tuning {
 impl Stack {
     pub async fn new() -> Stack {
         let db = TestDb::new().await;
-        let store = Store::new(db.pool.clone());
+        let store = Store::new(db.worker_pool.clone());
         let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
         sandbox.add_pixel(PIXEL, TOKEN);
         let keys = KeyRing::parse(KEYS).expect("test key ring");
@@ -47,8 +52,14 @@ impl Stack {
         }
     }
 
+    /// The superuser's pool: assertions and setup no CRM would do.
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.db.pool
+    }
+
+    /// The CRM role's pool: every write a CRM makes.
+    pub fn crm(&self) -> &sqlx::PgPool {
+        &self.db.crm_pool
     }
 
     /// Fast settings: retries after ≤ 100 ms, polls every 50 ms, throttle pauses of 300 ms.
@@ -114,7 +125,7 @@ impl Stack {
             "--retry-cap",
             "100ms",
         ])
-        .env("DATABASE_URL", &self.db.url)
+        .env("DATABASE_URL", &self.db.worker_url)
         .env("STAGECAST_META_GRAPH_URL", self.sandbox.base_url())
         .env("STAGECAST_KEYS", KEYS)
         .stdout(std::process::Stdio::piped())
@@ -122,11 +133,20 @@ impl Stack {
         cmd
     }
 
+    /// Run SQL as the superuser (setup no CRM would do).
     pub async fn exec(&self, sql: &str) {
         sqlx::raw_sql(sql)
             .execute(self.pool())
             .await
             .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+
+    /// Run SQL as the CRM role: writes to the CRM's tables.
+    pub async fn crm_exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(self.crm())
+            .await
+            .unwrap_or_else(|e| panic!("as the CRM role: {e}: {sql}"));
     }
 
     /// Standard CRM: pixel 1 (active, default, sealed token), campaign 1 → pixel 1, stage 1
@@ -138,10 +158,10 @@ impl Stack {
         )
         .bind(PIXEL)
         .bind(self.keys.seal(TOKEN))
-        .execute(self.pool())
+        .execute(self.crm())
         .await
         .expect("insert pixel");
-        self.exec(
+        self.crm_exec(
             r#"
             INSERT INTO utm_campaigns (id, name, facebook_ad_ids, pixel_id) VALUES (1, 'Verão', ARRAY['120226305854810726'], 1);
             INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES
@@ -168,12 +188,12 @@ impl Stack {
         .bind(email)
         .bind(phone)
         .bind(sale_price)
-        .execute(self.pool())
+        .execute(self.crm())
         .await
         .expect("insert customer");
         sqlx::query("INSERT INTO chats (customer_id, channel, external_id) VALUES ($1, 'whatsapp', 'chat-' || $1)")
             .bind(id)
-            .execute(self.pool())
+            .execute(self.crm())
             .await
             .expect("insert chat");
         id
@@ -184,7 +204,7 @@ impl Stack {
         sqlx::query("UPDATE customers SET stage_id = $2 WHERE id = $1")
             .bind(customer)
             .bind(stage)
-            .execute(self.pool())
+            .execute(self.crm())
             .await
             .expect("CRM update succeeds");
     }

@@ -1,0 +1,87 @@
+//! The hot table does not depend on autovacuum (issue 12, finding 9): with autovacuum off, a
+//! burst left stagecast.jobs with every dead row it made. The worker's maintenance vacuums its
+//! own tables past autovacuum's threshold, as the worker role.
+
+mod support;
+
+use std::time::Duration;
+
+use support::stack::Stack;
+
+/// (dead rows, threshold, vacuumed at least once) of stagecast.jobs, read with the worker's own
+/// query (sql/vacuum_status.sql) as the worker role.
+async fn jobs_vacuum_state(s: &Stack) -> (i64, f64, bool) {
+    let tables = s.store.vacuum_status().await.expect("vacuum status");
+    let jobs = tables
+        .iter()
+        .find(|t| t.table_name == "jobs")
+        .expect("stagecast.jobs is watched");
+    assert!(jobs.may_vacuum, "the worker role may vacuum the queue");
+    (
+        jobs.n_dead_tup,
+        jobs.dead_threshold,
+        jobs.last_vacuumed_at.is_some(),
+    )
+}
+
+#[tokio::test]
+async fn after_a_burst_the_worker_vacuums_the_queue_with_autovacuum_off() {
+    let s = Stack::new().await;
+    // The production condition, whatever this server's setting: no autovacuum for the queue.
+    s.exec("ALTER TABLE stagecast.jobs SET (autovacuum_enabled = false)")
+        .await;
+    let threshold: String = sqlx::query_scalar(
+        "SELECT option_value FROM pg_options_to_table((SELECT reloptions FROM pg_class WHERE oid = 'stagecast.jobs'::regclass))
+          WHERE option_name = 'autovacuum_vacuum_threshold'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(threshold, "5000", "the queue's own vacuum threshold");
+    s.seed_standard().await;
+
+    // A burst: one bulk stage change of 6,000 customers becomes 6,000 jobs, each claimed
+    // (a dead row) and finished (another): about 12,000 dead rows, past the threshold.
+    const BURST: i64 = 6000;
+    s.crm_exec(&format!(
+        "INSERT INTO customers (id, name, email, utm_campaign_id)
+         SELECT g, 'Cliente ' || g, 'c' || g || '@example.com', 1 FROM generate_series(1, {BURST}) g;
+         UPDATE customers SET stage_id = 1;"
+    ))
+    .await;
+    let worker = s.start_worker();
+    s.drained().await;
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM stagecast.deliveries WHERE outcome = 'delivered'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(delivered, BURST);
+
+    // Statistics reach pg_stat_user_tables within seconds, and the maintenance tick (100 ms
+    // here) vacuums once they show the dead rows. Wait for the observable result.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut state = jobs_vacuum_state(&s).await;
+    while !(state.2 && (state.0 as f64) <= state.1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stagecast.jobs was not vacuumed by the worker: {} dead rows (threshold {}), vacuumed: {}",
+            state.0,
+            state.1,
+            state.2
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        state = jobs_vacuum_state(&s).await;
+    }
+    let autovacuumed: bool = sqlx::query_scalar(
+        "SELECT last_autovacuum IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = 'stagecast' AND relname = 'jobs'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        !autovacuumed,
+        "autovacuum was supposed to be off for the queue"
+    );
+    worker.shutdown().await.unwrap();
+}
