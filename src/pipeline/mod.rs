@@ -131,6 +131,8 @@ struct JobWork {
     retry_errors: Vec<String>,
     throttled_until: Option<DateTime<Utc>>,
     not_started: bool,
+    /// The worker could not confirm its lease: another worker takes the job over.
+    lease_lost: bool,
     destinations: BTreeSet<String>,
     deliveries: Vec<DeliveryRow>,
     delivered: usize,
@@ -155,6 +157,7 @@ impl JobWork {
             retry_errors: Vec::new(),
             throttled_until: None,
             not_started: false,
+            lease_lost: false,
             destinations: BTreeSet::new(),
             deliveries: Vec::new(),
             delivered: 0,
@@ -361,26 +364,14 @@ impl Pipeline {
             })
             .collect();
         if !keys.is_empty() {
-            let retried: Vec<i64> = works
-                .iter()
-                .filter(|w| w.job.attempts > 1)
-                .map(|w| w.job.id)
-                .collect();
             let loaded = tokio::try_join!(
                 self.store.load_stage_change_contexts(&keys),
                 self.store.load_pixels(),
-                async {
-                    if retried.is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        self.store.delivered_event_ids(&retried).await
-                    }
-                }
             );
             match loaded {
-                Ok((contexts, pixels, ledger)) => {
-                    let ledger: HashSet<String> = ledger.into_iter().map(|(_, id)| id).collect();
-                    let pending = self.plan(&mut works, contexts, &pixels, &ledger, now);
+                Ok((contexts, pixels)) => {
+                    let pending = self.plan(&mut works, contexts, &pixels, now);
+                    let pending = self.skip_delivered(&mut works, pending).await;
                     for p in &pending {
                         works[p.work].outstanding += 1;
                     }
@@ -397,8 +388,50 @@ impl Pipeline {
             }
         }
         for w in works.iter_mut().filter(|w| !w.finished) {
-            let write_back = self.finish(w);
+            let write_back = self.finish(ctx, w);
             out.write_back.append(write_back);
+        }
+    }
+
+    /// Drop the events the ledger shows as delivered, whatever the attempt: a throttle or a
+    /// shutdown release gives the attempt back, a rescue follows a run that delivered part of
+    /// a job (issue 12, finding 6). One index probe per event. If the ledger cannot be read,
+    /// nothing is sent and the jobs are retried.
+    async fn skip_delivered(
+        &self,
+        works: &mut [JobWork],
+        pending: Vec<PendingEvent>,
+    ) -> Vec<PendingEvent> {
+        if pending.is_empty() {
+            return pending;
+        }
+        let ids: Vec<&str> = pending.iter().map(|p| p.event_id.as_str()).collect();
+        match self.store.delivered_event_ids(&ids).await {
+            Ok(delivered) => {
+                let delivered: HashSet<String> = delivered.into_iter().collect();
+                pending
+                    .into_iter()
+                    .filter(|p| {
+                        let done = delivered.contains(&p.event_id);
+                        if done {
+                            works[p.work].already_delivered += 1;
+                        }
+                        !done
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                warn!(error = %e, "could not read the delivery ledger; retrying the batch");
+                let mut seen = HashSet::new();
+                for p in &pending {
+                    if seen.insert(p.work) {
+                        works[p.work].retry_errors.push(format!(
+                            "database error while reading the delivery ledger: {e}"
+                        ));
+                    }
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -408,7 +441,6 @@ impl Pipeline {
         works: &mut [JobWork],
         contexts: Vec<StageChangeContext>,
         pixels: &[PixelRow],
-        ledger: &HashSet<String>,
         now: DateTime<Utc>,
     ) -> Vec<PendingEvent> {
         let mut by_job: HashMap<i64, StageChangeContext> =
@@ -555,10 +587,6 @@ impl Pipeline {
                 let (request, keys) = build_event(&event, &routing, now);
                 let destination = format!("facebook:{}", pixel.pixel_id);
                 w.destinations.insert(destination);
-                if ledger.contains(&event.event_id) {
-                    w.already_delivered += 1;
-                    continue;
-                }
                 let json: Arc<str> = request.to_string().into();
                 pending.push(PendingEvent {
                     work: index,
@@ -621,7 +649,9 @@ impl Pipeline {
                         .collect();
                     let tx = tx.clone();
                     deliveries.push(async move {
-                        self.meta.deliver(&dest, events, &ctx.shutdown, &tx).await
+                        self.meta
+                            .deliver(&dest, events, &ctx.shutdown, &ctx.lease, &tx)
+                            .await
                     });
                 }
                 Err((cause, message)) => {
@@ -661,7 +691,7 @@ impl Pipeline {
             .iter_mut()
             .filter(|w| !w.finished && w.outstanding == 0)
         {
-            ready.append(self.finish(w));
+            ready.append(self.finish(ctx, w));
         }
         ctx.complete(ready).await;
 
@@ -674,7 +704,7 @@ impl Pipeline {
                     self.record_result(w, p, r);
                     w.outstanding = w.outstanding.saturating_sub(1);
                     if w.outstanding == 0 && !w.finished {
-                        ready.append(self.finish(w));
+                        ready.append(self.finish(ctx, w));
                     }
                 }
                 ctx.complete(ready).await;
@@ -763,6 +793,7 @@ impl Pipeline {
                 ));
             }
             EventOutcome::NotStarted => w.not_started = true,
+            EventOutcome::LeaseLost => w.lease_lost = true,
         }
     }
 
@@ -802,12 +833,21 @@ impl Pipeline {
     }
 
     /// Fold a job's results into its outcome, audit rows and alerts.
-    fn finish(&self, w: &mut JobWork) -> WriteBack {
+    fn finish(&self, ctx: &BatchContext, w: &mut JobWork) -> WriteBack {
         let span = w.span.clone();
         let _entered = span.enter();
         let now = Utc::now();
         w.finished = true;
         let mut out = WriteBack::default();
+        if w.lease_lost {
+            // Another worker may hold the job now: write no outcome and no alert (fencing would
+            // discard them, or worse, they would land first), only the audit of what this run
+            // did send, which is the ledger the rescuer reads.
+            debug!(outcome = "lease_lost", "job given up");
+            ctx.abandon(w.job.id);
+            out.deliveries.append(&mut w.deliveries);
+            return out;
+        }
         let destinations = (!w.destinations.is_empty())
             .then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
         let row = if !w.retry_errors.is_empty() {

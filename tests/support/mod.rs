@@ -189,3 +189,4 @@ impl Drop for TestDb {
 }
 
 pub mod stack;
+pub mod wait;

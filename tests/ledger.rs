@@ -1,0 +1,139 @@
+//! The delivery ledger is read for every claimed job (issue 12, finding 6): an attempt given
+//! back by a throttle or a shutdown release must not make the next claim re-send the events
+//! an earlier run delivered.
+
+mod support;
+
+use std::time::Duration;
+
+use stagecast::sandbox::Fault;
+use support::stack::Stack;
+use support::wait;
+
+/// Stage 4 sends two events to the one pixel; with `max_batch = 1` they go in two requests.
+async fn seed_two_event_stage(s: &Stack) -> i64 {
+    s.seed_standard().await;
+    s.exec(
+        r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES (4, 'Contato', 'meio',
+           '[{"platform":"facebook","event_name":"Lead"},{"platform":"facebook","event_name":"Contact"}]')"#,
+    )
+    .await;
+    s.customer(1, "a@example.com", "+5511999990001", None).await
+}
+
+/// (status, attempts) of the customer's live job.
+async fn live_job(s: &Stack, customer: i64) -> (String, i32) {
+    sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE customer_id = $1")
+        .bind(customer)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+}
+
+async fn archived(s: &Stack, customer: i64) -> bool {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM stagecast.job_archive WHERE customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_one(s.pool())
+    .await
+    .unwrap()
+        == 1
+}
+
+#[tokio::test]
+async fn events_delivered_before_a_throttle_are_not_sent_again_after_the_pause() {
+    let s = Stack::new().await;
+    let c = seed_two_event_stage(&s).await;
+    // The first request goes through; Meta throttles the second.
+    s.sandbox.push_fault(Fault::Pass);
+    s.sandbox.push_fault(Fault::Throttle {
+        code: 80004,
+        subcode: Some(2446079),
+        regain_minutes: None,
+    });
+    let mut t = s.tuning();
+    t.meta.max_batch = 1;
+    let worker = s.start_worker_with(t);
+    s.move_to(c, 4).await;
+    wait::until("the job to be done", || archived(&s, c)).await;
+    let stats = worker.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    let shape: Vec<(usize, u16)> = requests
+        .iter()
+        .map(|r| (r.event_ids.len(), r.status))
+        .collect();
+    assert_eq!(shape, [(1, 200), (1, 400), (1, 200)], "{requests:#?}");
+    let (first, second) = (&requests[0].event_ids[0], &requests[1].event_ids[0]);
+    assert_ne!(first, second);
+    assert_eq!(
+        &requests[2].event_ids[0], second,
+        "only the throttled event is sent again"
+    );
+    assert_eq!(s.sandbox.delivered_count(first), 1);
+    assert_eq!(s.sandbox.delivered_count(second), 1);
+    assert_eq!(stats.get(&stats.duplicate_deliveries), 0);
+    let note: Option<String> =
+        sqlx::query_scalar("SELECT note FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(c)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        note.as_deref(),
+        Some("1 delivered, 1 already delivered earlier")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_delivered_before_a_shutdown_release_are_not_sent_again() {
+    let s = Stack::new().await;
+    let c = seed_two_event_stage(&s).await;
+    // The first request is slow, so the shutdown arrives while it is in flight: it finishes
+    // during the drain, and the second is never started (released, attempt refunded).
+    s.sandbox.set_latency(Duration::from_secs(3));
+    let mut t = s.tuning();
+    t.meta.max_batch = 1;
+    t.meta.timeout = Duration::from_secs(20);
+    t.worker.lease = Duration::from_secs(30);
+    t.worker.drain_timeout = Duration::from_secs(25);
+    let worker = s.start_worker_with(t);
+    s.move_to(c, 4).await;
+    wait::until("the first request to reach the sandbox", || async {
+        !s.sandbox.requests().is_empty()
+    })
+    .await;
+    let stats = worker.shutdown().await.unwrap();
+    assert_eq!(
+        s.sandbox.requests().len(),
+        1,
+        "precondition: the shutdown came before the second request"
+    );
+    assert_eq!(s.sandbox.accepted_events(), 1);
+    assert_eq!(live_job(&s, c).await, ("pending".into(), 0), "released");
+    assert_eq!(
+        stats.get(&stats.released_on_shutdown),
+        0,
+        "nothing was cut off"
+    );
+
+    s.sandbox.set_latency(Duration::ZERO);
+    let mut t = s.tuning();
+    t.meta.max_batch = 1;
+    let worker = s.start_worker_with(t);
+    wait::until("the job to be done", || archived(&s, c)).await;
+    let stats = worker.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the delivered event was not sent again: {requests:#?}"
+    );
+    assert_ne!(requests[0].event_ids, requests[1].event_ids);
+    for r in &requests {
+        assert_eq!(s.sandbox.delivered_count(&r.event_ids[0]), 1);
+    }
+    assert_eq!(stats.get(&stats.duplicate_deliveries), 0);
+}
