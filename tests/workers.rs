@@ -100,6 +100,12 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_only_identical_even
             "20",
             "--lease",
             "2s",
+            // A 2 s lease holds a beat, its timeout and a request only with these (the
+            // settings rules, docs/operations.md).
+            "--heartbeat-interval",
+            "200ms",
+            "--meta-timeout",
+            "1500ms",
             "--poll-interval",
             "100ms",
         ])
