@@ -165,13 +165,13 @@ pub const CATALOG: &[MetricDef] = &[
         name: WRITE_BACK_ERRORS,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Write-back attempts that met a database error. The batch is then written job by job (see `stagecast_write_back_isolated_total`); what failed for a passing reason (lock or statement timeout, lost connection) waits in memory and is retried with backoff, the delivery ledger first.",
+        help: "Write-back attempts that met a database error. The batch is then written in isolation, the delivery ledger first (see `stagecast_write_back_isolated_total`); what failed for a passing reason (lock or statement timeout, lost connection) waits in memory and is retried with backoff.",
     },
     MetricDef {
         name: WRITE_BACK_ISOLATED,
         kind: MetricType::Counter,
         labels: &["result"],
-        help: "Jobs written on their own after their write-back batch failed, by result: `applied` (written in full), `degraded` (the database refused part of its audit detail: written without error texts, request and response bodies and alert details, see the job's last_error), `deferred` (a passing error: retried with backoff), `unwritable` (its outcome cannot be written at all: logged with its job id, its delivered events kept in the ledger, its lease left to expire so another attempt takes it). Any `degraded` or `unwritable` is worth a look (runbook: Write-back isolation).",
+        help: "Jobs of a write-back batch that failed, written again in isolation (halves under savepoints, split until the refused job is alone), by result: `applied` (written in full), `degraded` (the database refused part of its audit detail: written without error texts, request and response bodies and alert details, see the job's last_error), `deferred` (a passing error: retried with backoff), `unwritable` (its outcome cannot be written at all: logged with its job id, its delivered events kept in the ledger, its lease left to expire so another attempt takes it). Any `degraded` or `unwritable` is worth a look (runbook: Write-back isolation).",
     },
     MetricDef {
         name: CHAT_ALERT_ERRORS,

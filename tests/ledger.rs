@@ -137,3 +137,56 @@ async fn events_delivered_before_a_shutdown_release_are_not_sent_again() {
     }
     assert_eq!(stats.get(&stats.duplicate_deliveries), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_still_queued_when_the_drain_times_out_are_not_sent_again() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let queued = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    let cut_off = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    // Archiving a done job waits on this lock: the first job's result stays with the
+    // completer, which retries it, while the drain times out on the second job's request.
+    let mut locker = s.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE stagecast.job_archive IN SHARE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let mut t = s.tuning();
+    t.worker.drain_timeout = Duration::from_millis(300);
+    let worker = s.start_worker_with(t);
+    s.move_to(queued, 1).await;
+    assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
+    let stats = worker.stats().clone();
+    wait::until("the first result to be retried by the completer", || async {
+        stats.get(&stats.write_back_errors) >= 1
+    })
+    .await;
+    s.sandbox.set_latency(Duration::from_secs(3));
+    s.move_to(cut_off, 1).await;
+    wait::until("the second request to be in flight", || async {
+        s.sandbox.requests().len() == 2
+    })
+    .await;
+    let stats = worker.shutdown().await.unwrap();
+    assert_eq!(stats.get(&stats.released_on_shutdown), 2, "both given back at exit");
+    locker.rollback().await.unwrap();
+
+    s.sandbox.set_latency(Duration::ZERO);
+    let worker = s.start_worker();
+    wait::until("both jobs to be done", || async {
+        archived(&s, queued).await && archived(&s, cut_off).await
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let requests = s.sandbox.requests();
+    let first = &requests[0].event_ids[0];
+    assert_eq!(
+        s.sandbox.delivered_count(first),
+        1,
+        "the delivered event whose result was still queued is not sent again: {requests:#?}"
+    );
+    // The request cut off by the drain timeout reached Meta unbeknown to the worker: that one
+    // is sent again (docs/operations.md, Shutdown), with the same event_id.
+    let second = &requests[1].event_ids[0];
+    assert!(s.sandbox.delivered_count(second) >= 1);
+}

@@ -152,8 +152,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "STAGECAST_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
     /// On SIGTERM, how long in-flight work may take before it is released (longer than
-    /// --meta-timeout). The process then exits within 8s more, whatever the database does: 5s
-    /// for the last write-back, 3s to give back the jobs it still holds.
+    /// --meta-timeout). The process then exits within 10s more, whatever the database does: 5s
+    /// for the last write-back, 3s to give back the jobs it still holds, 2s to stop.
     #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// First retry delay ceiling (exponential backoff with full jitter).

@@ -587,7 +587,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// Batched write-back: take whatever has accumulated while the previous flush ran. Idle → one
 /// result is flushed at once (no added latency); busy → large batches (few transactions).
 ///
-/// A batch that fails is written job by job (`Store::flush`): one outcome the database refuses
+/// A batch that fails is written in isolation (`Store::flush`): one outcome the database refuses
 /// never holds up the others. What failed for a passing reason is retried with backoff, the
 /// ledger first. Once `deadline` is set (the drain is over), the completer makes one last
 /// attempt with everything queued and stops at the deadline whatever the database does,
@@ -611,9 +611,12 @@ async fn complete(
         }
         let mut failures = 0u32;
         let mut last_attempt = false;
+        // After a lock, timeout or refused row the fast path would only fail again: retries go
+        // straight to isolation, the ledger first. After a lost connection it is the fastest.
+        let mut ledger_first = false;
         loop {
             let flush = tokio::select! {
-                f = store.flush(&worker_id, &batch, failures > 0) => f,
+                f = store.flush(&worker_id, &batch, ledger_first) => f,
                 _ = deadline_passed(&mut deadline) => {
                     give_up(batch, &mut rx, "the shutdown deadline passed during the last write-back");
                     return;
@@ -632,6 +635,7 @@ async fn complete(
             }
             batch = flush.leftover;
             failures += 1;
+            ledger_first = !flush.error.as_ref().is_some_and(StoreError::is_connection);
             let e = flush
                 .error
                 .map(|e| e.to_string())

@@ -8,10 +8,10 @@
 //! 1. the delivered events of the whole flush go to the ledger first, in their own
 //!    transaction: whatever else fails, what reached Meta is recorded, so no rescue or retry
 //!    sends it again;
-//! 2. then each job is written on its own, under a savepoint; a job the database refuses is
-//!    written once more without its audit detail (error texts, request and response bodies,
-//!    alert details), and if even that fails it is reported unwritable and left to lease
-//!    expiry;
+//! 2. then the jobs are written under savepoints, in halves split until the refused job is
+//!    alone; a job the database refuses is written once more without its audit detail (error
+//!    texts, request and response bodies, alert details), and if even that fails it is
+//!    reported unwritable and left to lease expiry;
 //! 3. what failed for a passing reason (lock or statement timeout, lost connection) is handed
 //!    back for a later retry.
 //!
@@ -32,8 +32,8 @@ use super::{DeliveryRow, WriteBack, WriteBackReport};
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound of one write-back statement (a 5,000-outcome flush takes tens of milliseconds).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Jobs failing for a passing reason in one isolation pass before the rest is deferred too:
-/// with a table locked, every job would wait `LOCK_TIMEOUT` in turn.
+/// Passing failures (lock or statement timeouts) in one isolation pass before the rest is
+/// deferred too: with a table locked, every part would wait `LOCK_TIMEOUT` in turn.
 const MAX_TRANSIENT_PER_PASS: usize = 3;
 /// Room kept in a degraded outcome for its original error text.
 const DEGRADED_ERROR_CHARS: usize = 500;
@@ -89,7 +89,7 @@ impl Store {
     /// The fast path: one transaction for the whole batch. Fails as a whole.
     pub async fn write_back(&self, worker: &str, batch: &WriteBack) -> Result<WriteBackReport> {
         let mut tx = self.begin_write_back().await?;
-        let report = write_parts(&mut *tx, worker, batch).await?;
+        let report = write_parts(&mut tx, worker, batch).await?;
         timed("write_back_commit", tx.commit()).await?;
         Ok(report)
     }
@@ -114,7 +114,7 @@ impl Store {
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, outcomes = batch.outcomes.len(), "write-back failed; writing the batch job by job");
+                    warn!(error = %e, outcomes = batch.outcomes.len(), "write-back failed; writing the ledger, then the batch in isolation");
                     let mut flush = self.write_back_isolated(worker, batch).await;
                     flush.error = Some(e);
                     return flush;
@@ -128,7 +128,7 @@ impl Store {
     /// delivered rows were already in the ledger.
     pub async fn write_ledger(&self, deliveries: &[DeliveryRow]) -> Result<u64> {
         let mut tx = self.begin_write_back().await?;
-        let duplicates = insert_deliveries(&mut *tx, deliveries).await?;
+        let duplicates = insert_deliveries(&mut tx, deliveries).await?;
         tx.commit().await?;
         Ok(duplicates)
     }
@@ -185,7 +185,8 @@ impl Store {
         if groups.is_empty() {
             return flush;
         }
-        // 2. Each job under its own savepoint, in one transaction.
+        // 2. Halves under savepoints, in one transaction, split until the refused job is
+        //    alone (one bad job among n costs about 2·log2(n) savepoints, not n).
         let mut tx = match self.begin_write_back().await {
             Ok(tx) => tx,
             Err(e) => {
@@ -198,55 +199,85 @@ impl Store {
         let mut written: Vec<WriteBack> = Vec::new();
         let mut deferred: Vec<WriteBack> = Vec::new();
         let mut transient = 0usize;
-        let mut rest = groups.into_iter();
-        for group in rest.by_ref() {
-            let job = group_job(&group);
-            let failure = match savepoint(&mut tx, worker, &group).await {
-                Ok(r) => {
-                    staged.merge(r);
-                    staged.isolated += 1;
-                    written.push(group);
-                    continue;
-                }
-                Err(e) => e,
-            };
-            let failure = if failure.is_transient() {
-                failure
-            } else {
-                match savepoint(&mut tx, worker, &degrade(&group, &failure)).await {
+        let mut stack: Vec<Vec<WriteBack>> = vec![groups];
+        while let Some(mut chunk) = stack.pop() {
+            let failure = if chunk.len() > 1 {
+                let merged = merge(chunk.clone());
+                match savepoint(&mut tx, worker, &merged).await {
                     Ok(r) => {
-                        warn!(job_id = job, error = %failure, "job written back without the audit detail the database refused");
                         staged.merge(r);
-                        staged.degraded += 1;
-                        written.push(group);
+                        staged.isolated += with_outcome(&chunk);
+                        written.extend(chunk);
                         continue;
                     }
                     Err(e) if e.is_transient() => e,
-                    Err(e) => {
-                        // Keep at least what was delivered, so a rescue does not send it again.
-                        let ledger = ledger_only(&group);
-                        if !ledger.deliveries.is_empty() {
-                            if let Ok(r) = savepoint(&mut tx, worker, &ledger).await {
-                                staged.merge(r);
-                            }
-                        }
-                        error!(job_id = job, error = %e, "this job's outcome cannot be written; it is left to lease expiry");
-                        staged.unwritable.extend(job);
-                        written.push(ledger);
-                        flush.error.get_or_insert(e);
+                    Err(_) => {
+                        let right = chunk.split_off(chunk.len() / 2);
+                        stack.push(right);
+                        stack.push(chunk);
                         continue;
                     }
                 }
+            } else {
+                let Some(group) = chunk.pop() else { continue };
+                let job = group_job(&group);
+                let failure = match savepoint(&mut tx, worker, &group).await {
+                    Ok(r) => {
+                        staged.merge(r);
+                        staged.isolated += with_outcome(std::slice::from_ref(&group));
+                        written.push(group);
+                        continue;
+                    }
+                    Err(e) => e,
+                };
+                let failure = if failure.is_transient() {
+                    failure
+                } else {
+                    match savepoint(&mut tx, worker, &degrade(&group, &failure)).await {
+                        Ok(r) => {
+                            warn!(job_id = job, error = %failure, "job written back without the audit detail the database refused");
+                            staged.merge(r);
+                            staged.degraded += 1;
+                            written.push(group);
+                            continue;
+                        }
+                        Err(e) if e.is_transient() => e,
+                        Err(e) => {
+                            // Keep at least what was delivered, so a rescue does not send it again.
+                            let ledger = ledger_only(&group);
+                            if !ledger.deliveries.is_empty() {
+                                if let Ok(r) = savepoint(&mut tx, worker, &ledger).await {
+                                    staged.merge(r);
+                                }
+                            }
+                            error!(job_id = job, error = %e, "this job's outcome cannot be written; it is left to lease expiry");
+                            staged.unwritable.extend(job);
+                            written.push(ledger);
+                            flush.error.get_or_insert(e);
+                            continue;
+                        }
+                    }
+                };
+                chunk.push(group);
+                failure
             };
+            // A passing error (a lock, a timeout, the connection): retried later, with a few
+            // more tries in this pass for the other jobs unless the connection is gone.
             transient += 1;
             let give_up = failure.is_connection() || transient >= MAX_TRANSIENT_PER_PASS;
             flush.error.get_or_insert(failure);
-            deferred.push(group);
+            if give_up || chunk.len() == 1 {
+                deferred.extend(chunk);
+            } else {
+                let right = chunk.split_off(chunk.len() / 2);
+                stack.push(right);
+                stack.push(chunk);
+            }
             if give_up {
                 break;
             }
         }
-        deferred.extend(rest);
+        deferred.extend(stack.into_iter().flatten());
         match timed("write_back_commit", tx.commit()).await {
             Ok(()) => {
                 staged.deferred = deferred.iter().filter(|g| !g.outcomes.is_empty()).count() as u64;
@@ -273,7 +304,7 @@ async fn savepoint(
     batch: &WriteBack,
 ) -> Result<WriteBackReport> {
     let mut sp = tx.begin().await?;
-    match write_parts(&mut *sp, worker, batch).await {
+    match write_parts(&mut sp, worker, batch).await {
         Ok(report) => {
             sp.commit().await?;
             Ok(report)
@@ -418,6 +449,11 @@ fn merge(groups: Vec<WriteBack>) -> WriteBack {
         all.append(g);
     }
     all
+}
+
+/// Jobs with an outcome among these parts (parts may hold only ledger rows).
+fn with_outcome(parts: &[WriteBack]) -> u64 {
+    parts.iter().filter(|g| !g.outcomes.is_empty()).count() as u64
 }
 
 fn group_job(g: &WriteBack) -> Option<i64> {
