@@ -138,10 +138,13 @@ async fn a_worker_whose_heartbeat_is_blocked_stops_sending_and_a_rescue_delivers
 async fn the_heartbeat_keeps_a_job_that_outlives_its_lease_from_being_rescued() {
     let s = Stack::new().await;
     let c = seed_five_event_stage(&s).await;
-    // Five slow requests one after the other: the job takes well over its 3 s lease.
-    s.sandbox.set_latency(Duration::from_millis(900));
-    let a = s.start_worker_with(short_lease(&s));
-    let b = s.start_worker_with(short_lease(&s));
+    // Five slow requests one after the other: the job takes well over its 3 s lease. Requests
+    // may take up to 1.9 s, the most a 3 s lease with a beat every 500 ms allows.
+    s.sandbox.set_latency(Duration::from_millis(800));
+    let mut t = short_lease(&s);
+    t.meta.timeout = Duration::from_millis(1900);
+    let a = s.start_worker_with(t.clone());
+    let b = s.start_worker_with(t);
     s.move_to(c, 5).await;
     wait::until("the job to be done", || archived(&s, c)).await;
     let (a, b) = (a.shutdown().await.unwrap(), b.shutdown().await.unwrap());
@@ -150,7 +153,7 @@ async fn the_heartbeat_keeps_a_job_that_outlives_its_lease_from_being_rescued() 
     assert_eq!(requests.len(), 5);
     let span = requests[4].received_at - requests[0].received_at;
     assert!(
-        span > chrono::Duration::seconds(3),
+        span >= chrono::Duration::milliseconds(3200),
         "precondition: the job outlived its lease ({span})"
     );
     assert_eq!(a.get(&a.rescued) + b.get(&b.rescued), 0, "never rescued");
