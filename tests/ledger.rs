@@ -157,9 +157,10 @@ async fn results_still_queued_when_the_drain_times_out_are_not_sent_again() {
     s.move_to(queued, 1).await;
     assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
     let stats = worker.stats().clone();
-    wait::until("the first result to be retried by the completer", || async {
-        stats.get(&stats.write_back_errors) >= 1
-    })
+    wait::until(
+        "the first result to be retried by the completer",
+        || async { stats.get(&stats.write_back_errors) >= 1 },
+    )
     .await;
     s.sandbox.set_latency(Duration::from_secs(3));
     s.move_to(cut_off, 1).await;
@@ -168,7 +169,11 @@ async fn results_still_queued_when_the_drain_times_out_are_not_sent_again() {
     })
     .await;
     let stats = worker.shutdown().await.unwrap();
-    assert_eq!(stats.get(&stats.released_on_shutdown), 2, "both given back at exit");
+    assert_eq!(
+        stats.get(&stats.released_on_shutdown),
+        2,
+        "both given back at exit"
+    );
     locker.rollback().await.unwrap();
 
     s.sandbox.set_latency(Duration::ZERO);

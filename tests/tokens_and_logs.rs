@@ -159,6 +159,20 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     assert!(!unknown.status.success());
 }
 
+/// Everything a child writes to this pipe, read as it comes.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut p, &mut text).await;
+        }
+        text
+    })
+}
+
 #[tokio::test]
 async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     let s = Stack::new().await;
@@ -185,11 +199,17 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .await;
     s.sandbox
         .push_fault(stagecast::sandbox::Fault::ServerError(500));
-    let child = s
+    let mut child = s
         .worker_command()
         .env("STAGECAST_LOG", "debug")
         .spawn()
         .unwrap();
+    // Read the pipes while the worker runs: debug logs (every statement) outgrow a pipe's
+    // 64 kB buffer, and a worker blocked writing its logs would never drain the queue.
+    // Read the pipes while the worker runs: debug logs (every statement) outgrow a pipe's
+    // 64 kB buffer, and a worker blocked writing its logs would never drain the queue.
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
     s.move_to(a, 2).await;
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
@@ -202,16 +222,12 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .status()
         .unwrap()
         .success());
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
-    assert!(out.status.success(), "graceful exit");
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(status.success(), "graceful exit");
+    let logs = format!("{}{}", stdout.await.unwrap(), stderr.await.unwrap());
     assert!(
         logs.contains("worker started") && logs.contains("sealed a plaintext access token"),
         "logs captured:\n{logs}"
