@@ -364,14 +364,20 @@ impl Pipeline {
             })
             .collect();
         if !keys.is_empty() {
+            // The ledger is read for every claimed job, whatever its attempt: a throttle or a
+            // shutdown release gives the attempt back, and a rescue follows a run that may
+            // have delivered part of the job (issue 12, finding 6). An index probe per job on
+            // deliveries_job_idx, run alongside the context load.
+            let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
             let loaded = tokio::try_join!(
                 self.store.load_stage_change_contexts(&keys),
                 self.store.load_pixels(),
+                self.store.delivered_event_ids(&job_ids),
             );
             match loaded {
-                Ok((contexts, pixels)) => {
-                    let pending = self.plan(&mut works, contexts, &pixels, now);
-                    let pending = self.skip_delivered(&mut works, pending).await;
+                Ok((contexts, pixels, ledger)) => {
+                    let ledger: HashSet<String> = ledger.into_iter().map(|(_, id)| id).collect();
+                    let pending = self.plan(&mut works, contexts, &pixels, &ledger, now);
                     for p in &pending {
                         works[p.work].outstanding += 1;
                     }
@@ -393,54 +399,13 @@ impl Pipeline {
         }
     }
 
-    /// Drop the events the ledger shows as delivered, whatever the attempt: a throttle or a
-    /// shutdown release gives the attempt back, a rescue follows a run that delivered part of
-    /// a job (issue 12, finding 6). One index probe per event. If the ledger cannot be read,
-    /// nothing is sent and the jobs are retried.
-    async fn skip_delivered(
-        &self,
-        works: &mut [JobWork],
-        pending: Vec<PendingEvent>,
-    ) -> Vec<PendingEvent> {
-        if pending.is_empty() {
-            return pending;
-        }
-        let ids: Vec<&str> = pending.iter().map(|p| p.event_id.as_str()).collect();
-        match self.store.delivered_event_ids(&ids).await {
-            Ok(delivered) => {
-                let delivered: HashSet<String> = delivered.into_iter().collect();
-                pending
-                    .into_iter()
-                    .filter(|p| {
-                        let done = delivered.contains(&p.event_id);
-                        if done {
-                            works[p.work].already_delivered += 1;
-                        }
-                        !done
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the delivery ledger; retrying the batch");
-                let mut seen = HashSet::new();
-                for p in &pending {
-                    if seen.insert(p.work) {
-                        works[p.work].retry_errors.push(format!(
-                            "database error while reading the delivery ledger: {e}"
-                        ));
-                    }
-                }
-                Vec::new()
-            }
-        }
-    }
-
     /// Resolve every configured event of every job; returns the events to send.
     fn plan(
         &self,
         works: &mut [JobWork],
         contexts: Vec<StageChangeContext>,
         pixels: &[PixelRow],
+        ledger: &HashSet<String>,
         now: DateTime<Utc>,
     ) -> Vec<PendingEvent> {
         let mut by_job: HashMap<i64, StageChangeContext> =
@@ -587,6 +552,10 @@ impl Pipeline {
                 let (request, keys) = build_event(&event, &routing, now);
                 let destination = format!("facebook:{}", pixel.pixel_id);
                 w.destinations.insert(destination);
+                if ledger.contains(&event.event_id) {
+                    w.already_delivered += 1;
+                    continue;
+                }
                 let json: Arc<str> = request.to_string().into();
                 pending.push(PendingEvent {
                     work: index,

@@ -261,13 +261,13 @@ impl Store {
             .await?)
     }
 
-    /// The ledger: which of these events were already delivered (by an earlier attempt, a
-    /// run given back by a throttle or a shutdown, or a worker that lost its lease).
-    pub async fn delivered_event_ids(&self, event_ids: &[&str]) -> Result<Vec<String>> {
+    /// The ledger: events of these jobs already delivered (by an earlier attempt, a run given
+    /// back by a throttle or a shutdown, or a worker that lost its lease).
+    pub async fn delivered_event_ids(&self, job_ids: &[i64]) -> Result<Vec<(i64, String)>> {
         Ok(timed(
             "delivered_event_ids",
-            sqlx::query_scalar(sql::DELIVERED_EVENT_IDS)
-                .bind(event_ids)
+            sqlx::query_as(sql::DELIVERED_EVENT_IDS)
+                .bind(job_ids)
                 .fetch_all(&self.pool),
         )
         .await?)
