@@ -115,6 +115,7 @@ pub struct BatchContext {
     completer: mpsc::Sender<WriteBack>,
     completed: std::sync::Mutex<HashSet<i64>>,
     stats: Arc<WorkerStats>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl BatchContext {
@@ -140,6 +141,9 @@ impl BatchContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job_id);
+        // Once the heartbeat works again it must not extend this lease: nobody works on the
+        // job here any more, and only an expired lease lets a claim (ours too) take it up.
+        let_expire(&self.expiring, job_id);
         self.stats.lease_lost_jobs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics_catalog::LEASE_LOST_JOBS).increment(1);
     }
@@ -296,8 +300,10 @@ impl<H: JobHandler> Worker<H> {
             // the last write-back, so leases keep being extended while in-flight work finishes.
             let background = CancellationToken::new();
             let clock = Arc::new(LeaseClock::new(cfg.lease));
-            // Jobs whose outcome cannot be written: the heartbeat lets their lease run out.
-            let unwritable: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            // Jobs held here that nobody works on (given up for a lost lease, or whose outcome
+            // cannot be written): the heartbeat lets their lease run out so a claim takes
+            // them up again.
+            let expiring: Arc<Mutex<HashSet<i64>>> = Arc::default();
             let mut listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
             let mut heartbeat = tokio::spawn(heartbeat(
                 self.store.clone(),
@@ -305,7 +311,7 @@ impl<H: JobHandler> Worker<H> {
                 clock.clone(),
                 background.clone(),
                 stats.clone(),
-                unwritable.clone(),
+                expiring.clone(),
             ));
             let mut maintenance = tokio::spawn(maintain(
                 self.store.clone(),
@@ -321,10 +327,10 @@ impl<H: JobHandler> Worker<H> {
                 done_rx,
                 stats.clone(),
                 deadline_rx,
-                unwritable,
+                expiring.clone(),
             ));
 
-            let result = self.produce(&shutdown, &wake, done_tx, &clock, &stats).await;
+            let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
 
             // The producer returned: every batch it started was drained or cut off at the
             // drain timeout, and the completer's senders are gone. The last write-back gets
@@ -381,6 +387,7 @@ impl<H: JobHandler> Worker<H> {
         wake: &Notify,
         done_tx: mpsc::Sender<WriteBack>,
         clock: &LeaseClock,
+        expiring: &Arc<Mutex<HashSet<i64>>>,
         stats: &Arc<WorkerStats>,
     ) -> Result<(), WorkerError> {
         let cfg = &self.config;
@@ -440,6 +447,15 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            {
+                // Claimed again (by this worker): ours to work on and to heart-beat.
+                let mut expiring = expiring.lock().unwrap_or_else(|p| p.into_inner());
+                if !expiring.is_empty() {
+                    for job in &jobs {
+                        expiring.remove(&job.id);
+                    }
+                }
+            }
             let lease = clock.register(claim_started);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats);
@@ -458,6 +474,7 @@ impl<H: JobHandler> Worker<H> {
                 completer: done_tx.clone(),
                 completed: std::sync::Mutex::new(HashSet::new()),
                 stats: stats.clone(),
+                expiring: expiring.clone(),
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
@@ -598,7 +615,7 @@ async fn complete(
     mut rx: mpsc::Receiver<WriteBack>,
     stats: Arc<WorkerStats>,
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
-    unwritable: Arc<Mutex<HashSet<i64>>>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
     while let Some(first) = rx.recv().await {
@@ -622,7 +639,7 @@ async fn complete(
                     return;
                 }
             };
-            record_flush(&flush.report, &stats, &unwritable);
+            record_flush(&flush.report, &stats, &expiring);
             if let Some(e) = &flush.error {
                 stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(crate::metrics_catalog::WRITE_BACK_ERRORS).increment(1);
@@ -713,7 +730,7 @@ fn give_up(mut batch: WriteBack, rx: &mut mpsc::Receiver<WriteBack>, reason: &st
 }
 
 /// Counters and metrics of one flush.
-fn record_flush(report: &WriteBackReport, stats: &WorkerStats, unwritable: &Mutex<HashSet<i64>>) {
+fn record_flush(report: &WriteBackReport, stats: &WorkerStats, expiring: &Mutex<HashSet<i64>>) {
     use crate::metrics_catalog as m;
     stats.applied.fetch_add(report.applied, Ordering::Relaxed);
     stats
@@ -761,15 +778,8 @@ fn record_flush(report: &WriteBackReport, stats: &WorkerStats, unwritable: &Mute
     stats
         .write_back_unwritable
         .fetch_add(unwritable_n, Ordering::Relaxed);
-    if !report.unwritable.is_empty() {
-        let mut set = unwritable.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: a pathological flood of unwritable jobs must not grow the heartbeat's
-        // exclusion list forever (beyond it they are simply heart-beaten like the rest).
-        for id in &report.unwritable {
-            if set.len() < 10_000 {
-                set.insert(*id);
-            }
-        }
+    for id in &report.unwritable {
+        let_expire(expiring, *id);
     }
     m::record_write_back(report);
     debug!(
@@ -777,6 +787,15 @@ fn record_flush(report: &WriteBackReport, stats: &WorkerStats, unwritable: &Mute
         alerts = report.new_alerts,
         "write-back flushed"
     );
+}
+
+/// Stop extending this job's lease. Bounded: a pathological flood must not grow the
+/// heartbeat's exclusion list forever (beyond it jobs are simply heart-beaten like the rest).
+fn let_expire(expiring: &Mutex<HashSet<i64>>, job_id: i64) {
+    let mut set = expiring.lock().unwrap_or_else(|p| p.into_inner());
+    if set.len() < 10_000 {
+        set.insert(job_id);
+    }
 }
 
 /// Extend every lease this worker holds, by default at a third of the lease so one missed beat
@@ -789,7 +808,7 @@ async fn heartbeat(
     clock: Arc<LeaseClock>,
     stop: CancellationToken,
     stats: Arc<WorkerStats>,
-    unwritable: Arc<Mutex<HashSet<i64>>>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
 ) {
     let period = cfg.heartbeat_period();
     let timeout = heartbeat_timeout(period);
@@ -801,7 +820,7 @@ async fn heartbeat(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let excluded: Vec<i64> = unwritable
+        let excluded: Vec<i64> = expiring
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()

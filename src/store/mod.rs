@@ -152,8 +152,8 @@ impl Store {
         .await?)
     }
 
-    /// Heartbeat: extend the lease of every job `worker` holds but `excluded` (jobs whose
-    /// outcome cannot be written: their lease must run out). Each statement is bounded by
+    /// Heartbeat: extend the lease of every job `worker` holds but `excluded` (jobs nobody
+    /// works on any more: their lease must run out). Each statement is bounded by
     /// `timeout` on the server, so a row lock or a slow server fails the beat instead of
     /// hanging it. Returns how many leases were extended.
     pub async fn extend_leases(
