@@ -1,8 +1,5 @@
--- Post new alerts into the customers' chats through the adapter function (DESIGN §2).
-UPDATE stagecast.alerts a
-   SET chat_message_id = stagecast.write_chat_alert(
-           a.customer_id, a.message,
-           jsonb_build_object('stagecast', jsonb_build_object('alert', a.cause, 'job_id', a.job_id,
-                                                              'details', a.details)))
- WHERE a.id = ANY($1::bigint[]) AND a.customer_id IS NOT NULL
-RETURNING a.id, a.chat_message_id
+-- Post new alerts into the customers' chats through the adapter function (DESIGN §2), one
+-- exception block per alert (stagecast.post_chat_alerts): a chat the CRM's schema refuses
+-- keeps its alert in stagecast.alerts with the reason, and the write-back goes on.
+-- Returns (alert id, chat message id, reason the chat refused it).
+SELECT alert_id, chat_message_id, chat_error FROM stagecast.post_chat_alerts($1::bigint[])

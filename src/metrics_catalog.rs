@@ -52,6 +52,10 @@ pub const LEASE_EXPIRIES: &str = "stagecast_lease_expiries_total";
 pub const FENCED_COMPLETIONS: &str = "stagecast_fenced_completions_total";
 pub const DUPLICATE_DELIVERIES: &str = "stagecast_duplicate_deliveries_total";
 pub const WRITE_BACK_ERRORS: &str = "stagecast_write_back_errors_total";
+pub const WRITE_BACK_ISOLATED: &str = "stagecast_write_back_isolated_total";
+pub const CHAT_ALERT_ERRORS: &str = "stagecast_chat_alert_errors_total";
+pub const HEARTBEAT_FAILURES: &str = "stagecast_heartbeat_failures_total";
+pub const LEASE_LOST_JOBS: &str = "stagecast_lease_lost_jobs_total";
 pub const ALERTS: &str = "stagecast_alerts_total";
 pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
@@ -81,6 +85,8 @@ pub const PII_FIELDS: [&str; 9] = [
 ];
 /// Why a request slot was not granted at once (`platforms::rate_limit`).
 pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
+/// What became of a job written on its own after its write-back batch failed.
+pub const ISOLATION_RESULTS: [&str; 4] = ["applied", "degraded", "deferred", "unwritable"];
 /// Platforms with a sink.
 pub const PLATFORMS: [&str; 1] = ["facebook"];
 /// stagecast's churning tables, which the worker vacuums (sql/vacuum_status.sql).
@@ -112,7 +118,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: EVENTS,
         kind: MetricType::Counter,
         labels: &["platform", "destination", "outcome"],
-        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
+        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released); `lease_lost` (not sent: the worker could not confirm its lease, another worker takes the job over). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
     },
     MetricDef {
         name: REQUEST_DURATION,
@@ -178,7 +184,31 @@ pub const CATALOG: &[MetricDef] = &[
         name: WRITE_BACK_ERRORS,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Failed write-back transactions (each is retried; results wait in memory meanwhile).",
+        help: "Write-back attempts that met a database error. The batch is then written in isolation, the delivery ledger first (see `stagecast_write_back_isolated_total`); what failed for a passing reason (lock or statement timeout, lost connection) waits in memory and is retried with backoff.",
+    },
+    MetricDef {
+        name: WRITE_BACK_ISOLATED,
+        kind: MetricType::Counter,
+        labels: &["result"],
+        help: "Jobs of a write-back batch that failed, written again in isolation (halves under savepoints, split until the refused job is alone), by result: `applied` (written in full), `degraded` (the database refused part of its audit detail: written without error texts, request and response bodies and alert details, see the job's last_error), `deferred` (a passing error: retried with backoff), `unwritable` (its outcome cannot be written at all: logged with its job id, its delivered events kept in the ledger, its lease left to expire so another attempt takes it). Any `degraded` or `unwritable` is worth a look (runbook: Write-back isolation).",
+    },
+    MetricDef {
+        name: CHAT_ALERT_ERRORS,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Alerts that could not be posted to the customer's chat because the CRM refused the chat message (e.g. its chat_messages has a NOT NULL column stagecast.write_chat_alert does not fill). The alert is kept in stagecast.alerts with the reason in chat_error; the job's outcome is written as usual (runbook: Alert that could not reach the chat).",
+    },
+    MetricDef {
+        name: HEARTBEAT_FAILURES,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Lease heartbeats that failed or did not answer within their timeout (a row lock, a slow or unreachable database). A lease survives one; if they go on, requests stop before a lease can lapse (see `stagecast_lease_lost_jobs_total`).",
+    },
+    MetricDef {
+        name: LEASE_LOST_JOBS,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Jobs this worker gave up because it could not confirm its lease in time (the heartbeat kept failing): no further request is started for them and nothing but the ledger of what they delivered is written; another worker rescues them after the lease (runbook: Lease lost).",
     },
     MetricDef {
         name: ALERTS,
@@ -263,6 +293,12 @@ pub fn register() {
     metrics::counter!(FENCED_COMPLETIONS).increment(0);
     metrics::counter!(DUPLICATE_DELIVERIES).increment(0);
     metrics::counter!(WRITE_BACK_ERRORS).increment(0);
+    for result in ISOLATION_RESULTS {
+        metrics::counter!(WRITE_BACK_ISOLATED, "result" => result).increment(0);
+    }
+    metrics::counter!(CHAT_ALERT_ERRORS).increment(0);
+    metrics::counter!(HEARTBEAT_FAILURES).increment(0);
+    metrics::counter!(LEASE_LOST_JOBS).increment(0);
     for platform in PLATFORMS {
         for reason in RATE_LIMIT_REASONS {
             metrics::counter!(RATE_LIMIT_WAITS, "platform" => platform, "reason" => reason)

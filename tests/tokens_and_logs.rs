@@ -162,6 +162,20 @@ async fn pixel_set_token_reads_stdin_and_stores_only_the_sealed_form() {
     assert!(!unknown.status.success());
 }
 
+/// Everything a child writes to this pipe, read as it comes.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut p) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut p, &mut text).await;
+        }
+        text
+    })
+}
+
 #[tokio::test]
 async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     let s = Stack::new().await;
@@ -195,16 +209,8 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .unwrap();
     // Read the logs while the worker runs: debug logging fills a pipe's 64 KiB in seconds, and
     // a worker blocked writing to a full pipe stops working.
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let read_all = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf)
-                .await
-                .map(|_| buf)
-        })
-    };
-    let (stdout, stderr) = (read_all(Box::new(stdout)), read_all(Box::new(stderr)));
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
     s.move_to(a, 2).await;
     s.move_to(b, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
@@ -231,15 +237,7 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
         .expect("the worker stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "graceful exit");
-    let (stdout, stderr) = (
-        stdout.await.unwrap().unwrap(),
-        stderr.await.unwrap().unwrap(),
-    );
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
+    let logs = format!("{}{}", stdout.await.unwrap(), stderr.await.unwrap());
     assert!(
         logs.contains("worker started") && logs.contains("sealed a plaintext access token"),
         "logs captured:\n{logs}"

@@ -102,6 +102,12 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_exactly_what_was_in
             "2s",
             "--meta-partner-agent",
             "doomed",
+            // A 2 s lease holds a beat, its timeout and a request only with these (the
+            // settings rules, docs/operations.md).
+            "--heartbeat-interval",
+            "200ms",
+            "--meta-timeout",
+            "1500ms",
         ])
         .env("STAGECAST_LOG", "warn")
         .stdout(Stdio::null())

@@ -24,8 +24,9 @@ GRANT SELECT, INSERT, DELETE ON stagecast.job_archive TO :"worker";
 -- delivered event is not sent again (SELECT), pruned by retention (DELETE).
 GRANT SELECT, INSERT, DELETE ON stagecast.deliveries TO :"worker";
 -- Chat alerts: recorded once per cause (INSERT ... RETURNING), linked to the chat message
--- posted for them (UPDATE chat_message_id), pruned by retention (DELETE).
-GRANT SELECT, INSERT, UPDATE (chat_message_id), DELETE ON stagecast.alerts TO :"worker";
+-- posted for them, or to why the chat refused it (UPDATE chat_message_id, chat_error), pruned by
+-- retention (DELETE).
+GRANT SELECT, INSERT, UPDATE (chat_message_id, chat_error), DELETE ON stagecast.alerts TO :"worker";
 -- Stage changes a trigger had to park: the worker moves them back into the queue.
 GRANT SELECT, DELETE ON stagecast.enqueue_failures TO :"worker";
 -- Read by `stagecast doctor` only (it lists the stage configs the trigger found invalid).
@@ -37,6 +38,9 @@ GRANT SELECT ON stagecast.crm_stages, stagecast.crm_pixels, stagecast.crm_campai
                 stagecast.crm_messages
    TO :"worker";
 
+-- Posting new alerts, each in its own exception block so a chat that refuses one does not fail
+-- the write-back (not SECURITY DEFINER: it runs as the worker and calls write_chat_alert).
+GRANT EXECUTE ON FUNCTION stagecast.post_chat_alerts(bigint[]) TO :"worker";
 -- The adapter's write functions (SECURITY DEFINER): post an alert in the customer's chat, seal
 -- a plaintext token (and re-seal on `stagecast keys rotate`), record a first touch.
 GRANT EXECUTE ON FUNCTION stagecast.write_chat_alert(bigint, text, jsonb),

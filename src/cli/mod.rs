@@ -1,6 +1,7 @@
 //! The command line (clap). Every flag of `stagecast run` has an environment twin, so a
 //! container can be configured entirely through env.
 
+pub mod consistency;
 mod jobs;
 mod keys;
 mod pixel;
@@ -143,13 +144,21 @@ pub struct WorkerArgs {
     /// Maximum jobs leased per claim (events are batched per pixel from these).
     #[arg(long, env = "STAGECAST_BATCH_SIZE", default_value_t = 1000)]
     pub batch_size: usize,
-    /// Lease length; a crashed worker's jobs are picked up again after it.
+    /// Lease length; a crashed worker's jobs are picked up again after it. Must hold a
+    /// heartbeat period, its timeout and a whole --meta-timeout (checked at start).
     #[arg(long, env = "STAGECAST_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+    /// How often the leases of running jobs are extended (default: a third of --lease). Each
+    /// beat times out after its period (at most 5s); while beats fail, no request starts for a
+    /// job whose lease might lapse before the request ends.
+    #[arg(long, env = "STAGECAST_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
     /// Fallback poll interval when no notification arrives.
     #[arg(long, env = "STAGECAST_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// On SIGTERM, how long in-flight work may take before it is released.
+    /// On SIGTERM, how long in-flight work may take before it is released (longer than
+    /// --meta-timeout). The process then exits within 10s more, whatever the database does: 5s
+    /// for the last write-back, 3s to give back the jobs it still holds, 2s to stop.
     #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// First retry delay ceiling (exponential backoff with full jitter).
@@ -167,7 +176,8 @@ pub struct WorkerArgs {
     /// How long failed and cancelled jobs are kept for inspection and replay.
     #[arg(long, env = "STAGECAST_RETENTION_FAILED", default_value = "30days", value_parser = humantime::parse_duration)]
     pub retention_failed: Duration,
-    /// How long the delivery audit and alerts are kept.
+    /// How long the delivery audit and alerts are kept. The audit is the delivery ledger: at
+    /// least --meta-max-event-age and --max-job-age plus --retry-cap (checked at start).
     #[arg(long, env = "STAGECAST_RETENTION_AUDIT", default_value = "30days", value_parser = humantime::parse_duration)]
     pub retention_audit: Duration,
 }
@@ -193,7 +203,8 @@ pub struct MetaArgs {
     /// Graph API version.
     #[arg(long, env = "STAGECAST_META_API_VERSION", default_value = DEFAULT_API_VERSION)]
     pub meta_api_version: String,
-    /// Timeout of one Conversions API request (retried with the same event ids).
+    /// Timeout of one Conversions API request (retried with the same event ids). A request
+    /// starts only while the job's lease outlasts it.
     #[arg(long, env = "STAGECAST_META_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub meta_timeout: Duration,
     /// Events per request (1-1000).
@@ -232,6 +243,7 @@ impl WorkerArgs {
             concurrency: self.concurrency.max(1),
             batch_size: self.batch_size.max(1),
             lease: self.lease.max(Duration::from_secs(1)),
+            heartbeat_interval: self.heartbeat_interval,
             poll_interval: self.poll_interval.max(Duration::from_millis(10)),
             drain_timeout: self.drain_timeout,
             retention: Retention {

@@ -68,6 +68,16 @@ pub fn init_sentry(args: &SentryArgs) -> anyhow::Result<Option<sentry::ClientIni
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_addr = parse_addr(&args.metrics_addr)?;
+    // Before anything else (no connection needed): settings that contradict each other would
+    // break a promise at run time (see docs/operations.md, Settings rules).
+    let conflicts = super::consistency::check(&args.worker, &args.meta);
+    if !conflicts.is_empty() {
+        let list: Vec<String> = conflicts.iter().map(|c| format!("  - {c}")).collect();
+        anyhow::bail!(
+            "contradictory settings (docs/operations.md, \"Settings rules\"):\n{}",
+            list.join("\n")
+        );
+    }
     let keys = KeyRing::from_env().context("STAGECAST_KEYS is invalid")?;
     if keys.is_none() {
         warn!("STAGECAST_KEYS is not set: plaintext tokens will not be sealed and sealed tokens cannot be read (create one with `stagecast keys generate`)");
@@ -112,6 +122,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         info!("shutdown requested; finishing in-flight work");
         token.cancel();
+        // The drain is bounded anyway; a second signal is an operator who will not wait.
+        wait_for_signal().await;
+        warn!("second shutdown signal: exiting now; unfinished jobs are rescued when their lease expires");
+        std::process::exit(130);
     });
     handle.wait().await.context("worker failed")?;
     Ok(())

@@ -1,11 +1,12 @@
-//! The settings `stagecast run` reads ([`PipelineArgs`], [`MetaArgs`]), taken by the doctor as
-//! raw text and validated with `run`'s own parsers.
+//! The settings `stagecast run` reads ([`WorkerArgs`], [`PipelineArgs`], [`MetaArgs`]), taken
+//! by the doctor as raw text, validated with `run`'s own parsers and checked against each
+//! other with `run`'s own rules ([`crate::cli::consistency`]).
 //!
 //! Why not simply flatten the typed structs into `DoctorArgs`: clap would then reject an invalid
 //! value (`STAGECAST_LOCALE=fr`) before the doctor runs, with clap's usage error and exit code 2,
 //! which the doctor reserves for "database unreachable", and the doctor could never report it.
-//! The arguments are still *taken from* `PipelineArgs` and `MetaArgs` (names, env twins,
-//! defaults, help), so the two commands cannot drift apart.
+//! The arguments are still *taken from* `WorkerArgs`, `PipelineArgs` and `MetaArgs` (names, env
+//! twins, defaults, help), so the two commands cannot drift apart.
 
 use std::ffi::OsString;
 
@@ -14,7 +15,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use super::report::{Check, Group};
-use crate::cli::{MetaArgs, PipelineArgs};
+use crate::cli::{MetaArgs, PipelineArgs, WorkerArgs};
 use crate::locale::Locale;
 use crate::pii::Normalizer;
 use crate::platforms::meta::config::{
@@ -54,19 +55,21 @@ impl RawSetting {
     }
 }
 
-/// `run`'s pipeline and Meta settings, unparsed. Implements clap's `Args` by hand: each argument
-/// of `PipelineArgs` and `MetaArgs` that takes a value is copied with a plain string parser.
+/// `run`'s worker, pipeline and Meta settings, unparsed. Implements clap's `Args` by hand: each
+/// argument of `WorkerArgs`, `PipelineArgs` and `MetaArgs` that takes a value is copied with a
+/// plain string parser.
 #[derive(Debug, Clone, Default)]
 pub struct RawSettings {
     pub settings: Vec<RawSetting>,
 }
 
-/// The value-taking arguments of `PipelineArgs` and `MetaArgs`, exactly as `run` defines them.
+/// The value-taking arguments of `WorkerArgs`, `PipelineArgs` and `MetaArgs`, exactly as `run`
+/// defines them.
 /// Flags without a value (`--meta-resolve-ads`) are left out: the doctor does not use them and
 /// they have nothing to validate beyond clap's own bool parsing.
 fn typed_command() -> Command {
-    MetaArgs::augment_args(PipelineArgs::augment_args(Command::new(
-        "stagecast-settings",
+    MetaArgs::augment_args(PipelineArgs::augment_args(WorkerArgs::augment_args(
+        Command::new("stagecast-settings"),
     )))
 }
 
@@ -119,6 +122,7 @@ impl FromArgMatches for RawSettings {
 
 /// The settings, typed, when every one of them parses.
 pub struct Typed {
+    pub worker: WorkerArgs,
     pub pipeline: PipelineArgs,
     pub meta: MetaArgs,
 }
@@ -174,12 +178,17 @@ impl RawSettings {
         }
         let typed = cmd.try_get_matches_from(argv).and_then(|m| {
             Ok((
+                WorkerArgs::from_arg_matches(&m)?,
                 PipelineArgs::from_arg_matches(&m)?,
                 MetaArgs::from_arg_matches(&m)?,
             ))
         });
         match typed {
-            Ok((pipeline, meta)) => Ok(Typed { pipeline, meta }),
+            Ok((worker, pipeline, meta)) => Ok(Typed {
+                worker,
+                pipeline,
+                meta,
+            }),
             // Each value parsed on its own above; failing together would be a clap surprise.
             // Report it rather than panic.
             Err(e) => Err(vec![Invalid {
@@ -256,6 +265,17 @@ pub fn check(raw: &RawSettings) -> (Vec<Check>, Option<Typed>) {
     }
     if let Some(t) = &typed {
         checks.push(graph_api(&t.meta));
+        // The same rules `stagecast run` refuses to start with.
+        for c in crate::cli::consistency::check(&t.worker, &t.meta) {
+            checks.push(
+                Check::build(
+                    Group::Settings,
+                    format!("settings.{}", c.rule),
+                    format!("{} and {}", c.first, c.second),
+                )
+                .problem(c.problem, c.fix),
+            );
+        }
     }
     if typed.is_some() && checks.iter().all(|c| c.fix.is_none()) {
         checks.push(
@@ -406,6 +426,26 @@ mod tests {
             api.fix.as_deref(),
             Some("set STAGECAST_META_API_VERSION to a version such as v26.0")
         );
+    }
+
+    #[test]
+    fn contradictory_settings_are_reported_as_run_refuses_them() {
+        let (checks, typed) = check(&raw(&["--lease=5s", "--meta-timeout=10s"]));
+        assert!(typed.is_some());
+        let c = checks
+            .iter()
+            .find(|c| c.id == "settings.lease_meta_timeout")
+            .unwrap_or_else(|| panic!("{checks:#?}"));
+        assert_eq!(
+            c.title,
+            "--lease (STAGECAST_LEASE) and --meta-timeout (STAGECAST_META_TIMEOUT)"
+        );
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("raise --lease to at least 23s"));
+        assert!(!checks.iter().any(|c| c.id == "settings.all"));
     }
 
     #[test]

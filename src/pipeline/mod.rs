@@ -131,6 +131,8 @@ struct JobWork {
     retry_errors: Vec<String>,
     throttled_until: Option<DateTime<Utc>>,
     not_started: bool,
+    /// The worker could not confirm its lease: another worker takes the job over.
+    lease_lost: bool,
     destinations: BTreeSet<String>,
     deliveries: Vec<DeliveryRow>,
     delivered: usize,
@@ -155,6 +157,7 @@ impl JobWork {
             retry_errors: Vec::new(),
             throttled_until: None,
             not_started: false,
+            lease_lost: false,
             destinations: BTreeSet::new(),
             deliveries: Vec::new(),
             delivered: 0,
@@ -361,21 +364,15 @@ impl Pipeline {
             })
             .collect();
         if !keys.is_empty() {
-            let retried: Vec<i64> = works
-                .iter()
-                .filter(|w| w.job.attempts > 1)
-                .map(|w| w.job.id)
-                .collect();
+            // The ledger is read for every claimed job, whatever its attempt: a throttle or a
+            // shutdown release gives the attempt back, and a rescue follows a run that may
+            // have delivered part of the job (issue 12, finding 6). An index probe per job on
+            // deliveries_job_idx, run alongside the context load.
+            let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
             let loaded = tokio::try_join!(
                 self.store.load_stage_change_contexts(&keys),
                 self.store.load_pixels(),
-                async {
-                    if retried.is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        self.store.delivered_event_ids(&retried).await
-                    }
-                }
+                self.store.delivered_event_ids(&job_ids),
             );
             match loaded {
                 Ok((contexts, pixels, ledger)) => {
@@ -397,7 +394,7 @@ impl Pipeline {
             }
         }
         for w in works.iter_mut().filter(|w| !w.finished) {
-            let write_back = self.finish(w);
+            let write_back = self.finish(ctx, w);
             out.write_back.append(write_back);
         }
     }
@@ -621,7 +618,9 @@ impl Pipeline {
                         .collect();
                     let tx = tx.clone();
                     deliveries.push(async move {
-                        self.meta.deliver(&dest, events, &ctx.shutdown, &tx).await
+                        self.meta
+                            .deliver(&dest, events, &ctx.shutdown, &ctx.lease, &tx)
+                            .await
                     });
                 }
                 Err((cause, message)) => {
@@ -661,7 +660,7 @@ impl Pipeline {
             .iter_mut()
             .filter(|w| !w.finished && w.outstanding == 0)
         {
-            ready.append(self.finish(w));
+            ready.append(self.finish(ctx, w));
         }
         ctx.complete(ready).await;
 
@@ -674,7 +673,7 @@ impl Pipeline {
                     self.record_result(w, p, r);
                     w.outstanding = w.outstanding.saturating_sub(1);
                     if w.outstanding == 0 && !w.finished {
-                        ready.append(self.finish(w));
+                        ready.append(self.finish(ctx, w));
                     }
                 }
                 ctx.complete(ready).await;
@@ -763,6 +762,7 @@ impl Pipeline {
                 ));
             }
             EventOutcome::NotStarted => w.not_started = true,
+            EventOutcome::LeaseLost => w.lease_lost = true,
         }
     }
 
@@ -802,12 +802,21 @@ impl Pipeline {
     }
 
     /// Fold a job's results into its outcome, audit rows and alerts.
-    fn finish(&self, w: &mut JobWork) -> WriteBack {
+    fn finish(&self, ctx: &BatchContext, w: &mut JobWork) -> WriteBack {
         let span = w.span.clone();
         let _entered = span.enter();
         let now = Utc::now();
         w.finished = true;
         let mut out = WriteBack::default();
+        if w.lease_lost {
+            // Another worker may hold the job now: write no outcome and no alert (fencing would
+            // discard them, or worse, they would land first), only the audit of what this run
+            // did send, which is the ledger the rescuer reads.
+            debug!(outcome = "lease_lost", "job given up");
+            ctx.abandon(w.job.id);
+            out.deliveries.append(&mut w.deliveries);
+            return out;
+        }
         let destinations = (!w.destinations.is_empty())
             .then(|| w.destinations.iter().cloned().collect::<Vec<_>>());
         let row = if !w.retry_errors.is_empty() {

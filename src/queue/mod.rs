@@ -4,11 +4,14 @@
 //! database: leases, attempt fencing and lease-expiry rescue keep them from stepping on each other.
 
 pub mod backoff;
+pub mod lease;
 mod worker;
 
 pub use backoff::{Backoff, RetryDecision, RetryPolicy};
+pub use lease::Lease;
 pub(crate) use worker::kind_label;
+pub use worker::{heartbeat_period, heartbeat_timeout};
 pub use worker::{
     BatchContext, HandlerOutput, JobHandler, Worker, WorkerConfig, WorkerError, WorkerHandle,
-    WorkerStats, JOBS_CHANNEL,
+    WorkerStats, JOBS_CHANNEL, SHUTDOWN_FLUSH, SHUTDOWN_RELEASE,
 };

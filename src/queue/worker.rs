@@ -5,18 +5,21 @@
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sqlx::postgres::PgListener;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::store::{ClaimedJob, OutcomeRow, Retention, Store, StoreError, WriteBack};
+use super::lease::{Lease, LeaseClock};
+use crate::store::{
+    ClaimedJob, OutcomeRow, Retention, Store, StoreError, WriteBack, WriteBackReport,
+};
 
 /// The channel the enqueue trigger notifies.
 pub const JOBS_CHANNEL: &str = "stagecast_jobs";
@@ -32,9 +35,13 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// How long a lease lasts without a heartbeat; a crashed worker's jobs are rescued after it.
     pub lease: Duration,
+    /// How often the heartbeat extends the leases; `None`: a third of the lease.
+    pub heartbeat_interval: Option<Duration>,
     /// Fallback poll when no notification arrives (also picks up scheduled retries).
     pub poll_interval: Duration,
-    /// On shutdown, how long in-flight work may take to finish before it is released.
+    /// On shutdown, how long in-flight work may take to finish before it is released. The
+    /// process then has [`SHUTDOWN_FLUSH`] for its last write-back and [`SHUTDOWN_RELEASE`] to
+    /// give back what it still holds.
     pub drain_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention: Retention,
@@ -47,11 +54,40 @@ impl Default for WorkerConfig {
             concurrency: 4000,
             batch_size: 1000,
             lease: Duration::from_secs(60),
+            heartbeat_interval: None,
             poll_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(10),
             retention: Retention::default(),
         }
+    }
+}
+
+/// After the drain, the longest the last write-back may take before the process gives up on
+/// it (what it could not write is logged and left to lease expiry and the ledger).
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
+/// Then the longest giving back the jobs still held may take (a little more than the
+/// write-back's lock timeout, so a lock our own cut-off write-back held is gone by then).
+pub const SHUTDOWN_RELEASE: Duration = Duration::from_secs(3);
+/// Longest a heartbeat may take (it is also bounded by its period).
+const HEARTBEAT_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+
+/// How often the heartbeat runs for this lease and configured interval.
+pub fn heartbeat_period(lease: Duration, interval: Option<Duration>) -> Duration {
+    interval
+        .unwrap_or(lease / 3)
+        .max(Duration::from_millis(100))
+}
+
+/// How long one heartbeat may take before it counts as failed: never longer than its period,
+/// so beats do not pile up.
+pub fn heartbeat_timeout(period: Duration) -> Duration {
+    period.min(HEARTBEAT_TIMEOUT_CAP)
+}
+
+impl WorkerConfig {
+    pub fn heartbeat_period(&self) -> Duration {
+        heartbeat_period(self.lease, self.heartbeat_interval)
     }
 }
 
@@ -73,8 +109,13 @@ pub struct BatchContext {
     /// Cancelled on shutdown: handlers stop starting new requests and release what they did
     /// not start (outcome `released`, attempt refunded).
     pub shutdown: CancellationToken,
+    /// Until when this batch's lease is known valid: no request may start for it once the
+    /// lease might lapse before the request ends.
+    pub lease: Lease,
     completer: mpsc::Sender<WriteBack>,
     completed: std::sync::Mutex<HashSet<i64>>,
+    stats: Arc<WorkerStats>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl BatchContext {
@@ -91,6 +132,20 @@ impl BatchContext {
         if self.completer.send(write_back).await.is_err() {
             error!("completer stopped; leases will expire and the jobs will be retried");
         }
+    }
+
+    /// The handler gave this job up because its lease may have lapsed: nothing more is
+    /// written for it (another worker may hold it now); lease expiry and fencing take over.
+    pub fn abandon(&self, job_id: i64) {
+        self.completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job_id);
+        // Once the heartbeat works again it must not extend this lease: nobody works on the
+        // job here any more, and only an expired lease lets a claim (ours too) take it up.
+        let_expire(&self.expiring, job_id);
+        self.stats.lease_lost_jobs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics_catalog::LEASE_LOST_JOBS).increment(1);
     }
 
     fn completed_ids(&self) -> HashSet<i64> {
@@ -143,6 +198,18 @@ pub struct WorkerStats {
     pub duplicate_deliveries: AtomicU64,
     pub write_back_errors: AtomicU64,
     pub released_on_shutdown: AtomicU64,
+    /// Alerts the CRM's chat refused (kept in stagecast.alerts with the reason).
+    pub chat_alert_errors: AtomicU64,
+    /// Jobs written on their own after their batch failed: in full, without their audit
+    /// detail, or not at all (left to lease expiry).
+    pub write_back_isolated: AtomicU64,
+    pub write_back_degraded: AtomicU64,
+    pub write_back_unwritable: AtomicU64,
+    /// Heartbeats that extended the leases, and those that failed or timed out.
+    pub heartbeats: AtomicU64,
+    pub heartbeat_failures: AtomicU64,
+    /// Jobs given up because their lease could not be confirmed in time.
+    pub lease_lost_jobs: AtomicU64,
     pub listener_connected: AtomicBool,
     /// Times the producer found nothing to claim and began to wait for a notification or the
     /// poll: lets a test know the worker is idle, instead of sleeping until it probably is.
@@ -232,29 +299,79 @@ impl<H: JobHandler> Worker<H> {
         async move {
             info!(concurrency = cfg.concurrency, batch_size = cfg.batch_size, lease = ?cfg.lease, "worker started");
             let wake = Arc::new(Notify::new());
-            // Background tasks stop on `background`, which is cancelled only after the drain so
-            // leases keep being extended while in-flight work finishes.
+            // Background tasks stop on `background`, which is cancelled only after the drain and
+            // the last write-back, so leases keep being extended while in-flight work finishes.
             let background = CancellationToken::new();
-            let listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
-            let heartbeat = tokio::spawn(heartbeat(self.store.clone(), cfg.clone(), background.clone()));
-            let maintenance = tokio::spawn(maintain(
+            let clock = Arc::new(LeaseClock::new(cfg.lease));
+            // Jobs held here that nobody works on (given up for a lost lease, or whose outcome
+            // cannot be written): the heartbeat lets their lease run out so a claim takes
+            // them up again.
+            let expiring: Arc<Mutex<HashSet<i64>>> = Arc::default();
+            let mut listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
+            let mut heartbeat = tokio::spawn(heartbeat(
+                self.store.clone(),
+                cfg.clone(),
+                clock.clone(),
+                background.clone(),
+                stats.clone(),
+                expiring.clone(),
+            ));
+            let mut maintenance = tokio::spawn(maintain(
                 self.store.clone(),
                 self.handler.clone(),
                 cfg.clone(),
                 background.clone(),
             ));
             let (done_tx, done_rx) = mpsc::channel::<WriteBack>(1024);
-            let completer = tokio::spawn(complete(self.store.clone(), cfg.worker_id.clone(), done_rx, stats.clone()));
+            let (deadline_tx, deadline_rx) = watch::channel(None);
+            let mut completer = tokio::spawn(complete(
+                self.store.clone(),
+                cfg.worker_id.clone(),
+                done_rx,
+                stats.clone(),
+                deadline_rx,
+                expiring.clone(),
+            ));
 
-            let result = self.produce(&shutdown, &wake, done_tx, &stats).await;
+            let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
 
-            // The producer returned: every batch it started has been drained or released and
-            // the completer's sender is dropped; wait for the last flush.
-            if let Err(e) = completer.await {
-                error!(error = %e, "completer task failed");
+            // The producer returned: every batch it started was drained or cut off at the
+            // drain timeout, and the completer's senders are gone. The last write-back gets
+            // SHUTDOWN_FLUSH, whatever the database is doing (locked, down, refusing a row).
+            let flush_deadline = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
+            let _ = deadline_tx.send(Some(flush_deadline));
+            // The completer stops itself at the deadline; this is the backstop.
+            match tokio::time::timeout_at(flush_deadline + Duration::from_secs(1), &mut completer).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %e, "completer task failed"),
+                Err(_) => {
+                    completer.abort();
+                    error!("the last write-back did not finish in time; the jobs it held are left to lease expiry");
+                }
+            }
+            // Give back what this worker still holds (cut off by the drain timeout, outcome not
+            // written, lease lost): released now, it is claimable at once, and the ledger keeps
+            // what it delivered from being sent again.
+            match tokio::time::timeout(SHUTDOWN_RELEASE, self.store.release_held_jobs(&cfg.worker_id)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    stats.released_on_shutdown.fetch_add(n, Ordering::Relaxed);
+                    warn!(jobs = n, "released jobs this worker still held at exit");
+                }
+                Ok(Err(e)) => error!(error = %e, "could not release the jobs this worker holds; they will be rescued when their lease expires"),
+                Err(_) => error!("releasing the jobs this worker holds timed out; they will be rescued when their lease expires"),
             }
             background.cancel();
-            let _ = tokio::join!(listener, heartbeat, maintenance);
+            let joined = tokio::time::timeout(Duration::from_secs(2), async {
+                let _ = tokio::join!(&mut listener, &mut heartbeat, &mut maintenance);
+            })
+            .await;
+            if joined.is_err() {
+                warn!("background tasks did not stop in time; abandoning them");
+                listener.abort();
+                heartbeat.abort();
+                maintenance.abort();
+            }
             info!(
                 claimed = stats.get(&stats.claimed),
                 applied = stats.get(&stats.applied),
@@ -272,6 +389,8 @@ impl<H: JobHandler> Worker<H> {
         shutdown: &CancellationToken,
         wake: &Notify,
         done_tx: mpsc::Sender<WriteBack>,
+        clock: &LeaseClock,
+        expiring: &Arc<Mutex<HashSet<i64>>>,
         stats: &Arc<WorkerStats>,
     ) -> Result<(), WorkerError> {
         let cfg = &self.config;
@@ -296,6 +415,7 @@ impl<H: JobHandler> Worker<H> {
                 continue;
             }
             let want = free.min(cfg.batch_size);
+            let claim_started = Instant::now();
             let jobs = match self
                 .store
                 .claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64())
@@ -331,6 +451,16 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            {
+                // Claimed again (by this worker): ours to work on and to heart-beat.
+                let mut expiring = expiring.lock().unwrap_or_else(|p| p.into_inner());
+                if !expiring.is_empty() {
+                    for job in &jobs {
+                        expiring.remove(&job.id);
+                    }
+                }
+            }
+            let lease = clock.register(claim_started);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats);
             // Only this loop acquires permits and it claimed no more than were free.
@@ -344,8 +474,11 @@ impl<H: JobHandler> Worker<H> {
             let ctx = BatchContext {
                 worker_id: cfg.worker_id.clone(),
                 shutdown: shutdown.clone(),
+                lease,
                 completer: done_tx.clone(),
                 completed: std::sync::Mutex::new(HashSet::new()),
+                stats: stats.clone(),
+                expiring: expiring.clone(),
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
@@ -369,19 +502,14 @@ impl<H: JobHandler> Worker<H> {
             }
         })
         .await;
-        drop(done_tx);
         if drained.is_err() {
-            warn!(timeout = ?cfg.drain_timeout, "drain timed out; releasing unfinished jobs");
+            // Requests still in flight are cut off; their jobs are released after the last
+            // write-back (see `run`), and what they delivered unknowingly may be sent again.
+            warn!(timeout = ?cfg.drain_timeout, "drain timed out; cutting off unfinished jobs");
             in_flight.abort_all();
-            match self.store.release_held_jobs(&cfg.worker_id).await {
-                Ok(n) => {
-                    stats.released_on_shutdown.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    error!(error = %e, "could not release jobs; they will be rescued when their lease expires")
-                }
-            }
+            while in_flight.join_next().await.is_some() {}
         }
+        drop(done_tx);
         Ok(())
     }
 }
@@ -391,6 +519,8 @@ impl<H: JobHandler> Worker<H> {
 const CLAIM_FAILURES_BEFORE_ERROR: u32 = 5;
 /// Consecutive write-back failures before it is an ERROR; a single one is often a failover.
 const WRITE_BACK_FAILURES_BEFORE_ERROR: u32 = 3;
+/// Consecutive heartbeat failures before it is an ERROR (by default a lease survives two).
+const HEARTBEAT_FAILURES_BEFORE_ERROR: u32 = 3;
 
 /// Whether the `failures`-th consecutive failure is logged at ERROR: at `threshold`, then every
 /// 100 failures while it lasts, so a long outage reports periodically instead of per retry.
@@ -477,11 +607,19 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Batched write-back: take whatever has accumulated while the previous flush ran. Idle → one
 /// result is flushed at once (no added latency); busy → large batches (few transactions).
+///
+/// A batch that fails is written in isolation (`Store::flush`): one outcome the database refuses
+/// never holds up the others. What failed for a passing reason is retried with backoff, the
+/// ledger first. Once `deadline` is set (the drain is over), the completer makes one last
+/// attempt with everything queued and stops at the deadline whatever the database does,
+/// logging what it could not write.
 async fn complete(
     store: Store,
     worker_id: String,
     mut rx: mpsc::Receiver<WriteBack>,
     stats: Arc<WorkerStats>,
+    mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
     while let Some(first) = rx.recv().await {
@@ -493,73 +631,224 @@ async fn complete(
             }
         }
         let mut failures = 0u32;
+        let mut last_attempt = false;
+        // After a lock, timeout or refused row the fast path would only fail again: retries go
+        // straight to isolation, the ledger first. After a lost connection it is the fastest.
+        let mut ledger_first = false;
         loop {
-            match store.write_back(&worker_id, &batch).await {
-                Ok(report) => {
-                    stats.applied.fetch_add(report.applied, Ordering::Relaxed);
-                    stats
-                        .fenced_out
-                        .fetch_add(report.fenced_out, Ordering::Relaxed);
-                    stats
-                        .duplicate_deliveries
-                        .fetch_add(report.duplicate_deliveries, Ordering::Relaxed);
-                    if report.fenced_out > 0 {
-                        metrics::counter!("stagecast_fenced_completions_total")
-                            .increment(report.fenced_out);
-                        warn!(
-                            count = report.fenced_out,
-                            "results ignored: another worker took these jobs over after our lease expired"
-                        );
-                    }
-                    if report.duplicate_deliveries > 0 {
-                        metrics::counter!("stagecast_duplicate_deliveries_total")
-                            .increment(report.duplicate_deliveries);
-                    }
-                    for cause in &report.new_alert_causes {
-                        metrics::counter!("stagecast_alerts_total", "cause" => crate::alerts::cause_label(cause)).increment(1);
-                    }
-                    crate::metrics_catalog::record_write_back(&report);
-                    debug!(
-                        applied = report.applied,
-                        alerts = report.new_alerts,
-                        "write-back flushed"
-                    );
-                    break;
+            let flush = tokio::select! {
+                f = store.flush(&worker_id, &batch, ledger_first) => f,
+                _ = deadline_passed(&mut deadline) => {
+                    give_up(batch, &mut rx, "the shutdown deadline passed during the last write-back");
+                    return;
                 }
-                Err(e) => {
-                    failures += 1;
-                    stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("stagecast_write_back_errors_total").increment(1);
-                    // Keep trying: the jobs stay leased (heartbeat) and the results are not lost
-                    // while this process lives. If it dies, leases expire and the jobs re-run
-                    // with the same event ids.
-                    let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
-                    if escalate(failures, WRITE_BACK_FAILURES_BEFORE_ERROR) {
-                        error!(error = %e, attempt = failures, outcomes = batch.outcomes.len(), retry_in = ?pause, "write-back keeps failing");
-                    } else {
-                        warn!(error = %e, attempt = failures, retry_in = ?pause, "write-back failed");
-                    }
-                    tokio::time::sleep(pause).await;
+            };
+            record_flush(&flush.report, &stats, &expiring);
+            if let Some(e) = &flush.error {
+                stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics_catalog::WRITE_BACK_ERRORS).increment(1);
+                if flush.leftover.is_empty() {
+                    debug!(error = %e, "write-back isolated a failure; everything else was written");
                 }
+            }
+            if flush.leftover.is_empty() {
+                break;
+            }
+            batch = flush.leftover;
+            failures += 1;
+            ledger_first = !flush.error.as_ref().is_some_and(StoreError::is_connection);
+            let e = flush
+                .error
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "unknown error".into());
+            if last_attempt {
+                give_up(batch, &mut rx, &e);
+                break;
+            }
+            if deadline.borrow().is_some() {
+                // Shutting down: one last attempt, with everything still queued.
+                while let Ok(more) = rx.try_recv() {
+                    batch.append(more);
+                }
+                last_attempt = true;
+                continue;
+            }
+            // Keep trying: the jobs stay leased (heartbeat) and the results are not lost while
+            // this process lives. If it dies, leases expire and the jobs re-run with the same
+            // event ids; the ledger, written first, spares what was delivered.
+            let pause = Duration::from_millis(100 * u64::from(failures.min(50)));
+            if escalate(failures, WRITE_BACK_FAILURES_BEFORE_ERROR) {
+                error!(error = %e, attempt = failures, outcomes = batch.outcomes.len(), retry_in = ?pause, "write-back keeps failing");
+            } else {
+                warn!(error = %e, attempt = failures, retry_in = ?pause, "write-back failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = deadline.wait_for(Option::is_some) => {}
             }
         }
     }
 }
 
-/// Extend every lease this worker holds, at a third of the lease so one missed beat is harmless.
-async fn heartbeat(store: Store, cfg: WorkerConfig, stop: CancellationToken) {
-    let mut tick = tokio::time::interval((cfg.lease / 3).max(Duration::from_millis(100)));
+/// Resolves when the shutdown deadline has been set and has passed.
+async fn deadline_passed(deadline: &mut watch::Receiver<Option<tokio::time::Instant>>) {
+    let at = match deadline.wait_for(Option::is_some).await {
+        Ok(at) => *at,
+        // The sender is gone only when the worker stops without a deadline: never resolves.
+        Err(_) => None,
+    };
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The process is about to exit with results it could not write: say exactly what is left to
+/// lease expiry and the ledger (ids only, no customer data).
+fn give_up(mut batch: WriteBack, rx: &mut mpsc::Receiver<WriteBack>, reason: &str) {
+    while let Ok(more) = rx.try_recv() {
+        batch.append(more);
+    }
+    let mut jobs: Vec<i64> = batch
+        .outcomes
+        .iter()
+        .map(|o| o.id)
+        .chain(batch.deliveries.iter().map(|d| d.job_id))
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    let unrecorded = batch
+        .deliveries
+        .iter()
+        .filter(|d| d.outcome == "delivered")
+        .count();
+    let listed: Vec<i64> = jobs.iter().take(50).copied().collect();
+    error!(
+        reason,
+        outcomes = batch.outcomes.len(),
+        jobs = jobs.len(),
+        job_ids = ?listed,
+        delivered_not_in_ledger = unrecorded,
+        "exiting with results that could not be written: these jobs are retried after their lease expires, and the delivered events not in the ledger may be sent again"
+    );
+}
+
+/// Counters and metrics of one flush.
+fn record_flush(report: &WriteBackReport, stats: &WorkerStats, expiring: &Mutex<HashSet<i64>>) {
+    use crate::metrics_catalog as m;
+    stats.applied.fetch_add(report.applied, Ordering::Relaxed);
+    stats
+        .fenced_out
+        .fetch_add(report.fenced_out, Ordering::Relaxed);
+    stats
+        .duplicate_deliveries
+        .fetch_add(report.duplicate_deliveries, Ordering::Relaxed);
+    if report.fenced_out > 0 {
+        metrics::counter!(m::FENCED_COMPLETIONS).increment(report.fenced_out);
+        warn!(
+            count = report.fenced_out,
+            "results ignored: another worker took these jobs over after our lease expired"
+        );
+    }
+    if report.duplicate_deliveries > 0 {
+        metrics::counter!(m::DUPLICATE_DELIVERIES).increment(report.duplicate_deliveries);
+    }
+    for cause in &report.new_alert_causes {
+        metrics::counter!(m::ALERTS, "cause" => crate::alerts::cause_label(cause)).increment(1);
+    }
+    if report.chat_errors > 0 {
+        stats
+            .chat_alert_errors
+            .fetch_add(report.chat_errors, Ordering::Relaxed);
+        metrics::counter!(m::CHAT_ALERT_ERRORS).increment(report.chat_errors);
+    }
+    let unwritable_n = report.unwritable.len() as u64;
+    for (result, n) in [
+        ("applied", report.isolated),
+        ("degraded", report.degraded),
+        ("deferred", report.deferred),
+        ("unwritable", unwritable_n),
+    ] {
+        if n > 0 {
+            metrics::counter!(m::WRITE_BACK_ISOLATED, "result" => result).increment(n);
+        }
+    }
+    stats
+        .write_back_isolated
+        .fetch_add(report.isolated, Ordering::Relaxed);
+    stats
+        .write_back_degraded
+        .fetch_add(report.degraded, Ordering::Relaxed);
+    stats
+        .write_back_unwritable
+        .fetch_add(unwritable_n, Ordering::Relaxed);
+    for id in &report.unwritable {
+        let_expire(expiring, *id);
+    }
+    m::record_write_back(report);
+    debug!(
+        applied = report.applied,
+        alerts = report.new_alerts,
+        "write-back flushed"
+    );
+}
+
+/// Stop extending this job's lease. Bounded: a pathological flood must not grow the
+/// heartbeat's exclusion list forever (beyond it jobs are simply heart-beaten like the rest).
+fn let_expire(expiring: &Mutex<HashSet<i64>>, job_id: i64) {
+    let mut set = expiring.lock().unwrap_or_else(|p| p.into_inner());
+    if set.len() < 10_000 {
+        set.insert(job_id);
+    }
+}
+
+/// Extend every lease this worker holds, by default at a third of the lease so one missed beat
+/// is harmless. Each beat is bounded (`heartbeat_timeout`) on the server and here, so a row
+/// lock or an outage fails it instead of hanging it; only a beat acknowledged in time moves
+/// the lease clock, which stops new requests before a lease can lapse.
+async fn heartbeat(
+    store: Store,
+    cfg: WorkerConfig,
+    clock: Arc<LeaseClock>,
+    stop: CancellationToken,
+    stats: Arc<WorkerStats>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
+) {
+    let period = cfg.heartbeat_period();
+    let timeout = heartbeat_timeout(period);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store
-            .extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64())
-            .await
-        {
-            warn!(error = %e, "lease heartbeat failed");
+        let excluded: Vec<i64> = expiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let started = Instant::now();
+        let beat = store.extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64(), &excluded, timeout);
+        let error = match tokio::time::timeout(timeout, beat).await {
+            Ok(Ok(_)) => {
+                clock.renewed(started, Instant::now());
+                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                failures = 0;
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        failures += 1;
+        stats.heartbeat_failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics_catalog::HEARTBEAT_FAILURES).increment(1);
+        if escalate(failures, HEARTBEAT_FAILURES_BEFORE_ERROR) {
+            error!(error = %error, failures, "lease heartbeat keeps failing; jobs whose lease may lapse are not sent and are left to a rescue");
+        } else {
+            warn!(error = %error, "lease heartbeat failed");
         }
     }
 }

@@ -519,7 +519,7 @@ enum Outcome {
 fn fault_outcome(fault: &Fault, pixel_id: &str) -> Option<Outcome> {
     let status = |code: u16, default: StatusCode| StatusCode::from_u16(code).unwrap_or(default);
     let err = match fault {
-        Fault::Timeout(_) => return None,
+        Fault::Timeout(_) | Fault::Pass => return None,
         Fault::HtmlError => return Some(Outcome::Html),
         Fault::ServerError(http) => GraphError::new(
             status(*http, StatusCode::INTERNAL_SERVER_ERROR),

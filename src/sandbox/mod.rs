@@ -126,6 +126,9 @@ pub enum Fault {
     },
     /// 500 with `{code: 1, is_transient: true}` ("An unknown error occurred").
     Transient,
+    /// No fault: the request is processed normally. Lets a test aim a later fault at a later
+    /// request (faults are consumed one per request, in order).
+    Pass,
 }
 
 /// Handle on a running sandbox. Clones share the same server; the server stops when the last clone

@@ -5,12 +5,15 @@
 pub mod admin;
 mod doctor;
 mod rows;
+pub mod sanitize;
 mod session;
 mod vacuum;
+mod write_back;
 
 pub use rows::*;
 pub use session::pool_options;
 pub use vacuum::VacuumStatus;
+pub use write_back::{Flush, LOCK_TIMEOUT as WRITE_BACK_LOCK_TIMEOUT};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -58,6 +61,7 @@ mod sql {
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
     pub const QUEUE_STATS: &str = include_str!("../../sql/queue_stats.sql");
     pub const WRITE_BACK_SETTINGS: &str = include_str!("../../sql/write_back_settings.sql");
+    pub const HEARTBEAT_SETTINGS: &str = include_str!("../../sql/heartbeat_settings.sql");
     pub const ANALYZE_JOBS: &str = include_str!("../../sql/analyze_jobs.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
@@ -187,102 +191,34 @@ impl Store {
         .await?)
     }
 
-    /// Extend the lease of every job `worker` holds. Returns how many.
-    pub async fn extend_leases(&self, worker: &str, lease_secs: f64) -> Result<u64> {
-        Ok(sqlx::query(sql::EXTEND_LEASES)
-            .bind(worker)
-            .bind(lease_secs)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-
-    /// Write back outcomes, deliveries and alerts in one transaction.
-    pub async fn write_back(&self, worker: &str, batch: &WriteBack) -> Result<WriteBackReport> {
-        let mut report = WriteBackReport::default();
+    /// Heartbeat: extend the lease of every job `worker` holds but `excluded` (jobs nobody
+    /// works on any more: their lease must run out). Each statement is bounded by
+    /// `timeout` on the server, so a row lock or a slow server fails the beat instead of
+    /// hanging it. Returns how many leases were extended.
+    pub async fn extend_leases(
+        &self,
+        worker: &str,
+        lease_secs: f64,
+        excluded: &[i64],
+        timeout: std::time::Duration,
+    ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::WRITE_BACK_SETTINGS)
+        sqlx::query(sql::HEARTBEAT_SETTINGS)
+            .bind(format!("{}ms", timeout.as_millis().max(1)))
             .execute(&mut *tx)
             .await?;
-        if !batch.deliveries.is_empty() {
-            let d = &batch.deliveries;
-            let col = |f: fn(&DeliveryRow) -> Option<String>| d.iter().map(f).collect::<Vec<_>>();
-            let query = sqlx::query_scalar(sql::INSERT_DELIVERIES)
-                .bind(d.iter().map(|r| r.job_id).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.attempt).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.platform).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.destination.as_str()).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.pixel_ref).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.event_time).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.outcome).collect::<Vec<_>>())
-                .bind(
-                    d.iter()
-                        .map(|r| r.http_status.map(i32::from))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(d.iter().map(|r| r.error_code).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.error_subcode).collect::<Vec<_>>())
-                .bind(col(|r| r.fbtrace_id.clone()))
-                .bind(col(|r| r.error.clone()))
-                .bind(d.iter().map(|r| r.match_quality).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.request.as_deref()).collect::<Vec<_>>())
-                .bind(d.iter().map(|r| r.response.as_deref()).collect::<Vec<_>>());
-            let duplicates: i64 = timed("insert_deliveries", query.fetch_one(&mut *tx)).await?;
-            report.duplicate_deliveries = duplicates as u64;
-        }
-        if !batch.alerts.is_empty() {
-            let json = encode("alerts", &batch.alerts)?;
-            let new: Vec<(i64, String)> = sqlx::query_as(sql::INSERT_ALERTS)
-                .bind(json)
-                .fetch_all(&mut *tx)
-                .await?;
-            report.new_alerts = new.len() as u64;
-            let new_ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
-            report.new_alert_causes = new.into_iter().map(|(_, cause)| cause).collect();
-            if !new_ids.is_empty() {
-                let posted: Vec<(i64, Option<i64>)> = sqlx::query_as(sql::POST_ALERTS)
-                    .bind(&new_ids)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                report.posted_alerts = posted.iter().filter(|(_, m)| m.is_some()).count() as u64;
-            }
-        }
-        if !batch.outcomes.is_empty() {
-            let o = &batch.outcomes;
-            let query = sqlx::query_as(sql::COMPLETE_JOBS)
+        let extended = timed(
+            "extend_leases",
+            sqlx::query(sql::EXTEND_LEASES)
                 .bind(worker)
-                .bind(o.iter().map(|r| r.id).collect::<Vec<_>>())
-                .bind(o.iter().map(|r| r.attempt).collect::<Vec<_>>())
-                .bind(o.iter().map(|r| r.outcome).collect::<Vec<_>>())
-                .bind(o.iter().map(|r| r.run_at).collect::<Vec<_>>())
-                .bind(o.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
-                .bind(
-                    o.iter()
-                        .map(|r| r.destinations.as_ref().map(|d| d.join(",")))
-                        .collect::<Vec<_>>(),
-                );
-            let applied: Vec<(String, String, i64)> =
-                timed("complete_jobs", query.fetch_all(&mut *tx)).await?;
-            report.completed = applied
-                .into_iter()
-                .map(|(kind, outcome, jobs)| (kind, outcome, jobs as u64))
-                .collect();
-            report.applied = report.completed.iter().map(|(_, _, n)| n).sum();
-            report.fenced_out = (batch.outcomes.len() as u64).saturating_sub(report.applied);
-        }
-        timed("write_back_commit", tx.commit()).await?;
-        Ok(report)
-    }
-
-    /// Give back every job `worker` holds (attempt refunded). Returns how many.
-    pub async fn release_held_jobs(&self, worker: &str) -> Result<u64> {
-        Ok(sqlx::query(sql::RELEASE_HELD_JOBS)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+                .bind(lease_secs)
+                .bind(excluded)
+                .execute(&mut *tx),
+        )
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(extended)
     }
 
     /// Expand a `stage_change_batch` job into per-customer jobs. `None` when the worker no
@@ -364,12 +300,16 @@ impl Store {
             .await?)
     }
 
-    /// Event ids already delivered for these jobs (by earlier attempts).
+    /// The ledger: events of these jobs already delivered (by an earlier attempt, a run given
+    /// back by a throttle or a shutdown, or a worker that lost its lease).
     pub async fn delivered_event_ids(&self, job_ids: &[i64]) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(sql::DELIVERED_EVENT_IDS)
-            .bind(job_ids)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(timed(
+            "delivered_event_ids",
+            sqlx::query_as(sql::DELIVERED_EVENT_IDS)
+                .bind(job_ids)
+                .fetch_all(&self.pool),
+        )
+        .await?)
     }
 
     // ---- attribution ----------------------------------------------------------------------
@@ -544,6 +484,32 @@ pub struct WriteBackReport {
     pub posted_alerts: u64,
     /// Applied outcomes as (job kind, outcome, jobs) (for the jobs-completed metric).
     pub completed: Vec<(String, String, u64)>,
+    /// Alerts kept in stagecast.alerts that the CRM's chat refused (reason in chat_error).
+    pub chat_errors: u64,
+    /// After the batch failed as a whole: jobs written on their own, jobs written without
+    /// their audit detail, jobs deferred to a retry (a passing error), and jobs whose outcome
+    /// cannot be written at all (left to lease expiry).
+    pub isolated: u64,
+    pub degraded: u64,
+    pub deferred: u64,
+    pub unwritable: Vec<i64>,
+}
+
+impl WriteBackReport {
+    pub fn merge(&mut self, other: WriteBackReport) {
+        self.applied += other.applied;
+        self.fenced_out += other.fenced_out;
+        self.duplicate_deliveries += other.duplicate_deliveries;
+        self.new_alerts += other.new_alerts;
+        self.new_alert_causes.extend(other.new_alert_causes);
+        self.posted_alerts += other.posted_alerts;
+        self.completed.extend(other.completed);
+        self.chat_errors += other.chat_errors;
+        self.isolated += other.isolated;
+        self.degraded += other.degraded;
+        self.deferred += other.deferred;
+        self.unwritable.extend(other.unwritable);
+    }
 }
 
 /// A batch of results to write back.

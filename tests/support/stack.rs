@@ -85,6 +85,7 @@ impl Stack {
                 poll_interval: Duration::from_millis(50),
                 maintenance_interval: Duration::from_millis(100),
                 lease: Duration::from_secs(10),
+                heartbeat_interval: Some(Duration::from_secs(1)),
                 drain_timeout: Duration::from_secs(10),
                 ..WorkerConfig::default()
             },

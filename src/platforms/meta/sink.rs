@@ -17,6 +17,7 @@ use super::payload::request_body;
 use super::retry::{classify, classify_transport, rejected_event_cause, ApiError, Classification};
 use crate::alerts::AlertCause;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
+use crate::queue::Lease;
 use crate::secrets::Secret;
 
 /// Usage above this share of Meta's allowance makes us pause before Meta throttles us.
@@ -55,6 +56,9 @@ pub enum EventOutcome {
     },
     /// Not sent because the worker is shutting down.
     NotStarted,
+    /// Not sent because the worker's lease on the job might lapse before the request ends:
+    /// another worker may be sending it by then (DESIGN §3).
+    LeaseLost,
 }
 
 impl EventOutcome {
@@ -65,6 +69,7 @@ impl EventOutcome {
             EventOutcome::Throttled { .. } => "throttled",
             EventOutcome::Failed { .. } => "failed",
             EventOutcome::NotStarted => "not_started",
+            EventOutcome::LeaseLost => "lease_lost",
         }
     }
 }
@@ -120,12 +125,14 @@ impl MetaSink {
 
     /// Send `events` to `dest`, streaming the results of each request to `out` as soon as it
     /// answers (exactly one result per event in total), so the caller can write outcomes back
-    /// per request instead of per batch.
+    /// per request instead of per batch. A request starts only while `lease` is known to
+    /// outlast it (the request timeout).
     pub async fn deliver(
         &self,
         dest: &MetaDestination,
         events: Vec<PreparedEvent>,
         shutdown: &CancellationToken,
+        lease: &Lease,
         out: &mpsc::UnboundedSender<Vec<EventResult>>,
     ) {
         // A send fails only if the caller stopped listening; the results have nowhere to go then.
@@ -177,6 +184,15 @@ impl MetaSink {
                     );
                     continue;
                 }
+            }
+            // Checked after the limiter's wait, right before sending: the wait may be long.
+            if !lease.valid_for(self.config.timeout) {
+                warn!(pixel = %dest.pixel_id, events = chunk.len() + work.iter().map(Vec::len).sum::<usize>(),
+                    "the lease on these jobs may lapse before a request could end; not sending them (another worker will)");
+                for c in std::iter::once(chunk).chain(work.drain(..)) {
+                    emit(c, EventOutcome::LeaseLost, None, None, None);
+                }
+                break;
             }
             let started = Instant::now();
             let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();

@@ -1,0 +1,210 @@
+//! Leases under production conditions (issue 12, finding 7; issue 13, item 6): a worker whose
+//! heartbeat cannot extend its leases stops sending for those jobs and leaves them to a rescue,
+//! which sends each event once; a healthy heartbeat keeps a job that outlives its lease from
+//! being rescued; contradictory lease and timeout settings are refused at start.
+
+mod support;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use support::stack::{Stack, Tuning};
+use support::wait;
+
+/// Stage 5 sends five events to the one pixel; with `max_batch = 1` each is its own request.
+async fn seed_five_event_stage(s: &Stack) -> i64 {
+    s.seed_standard().await;
+    s.exec(
+        r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES (5, 'Agendou', 'meio',
+           '[{"platform":"facebook","event_name":"Lead"},{"platform":"facebook","event_name":"Contact"},
+             {"platform":"facebook","event_name":"Schedule"},{"platform":"facebook","event_name":"SubmitApplication"},
+             {"platform":"facebook","event_name":"CompleteRegistration"}]')"#,
+    )
+    .await;
+    s.customer(1, "a@example.com", "+5511999990001", None).await
+}
+
+/// A short lease with a heartbeat and request timeout that fit in it (the settings rules of
+/// docs/operations.md): 3 s lease, a beat every 500 ms, requests of at most 1 s.
+fn short_lease(s: &Stack) -> Tuning {
+    let mut t = s.tuning();
+    t.worker.lease = Duration::from_secs(3);
+    t.worker.heartbeat_interval = Some(Duration::from_millis(500));
+    t.meta.timeout = Duration::from_secs(1);
+    t.meta.max_batch = 1;
+    t
+}
+
+async fn archived(s: &Stack, customer: i64) -> bool {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM stagecast.job_archive WHERE customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_one(s.pool())
+    .await
+    .unwrap()
+        == 1
+}
+
+/// How many times each event id reached the sandbox, over all requests (accepted or not).
+fn sends(s: &Stack) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for r in s.sandbox.requests() {
+        for id in r.event_ids {
+            *n.entry(id).or_default() += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_heartbeat_is_blocked_stops_sending_and_a_rescue_delivers_each_event_once() {
+    let s = Stack::new().await;
+    let c = seed_five_event_stage(&s).await;
+    // One request per second: the job needs about five seconds.
+    let mut t = short_lease(&s);
+    t.meta.requests_per_second = NonZeroU32::new(1).unwrap();
+    t.meta.burst = NonZeroU32::new(1).unwrap();
+    let stuck = s.start_worker_with(t);
+    s.move_to(c, 5).await;
+    assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
+
+    // Another session locks the job rows (an admin's open transaction, a long migration): the
+    // heartbeat cannot extend the lease, and a rescuing claim skips the locked rows.
+    let mut locker = s.pool().begin().await.unwrap();
+    let locked: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM stagecast.jobs WHERE status = 'running' FOR UPDATE")
+            .fetch_all(&mut *locker)
+            .await
+            .unwrap();
+    assert_eq!(locked.len(), 1);
+    let stats = stuck.stats().clone();
+    wait::wait_until(
+        "the worker to give the job up for lost",
+        wait::DEADLINE,
+        || async { stats.get(&stats.lease_lost_jobs) >= 1 },
+    )
+    .await;
+    let sent_by_stuck = s.sandbox.requests().len();
+    assert!(
+        sent_by_stuck < 5,
+        "it stopped before the end ({sent_by_stuck} of 5)"
+    );
+    // Nothing is sent for the job while its lease is in doubt (no other worker can have it:
+    // the rows are locked).
+    // (The given-up job is no longer heart-beaten, so beats stop waiting on its locked row.)
+    let beats = || stats.get(&stats.heartbeats) + stats.get(&stats.heartbeat_failures);
+    let before = beats();
+    wait::wait_until("two more heartbeats", wait::DEADLINE, || async {
+        beats() >= before + 2
+    })
+    .await;
+    assert_eq!(
+        s.sandbox.requests().len(),
+        sent_by_stuck,
+        "no request after the lease lapsed"
+    );
+    // Nothing was written for the job but the ledger of what it delivered.
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE id = $1")
+            .bind(locked[0])
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("running", 1));
+    wait::wait_until(
+        "what it delivered to reach the ledger",
+        wait::DEADLINE,
+        || async {
+            let ledger: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM stagecast.deliveries WHERE job_id = $1 AND outcome = 'delivered'",
+        )
+        .bind(locked[0])
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+            ledger as usize == sent_by_stuck
+        },
+    )
+    .await;
+
+    // The lock goes; the stuck worker's heartbeat works again but leaves the given-up job's
+    // lease to run out, so a claim (another worker's, or its own) rescues it and sends only
+    // what the ledger does not show as delivered.
+    locker.rollback().await.unwrap();
+    let rescuer = s.start_worker_with(short_lease(&s));
+    wait::wait_until("the rescued job to be done", wait::DEADLINE, || {
+        archived(&s, c)
+    })
+    .await;
+    let (stuck, rescuer) = (
+        stuck.shutdown().await.unwrap(),
+        rescuer.shutdown().await.unwrap(),
+    );
+    assert_eq!(stuck.get(&stuck.rescued) + rescuer.get(&rescuer.rescued), 1);
+    let sends = sends(&s);
+    assert_eq!(sends.len(), 5, "{sends:?}");
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "each event sent once: {sends:?}"
+    );
+    assert_eq!(
+        stuck.get(&stuck.duplicate_deliveries) + rescuer.get(&rescuer.duplicate_deliveries),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_job_that_outlives_its_lease_from_being_rescued() {
+    let s = Stack::new().await;
+    let c = seed_five_event_stage(&s).await;
+    // Five slow requests one after the other: the job takes well over its 3 s lease. Requests
+    // may take up to 1.9 s, the most a 3 s lease with a beat every 500 ms allows.
+    s.sandbox.set_latency(Duration::from_millis(800));
+    let mut t = short_lease(&s);
+    t.meta.timeout = Duration::from_millis(1900);
+    let a = s.start_worker_with(t.clone());
+    let b = s.start_worker_with(t);
+    s.move_to(c, 5).await;
+    wait::wait_until("the job to be done", wait::DEADLINE, || archived(&s, c)).await;
+    let (a, b) = (a.shutdown().await.unwrap(), b.shutdown().await.unwrap());
+
+    let requests = s.sandbox.requests();
+    assert_eq!(requests.len(), 5);
+    let span = requests[4].received_at - requests[0].received_at;
+    assert!(
+        span >= chrono::Duration::milliseconds(3200),
+        "precondition: the job outlived its lease ({span})"
+    );
+    assert_eq!(a.get(&a.rescued) + b.get(&b.rescued), 0, "never rescued");
+    assert_eq!(a.get(&a.lease_lost_jobs) + b.get(&b.lease_lost_jobs), 0);
+    assert!(sends(&s).values().all(|&n| n == 1));
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(c)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test]
+async fn contradictory_lease_and_timeout_settings_are_refused_naming_both_flags() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+        .env_clear()
+        .args(["run", "--lease", "5s", "--meta-timeout", "10s"])
+        // Never reached: the settings are checked before connecting.
+        .args(["--database-url", "postgres://stagecast@127.0.0.1:1/none"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--lease") && stderr.contains("--meta-timeout"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("raise --lease"), "a fix is named: {stderr}");
+    assert!(!stderr.contains("could not connect"), "{stderr}");
+}
