@@ -55,6 +55,7 @@ pub const WRITE_BACK_ERRORS: &str = "stagecast_write_back_errors_total";
 pub const ALERTS: &str = "stagecast_alerts_total";
 pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
+pub const ENQUEUE_FALLBACKS: &str = "stagecast_enqueue_fallbacks";
 pub const PII_REJECTED: &str = "stagecast_pii_rejected_total";
 pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
 
@@ -79,6 +80,8 @@ pub const PII_FIELDS: [&str; 9] = [
 ];
 /// Why a request slot was not granted at once (`platforms::rate_limit`).
 pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
+/// What became of CRM changes the triggers could not queue (`queue::worker`).
+pub const ENQUEUE_FALLBACK_STATES: [&str; 2] = ["parked", "lost"];
 /// Platforms with a sink.
 pub const PLATFORMS: [&str; 1] = ["facebook"];
 
@@ -180,6 +183,12 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Age of the oldest pending job that is due (run_at in the past): the queue lag. 0 when nothing is waiting. Database-wide like `stagecast_queue_jobs`: aggregate with `max`.",
     },
     MetricDef {
+        name: ENQUEUE_FALLBACKS,
+        kind: MetricType::Gauge,
+        labels: &["state"],
+        help: "CRM statements whose stage changes or messages the triggers could not put in the queue within their lock wait (the queue was locked or failing): `parked` = waiting in stagecast.enqueue_failures, re-queued by the maintenance timer once the queue accepts them; `lost` = could be neither queued nor parked since the count was last reset (each one is a WARNING \"stagecast: … NOT queued\" in the Postgres log). Refreshed on the maintenance timer; database-wide like `stagecast_queue_jobs`: aggregate with `max`.",
+    },
+    MetricDef {
         name: PII_REJECTED,
         kind: MetricType::Counter,
         labels: &["field"],
@@ -218,6 +227,9 @@ pub fn register() {
             metrics::gauge!(QUEUE_JOBS, "kind" => kind, "status" => status).set(0.0);
         }
         metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind).set(0.0);
+    }
+    for state in ENQUEUE_FALLBACK_STATES {
+        metrics::gauge!(ENQUEUE_FALLBACKS, "state" => state).set(0.0);
     }
     for cause in AlertCause::ALL {
         metrics::counter!(ALERTS, "cause" => cause.code()).increment(0);
