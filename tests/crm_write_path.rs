@@ -668,6 +668,58 @@ async fn wait(c: &mut PgConnection) -> String {
 }
 
 #[tokio::test]
+async fn the_worker_reports_parked_and_lost_changes_in_its_metrics() {
+    let s = Stack::new().await;
+    crm_with_customers(&s, 2).await;
+    // One change lost: a transaction holds the queue and the parking table.
+    let mut admin = other_session(&s).await;
+    admin.execute("BEGIN").await.unwrap();
+    admin
+        .execute("LOCK TABLE stagecast.jobs, stagecast.enqueue_failures IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut crm = crm_session(&s).await;
+    crm_update(&mut crm, "UPDATE customers SET stage_id = 1 WHERE id = 1").await;
+    admin.execute("ROLLBACK").await.unwrap();
+    // One change parked for good: the queue refuses stage changes (a broken constraint), so
+    // each re-queue parks it again.
+    s.exec("ALTER TABLE stagecast.jobs ADD CONSTRAINT broken CHECK (kind <> 'stage_change')")
+        .await;
+    crm_update(&mut crm, "UPDATE customers SET stage_id = 1 WHERE id = 2").await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+        .env_clear()
+        .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &s.db.url)
+        .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
+        .env("STAGECAST_KEYS", support::stack::KEYS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start stagecast run");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let (client, url) = (&client, &url);
+    eventually("the worker reports 1 parked and 1 lost", || async move {
+        let Ok(r) = client.get(url).send().await else {
+            return false;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .any(|l| l == "stagecast_enqueue_fallbacks{state=\"parked\"} 1")
+            && text
+                .lines()
+                .any(|l| l == "stagecast_enqueue_fallbacks{state=\"lost\"} 1")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_trigger_waits_less_than_the_crm_sessions_own_timeouts_and_restores_them() {
     let s = Stack::new().await;
     let mut c = other_session(&s).await;
