@@ -1,7 +1,9 @@
 -- Turn one `stage_change_batch` job (a bulk CRM UPDATE) into one `stage_change` job per
 -- customer, with the same filters as stagecast.enqueue_stage_changes: stages with nothing
--- configured are skipped, and a change already queued is not queued twice. Fenced like a
--- completion; the batch job moves to the archive in the same statement.
+-- configured are skipped, and the same change (customer, stage and changed_at:
+-- stagecast.stage_change_dedup_key) already pending is not queued twice; a customer's earlier,
+-- different change to the same stage does not stop this one. Fenced like a completion; the
+-- batch job moves to the archive in the same statement.
 -- $1 job id, $2 worker id, $3 attempt. Returns the number of jobs created (NULL row if fenced out).
 WITH batch AS (
     DELETE FROM stagecast.jobs
@@ -10,6 +12,7 @@ WITH batch AS (
     -- (megabyte-sized) document for every customer, making the expansion quadratic.
     RETURNING id, kind, payload, attempts, customer_id, destinations, created_at,
               payload -> 'changed_at' AS changed_at,
+              (payload ->> 'changed_at')::timestamptz AS changed_at_ts,
               payload -> 'customer_ids' AS customer_ids,
               payload -> 'to_stage_ids' AS to_stage_ids,
               CASE jsonb_typeof(payload -> 'from_stage_ids') WHEN 'array' THEN payload -> 'from_stage_ids'
@@ -19,7 +22,7 @@ WITH batch AS (
     SELECT id, kind, payload, attempts, customer_id, destinations, created_at, 'expanded' FROM batch
     RETURNING 1
 ), changes AS (
-    SELECT b.id AS batch_id, b.changed_at,
+    SELECT b.id AS batch_id, b.changed_at, b.changed_at_ts,
            (c.customer_id #>> '{}')::bigint AS customer_id,
            (c.to_stage_id #>> '{}')::bigint AS to_stage_id,
            (c.from_stage_id #>> '{}')::bigint AS from_stage_id
@@ -35,7 +38,7 @@ WITH batch AS (
                               'to_stage_id', ch.to_stage_id, 'changed_at', ch.changed_at,
                               'batch_job_id', ch.batch_id),
            ch.customer_id,
-           'stage_change:' || ch.customer_id || ':' || ch.to_stage_id
+           stagecast.stage_change_dedup_key(ch.customer_id, ch.to_stage_id, ch.changed_at_ts)
       FROM changes ch
       JOIN stagecast.crm_stages s ON s.id = ch.to_stage_id
      WHERE ch.customer_id IS NOT NULL

@@ -59,6 +59,7 @@ pub const LEASE_LOST_JOBS: &str = "stagecast_lease_lost_jobs_total";
 pub const ALERTS: &str = "stagecast_alerts_total";
 pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
+pub const ENQUEUE_FALLBACKS: &str = "stagecast_enqueue_fallbacks";
 pub const PII_REJECTED: &str = "stagecast_pii_rejected_total";
 pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
 pub const DEAD_ROWS: &str = "stagecast_dead_rows";
@@ -87,6 +88,8 @@ pub const PII_FIELDS: [&str; 9] = [
 pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
 /// What became of a job written on its own after its write-back batch failed.
 pub const ISOLATION_RESULTS: [&str; 4] = ["applied", "degraded", "deferred", "unwritable"];
+/// What became of CRM changes the triggers could not queue (`queue::worker`).
+pub const ENQUEUE_FALLBACK_STATES: [&str; 2] = ["parked", "lost"];
 /// Platforms with a sink.
 pub const PLATFORMS: [&str; 1] = ["facebook"];
 /// stagecast's churning tables, which the worker vacuums (sql/vacuum_status.sql).
@@ -229,6 +232,12 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Age of the oldest pending job that is due (run_at in the past): the queue lag. 0 when nothing is waiting. Database-wide like `stagecast_queue_jobs`: aggregate with `max`.",
     },
     MetricDef {
+        name: ENQUEUE_FALLBACKS,
+        kind: MetricType::Gauge,
+        labels: &["state"],
+        help: "CRM statements whose stage changes or messages the triggers could not put in the queue within their lock wait (the queue was locked or failing): `parked` = waiting in stagecast.enqueue_failures, re-queued by the maintenance timer once the queue accepts them; `lost` = could be neither queued nor parked since the count was last reset (each one is a WARNING \"stagecast: … NOT queued\" in the Postgres log). Refreshed on the maintenance timer; database-wide like `stagecast_queue_jobs`: aggregate with `max`.",
+    },
+    MetricDef {
         name: PII_REJECTED,
         kind: MetricType::Counter,
         labels: &["field"],
@@ -279,6 +288,9 @@ pub fn register() {
             metrics::gauge!(QUEUE_JOBS, "kind" => kind, "status" => status).set(0.0);
         }
         metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind).set(0.0);
+    }
+    for state in ENQUEUE_FALLBACK_STATES {
+        metrics::gauge!(ENQUEUE_FALLBACKS, "state" => state).set(0.0);
     }
     for cause in AlertCause::ALL {
         metrics::counter!(ALERTS, "cause" => cause.code()).increment(0);

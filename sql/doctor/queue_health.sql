@@ -9,5 +9,6 @@ SELECT count(*) FILTER (WHERE status = 'pending')                            AS 
                                                                              AS oldest_due_age_seconds,
        (SELECT count(*) FROM stagecast.enqueue_failures)                     AS parked,
        (SELECT min(created_at) FROM stagecast.enqueue_failures)              AS oldest_parked_at,
-       (SELECT error FROM stagecast.enqueue_failures ORDER BY id DESC LIMIT 1) AS latest_parked_error
+       (SELECT error FROM stagecast.enqueue_failures ORDER BY id DESC LIMIT 1) AS latest_parked_error,
+       stagecast.lost_enqueues()                                             AS lost
   FROM stagecast.jobs

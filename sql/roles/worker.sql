@@ -54,6 +54,13 @@ GRANT EXECUTE ON FUNCTION stagecast.enqueue_stage_changes(bigint[], bigint[], bi
                           stagecast.enqueue_inbound_messages(bigint[])
    TO :"worker";
 
+-- The identity of a stage change, the pending dedup key: the batch expansion and the re-queue of
+-- parked changes compute it in their statements (a pure function, see its migration).
+GRANT EXECUTE ON FUNCTION stagecast.stage_change_dedup_key(bigint, bigint, timestamptz) TO :"worker";
+-- Changes a trigger could neither queue nor park: the stagecast_enqueue_fallbacks gauge and
+-- `stagecast doctor` read the count (SECURITY DEFINER over a sequence the worker cannot touch).
+GRANT EXECUTE ON FUNCTION stagecast.lost_enqueues() TO :"worker";
+
 -- /readyz and `stagecast doctor` compare the applied migrations with the binary's (sqlx keeps
 -- them in the migrating owner's schema: public, with the default search_path).
 GRANT SELECT ON public._sqlx_migrations TO :"worker";

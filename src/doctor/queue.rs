@@ -70,6 +70,16 @@ pub fn check_health(h: &QueueHealth, now: DateTime<Utc>) -> Vec<Check> {
         )
     });
 
+    if h.lost > 0 {
+        checks.push(check("lost", "Lost enqueues").problem(
+            format!(
+                "{} CRM statement(s) whose stage changes or messages could be neither queued nor parked (the queue and stagecast.enqueue_failures were both locked or failing); they are not queued",
+                h.lost
+            ),
+            "find the Postgres log's WARNINGs \"stagecast: … NOT queued\", queue each payload again as docs/operations.md (Lost enqueues) shows, then reset the count: SELECT setval('stagecast.lost_enqueues_seq', 1, false)",
+        ));
+    }
+
     let failed = check("failed", "Failed jobs");
     checks.push(if h.failed == 0 {
         failed.ok("none")
@@ -176,5 +186,24 @@ mod tests {
         assert_eq!(checks[2].status, Status::Problem);
         assert!(checks[2].found.contains("waiting 2 h 0 min"));
         assert_eq!(checks[3].id, "queue.leases");
+    }
+
+    #[test]
+    fn lost_enqueues_are_a_problem_naming_the_log_warning() {
+        let h = QueueHealth {
+            lost: 2,
+            ..QueueHealth::default()
+        };
+        let checks = check_health(&h, Utc::now());
+        let lost = checks
+            .iter()
+            .find(|c| c.id == "queue.lost")
+            .expect("a lost check");
+        assert_eq!(lost.status, Status::Problem);
+        assert!(lost.found.starts_with("2 CRM statement(s)"), "{lost:#?}");
+        assert!(lost.fix.as_deref().unwrap().contains("NOT queued"));
+        assert!(check_health(&QueueHealth::default(), Utc::now())
+            .iter()
+            .all(|c| c.id != "queue.lost"));
     }
 }

@@ -57,4 +57,6 @@ pub struct QueueHealth {
     pub parked: i64,
     pub oldest_parked_at: Option<DateTime<Utc>>,
     pub latest_parked_error: Option<String>,
+    /// Changes that could be neither queued nor parked (`stagecast.lost_enqueues()`).
+    pub lost: i64,
 }

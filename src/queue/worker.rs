@@ -1059,6 +1059,14 @@ async fn maintain<H: JobHandler>(
             Ok(_) => {}
             Err(e) => warn!(error = %e, "re-queuing parked stage changes failed"),
         }
+        match store.enqueue_fallbacks().await {
+            Ok((parked, lost)) => {
+                use crate::metrics_catalog::ENQUEUE_FALLBACKS;
+                metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "parked").set(parked as f64);
+                metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "lost").set(lost as f64);
+            }
+            Err(e) => warn!(error = %e, "reading parked and lost enqueues failed"),
+        }
         handler.maintain().await;
     }
 }

@@ -56,6 +56,7 @@ mod sql {
     pub const PRUNE_FINISHED: &str = include_str!("../../sql/prune_finished.sql");
     pub const REQUEUE_ENQUEUE_FAILURES: &str =
         include_str!("../../sql/requeue_enqueue_failures.sql");
+    pub const ENQUEUE_FALLBACKS: &str = include_str!("../../sql/enqueue_fallbacks.sql");
     pub const PLAINTEXT_TOKENS: &str = include_str!("../../sql/plaintext_tokens.sql");
     pub const STORE_SEALED_TOKEN: &str = include_str!("../../sql/store_sealed_token.sql");
     pub const SEALED_TOKENS: &str = include_str!("../../sql/sealed_tokens.sql");
@@ -273,6 +274,15 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok((requeued as u64, parked as u64))
+    }
+
+    /// CRM changes the triggers could not queue: (parked, lost). See sql/enqueue_fallbacks.sql.
+    pub async fn enqueue_fallbacks(&self) -> Result<(i64, i64)> {
+        Ok(timed(
+            "enqueue_fallbacks",
+            sqlx::query_as(sql::ENQUEUE_FALLBACKS).fetch_one(&self.pool),
+        )
+        .await?)
     }
 
     // ---- pipeline reads -----------------------------------------------------------------

@@ -1,1 +1,0 @@
-ALTER TABLE customers DISABLE TRIGGER stagecast_customers_stage_updated
