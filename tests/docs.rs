@@ -359,7 +359,7 @@ fn worker_statements() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn the_view_contract_in_crm_integration_is_what_the_worker_reads() {
-    use sqlx::Executor as _;
+    use sqlx::{Connection as _, Executor as _};
     let db = support::TestDb::new().await;
     let documented = documented_views();
     let mut problems = Vec::new();
@@ -399,7 +399,10 @@ async fn the_view_contract_in_crm_integration_is_what_the_worker_reads() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     // A CRM that redefines the views from the doc: every statement still prepares (a column
-    // the worker selects but the doc omits fails here, as it would in that CRM).
+    // the worker selects but the doc omits fails here, as it would in that CRM). As the doc
+    // says to: redefined by the owner, then `stagecast roles apply` again, and prepared by the
+    // worker role.
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
     for (view, columns) in &documented {
         let select: Vec<String> = columns
             .iter()
@@ -410,11 +413,19 @@ async fn the_view_contract_in_crm_integration_is_what_the_worker_reads() {
             select.join(", ")
         );
         sqlx::raw_sql(&sql)
-            .execute(&db.pool)
+            .execute(&mut owner)
             .await
             .unwrap_or_else(|e| panic!("redefining stagecast.{view} from the doc: {e}"));
     }
-    let mut conn = db.pool.acquire().await.unwrap();
+    let names = stagecast::roles::RoleNames {
+        worker: db.roles.worker.clone(),
+        ..Default::default()
+    };
+    stagecast::roles::apply_grants(&mut owner, &names)
+        .await
+        .expect("the owner grants the redefined views");
+    let _ = owner.close().await;
+    let mut conn = db.worker_pool.acquire().await.unwrap();
     let mut failed = Vec::new();
     for (file, sql) in worker_statements() {
         if let Err(e) = conn.prepare(sql.as_str()).await {
