@@ -1,4 +1,4 @@
--- Post new alerts into the customers' chats through the adapter function (DESIGN §2).
+-- Post new alerts into the customers' chats through the adapter function (docs/crm-integration.md §5).
 UPDATE stagecast.alerts a
    SET chat_message_id = stagecast.write_chat_alert(
            a.customer_id, a.message,

@@ -10,7 +10,9 @@
 //!   every statement in `sql/` prepares against views redefined with only those columns (what a
 //!   CRM following the doc would have; this one needs the database);
 //! - the doctor sample's migration count and newest migration are those of `migrations/`;
-//! - one statement on whether Meta drops re-sent events, and no doc or help text claiming it does.
+//! - one statement on whether Meta drops re-sent events, and no doc or help text claiming it does;
+//! - no file of the repository points into the project's private research notes (which
+//!   maintainers do not have): facts are cited from their public page or stated in docs/.
 
 mod support;
 
@@ -539,6 +541,71 @@ fn docs_and_help_texts_agree_meta_does_not_promise_to_drop_re_sent_events() {
         problems.push(format!(
             "the metric help does not make the statement: {help:?}"
         ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------
+// No pointers to notes maintainers do not have
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_file_points_into_the_private_research_notes() {
+    // Spelled in pieces, so that this file does not match itself.
+    let needles: Vec<String> = [
+        ["../", "shared"],
+        ["/work/", "shared"],
+        ["reference/", "meta-capi"],
+        ["reference/", "google-tiktok"],
+        ["meta-capi", ".md"],
+        ["google-tiktok", ".md"],
+        ["queue-", "anchors"],
+        ["apalis-", "eval"],
+    ]
+    .iter()
+    .map(|parts| parts.concat())
+    .collect();
+    let mut files = Vec::new();
+    for dir in [
+        "src",
+        "docs",
+        "tests",
+        "sql",
+        "migrations",
+        "grafana",
+        ".ci",
+    ] {
+        files_under(&repo(dir), &mut files);
+    }
+    files.push(repo("README.md"));
+    files.push(repo("Cargo.toml"));
+    assert!(files.len() > 100, "only {} files found", files.len());
+    let mut problems = Vec::new();
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = String::from_utf8_lossy(&bytes);
+        for (i, line) in text.lines().enumerate() {
+            for needle in &needles {
+                if line.contains(needle.as_str()) {
+                    problems.push(format!(
+                        "{}:{}: mentions {needle:?}: cite the public source or state the fact in docs/",
+                        path.strip_prefix(repo("")).unwrap().display(),
+                        i + 1
+                    ));
+                }
+            }
+        }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -184,7 +184,12 @@ async fn an_unmigrated_database_has_its_roles_and_setup_but_nothing_migrated_or_
                 to_regclass('public._sqlx_migrations') IS NOT NULL,
                 has_database_privilege($2, current_database(), 'CREATE')",
     )
-    .bind(vec![r.owner.clone(), r.worker.clone(), r.crm.clone(), r.admin.clone()])
+    .bind(vec![
+        r.owner.clone(),
+        r.worker.clone(),
+        r.crm.clone(),
+        r.admin.clone(),
+    ])
     .bind(&r.owner)
     .fetch_one(&db.pool)
     .await
