@@ -1,6 +1,6 @@
 -- Everything the pipeline needs about a batch of stage changes, in one round trip, read through
 -- the adapter views. $1 job ids, $2 customer ids, $3 stage ids (parallel arrays).
--- Campaign fallback (DESIGN §5): the customer's campaign; else the campaign whose ad ids (or
+-- Campaign fallback (docs/fallbacks.md §1): the customer's campaign; else the campaign whose ad ids (or
 -- campaign id, which users also type there) match the first-touch ad id in utm_metadata.
 SELECT c.job_id,
        cu.id AS customer_id, cu.name, cu.email, cu.phone, cu.sale_price::float8 AS sale_price,

@@ -1,4 +1,4 @@
--- Post new alerts into the customers' chats through the adapter function (DESIGN §2), one
+-- Post new alerts into the customers' chats through the adapter function (docs/crm-integration.md §5), one
 -- exception block per alert (stagecast.post_chat_alerts): a chat the CRM's schema refuses
 -- keeps its alert in stagecast.alerts with the reason, and the write-back goes on.
 -- Returns (alert id, chat message id, reason the chat refused it).

@@ -1,5 +1,5 @@
-//! Chat alerts (DESIGN §5): why an event was not delivered, written as a `system` message in
-//! the customer's chat in the CRM's language, naming the fix. One alert per cause per stage
+//! Chat alerts (docs/fallbacks.md): why an event was not delivered, written as a `system` message
+//! in the customer's chat in the CRM's language, naming the fix. One alert per cause per stage
 //! change (the dedup key), so retries and replays never spam the chat.
 
 use serde::Serialize;

@@ -1,7 +1,10 @@
 //! The event catalog: every event name a CRM stage can be configured to send to Meta.
 //!
-//! - Meta's 17 pixel standard events plus `PageView` (18 names; `reference/meta-capi.md` §2.2).
-//! - The business-messaging (Click-to-WhatsApp) names that have no pixel counterpart (§8.1),
+//! - Meta's 17 pixel standard events plus `PageView` (18 names; the standard events of
+//!   <https://developers.facebook.com/documentation/meta-pixel/reference>, and `PageView`, the
+//!   pixel's base event, which the Conversions API was seen to accept too).
+//! - The business-messaging (Click-to-WhatsApp) names that have no pixel counterpart (Meta's
+//!   business-messaging page, <https://developers.facebook.com/documentation/ads-commerce/conversions-api/business-messaging>),
 //!   flagged [`EventKind::BusinessMessagingOnly`].
 //! - `Other`, which stands for a custom event name given in `custom_event_name`.
 //!
@@ -71,7 +74,7 @@ const fn bm_event(name: &'static str, label: Localized, when_to_use: Localized) 
 pub const OTHER: &str = "Other";
 
 /// Conservative limit for custom event names. Meta's exact limit is unverified (50 is the figure
-/// commonly cited for pixel custom events, reference §2.2); staying within it is always safe.
+/// commonly cited for pixel custom events); staying within it is always safe.
 pub const CUSTOM_NAME_MAX_CHARS: usize = 50;
 
 static CATALOG: [EventDef; 29] = [
@@ -648,7 +651,7 @@ mod tests {
         for name in BM_ONLY {
             assert_eq!(bm(name), Some(name));
         }
-        // Every BM name we map to is one of Meta's supported BM events (reference §8.1).
+        // Every BM name we map to is one of Meta's supported BM events (its business-messaging page).
         let supported: HashSet<_> = BM_ONLY
             .iter()
             .chain(&["Purchase", "InitiateCheckout", "AddToCart", "ViewContent"])

@@ -2,7 +2,8 @@
 //! account. **It is not Meta's Event Match Quality (EMQ)** and must not be labelled as such.
 //!
 //! Meta shows EMQ only for website events; for the business-messaging, CRM and offline events
-//! this worker sends, Events Manager shows no score (reference `meta-capi.md` §6). This proxy
+//! this worker sends, Events Manager shows no score (Meta's Conversions API best-practices page,
+//! <https://developers.facebook.com/documentation/ads-commerce/conversions-api/best-practices>). This proxy
 //! gives the UI something to show per event, from which keys were present:
 //!
 //! | key | points | why |

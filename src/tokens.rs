@@ -1,4 +1,4 @@
-//! Pixel access tokens at rest (DESIGN §6): plaintext tokens written by a CRM are sealed with
+//! Pixel access tokens at rest (docs/secrets.md): plaintext tokens written by a CRM are sealed with
 //! the key ring's primary key and cleared; `stagecast keys rotate` re-seals tokens sealed with
 //! older keys. Updates are compare-and-set, so a token the CRM changes meanwhile is never lost.
 

@@ -214,6 +214,7 @@ async fn a_job_that_keeps_failing_gives_up_after_its_attempt_budget_with_an_aler
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     s.move_to(c, 1).await;
+    // A small budget, set by the superuser: no role changes a queued job's budget.
     s.exec("UPDATE stagecast.jobs SET max_attempts = 2").await;
     s.sandbox.push_fault(Fault::ServerError(500));
     s.sandbox.push_fault(Fault::ServerError(502));

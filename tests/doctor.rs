@@ -143,6 +143,7 @@ async fn broken_setup() -> Stack {
         "#,
     )
     .await;
+    // A parked enqueue, put there by the superuser (only a trigger's failure parks one).
     s.exec(
         "INSERT INTO stagecast.enqueue_failures (kind, payload, error)
               VALUES ('stage_change', '{\"customer_ids\":[1],\"to_stage_ids\":[3]}', 'XX000: simulated failure')",
@@ -301,7 +302,8 @@ async fn the_doctor_warns_when_autovacuum_is_off_or_stagecasts_tables_are_not_va
     let s = Stack::new().await;
     s.seed_standard().await;
     // Autovacuum off for the queue (this server has it off altogether; the test must not
-    // depend on that), and 6,000 dead rows in it with no worker running to vacuum them.
+    // depend on that), and 6,000 dead rows in it with no worker running to vacuum them (as the
+    // superuser: setup no role of a deployment does).
     s.exec(
         "ALTER TABLE stagecast.jobs SET (autovacuum_enabled = false);
          INSERT INTO stagecast.jobs (kind, payload) SELECT 'stage_change', '{}' FROM generate_series(1, 6000);
@@ -386,14 +388,18 @@ async fn the_doctor_warns_when_autovacuum_is_off_or_stagecasts_tables_are_not_va
 #[tokio::test]
 async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
     let s = Stack::new().await;
-    // One migration missing, as after deploying a new version without migrating.
+    // One migration missing, as after deploying a new version without migrating (the superuser
+    // edits sqlx's record to get there).
     let newest: i64 = sqlx::query_scalar(
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations) RETURNING version",
     )
     .fetch_one(s.pool())
     .await
     .unwrap();
-    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    // The doctor runs with the worker's DATABASE_URL, which cannot migrate: the fix says whose
+    // job it is, and that the grants follow every migrate.
+    let owners_fix = "then `stagecast roles apply`, with the owner role's DATABASE_URL";
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert_check(
         &out.stdout,
@@ -401,11 +407,17 @@ async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
         &format!("pending: {newest} "),
         Some("run `stagecast migrate`"),
     );
+    assert_check(
+        &out.stdout,
+        "✗",
+        &format!("pending: {newest} "),
+        Some(owners_fix),
+    );
 
-    // A CRM database stagecast was never installed in.
+    // A CRM database stagecast was never installed in (the superuser removes it).
     s.exec("DROP SCHEMA stagecast CASCADE; DROP TABLE _sqlx_migrations;")
         .await;
-    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert_check(
         &out.stdout,
@@ -415,15 +427,22 @@ async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
     );
     assert_check(
         &out.stdout,
+        "✗",
+        "Migrations: the database was never migrated",
+        Some(owners_fix),
+    );
+    assert_check(
+        &out.stdout,
         "-",
         "Queue: not checked: the database was never migrated",
         None,
     );
 
-    // Following the fix makes the doctor happy (apart from the empty CRM's warnings).
+    // Following the fix makes the doctor happy (apart from the empty CRM's warnings): migrate
+    // and apply the grants as the owner, as docs/operations.md says to after every migrate.
     let migrate = support::process::stagecast()
         .arg("migrate")
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.owner_url)
         .output()
         .await
         .unwrap();
@@ -432,7 +451,20 @@ async fn an_unmigrated_database_is_reported_and_migrate_fixes_it() {
         "{}",
         String::from_utf8_lossy(&migrate.stderr)
     );
-    let out = doctor(&s.db.url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    let r = &s.db.roles;
+    let grants = support::process::stagecast()
+        .args(["roles", "apply", "--worker", &r.worker, "--crm", &r.crm])
+        .args(["--admin", &r.admin])
+        .env("DATABASE_URL", &s.db.owner_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        grants.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grants.stderr)
+    );
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert_check(&out.stdout, "✓", "Migrations: all", None);
 }

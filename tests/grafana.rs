@@ -1085,7 +1085,8 @@ async fn readyz_is_503_when_the_database_is_not_migrated() {
         .unwrap();
     wait_ready(ops.addr, 200).await;
 
-    // The binary is newer than the schema: the newest migration is not applied.
+    // The binary is newer than the schema: the newest migration is not applied (the superuser
+    // edits sqlx's record to get there).
     s.exec(
         "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     )
@@ -1147,11 +1148,12 @@ async fn readyz_is_503_while_listen_is_down_and_ready_again_once_it_reconnects()
     let s = Stack::new().await;
     let worker = s.start_worker();
     // The probe gets a pool of its own (named, so it can be spared below): the database stays
-    // reachable for it while the worker's connections, LISTEN included, are cut.
-    let probe_pool = sqlx::postgres::PgPoolOptions::new()
+    // reachable for it while the worker's connections, LISTEN included, are cut. It is the
+    // worker's /readyz, so it connects as the worker role, as `stagecast run` does.
+    let probe_pool = stagecast::store::pool_options()
         .max_connections(2)
         .connect_with(
-            sqlx::postgres::PgConnectOptions::from_str(&s.db.url)
+            sqlx::postgres::PgConnectOptions::from_str(&s.db.worker_url)
                 .unwrap()
                 .application_name("readyz-probe"),
         )

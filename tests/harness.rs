@@ -145,7 +145,11 @@ async fn role_exists(name: &str) -> bool {
 async fn each_database_has_its_own_roles_and_the_pools_log_in_as_them() {
     let db = TestDb::new().await;
     let r = &db.roles;
-    for (pool, role) in [(&db.worker_pool, &r.worker), (&db.crm_pool, &r.crm)] {
+    for (pool, role) in [
+        (&db.worker_pool, &r.worker),
+        (&db.crm_pool, &r.crm),
+        (&db.admin_pool, &r.admin),
+    ] {
         let (user, superuser): (String, bool) = sqlx::query_as(
             "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
         )
@@ -168,6 +172,38 @@ async fn each_database_has_its_own_roles_and_the_pools_log_in_as_them() {
         .await
         .unwrap();
     assert_eq!(path, "pg_catalog, pg_temp");
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_has_its_roles_and_setup_but_nothing_migrated_or_granted() {
+    let db = TestDb::unmigrated().await;
+    let r = &db.roles;
+    let (roles, schema, migrations, owner_may_create): (i64, bool, bool, bool) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)),
+                EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'stagecast'),
+                to_regclass('public._sqlx_migrations') IS NOT NULL,
+                has_database_privilege($2, current_database(), 'CREATE')",
+    )
+    .bind(vec![
+        r.owner.clone(),
+        r.worker.clone(),
+        r.crm.clone(),
+        r.admin.clone(),
+    ])
+    .bind(&r.owner)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(roles, 4, "the four roles exist");
+    assert!(owner_may_create, "sql/roles/setup.sql ran");
+    assert!(!schema && !migrations, "nothing is migrated");
+    // The owner can migrate it, as `stagecast migrate` would.
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    stagecast::store::MIGRATOR
+        .run(&mut owner)
+        .await
+        .expect("the owner migrates");
+    let _ = owner.close().await;
 }
 
 #[tokio::test]

@@ -164,60 +164,20 @@ async fn sigint_drains_in_flight_work_extending_its_lease_then_exits_0() {
     drains_on("INT").await;
 }
 
-/// A database with nothing in it (not even the migrations), dropped with the test.
-struct EmptyDb {
-    url: String,
-    name: String,
-}
-
-impl EmptyDb {
-    async fn new() -> EmptyDb {
-        let server = support::server().await;
-        let name = format!(
-            "{}{}_empty_{:08x}",
-            support::TEST_DB_PREFIX,
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let url = server
-            .create_database(&name)
-            .await
-            .expect("create database");
-        EmptyDb { url, name }
-    }
-}
-
-impl Drop for EmptyDb {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // As TestDb does: a fresh thread and runtime, since Drop may run inside the test's.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let server = support::server().await;
-                if let Err(e) = server.drop_database(&name).await {
-                    eprintln!("warning: could not drop {name}: {e}");
-                }
-            })
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
-    let db = EmptyDb::new().await;
+    // The roles and the superuser's part (sql/roles/setup.sql) are in place; nothing is migrated.
+    let db = support::TestDb::unmigrated().await;
     let sandbox = stagecast::sandbox::MetaGraphSandbox::start().await.unwrap();
     sandbox.add_pixel(support::stack::PIXEL, support::stack::TOKEN);
-    // Three `stagecast migrate` and one `stagecast run --migrate`, all started at once.
+    // Three `stagecast migrate` and one `stagecast run --migrate`, all started at once, all as
+    // the owner: migrating is the owner's job, and `run --migrate` migrates before it works
+    // (docs/operations.md: it does both only when the worker connects as the owner).
     let migrates: Vec<_> = (0..3)
         .map(|_| {
             support::process::stagecast()
                 .arg("migrate")
-                .env("DATABASE_URL", &db.url)
+                .env("DATABASE_URL", &db.owner_url)
                 .output()
         })
         .collect();
@@ -230,7 +190,7 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
             "--poll-interval",
             "50ms",
         ])
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", &db.owner_url)
         .env("STAGECAST_META_GRAPH_URL", sandbox.base_url())
         .env("STAGECAST_KEYS", KEYS)
         .env("STAGECAST_LOG", "info")
@@ -254,15 +214,10 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
     .await;
     assert!(logs.contains("worker started"), "{}", logs.text());
 
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&db.url)
-        .await
-        .unwrap();
     let applied: Vec<(i64, i64, bool)> = sqlx::query_as(
         "SELECT version, count(*), bool_and(success) FROM _sqlx_migrations GROUP BY version ORDER BY version",
     )
-    .fetch_all(&pool)
+    .fetch_all(&db.pool)
     .await
     .unwrap();
     let expected: Vec<i64> = stagecast::store::MIGRATOR
@@ -279,7 +234,20 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
         "each exactly once, successfully: {applied:?}"
     );
 
-    // And the schema works: a stage change is delivered by the worker that migrated.
+    // And the schema works: after the owner's grants (as after every migrate), a CRM write is
+    // delivered by the worker that migrated.
+    let granted = support::process::stagecast()
+        .args(["roles", "apply", "--worker", &db.roles.worker])
+        .args(["--crm", &db.roles.crm, "--admin", &db.roles.admin])
+        .env("DATABASE_URL", &db.owner_url)
+        .output()
+        .await
+        .expect("stagecast roles apply runs");
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
     let keys = stagecast::secrets::KeyRing::parse(KEYS).unwrap();
     sqlx::query(
         "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, is_default) \
@@ -287,7 +255,7 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
     )
     .bind(support::stack::PIXEL)
     .bind(keys.seal(support::stack::TOKEN))
-    .execute(&pool)
+    .execute(&db.crm_pool)
     .await
     .unwrap();
     sqlx::raw_sql(
@@ -296,7 +264,7 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
            INSERT INTO customers (id, name, email, phone, utm_campaign_id) VALUES (1, 'Maria', 'a@example.com', '+5511999990001', 1);
            UPDATE customers SET stage_id = 1 WHERE id = 1;"#,
     )
-    .execute(&pool)
+    .execute(&db.crm_pool)
     .await
     .unwrap();
     assert!(
@@ -310,5 +278,4 @@ async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
         .expect("the worker stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "{}", logs.text());
-    pool.close().await;
 }

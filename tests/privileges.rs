@@ -486,7 +486,7 @@ async fn the_owner_keeps_migrating_the_tables_the_worker_owns() {
 
 #[tokio::test]
 async fn stagecast_roles_prints_the_scripts_and_applies_the_owners_part() {
-    let print = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    let print = support::process::stagecast()
         .args([
             "roles",
             "print",
@@ -533,7 +533,7 @@ async fn stagecast_roles_prints_the_scripts_and_applies_the_owners_part() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let apply = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    let apply = support::process::stagecast()
         .args(["roles", "apply", "--worker", &r.worker, "--admin", &r.admin])
         .env("DATABASE_URL", &db.owner_url)
         .output()
@@ -557,7 +557,7 @@ async fn stagecast_roles_prints_the_scripts_and_applies_the_owners_part() {
     assert_eq!(granted, (true, true));
 
     // As a role that is not the owner, it fails with a message saying whose job it is.
-    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+    let refused = support::process::stagecast()
         .args(["roles", "apply", "--worker", &db.roles.worker])
         .env("DATABASE_URL", &db.crm_url)
         .output()

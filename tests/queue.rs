@@ -11,6 +11,8 @@ use stagecast::store::{OutcomeRow, Retention, WriteBack};
 use support::stack::Stack;
 use support::wait::{wait_until, DEADLINE};
 
+/// `n` no-op jobs put straight into the queue as the superuser: no role inserts arbitrary jobs
+/// (the CRM queues stage changes through its triggers), and these tests exercise the queue alone.
 async fn insert_jobs(s: &Stack, n: i64) {
     sqlx::query("INSERT INTO stagecast.jobs (kind, payload) SELECT 'noop', jsonb_build_object('n', g) FROM generate_series(1, $1::bigint) g")
         .bind(n)
@@ -67,7 +69,7 @@ async fn an_expired_lease_is_rescued_and_the_stale_worker_is_fenced_out() {
         .await
         .unwrap()
         .remove(0);
-    // worker-a stalls past its lease.
+    // worker-a stalls past its lease (the superuser moves the clock on).
     s.exec("UPDATE stagecast.jobs SET locked_until = now() - interval '1 second'")
         .await;
     let b = s
@@ -186,7 +188,8 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     // A bulk move to a stage without events is expanded into nothing.
     s.crm_exec("UPDATE customers SET stage_id = 9 WHERE id BETWEEN 2 AND 5")
         .await;
-    // Keep customer 1's job waiting (not claimed) so it is still pending when the batch expands.
+    // Keep customer 1's job waiting (not claimed) so it is still pending when the batch expands
+    // (the superuser reschedules it; nothing in production does).
     s.exec(
         "UPDATE stagecast.jobs SET run_at = now() + interval '1 hour' WHERE kind = 'stage_change'",
     )
@@ -230,7 +233,8 @@ async fn the_crm_write_succeeds_even_when_queueing_fails_and_nothing_is_lost() {
     let s = Stack::new().await;
     s.seed_standard().await;
     s.customer(1, "a@example.com", "+5511999990001", None).await;
-    // Break the queue table for stage changes (disk full, broken permissions...).
+    // Break the queue table for stage changes (disk full, broken permissions...), as the
+    // superuser: fault injection.
     s.exec("ALTER TABLE stagecast.jobs ADD CONSTRAINT broken CHECK (kind <> 'stage_change')")
         .await;
     s.move_to(1, 1).await; // must not fail
@@ -268,6 +272,7 @@ async fn retention_prunes_old_finished_work_only() {
     wb.append(outcome(jobs[0].id, 1, "done", None));
     wb.append(outcome(jobs[1].id, 1, "failed", None));
     s.store.write_back("w", &wb).await.unwrap();
+    // Age the finished work (as the superuser: only time does that in production).
     s.exec("UPDATE stagecast.job_archive SET finished_at = now() - interval '2 days'")
         .await;
     let retention = Retention {
@@ -308,7 +313,7 @@ async fn the_maintenance_loop_prunes_old_deliveries_alerts_and_jobs_but_never_th
     s.seed_standard().await;
     let delivered = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let alerted = s.customer(2, "b@example.com", "+5511999990002", None).await;
-    s.exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 2")
+    s.crm_exec("UPDATE customers SET utm_campaign_id = NULL WHERE id = 2")
         .await;
     let mut t = s.tuning();
     t.worker.retention = Retention {
@@ -322,13 +327,14 @@ async fn the_maintenance_loop_prunes_old_deliveries_alerts_and_jobs_but_never_th
     s.move_to(delivered, 1).await;
     s.move_to(alerted, 1).await;
     s.drained().await;
-    s.exec("SELECT stagecast.replay_job(id, 'tester', 'retention test') FROM stagecast.jobs WHERE status = 'failed'")
+    s.admin_exec("SELECT stagecast.replay_job(id, 'tester', 'retention test') FROM stagecast.jobs WHERE status = 'failed'")
         .await;
     s.drained().await;
     assert_eq!(count(&s, "stagecast.admin_audit", "true").await, 1);
     assert_eq!(count(&s, "stagecast.alerts", "true").await, 1);
 
-    // Everything of it becomes two days old; the admin audit even a year old.
+    // Everything of it becomes two days old; the admin audit even a year old (as the superuser:
+    // only time does that in production).
     s.exec(
         "UPDATE stagecast.deliveries SET created_at = now() - interval '2 days';
          UPDATE stagecast.alerts SET created_at = now() - interval '2 days';

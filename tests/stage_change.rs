@@ -303,14 +303,14 @@ async fn replaying_a_failed_stage_change_does_not_repeat_its_alert() {
     // Replay it twice without fixing anything, as an admin would: still one alert in the chat.
     let replay = "SELECT stagecast.replay_jobs(p_status => 'failed', p_actor => 'tester', p_reason => 'test')";
     for _ in 0..2 {
-        s.exec(replay).await;
+        s.admin_exec(replay).await;
         s.drained().await;
     }
     assert_eq!(s.chat_alerts(c).await.len(), 1);
     // Fix the cause and replay: delivered, with the same stage-change time.
     s.crm_exec("UPDATE customers SET utm_campaign_id = 1 WHERE id = 1")
         .await;
-    s.exec(replay).await;
+    s.admin_exec(replay).await;
     s.drained().await;
     worker.shutdown().await.unwrap();
     assert_eq!(s.sandbox.received().len(), 1);
@@ -328,8 +328,18 @@ async fn a_stage_change_older_than_seven_days_is_not_sent_and_alerts() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    // Another CRM's trigger (or a late import) queues an old change through the SQL API.
-    s.exec("SELECT stagecast.enqueue_stage_change(1, 1, NULL, now() - interval '8 days')")
+    // Another CRM's trigger (or a late import) queues an old change through the SQL API, as
+    // its role, granted the way docs/crm-integration.md ("Who may call the enqueue functions")
+    // tells such a CRM to: not executable by PUBLIC, so the deployment grants it explicitly.
+    s.exec(&format!(
+        "GRANT USAGE ON SCHEMA stagecast TO \"{crm}\";
+         GRANT EXECUTE ON FUNCTION stagecast.enqueue_stage_changes(bigint[], bigint[], bigint[], timestamptz),
+                                   stagecast.enqueue_stage_change(bigint, bigint, bigint, timestamptz)
+            TO \"{crm}\";",
+        crm = s.db.roles.crm
+    ))
+    .await;
+    s.crm_exec("SELECT stagecast.enqueue_stage_change(1, 1, NULL, now() - interval '8 days')")
         .await;
     let worker = s.start_worker();
     s.drained().await;
@@ -362,12 +372,12 @@ async fn the_pipelines_normaliser_hashes_every_documented_brazilian_vector() {
         sqlx::query("INSERT INTO customers (id, name, phone, utm_campaign_id) VALUES ($1, 'Cliente', $2, 1)")
             .bind(id)
             .bind(raw)
-            .execute(s.pool())
+            .execute(s.crm())
             .await
             .unwrap();
     }
     let worker = s.start_worker();
-    s.exec("UPDATE customers SET stage_id = 1").await;
+    s.crm_exec("UPDATE customers SET stage_id = 1").await;
     assert!(
         s.sandbox
             .wait_for_events(BRAZILIAN_PHONES.len(), support::wait::DEADLINE)

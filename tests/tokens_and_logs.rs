@@ -268,7 +268,9 @@ const K3: &str = "k3:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
 /// `stagecast keys rotate` with `keys` (None: STAGECAST_KEYS unset): (success, stdout, stderr).
 async fn rotate(s: &Stack, keys: Option<&str>) -> (bool, String, String) {
     let mut cmd = bin();
-    cmd.args(["keys", "rotate"]).env("DATABASE_URL", &s.db.url);
+    // As the worker's role, which `stagecast keys rotate` runs with (sql/roles/worker.sql).
+    cmd.args(["keys", "rotate"])
+        .env("DATABASE_URL", &s.db.worker_url);
     if let Some(keys) = keys {
         cmd.env("STAGECAST_KEYS", keys);
     }
@@ -297,7 +299,7 @@ async fn keys_rotate_fails_loudly_on_what_it_cannot_reseal_and_reseals_the_rest(
            (2, 'facebook', '222', $1, true), (3, 'facebook', '333', 'v1:k1:not-a-ciphertext', true)",
     )
     .bind(k3_only.seal("EAAthird-secret-token"))
-    .execute(s.pool())
+    .execute(s.crm())
     .await
     .unwrap();
     let before = sealed_tokens(&s).await;
@@ -364,7 +366,7 @@ async fn keys_rotate_never_overwrites_a_token_the_crm_changes_meanwhile_and_work
 
     // The CRM stores a new token (sealed with k1, as its backend does) in a transaction that is
     // still open when the rotation reaches that row.
-    let mut crm = s.pool().begin().await.unwrap();
+    let mut crm = s.crm().begin().await.unwrap();
     let crm_sealed = s.keys.seal(NEW_TOKEN);
     sqlx::query("UPDATE pixels SET access_token_enc = $1 WHERE id = 1")
         .bind(&crm_sealed)
@@ -372,7 +374,7 @@ async fn keys_rotate_never_overwrites_a_token_the_crm_changes_meanwhile_and_work
         .await
         .unwrap();
     let rotation = tokio::spawn({
-        let url = s.db.url.clone();
+        let url = s.db.worker_url.clone();
         async move {
             bin()
                 .args(["keys", "rotate"])
@@ -419,7 +421,7 @@ async fn keys_rotate_never_overwrites_a_token_the_crm_changes_meanwhile_and_work
     // The next rotation re-seals the new token, and the worker delivers with it throughout.
     let again = bin()
         .args(["keys", "rotate"])
-        .env("DATABASE_URL", &s.db.url)
+        .env("DATABASE_URL", &s.db.worker_url)
         .env("STAGECAST_KEYS", format!("{K2},{KEYS}"))
         .output()
         .await

@@ -3,8 +3,8 @@
 //! CRMs store each inbound message's raw webhook JSON in `chat_messages.metadata`, in whatever
 //! shape their gateway produced: WhatsApp Cloud API, Evolution API, raw Baileys, or a
 //! whatsmeow-based gateway (wuzapi, uazapi, ...). The same ad data appears under different keys,
-//! casings and nesting in each, and gateways change it between versions (see
-//! `reference/meta-capi.md` §7). This module finds it wherever it sits and returns one typed
+//! casings and nesting in each, and gateways change it between versions (docs/attribution.md,
+//! "Supported payload shapes"). This module finds it wherever it sits and returns one typed
 //! result, or a typed error for input that is not a webhook at all.
 //!
 //! Nothing here panics on any input: the size, the nesting depth and the number of messages
@@ -137,7 +137,9 @@ impl fmt::Debug for Redacted<'_> {
 pub struct AdReferral {
     pub shape: PayloadShape,
     /// The **ad** ID (a post ID when `source_type == "post"`), never the campaign ID
-    /// (`reference/meta-capi.md` §7.3). Kept as a string: it does not fit every number type.
+    /// (Meta's WhatsApp webhook reference labels it the "Click to WhatsApp ad ID",
+    /// <https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/text>).
+    /// Kept as a string: it does not fit every number type.
     pub source_id: Option<String>,
     /// Lowercased: `ad`, `post`, ...
     pub source_type: Option<String>,
@@ -663,7 +665,8 @@ fn wamessage(msg: &Obj, shape: PayloadShape) -> Located<'_> {
     let key_field = |k: &str| key.and_then(|key| key.get(k));
     let mut located = Located::new(shape, Some(msg));
     // In a group `remoteJid` is the group and the sender is the participant; with LID addressing
-    // the phone-number JID may sit in any of the `*Alt` / `*Pn` fields (`meta-capi.md` §7.4).
+    // the phone-number JID may sit in any of the `*Alt` / `*Pn` fields (Baileys'
+    // `remoteJidAlt`, src/Types/Message.ts).
     let jids = [
         "remoteJid",
         "remoteJidAlt",
@@ -693,7 +696,8 @@ fn wamessage(msg: &Obj, shape: PayloadShape) -> Located<'_> {
 /// - `quotedMessage` / `quoted`: a reply quotes an earlier message, often the business's own
 ///   (whose bot may have attached an `externalAdReply` card); that is not this message's origin.
 /// - `messageContextInfo`: device metadata. Evolution 2.4.0-rc read it instead of the content's
-///   `contextInfo` and lost every CTWA attribution for text messages (`meta-capi.md` §7.2).
+///   `contextInfo` and lost every CTWA attribution for text messages
+///   (evolution-foundation/evolution-api#2721).
 const SKIPPED_KEYS: [&str; 3] = ["quotedmessage", "quoted", "messagecontextinfo"];
 
 /// One `externalAdReply` or `referral` object.

@@ -92,6 +92,12 @@ pub fn known_migrations() -> Vec<Known> {
         .collect()
 }
 
+/// How to migrate: the doctor usually runs with the worker's DATABASE_URL, which may not migrate,
+/// and the worker needs the grants on what a migration creates (docs/operations.md, "Database
+/// roles").
+const MIGRATE_FIX: &str =
+    "run `stagecast migrate`, then `stagecast roles apply`, with the owner role's DATABASE_URL";
+
 fn label(version: i64, description: &str) -> String {
     format!("{version} {description}")
 }
@@ -106,7 +112,7 @@ pub fn migrations(
         return (
             vec![c("migrations", "Migrations").problem(
                 "the database was never migrated (no _sqlx_migrations table): stagecast's schema, views and triggers are missing",
-                "run `stagecast migrate` with this DATABASE_URL",
+                MIGRATE_FIX,
             )],
             SchemaState::NeverMigrated,
         );
@@ -127,7 +133,7 @@ pub fn migrations(
                 known.len(),
                 list(&pending, 10)
             ),
-            "run `stagecast migrate`",
+            MIGRATE_FIX,
         ));
     }
     let failed: Vec<String> = applied
@@ -226,7 +232,7 @@ mod tests {
         assert!(checks[0].found.contains("never migrated"));
         assert_eq!(
             checks[0].fix.as_deref(),
-            Some("run `stagecast migrate` with this DATABASE_URL")
+            Some("run `stagecast migrate`, then `stagecast roles apply`, with the owner role's DATABASE_URL")
         );
     }
 

@@ -1,7 +1,9 @@
 //! Normalise and SHA-256-hash customer information exactly as Meta specifies.
 //!
-//! Rules follow "Rules recommended for the Rust worker" in `reference/meta-capi.md` §3.2, which are
-//! the closest to Meta's documentation where Meta's own SDKs disagree:
+//! Rules follow Meta's customer-information parameters page
+//! (<https://developers.facebook.com/documentation/ads-commerce/conversions-api/parameters/customer-information-parameters>);
+//! where Meta's own SDKs disagree, the reading closest to its text (docs/events.md, "How contact
+//! data is normalised and hashed", lists each choice):
 //!
 //! - every field: Unicode NFC, trim, Unicode lowercase; an empty result is [`PiiError::Empty`];
 //! - a value that already is a SHA-256 digest (64 hex digits, any case) passes through lowercased;

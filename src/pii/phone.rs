@@ -229,8 +229,9 @@ pub(crate) fn normalize(raw: &str, region: &Region) -> Result<String, PiiError> 
 /// The other spelling of a Brazilian mobile number with respect to the "9th digit".
 ///
 /// WhatsApp registered some Brazilian mobiles before the extra leading 9 was added, so the same
-/// line may be known as `5511987654321` or `551187654321` (reference §7.4). Given either E.164
-/// form, returns the other, so a caller can send both in the `ph` list or match both internally.
+/// line may be known as `5511987654321` or `551187654321` (adiwajshing/Baileys#1997). Given
+/// either E.164 form, returns the other, so a caller can send both in the `ph` list or match both
+/// internally.
 /// Mobile subscriber numbers start with 6–9 (before the 9 was prepended); landlines (2–5) have
 /// no variant.
 pub fn br_mobile_variant(e164_digits: &str) -> Option<String> {

@@ -1,5 +1,6 @@
-//! Test vectors from `reference/meta-capi.md` §3.3 (rows whose "normalised" column is the rule we
-//! follow), plus error hygiene and property tests.
+//! Test vectors: the examples of Meta's customer-information parameters page, and tricky inputs
+//! (national and WhatsApp phone formats, NFD names, CEPs) hashed as they normalise under the rules
+//! we follow (`printf %s '<normalised>' | sha256sum`); plus error hygiene and property tests.
 
 use super::*;
 use proptest::prelude::*;
@@ -104,8 +105,8 @@ fn name_vectors() {
     let n = br();
     let jose = "d994e1d001886fe5b45b1267bd1fa2b752ac50742579bd3dad7b2a2aa0ed6866";
     assert_hash(n.first_name("José"), jose);
-    // NFD input (`e` + U+0301) hashes like NFC; hashed raw it would differ. (The reference
-    // lists b08f90c0… for the NFD bytes; `printf 'jose\xcc\x81' | sha256sum` gives 0c06649e….)
+    // NFD input (`e` + U+0301) hashes like NFC; hashed raw it would differ
+    // (`printf 'jose\xcc\x81' | sha256sum` gives 0c06649e…).
     let nfd = "Jose\u{301}";
     assert_hash(n.first_name(nfd), jose);
     assert_eq!(

@@ -85,7 +85,8 @@ pub fn ad_info(ctx: &StageChangeContext) -> Option<AdInfo> {
     (ad.source_id.is_some() || ad.title.is_some()).then_some(ad)
 }
 
-/// `fb.1.<first seen, ms>.<fbclid>` (reference §4): subdomain index 1 when built server-side;
+/// `fb.1.<first seen, ms>.<fbclid>` (Meta's fbp-and-fbc page, docs/sandbox.md "Sources"):
+/// subdomain index 1 when built server-side;
 /// the fbclid is kept verbatim (case-sensitive). A full `_fbc` cookie value passes through.
 pub fn fbc(fbclid: &str, seen: DateTime<Utc>) -> Option<String> {
     let fbclid = fbclid.trim();

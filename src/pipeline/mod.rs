@@ -1,4 +1,4 @@
-//! Stage change → conversion events → delivery → outcome (DESIGN §1, §4, §5).
+//! Stage change → conversion events → delivery → outcome (docs/architecture.md).
 //!
 //! For a claimed batch: load every context in one query, resolve each configured event
 //! (campaign → pixel → value → currency), build the events with hashed PII and a deterministic

@@ -1,4 +1,4 @@
-//! Fallbacks (DESIGN §5), each step documented in docs/fallbacks.md:
+//! Fallbacks, each step documented in docs/fallbacks.md:
 //! campaign → pixel → value → currency. A missing link is a [`Problem`] with the alert that
 //! names the fix; nothing is guessed silently.
 

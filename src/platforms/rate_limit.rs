@@ -1,4 +1,4 @@
-//! Per-destination rate limiting (DESIGN §4): a GCRA limiter per destination (governor), plus a
+//! Per-destination rate limiting: a GCRA limiter per destination (governor), plus a
 //! pause when the platform says we are throttled. Paused destinations are not called at all:
 //! their jobs are rescheduled after the pause without spending an attempt.
 

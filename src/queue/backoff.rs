@@ -1,4 +1,4 @@
-//! *When* to retry (DESIGN §4: kept apart from *whether*, which each platform's `RetryLogic`
+//! *When* to retry (kept apart from *whether*, which each platform's `RetryLogic`
 //! decides). Exponential growth, capped, with full jitter so a burst of failures does not
 //! come back as a synchronized burst.
 

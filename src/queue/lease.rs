@@ -1,5 +1,5 @@
-//! Until when this worker's leases are known to be valid (DESIGN §3: "a worker that lost its
-//! lease stops sending for it").
+//! Until when this worker's leases are known to be valid: a worker that lost its lease stops
+//! sending for it (docs/operations.md, "Lease lost").
 //!
 //! The database decides who holds a job (`locked_until < now()` lets any claim rescue it);
 //! the worker only knows what its own statements achieved. So it keeps, per claimed batch, a

@@ -1,4 +1,4 @@
-//! The queue core (DESIGN §3): owned, not borrowed. Jobs are leased in batches with
+//! The queue core (docs/architecture.md): owned, not borrowed. Jobs are leased in batches with
 //! `FOR UPDATE SKIP LOCKED`, processed by a [`JobHandler`] with no transaction open across the
 //! HTTP calls, and written back in fenced batches. Any number of worker processes can share one
 //! database: leases, attempt fencing and lease-expiry rescue keep them from stepping on each other.

@@ -1,6 +1,7 @@
 //! The last line of defence before anything leaves for Sentry (`before_send`): contact data and
-//! tokens should never be in an event in the first place (DESIGN §6), but error texts come from
-//! databases, HTTP peers and panics we do not control, so every free-text field is masked.
+//! tokens should never be in an event in the first place (docs/secrets.md; docs/operations.md,
+//! "Sentry"), but error texts come from databases, HTTP peers and panics we do not control, so
+//! every free-text field is masked.
 
 use std::sync::LazyLock;
 

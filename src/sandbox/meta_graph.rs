@@ -17,9 +17,9 @@ use serde_json::{json, Map, Value};
 use super::validate::{self, EventError};
 use super::{urlencoded, AuthMethod, Fault, ReceivedEvent, RequestRecord, State, TokenCheck};
 
-/// Graph caps a CAPI request at 1,000 events (§1.3).
+/// Graph caps a CAPI request at 1,000 events (*using-the-api*).
 const MAX_EVENTS: usize = 1000;
-/// Meta documents no byte limit (§1.3); this only keeps a runaway client from exhausting memory.
+/// Meta documents no byte limit; this only keeps a runaway client from exhausting memory.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 const USAGE_HEADER: HeaderName = HeaderName::from_static("x-business-use-case-usage");
@@ -34,7 +34,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-/// A Graph API error, rendered as the `{"error":{…}}` envelope of §1.5.
+/// A Graph API error, rendered as the `{"error":{…}}` envelope of *error-handling*.
 #[derive(Debug, thiserror::Error)]
 #[error("HTTP {status}: Graph error {code}/{subcode:?}: {message}")]
 pub(crate) struct GraphError {
@@ -104,7 +104,8 @@ impl GraphError {
         )
     }
 
-    /// Unknown token: 401/190 without subcode, as Graph answers a token it cannot parse (§1.5).
+    /// Unknown token: 401/190 without subcode, as Graph answers a token it cannot parse (observed;
+    /// *error-handling* documents code 190).
     /// Subcode 463 (expired) is kept for [`Fault::InvalidToken`], so tests can tell the two apart.
     fn token_unknown() -> Self {
         Self::new(
@@ -229,7 +230,7 @@ fn html_bad_gateway() -> Response {
         .into_response()
 }
 
-/// `v<digits>.0`, the only shape of Graph API versions (§9).
+/// `v<digits>.0`, the only shape of Graph API versions (*versions*).
 fn is_graph_version(s: &str) -> bool {
     s.strip_prefix('v')
         .and_then(|r| r.strip_suffix(".0"))
@@ -265,7 +266,7 @@ fn find_token(
         })
 }
 
-/// The parameters of an `/events` body (§1.2), whichever encoding carried them.
+/// The parameters of an `/events` body (*using-the-api*), whichever encoding carried them.
 #[derive(Default)]
 struct EventsBody {
     /// `data` as sent: an array once decoded (a JSON string holding an array is decoded too).
@@ -376,7 +377,7 @@ fn parse_data_string(s: &str) -> Result<Value, GraphError> {
 }
 
 /// The events of `data`, or the code-100 error Graph gives for a missing, non-array or
-/// out-of-range `data` (§1.2: 1–1000 events).
+/// out-of-range `data` (*using-the-api*: 1–1000 events).
 fn events_of(data: Option<&Value>) -> Result<&[Value], GraphError> {
     match data {
         None => Err(GraphError::invalid("The parameter data is required")),
@@ -582,7 +583,8 @@ fn fault_outcome(fault: &Fault, pixel_id: &str) -> Option<Outcome> {
 }
 
 /// Everything Graph checks on a `/events` request, in the order it reports them: path, token,
-/// access to the dataset, body, then each event (one bad event rejects the whole batch, §1.3).
+/// access to the dataset, body, then each event (one bad event rejects the whole batch:
+/// *using-the-api*).
 fn check_events_request(
     state: &State,
     version: &str,

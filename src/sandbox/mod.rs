@@ -2,9 +2,11 @@
 //!
 //! [`MetaGraphSandbox::start`] binds `127.0.0.1:0` and serves:
 //! - `POST /{version}/{pixel_id}/events`: the Conversions API edge, validating auth, body encodings
-//!   and every event the way `reference/meta-capi.md` documents it (see `docs/sandbox.md`);
+//!   and every event the way Meta's Conversions API pages document it (`docs/sandbox.md` lists
+//!   each rule and, under "Sources", the pages named in these comments);
 //! - `GET /{version}/{pixel_id}`: pixel/dataset lookup used by `stagecast doctor`;
-//! - `GET /{version}/{ad_id}?fields=campaign_id`: ad → campaign lookup (§7.3).
+//! - `GET /{version}/{ad_id}?fields=campaign_id`: ad → campaign lookup (a WhatsApp referral's
+//!   `source_id` is the ad's ID, *whatsapp-messages*).
 //!
 //! Tests script failures with [`Fault`]s (consumed FIFO, one per `/events` request) and inspect what
 //! "Meta" accepted with [`MetaGraphSandbox::received`], [`MetaGraphSandbox::requests`] and
@@ -41,7 +43,8 @@ pub struct ReceivedEvent {
     pub received_at: DateTime<Utc>,
 }
 
-/// Where the access token of a request came from (§1.1 lists all three; Bearer is recommended).
+/// Where the access token of a request came from (*using-the-api* shows the query parameter and
+/// the body field, *automatic-events-api* the Bearer header, which stagecast uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     /// `Authorization: Bearer <token>`.
@@ -101,13 +104,13 @@ pub enum Fault {
     /// This HTTP status (meant for 5xx) with a Graph body `{code: 2, is_transient: true}`.
     /// A value that is not a valid HTTP status answers 500.
     ServerError(u16),
-    /// 502 with an HTML body, as a proxy in front of Graph would answer (§1.5).
+    /// 502 with an HTML body, as a proxy in front of Graph would answer.
     HtmlError,
     /// The request is processed normally (validated and, if valid, recorded as accepted), then the
     /// answer is held back this long. Meta may well have ingested a request whose client timed
     /// out, so the events count as delivered and the record is marked `outcome_unknown_to_client`.
     Timeout(Duration),
-    /// HTTP 400 with a throttling code (4, 17, 32, 341, 613, 80000–80014 …, §5.1) and
+    /// HTTP 400 with a throttling code (4, 17, 32, 341, 613, 80000–80014 …, *rate-limiting*) and
     /// `is_transient: true`; with `regain_minutes`, also an `X-Business-Use-Case-Usage` header
     /// carrying `estimated_time_to_regain_access`.
     Throttle {

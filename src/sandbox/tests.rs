@@ -12,9 +12,9 @@ const TOKEN: &str = "tok-pixel-a";
 const OTHER_PIXEL: &str = "2222222222";
 const OTHER_TOKEN: &str = "tok-pixel-b";
 const VERSION: &str = "v25.0";
-/// sha256("5511987654321"), §3.3.
+/// sha256("5511987654321") (`printf %s 5511987654321 | sha256sum`).
 const PH: &str = "029c7290f14c4516673508635f0519db95f7daf42057fd0e4ad1de84c5408a66";
-/// sha256("crm-000123"), §3.3.
+/// sha256("crm-000123") (`printf %s crm-000123 | sha256sum`).
 const EXT: &str = "bb9edd468efd9eb23a23da18bbde007bbc1af81ca297634fdc29a616661bdb09";
 
 async fn sandbox() -> MetaGraphSandbox {

@@ -1,4 +1,6 @@
-//! Per-event validation, modelled on what the Conversions API documents (`reference/meta-capi.md`).
+//! Per-event validation, modelled on what Meta's Conversions API pages document. Page names in
+//! comments (*server-event*, *customer-information-parameters*, …) are listed with their URLs in
+//! `docs/sandbox.md` ("Sources").
 //!
 //! Everything here works on an already parsed `serde_json::Value` and allocates only on the error
 //! path: the benchmark pushes 100k events through the sandbox, so the happy path is a handful of
@@ -6,31 +8,35 @@
 //!
 //! Where Meta's behaviour is undocumented the sandbox is *stricter* than Meta, because its job is
 //! to catch stagecast bugs (raw PII, seconds-vs-milliseconds, hashed click IDs) before production
-//! does. `docs/sandbox.md` lists every rule with its code/subcode and the reference section.
+//! does. `docs/sandbox.md` lists every rule with its code/subcode and where it comes from.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-/// Subcode for a stale `event_time` (§2.3, documented by Meta and seen in RudderStack fixtures).
+/// Subcode for a stale `event_time` (*server-event*: documented by Meta, and seen in RudderStack's
+/// test fixtures).
 pub const SUBCODE_TOO_OLD: i64 = 2_804_003;
-/// Subcode for a `Purchase` without `value`/`currency` (§2.6, "Missing Value for Purchase Event").
+/// Subcode for a `Purchase` without `value`/`currency` ("Missing Value for Purchase Event"; Meta's
+/// answer as RudderStack's test fixtures record it).
 pub const SUBCODE_PURCHASE_VALUE: i64 = 2_804_009;
-/// Subcode for `user_data` without a usable customer-information key (§3.1, observed for "thin" events).
+/// Subcode for `user_data` without a usable customer-information key (observed by a third party
+/// for "thin" events; its meaning is not confirmed by Meta).
 pub const SUBCODE_NO_USER_DATA: i64 = 2_804_050;
-/// Generic CAPI invalid-parameter subcode (§5.2). Its exact meaning at Meta is unverified, so the
-/// sandbox uses it for every rule that has no documented subcode of its own.
+/// Generic CAPI invalid-parameter subcode (code 100 in *error-handling*). Its exact meaning at
+/// Meta is unverified, so the sandbox uses it for every rule that has no documented subcode of
+/// its own.
 pub const SUBCODE_INVALID: i64 = 2_804_001;
 
-/// `event_time` may be at most this old (§2.3: 7 days, all-or-nothing).
+/// `event_time` may be at most this old (*server-event*, *using-the-api*: 7 days, all-or-nothing).
 pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
 /// Meta documents no upper bound; a timestamp this far ahead means a clock or unit bug in stagecast.
 pub const MAX_FUTURE_SECS: i64 = 10 * 60;
 /// Anything above this cannot be Unix seconds (it is the year 5138): it is milliseconds.
 pub const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 
-/// The nine `action_source` values of §2.5.
+/// The nine `action_source` values of *server-event*.
 pub const ACTION_SOURCES: [&str; 9] = [
     "website",
     "app",
@@ -43,7 +49,7 @@ pub const ACTION_SOURCES: [&str; 9] = [
     "other",
 ];
 
-/// `messaging_channel` values for `business_messaging` (§2.1, §8.1).
+/// `messaging_channel` values for `business_messaging` (*server-event*, *business-messaging*).
 pub const MESSAGING_CHANNELS: [&str; 3] = ["whatsapp", "messenger", "instagram"];
 
 /// Why one event was refused. It names the event index and the field, so the Graph error built
@@ -87,14 +93,15 @@ fn invalid(index: usize, field: impl fmt::Display, detail: impl Into<String>) ->
     EventError::new(index, field, SUBCODE_INVALID, "Invalid Parameter", detail)
 }
 
-/// How a `user_data` key must be encoded (§3.1 "hash?" column).
+/// How a `user_data` key must be encoded (which keys *customer-information-parameters* hashes).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     /// Contact PII: SHA-256 lowercase hex, string or list of strings.
     Hashed,
     /// Sent as-is and never hashed: a non-empty string that must not look like a SHA-256.
     Raw,
-    /// `fbc` / `fbp`: raw, in the `fb.<idx>.<ms>.<payload>[.<appendix>]` cookie format (§4).
+    /// `fbc` / `fbp`: raw, in the `fb.<idx>.<ms>.<payload>[.<appendix>]` cookie format
+    /// (*fbp-and-fbc*).
     Cookie,
     /// `client_ip_address`: an IPv4/IPv6 literal.
     Ip,
@@ -102,7 +109,7 @@ enum KeyKind {
     Numeric,
 }
 
-// Bits of the keys that take part in Meta's "thin user_data" rule (§3.1, best-practices: since
+// Bits of the keys that take part in Meta's "thin user_data" rule (*best-practices*: since
 // v13.0 user_data holding only a subset of these combinations is invalid).
 const B_CT: u32 = 1;
 const B_COUNTRY: u32 = 1 << 1;
@@ -123,7 +130,8 @@ const THIN_COMBINATIONS: [u32; 4] = [
     B_LN | B_GE,
 ];
 
-/// The customer-information keys of §3.1 (plus `instagram_business_account_id` from §8.1).
+/// The keys of *customer-information-parameters* (plus `instagram_business_account_id` from
+/// *business-messaging*).
 /// Unknown keys are refused: a misspelt key such as `email` would otherwise carry raw PII to Meta.
 fn classify(key: &str) -> Option<(KeyKind, u32)> {
     use KeyKind::*;
@@ -155,14 +163,15 @@ fn classify(key: &str) -> Option<(KeyKind, u32)> {
     })
 }
 
-/// `^[0-9a-f]{64}$`: what a SHA-256 in lowercase hex looks like (§3.1, the SDKs' `is_already_hashed`).
+/// `^[0-9a-f]{64}$`: what a SHA-256 in lowercase hex looks like (Meta's SDKs' `is_already_hashed`).
 pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// `fb.<digit>.<13-digit ms>.<payload>` with an optional 5th `.<appendix>` segment (§4).
+/// `fb.<digit>.<13-digit ms>.<payload>` with an optional 5th `.<appendix>` segment (*fbp-and-fbc*;
+/// the appendix is what Meta's `capi-param-builder` adds).
 pub fn is_fb_cookie(s: &str) -> bool {
     let mut parts = s.split('.');
     let prefix_ok = parts.next() == Some("fb");
@@ -267,9 +276,9 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
                 "business_messaging events require messaging_channel (whatsapp, messenger or instagram)",
             ));
         };
-        // §8.1: a CTWA event is attributed through the click ID on the WABA's dataset. Meta's sample
-        // for Messenger/Instagram names different keys in different places, so only WhatsApp is
-        // enforced (it is the only channel stagecast sends).
+        // *business-messaging*: a CTWA event is attributed through the click ID on the WABA's
+        // dataset. Meta's sample for Messenger/Instagram names different keys in different
+        // places, so only WhatsApp is enforced (it is the only channel stagecast sends).
         if channel == "whatsapp" {
             for key in ["ctwa_clid", "whatsapp_business_account_id"] {
                 if !user_data.contains_key(key) {
@@ -457,7 +466,8 @@ fn raw_string<'a>(index: usize, key: &str, value: &'a Value) -> Result<&'a str, 
     }
 }
 
-/// `fb_login_id` / `lead_id` are integers (§3.1); `lead_id` is a 15–17 digit Lead Ads ID (§8.3).
+/// `fb_login_id` / `lead_id` are integers (*customer-information-parameters*); `lead_id` is a 15–17
+/// digit Lead Ads ID (*conversion-leads*).
 fn check_numeric_id(index: usize, key: &str, value: &Value) -> Result<(), EventError> {
     let digits = match value {
         Value::Number(n) if n.as_u64().is_some() => n.to_string(),

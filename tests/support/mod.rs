@@ -185,7 +185,7 @@ impl TestRoles {
 ///   pixels, campaigns and stages as a CRM's screens write them);
 /// - `worker_pool` / `worker_url`: the worker (`Stack` uses it for in-process and spawned
 ///   workers) and anything else `stagecast run` would do;
-/// - `admin_url`: `stagecast jobs` and the replay/cancel SQL functions;
+/// - `admin_pool` / `admin_url`: `stagecast jobs` and the replay/cancel SQL functions;
 /// - `pool` / `url` (a superuser): assertions, and setup no CRM would do (rows inserted
 ///   straight into stagecast's tables, server-side tricks).
 pub struct TestDb {
@@ -197,6 +197,8 @@ pub struct TestDb {
     pub crm_url: String,
     /// The owner's URL (migrations, `stagecast roles apply`).
     pub owner_url: String,
+    /// The admin role (sql/roles/admin.sql): `stagecast jobs`, replay and cancel.
+    pub admin_pool: PgPool,
     pub admin_url: String,
     pub roles: TestRoles,
     pub name: String,
@@ -217,6 +219,17 @@ fn lazy_pool_with(options: PgPoolOptions, url: &str, what: &str) -> PgPool {
 
 impl TestDb {
     pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// Like [`TestDb::new`], but stops before the owner's part: the roles exist and
+    /// sql/roles/setup.sql ran (as a deployment does before its first `stagecast migrate`), and
+    /// nothing is migrated or granted yet. For tests that migrate through the binary.
+    pub async fn unmigrated() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrate: bool) -> TestDb {
         let server = server().await;
         let name = format!(
             "{TEST_DB_PREFIX}{}_{}_{:08x}",
@@ -241,6 +254,7 @@ impl TestDb {
                 &roles.worker,
             ),
             crm_pool: lazy_pool(&as_role(&roles.crm), &roles.crm),
+            admin_pool: lazy_pool(&as_role(&roles.admin), &roles.admin),
             worker_url: as_role(&roles.worker),
             crm_url: as_role(&roles.crm),
             owner_url: as_role(&roles.owner),
@@ -250,13 +264,14 @@ impl TestDb {
             name,
             server,
         };
-        db.set_up_roles().await;
+        db.set_up_roles(migrate).await;
         db
     }
 
-    /// Create the roles, run sql/roles/setup.sql as the superuser, migrate as the owner and
-    /// apply the owner's grants (`stagecast roles apply`), as a deployment would.
-    async fn set_up_roles(&self) {
+    /// Create the roles, run sql/roles/setup.sql as the superuser, then (with `migrate`)
+    /// migrate as the owner and apply the owner's grants (`stagecast roles apply`), as a
+    /// deployment would.
+    async fn set_up_roles(&self, migrate: bool) {
         let r = &self.roles;
         let mut admin = sqlx::PgConnection::connect(&self.url)
             .await
@@ -300,6 +315,9 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("roles setup on {}: {e}", self.name));
         let _ = admin.close().await;
+        if !migrate {
+            return;
+        }
 
         let mut owner = sqlx::PgConnection::connect(&self.owner_url)
             .await
@@ -324,6 +342,7 @@ impl Drop for TestDb {
             self.pool.close(),
             self.worker_pool.close(),
             self.crm_pool.close(),
+            self.admin_pool.close(),
         );
         let server = self.server;
         let name = std::mem::take(&mut self.name);

@@ -1,9 +1,10 @@
 //! A whole stagecast stack for integration tests: a fresh database, the Graph API sandbox, and
 //! in-process workers tuned for fast tests (short backoff, polls and pauses).
 //!
-//! Workers (in-process and spawned) run as the database's worker role and the CRM helpers
-//! (`seed_standard`, `customer`, `move_to`, `crm_exec`) as its CRM role, as in production;
-//! `pool()` and `exec` are the superuser's, for assertions and setup no CRM would do.
+//! Workers (in-process and spawned) run as the database's worker role, the CRM helpers
+//! (`seed_standard`, `customer`, `move_to`, `crm_exec`) as its CRM role and `admin_exec` (replay,
+//! cancel) as its admin role, as in production; `pool()` and `exec` are the superuser's, for
+//! assertions and setup no CRM would do.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -60,6 +61,11 @@ impl Stack {
     /// The CRM role's pool: every write a CRM makes.
     pub fn crm(&self) -> &sqlx::PgPool {
         &self.db.crm_pool
+    }
+
+    /// The admin role's pool: what `stagecast jobs` and a CRM's admin screen do.
+    pub fn admin(&self) -> &sqlx::PgPool {
+        &self.db.admin_pool
     }
 
     /// Fast settings: retries after ≤ 100 ms, polls every 50 ms, throttle pauses of 300 ms.
@@ -148,6 +154,14 @@ impl Stack {
             .execute(self.crm())
             .await
             .unwrap_or_else(|e| panic!("as the CRM role: {e}: {sql}"));
+    }
+
+    /// Run SQL as the admin role: the audited replay and cancel functions.
+    pub async fn admin_exec(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(self.admin())
+            .await
+            .unwrap_or_else(|e| panic!("as the admin role: {e}: {sql}"));
     }
 
     /// Standard CRM: pixel 1 (active, default, sealed token), campaign 1 → pixel 1, stage 1

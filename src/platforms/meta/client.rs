@@ -175,7 +175,7 @@ async fn read_response(
     })
 }
 
-/// Read Meta's usage headers (reference §5.1): percentages of the hourly allowance, and
+/// Read Meta's usage headers (*rate-limiting*): percentages of the hourly allowance, and
 /// `estimated_time_to_regain_access` (minutes) in the business-use-case header.
 fn usage(headers: &HeaderMap) -> (Option<f64>, Option<u64>) {
     let mut max_pct: Option<f64> = None;

@@ -5,10 +5,10 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The Graph API version used when none is configured: the newest stable one (reference §9).
+/// The Graph API version used when none is configured: the newest stable one (*versions*).
 pub const DEFAULT_API_VERSION: &str = "v26.0";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
-/// Meta refuses a batch with more than 1,000 events (reference §1.3).
+/// Meta refuses a batch with more than 1,000 events (*using-the-api*).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ impl MetaConfig {
     }
 }
 
-/// Meta's `action_source` values (reference §2.5).
+/// Meta's `action_source` values (*server-event*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActionSource {
     Website,

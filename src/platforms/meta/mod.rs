@@ -1,4 +1,5 @@
-//! Meta Conversions API (reference: ../shared/reference/meta-capi.md).
+//! Meta Conversions API. Page names in comments (*using-the-api*, *server-event*, *rate-limiting*,
+//! …) are Meta's pages, listed with their URLs in docs/sandbox.md ("Sources").
 //!
 //! `config` (what the operator sets) → `payload` (ConversionEvent → CAPI event JSON) →
 //! `client` (HTTP: URL, Bearer auth, timeout) → `retry` (classify a response by code: deliver,

@@ -1,4 +1,5 @@
-//! Request builder: a [`ConversionEvent`] becomes one CAPI server event (reference §2–§4, §8).
+//! Request builder: a [`ConversionEvent`] becomes one CAPI server event (*server-event*,
+//! *customer-information-parameters*, *fbp-and-fbc*, *business-messaging*).
 
 use serde_json::{json, Map, Value};
 
@@ -40,9 +41,9 @@ impl MessagingMode {
     }
 }
 
-/// Decide the action source (reference §8.4): CTWA customers go to the WABA's dataset as
-/// `business_messaging` with the business-messaging event name; everyone else gets the
-/// pixel's configured source.
+/// Decide the action source (docs/attribution.md, "Routing"): CTWA customers go to the WABA's
+/// dataset as `business_messaging` with the business-messaging event name; everyone else gets
+/// the pixel's configured source.
 pub fn route(
     event: &ConversionEvent,
     pixel_action_source: ActionSource,
@@ -51,7 +52,7 @@ pub fn route(
 ) -> Routing {
     let waba = waba_id.map(str::trim).filter(|w| !w.is_empty());
     let has_click = event.user.ctwa_clid.is_some();
-    // Meta lists the events business messaging supports (reference §8.1); in `auto` mode an
+    // Meta lists the events business messaging supports (*business-messaging*); in `auto` mode an
     // event without a business-messaging name (e.g. Schedule) keeps the pixel's own source.
     let has_bm_name = event.event.business_messaging_name().is_some();
     let business_messaging = match (mode, waba) {

@@ -1,6 +1,8 @@
 //! *Whether* to retry (Vector's `RetryLogic`): classify a Graph API response by its error
 //! `code`/`error_subcode`, never by message text (messages are localised to the token owner's
-//! language). The map follows reference §5.2.
+//! language). The map follows Meta's *error-handling* and *error-reference* pages, and where they
+//! are vague (the 2804xxx validation subcodes: permanent) what RudderStack's integration does
+//! (rudder-transformer, `src/v0/util/facebookUtils/networkHandler.js`).
 
 use std::time::Duration;
 
@@ -65,7 +67,7 @@ pub enum Classification {
     FailDestination { error: ApiError, cause: AlertCause },
 }
 
-/// Throttling codes (reference §5.1): app, user, page, application, ad account, BUC.
+/// Throttling codes (*rate-limiting*): app, user, page, application, ad account, BUC.
 fn is_throttle_code(code: i64) -> bool {
     matches!(code, 4 | 17 | 32 | 341 | 613) || (80000..=80014).contains(&code)
 }

@@ -57,7 +57,7 @@ pub enum EventOutcome {
     /// Not sent because the worker is shutting down.
     NotStarted,
     /// Not sent because the worker's lease on the job might lapse before the request ends:
-    /// another worker may be sending it by then (DESIGN §3).
+    /// another worker may be sending it by then.
     LeaseLost,
 }
 
