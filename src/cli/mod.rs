@@ -2,7 +2,8 @@
 //! container can be configured entirely through env.
 
 pub mod consistency;
-mod jobs;
+mod console;
+pub(crate) mod jobs;
 mod keys;
 mod pixel;
 mod roles;
@@ -79,6 +80,8 @@ pub enum Command {
     /// The database roles of a deployment: an owner (migrate), a worker (run), the CRM's role.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
+    /// The admin web console without a worker: failed jobs, replay, destinations, stage events.
+    Console(console::ConsoleArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -123,6 +126,8 @@ pub struct RunArgs {
     pub meta: MetaArgs,
     #[command(flatten)]
     pub sentry: SentryArgs,
+    #[command(flatten)]
+    pub console: console::RunConsoleArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -351,6 +356,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Doctor(args) => crate::doctor::run(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
             Command::Roles(cmd) => roles::run(cmd).await,
+            Command::Console(args) => console::run(args).await,
         }
     });
     match result {

@@ -197,6 +197,22 @@ pub struct DeliveryAttempt {
     pub created_at: DateTime<Utc>,
 }
 
+impl DeliveryAttempt {
+    /// The platform's id of the request, for its support (Meta: `fbtrace_id`).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.fbtrace_id.as_deref()
+    }
+
+    /// The platform's error code and subcode, `190/463` (`-` for a missing part).
+    pub fn error_codes(&self) -> Option<String> {
+        if self.error_code.is_none() && self.error_subcode.is_none() {
+            return None;
+        }
+        let part = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        Some(format!("{}/{}", part(self.error_code), part(self.error_subcode)))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct JobAlert {
     pub id: i64,
