@@ -123,6 +123,11 @@ texts! {
     Cancel => ("Cancelar", "Cancel", "Cancelar"),
     Reason => ("Motivo (fica na auditoria)", "Reason (kept in the audit)", "Motivo (queda en la auditoría)"),
     ReasonRequired => ("O motivo é obrigatório.", "A reason is required.", "El motivo es obligatorio."),
+    ReasonTooLong => (
+        "O motivo tem mais de 500 caracteres.",
+        "The reason is longer than 500 characters.",
+        "El motivo tiene más de 500 caracteres."
+    ),
     WouldReplay => ("jobs seriam reenfileirados", "jobs would be replayed", "jobs serían reencolados"),
     WouldCancel => ("jobs seriam cancelados", "jobs would be cancelled", "jobs serían cancelados"),
     SkippedPending => (

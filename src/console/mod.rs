@@ -190,19 +190,33 @@ fn router(app: App) -> Router {
         .route("/stages/{id}", get(pages::stages::show).post(pages::stages::save))
         .route("/lang", post(switch_language))
         .route("/logout", post(logout))
-        .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session));
     Router::new()
         .route("/login", get(login_form).post(login))
         .route("/static/console.css", get(layout::css))
         .route("/static/console.js", get(layout::js))
         .merge(protected)
+        .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
 
-async fn not_found(axum::Extension(ctx): axum::Extension<Ctx>) -> Response {
-    fail_page(&ctx, Fail::NotFound)
+/// An unknown path: "not found" for a signed-in user, the sign-in page for anyone else (who
+/// learns nothing about which paths exist).
+async fn not_found(State(app): State<App>, req: Request) -> Response {
+    let found = cookie(req.headers(), SESSION_COOKIE)
+        .and_then(|id| app.0.sessions.get(&id).map(|s| (id, s)));
+    match found {
+        Some((session_id, session)) => {
+            let ctx = Ctx {
+                session_id,
+                session,
+                here: "/".into(),
+            };
+            fail_page(&ctx, Fail::NotFound)
+        }
+        None => login_page(&app, app.0.locale, "/", Some(K::LoginRequired), StatusCode::UNAUTHORIZED),
+    }
 }
 
 /// Headers on every response; cross-site state changes refused before any handler runs.
@@ -417,6 +431,21 @@ async fn switch_language(
     };
     app.0.sessions.set_locale(&ctx.session_id, locale);
     Redirect::to(&local_path(&form.back)).into_response()
+}
+
+/// Longest reason kept in the audit (the forms say so too).
+const MAX_REASON_CHARS: usize = 500;
+
+/// A form's reason: required, and short enough for the audit.
+fn reason_of(raw: Option<&str>) -> Result<&str, K> {
+    let reason = raw.map(str::trim).unwrap_or("");
+    if reason.is_empty() {
+        Err(K::ReasonRequired)
+    } else if reason.chars().count() > MAX_REASON_CHARS {
+        Err(K::ReasonTooLong)
+    } else {
+        Ok(reason)
+    }
 }
 
 /// The CSRF token of a state-changing form must be the session's; admins only.

@@ -393,6 +393,7 @@ async fn drop_roles(server: &LocalPostgres, roles: &[String]) -> Result<(), Stri
     result
 }
 
+pub mod console;
 pub mod process;
 pub mod stack;
 pub mod wait;

@@ -15,7 +15,7 @@ use super::field;
 use super::overview::one_line;
 use crate::console::i18n::{Tr, K};
 use crate::console::layout::{self, badge, json_block, opt_ts, ts, urlencode, Nav};
-use crate::console::{authorize, respond, App, Ctx, Fail};
+use crate::console::{authorize, reason_of, respond, App, Ctx, Fail};
 use crate::store::admin::{AdminError, BulkAction, JobDetail, JobFilter, JobStatus};
 
 const KINDS: [&str; 3] = ["stage_change", "stage_change_batch", "attribution"];
@@ -419,11 +419,13 @@ async fn act_on_one(app: App, ctx: Ctx, id: String, form: Result<Form<ReasonForm
         let form = form.map(|f| f.0).map_err(|_| Fail::Csrf)?;
         authorize(&ctx, &form.csrf)?;
         let id = parse_id(&id)?;
-        let reason = form.reason.trim();
-        if reason.is_empty() {
-            let msg = ctx.tr().s(K::ReasonRequired).to_string();
-            return render_job(&app, &ctx, id, Some(("error", msg)), StatusCode::BAD_REQUEST).await;
-        }
+        let reason = match reason_of(Some(&form.reason)) {
+            Ok(r) => r,
+            Err(k) => {
+                let msg = ctx.tr().s(k).to_string();
+                return render_job(&app, &ctx, id, Some(("error", msg)), StatusCode::BAD_REQUEST).await;
+            }
+        };
         let actor = ctx.session.actor();
         let store = &app.0.store;
         let result = match action {
@@ -582,8 +584,11 @@ pub async fn bulk_act(
         authorize(&ctx, fields.get("csrf").map(String::as_str).unwrap_or(""))?;
         let b = parse_bulk(&fields).map_err(Fail::BadRequest)?;
         let t = ctx.tr();
-        let Some(reason) = field(&fields, "reason") else {
-            return render_preview(&app, &ctx, &b, Some(("error", t.s(K::ReasonRequired).into())), StatusCode::BAD_REQUEST).await;
+        let reason = match reason_of(field(&fields, "reason")) {
+            Ok(r) => r,
+            Err(k) => {
+                return render_preview(&app, &ctx, &b, Some(("error", t.s(k).into())), StatusCode::BAD_REQUEST).await;
+            }
         };
         let expected = field(&fields, "expected").and_then(|e| e.parse::<i32>().ok());
         let (eligible, _) = dry_run(&app, &ctx, &b).await?;

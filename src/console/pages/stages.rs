@@ -17,7 +17,7 @@ use crate::catalog::{self, EventKind, OTHER};
 use crate::console::i18n::{Tr, K};
 use crate::console::layout::{self, badge, findings, Nav};
 use crate::console::stage_form::{self, Row, Verdict};
-use crate::console::{authorize, respond, App, Ctx, Fail};
+use crate::console::{authorize, reason_of, respond, App, Ctx, Fail};
 use crate::doctor;
 use crate::doctor::rows::StageRow;
 use crate::store::admin::{AdminError, StageEventsChange};
@@ -135,9 +135,12 @@ pub async fn save(
             let notice = Some(("error", t.s(K::NotSaved).to_string()));
             return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::UNPROCESSABLE_ENTITY));
         }
-        let Some(reason) = field(&fields, "reason") else {
-            let notice = Some(("error", t.s(K::ReasonRequired).to_string()));
-            return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::UNPROCESSABLE_ENTITY));
+        let reason = match reason_of(field(&fields, "reason")) {
+            Ok(r) => r,
+            Err(k) => {
+                let notice = Some(("error", t.s(k).to_string()));
+                return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::UNPROCESSABLE_ENTITY));
+            }
         };
         let actor = ctx.session.actor();
         let change = StageEventsChange { stage_id: s.id, utm_event: &value, expected: &base, actor: &actor, reason };
