@@ -215,7 +215,14 @@ async fn not_found(State(app): State<App>, req: Request) -> Response {
             };
             fail_page(&ctx, Fail::NotFound)
         }
-        None => login_page(&app, app.0.locale, "/", Some(K::LoginRequired), StatusCode::UNAUTHORIZED),
+        None => login_page(
+            &app,
+            req.headers(),
+            app.0.locale,
+            "/",
+            Some(K::LoginRequired),
+            StatusCode::UNAUTHORIZED,
+        ),
     }
 }
 
@@ -319,19 +326,37 @@ async fn require_session(State(app): State<App>, mut req: Request, next: Next) -
             } else {
                 "/".into()
             };
-            login_page(&app, app.0.locale, &next_path, Some(K::LoginRequired), StatusCode::UNAUTHORIZED)
+            login_page(
+                &app,
+                req.headers(),
+                app.0.locale,
+                &next_path,
+                Some(K::LoginRequired),
+                StatusCode::UNAUTHORIZED,
+            )
         }
     }
 }
 
-/// The sign-in page with a fresh pre-session CSRF token (in its cookie and in the form).
-fn login_page(app: &App, locale: Locale, next: &str, note: Option<K>, status: StatusCode) -> Response {
-    let csrf = auth::random_token();
+/// The sign-in page with a pre-session CSRF token (in its cookie and in the form). The token
+/// of the request's cookie is kept when it has one: a browser fetches other things meanwhile
+/// (`/favicon.ico` gets this page too), and a new token each time would void the form it shows.
+fn login_page(
+    app: &App,
+    headers: &HeaderMap,
+    locale: Locale,
+    next: &str,
+    note: Option<K>,
+    status: StatusCode,
+) -> Response {
+    let csrf = cookie(headers, LOGIN_COOKIE)
+        .filter(|c| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .unwrap_or_else(auth::random_token);
     let markup = layout::login(Tr(locale), locale, next, &csrf, note);
     let mut res = layout::respond(status, markup);
     res.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(app, LOGIN_COOKIE, &csrf, "/login", 900),
+        set_cookie(app, LOGIN_COOKIE, &csrf, "/", 900),
     );
     res
 }
@@ -342,10 +367,14 @@ struct LoginQuery {
     lang: Option<String>,
 }
 
-async fn login_form(State(app): State<App>, q: axum::extract::Query<LoginQuery>) -> Response {
+async fn login_form(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: axum::extract::Query<LoginQuery>,
+) -> Response {
     let locale = lang_of(q.lang.as_deref(), app.0.locale);
     let next = local_path(q.next.as_deref().unwrap_or("/"));
-    login_page(&app, locale, &next, None, StatusCode::OK)
+    login_page(&app, &headers, locale, &next, None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -362,28 +391,28 @@ struct LoginForm {
 
 async fn login(State(app): State<App>, headers: HeaderMap, form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>) -> Response {
     let Ok(Form(form)) = form else {
-        return login_page(&app, app.0.locale, "/", Some(K::LoginFailed), StatusCode::BAD_REQUEST);
+        return login_page(&app, &headers, app.0.locale, "/", Some(K::LoginFailed), StatusCode::BAD_REQUEST);
     };
     let locale = lang_of(Some(&form.lang), app.0.locale);
     let next = local_path(&form.next);
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !auth::same_secret(&expected, &form.csrf) {
-        return login_page(&app, locale, &next, Some(K::CsrfRejected), StatusCode::FORBIDDEN);
+        return login_page(&app, &headers, locale, &next, Some(K::CsrfRejected), StatusCode::FORBIDDEN);
     }
     if !app.0.sessions.login_allowed() {
-        return login_page(&app, locale, &next, Some(K::TooManyAttempts), StatusCode::TOO_MANY_REQUESTS);
+        return login_page(&app, &headers, locale, &next, Some(K::TooManyAttempts), StatusCode::TOO_MANY_REQUESTS);
     }
     match app.0.sessions.sign_in(&app.0.users, &form.token, locale) {
         None => {
             tracing::warn!("console: a sign-in with an unknown token was refused");
-            login_page(&app, locale, &next, Some(K::LoginFailed), StatusCode::UNAUTHORIZED)
+            login_page(&app, &headers, locale, &next, Some(K::LoginFailed), StatusCode::UNAUTHORIZED)
         }
         Some((id, session)) => {
             tracing::info!(user = %session.user, role = session.role.code(), "console: signed in");
             let mut res = Redirect::to(&next).into_response();
             let h = res.headers_mut();
             h.append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &id, "/", 8 * 3600));
-            h.append(header::SET_COOKIE, set_cookie(&app, LOGIN_COOKIE, "", "/login", 0));
+            h.append(header::SET_COOKIE, set_cookie(&app, LOGIN_COOKIE, "", "/", 0));
             res
         }
     }

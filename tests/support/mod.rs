@@ -397,3 +397,4 @@ pub mod console;
 pub mod process;
 pub mod stack;
 pub mod wait;
+pub mod webdriver;
