@@ -57,13 +57,22 @@ async fn status_of(s: &Stack, id: i64) -> String {
 
 /// (actor, action, reason, count, db_role) of every audit row.
 async fn audit(s: &Stack) -> Vec<(String, String, Option<String>, i32, String)> {
-    sqlx::query_as("SELECT actor, action, reason, count, db_role FROM stagecast.admin_audit ORDER BY id")
-        .fetch_all(s.pool())
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT actor, action, reason, count, db_role FROM stagecast.admin_audit ORDER BY id",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap()
 }
 
-const PAGES: [&str; 6] = ["/", "/jobs", "/jobs?status=failed", "/destinations", "/stages", "/stages/1"];
+const PAGES: [&str; 6] = [
+    "/",
+    "/jobs",
+    "/jobs?status=failed",
+    "/destinations",
+    "/stages",
+    "/stages/1",
+];
 
 #[tokio::test]
 async fn without_a_valid_token_every_page_and_action_is_refused() {
@@ -77,8 +86,14 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
         let res = http.get(c.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
         let html = res.text().await.unwrap();
-        assert!(html.contains("name=\"token\""), "{path} shows the sign-in form");
-        assert!(!html.contains("Error validating access token"), "{path} leaks nothing");
+        assert!(
+            html.contains("name=\"token\""),
+            "{path} shows the sign-in form"
+        );
+        assert!(
+            !html.contains("Error validating access token"),
+            "{path} leaks nothing"
+        );
     }
     // A forged session cookie is no session.
     let res = http
@@ -103,7 +118,10 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
     let res = http
         .post(c.url("/login"))
         .header(COOKIE, &cookie)
-        .form(&[("token", "not-the-token-not-the-token-not-the"), ("csrf", &csrf)])
+        .form(&[
+            ("token", "not-the-token-not-the-token-not-the"),
+            ("csrf", &csrf),
+        ])
         .send()
         .await
         .unwrap();
@@ -123,7 +141,11 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
     let res = http
         .post(c.url("/login"))
         .header(COOKIE, &cookie)
-        .form(&[("token", ADMIN_TOKEN), ("csrf", &csrf), ("next", "//evil.example/")])
+        .form(&[
+            ("token", ADMIN_TOKEN),
+            ("csrf", &csrf),
+            ("next", "//evil.example/"),
+        ])
         .send()
         .await
         .unwrap();
@@ -163,7 +185,10 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
     for form in [
         vec![("reason", "token renewed")],
         vec![("reason", "token renewed"), ("csrf", "")],
-        vec![("reason", "token renewed"), ("csrf", "forged-forged-forged-forged")],
+        vec![
+            ("reason", "token renewed"),
+            ("csrf", "forged-forged-forged-forged"),
+        ],
         vec![("reason", "token renewed"), ("csrf", other.csrf.as_str())],
     ] {
         let res = admin.post(&replay, &form).await;
@@ -171,11 +196,27 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
         assert!(res.text().await.unwrap().contains("Request refused"));
     }
     let stage = admin
-        .post("/stages/1", &[("action", "save"), ("rows", "0"), ("base", "[]"), ("reason", "x")])
+        .post(
+            "/stages/1",
+            &[
+                ("action", "save"),
+                ("rows", "0"),
+                ("base", "[]"),
+                ("reason", "x"),
+            ],
+        )
         .await;
     assert_eq!(stage.status(), StatusCode::FORBIDDEN);
     let bulk = admin
-        .post("/jobs/bulk", &[("action", "replay"), ("status", "failed"), ("expected", "1"), ("reason", "x")])
+        .post(
+            "/jobs/bulk",
+            &[
+                ("action", "replay"),
+                ("status", "failed"),
+                ("expected", "1"),
+                ("reason", "x"),
+            ],
+        )
         .await;
     assert_eq!(bulk.status(), StatusCode::FORBIDDEN);
     // A cross-site form post is refused even with the right token (Sec-Fetch-Site).
@@ -195,19 +236,32 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
         .fetch_one(s.pool())
         .await
         .unwrap();
-    assert_eq!(stage1, json!([{"platform": "facebook", "event_name": "Lead"}]));
+    assert_eq!(
+        stage1,
+        json!([{"platform": "facebook", "event_name": "Lead"}])
+    );
 
     // With it, the action is the audited function, as the admin role, under the user's name.
-    let res = admin.post_csrf(&replay, &[("reason", "token renewed")]).await;
+    let res = admin
+        .post_csrf(&replay, &[("reason", "token renewed")])
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(status_of(&s, job).await, "pending");
     let rows = audit(&s).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (&rows[0].0[..], &rows[0].1[..], rows[0].2.as_deref(), rows[0].3),
+        (
+            &rows[0].0[..],
+            &rows[0].1[..],
+            rows[0].2.as_deref(),
+            rows[0].3
+        ),
         ("console:ana", "replay", Some("token renewed"), 1)
     );
-    assert_eq!(rows[0].4, s.db.roles.admin, "the console acts as the admin role");
+    assert_eq!(
+        rows[0].4, s.db.roles.admin,
+        "the console acts as the admin role"
+    );
 }
 
 #[tokio::test]
@@ -222,14 +276,29 @@ async fn a_viewer_reads_every_page_but_cannot_act() {
         let res = viewer.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         let html = res.text().await.unwrap();
-        assert!(!html.contains("id=\"replay\""), "{path}: no action form for a viewer");
+        assert!(
+            !html.contains("id=\"replay\""),
+            "{path}: no action form for a viewer"
+        );
     }
-    let res = viewer.post_csrf(&format!("/jobs/{job}/replay"), &[("reason", "x")]).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = viewer.post_csrf(&format!("/jobs/{job}/cancel"), &[("reason", "x")]).await;
+    let res = viewer
+        .post_csrf(&format!("/jobs/{job}/replay"), &[("reason", "x")])
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = viewer
-        .post_csrf("/stages/1", &[("action", "save"), ("rows", "0"), ("base", "[]"), ("reason", "x")])
+        .post_csrf(&format!("/jobs/{job}/cancel"), &[("reason", "x")])
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = viewer
+        .post_csrf(
+            "/stages/1",
+            &[
+                ("action", "save"),
+                ("rows", "0"),
+                ("base", "[]"),
+                ("reason", "x"),
+            ],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = viewer.get("/jobs/bulk?action=replay&status=failed").await;
@@ -237,9 +306,17 @@ async fn a_viewer_reads_every_page_but_cannot_act() {
     assert_eq!(status_of(&s, job).await, "failed");
     assert!(audit(&s).await.is_empty());
     // Viewers switch their language too (a per-session setting, CSRF-checked).
-    let res = viewer.post_csrf("/lang", &[("to", "es"), ("back", "/jobs")]).await;
+    let res = viewer
+        .post_csrf("/lang", &[("to", "es"), ("back", "/jobs")])
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(viewer.get("/jobs").await.text().await.unwrap().contains("Destinos"));
+    assert!(viewer
+        .get("/jobs")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Destinos"));
 }
 
 #[tokio::test]
@@ -249,7 +326,12 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
     let job = failed_job(&s, 7).await;
     let c = Console::start(&s.db).await;
     let admin = sign_in(&c, ADMIN_TOKEN).await;
-    let html = admin.get(&format!("/jobs/{job}")).await.text().await.unwrap();
+    let html = admin
+        .get(&format!("/jobs/{job}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     for must in [
         "b4c9a289323b21a01c3e940f150eb9b8c542587f1abfd8f0e1cc1ffc5e475514", // hashed email, as sent
         "AtraceX",
@@ -268,7 +350,12 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
         .await
         .unwrap();
     assert!(list.contains(&format!("href=\"/jobs/{job}\"")), "{list}");
-    let none = admin.get("/jobs?status=failed&customer=8").await.text().await.unwrap();
+    let none = admin
+        .get("/jobs?status=failed&customer=8")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(!none.contains(&format!("href=\"/jobs/{job}\"")));
     let overview = admin.get("/").await.text().await.unwrap();
     assert!(overview.contains("token_invalid") && overview.contains("stage_change"));
@@ -290,7 +377,10 @@ async fn a_bulk_replay_shows_the_count_first_and_acts_on_exactly_that_set() {
         .await;
     assert_eq!(preview.status(), StatusCode::OK);
     let html = preview.text().await.unwrap();
-    assert!(html.contains("<strong id=\"eligible\">2</strong>"), "{html}");
+    assert!(
+        html.contains("<strong id=\"eligible\">2</strong>"),
+        "{html}"
+    );
     let since = hidden(&html, "since").expect("since fixed to an absolute time");
     assert!(since.contains('T'), "{since}");
     let form = |expected: &'static str, since: &str| {
@@ -311,14 +401,25 @@ async fn a_bulk_replay_shows_the_count_first_and_acts_on_exactly_that_set() {
     assert_eq!(status_of(&s, a).await, "failed");
     // Without a reason, nothing either.
     let res = admin
-        .post_csrf("/jobs/bulk", &[("action", "replay"), ("status", "failed"), ("expected", "2")])
+        .post_csrf(
+            "/jobs/bulk",
+            &[
+                ("action", "replay"),
+                ("status", "failed"),
+                ("expected", "2"),
+            ],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let ok: Vec<(&str, String)> = form("2", &since);
     let ok: Vec<(&str, &str)> = ok.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let res = admin.post_csrf("/jobs/bulk", &ok).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.text().await.unwrap().contains("<strong id=\"changed\">2</strong>"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("<strong id=\"changed\">2</strong>"));
     assert_eq!(status_of(&s, a).await, "pending");
     assert_eq!(status_of(&s, b).await, "pending");
     let rows: Vec<(String, Value, Vec<i64>)> =
@@ -352,7 +453,11 @@ fn stage_form(rows: &[[&str; 4]], base: &str, action: &str, reason: &str) -> Vec
     f
 }
 
-async fn post_stage(admin: &support::console::Signed, stage: i64, form: &[(String, String)]) -> reqwest::Response {
+async fn post_stage(
+    admin: &support::console::Signed,
+    stage: i64,
+    form: &[(String, String)],
+) -> reqwest::Response {
     let mut all: Vec<(&str, &str)> = vec![("csrf", admin.csrf.as_str())];
     all.extend(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     admin.post(&format!("/stages/{stage}"), &all).await
@@ -375,40 +480,114 @@ async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited
     let base = utm_event(&s, 1).await.to_string();
 
     // A name the worker would not send: refused with the worker's words, nothing saved.
-    let res = post_stage(&admin, 1, &stage_form(&[["Lead", "", "", "0"], ["Purchse", "", "", ""]], &base, "save", "add purchase")).await;
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(
+            &[["Lead", "", "", "0"], ["Purchse", "", "", ""]],
+            &base,
+            "save",
+            "add purchase",
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(res.text().await.unwrap().contains("did you mean &quot;Purchase&quot;"));
-    let res = post_stage(&admin, 1, &stage_form(&[["Lead", "", "reais", "0"]], &base, "save", "x")).await;
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "a currency that is no code");
-    let res = post_stage(&admin, 1, &stage_form(&[["Lead", "", "", "0"], ["Schedule", "", "", ""]], &base, "save", "")).await;
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "a reason is required");
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("did you mean &quot;Purchase&quot;"));
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(&[["Lead", "", "reais", "0"]], &base, "save", "x"),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a currency that is no code"
+    );
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(
+            &[["Lead", "", "", "0"], ["Schedule", "", "", ""]],
+            &base,
+            "save",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a reason is required"
+    );
     // Checking changes nothing.
-    let res = post_stage(&admin, 1, &stage_form(&[["Lead", "", "", "0"], ["Schedule", "", "", ""]], &base, "check", "")).await;
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(
+            &[["Lead", "", "", "0"], ["Schedule", "", "", ""]],
+            &base,
+            "check",
+            "",
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(utm_event(&s, 1).await, json!([{"platform": "facebook", "event_name": "Lead"}]));
+    assert_eq!(
+        utm_event(&s, 1).await,
+        json!([{"platform": "facebook", "event_name": "Lead"}])
+    );
     assert!(audit(&s).await.is_empty());
 
     // Saved: through stagecast.set_stage_events, one audit row with the value before and after.
-    let res = post_stage(&admin, 1, &stage_form(&[["Lead", "", "", "0"], ["Schedule", "49,90", "brl", ""]], &base, "save", "agenda counts")).await;
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(
+            &[["Lead", "", "", "0"], ["Schedule", "49,90", "brl", ""]],
+            &base,
+            "save",
+            "agenda counts",
+        ),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let saved = utm_event(&s, 1).await;
     assert_eq!(saved[1]["event_name"], "Schedule");
     assert_eq!(saved[1]["value"], json!(49.9));
     assert_eq!(saved[1]["currency"], "BRL");
     let parsed = stagecast::pipeline::event_config::parse(&saved);
-    assert!(parsed.iter().all(Result::is_ok) && parsed.len() == 2, "{parsed:?}");
+    assert!(
+        parsed.iter().all(Result::is_ok) && parsed.len() == 2,
+        "{parsed:?}"
+    );
     let (actor, action, details): (String, String, Value) =
         sqlx::query_as("SELECT actor, action, details FROM stagecast.admin_audit")
             .fetch_one(s.pool())
             .await
             .unwrap();
-    assert_eq!((actor.as_str(), action.as_str()), ("console:ana", "set_stage_events"));
+    assert_eq!(
+        (actor.as_str(), action.as_str()),
+        ("console:ana", "set_stage_events")
+    );
     assert_eq!(details["stage_id"], 1);
-    assert_eq!(details["before"], json!([{"platform": "facebook", "event_name": "Lead"}]));
+    assert_eq!(
+        details["before"],
+        json!([{"platform": "facebook", "event_name": "Lead"}])
+    );
     assert_eq!(details["after"], saved);
 
     // The form was built from the old value: someone changed the stage meanwhile, so it is refused.
-    let res = post_stage(&admin, 1, &stage_form(&[["Contact", "", "", "0"]], &base, "save", "stale form")).await;
+    let res = post_stage(
+        &admin,
+        1,
+        &stage_form(&[["Contact", "", "", "0"]], &base, "save", "stale form"),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(utm_event(&s, 1).await, saved);
 }
@@ -426,7 +605,10 @@ async fn every_response_carries_the_security_headers() {
     for res in [&anonymous, &refused, &page, &missing] {
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"));
         assert_eq!(h["x-frame-options"], "DENY");
         assert_eq!(h["x-content-type-options"], "nosniff");
@@ -435,8 +617,15 @@ async fn every_response_carries_the_security_headers() {
         assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
     }
     let html = admin.get("/").await.text().await.unwrap();
-    assert!(!html.contains("<script>") && !html.contains("style=\""), "no inline script or style");
-    let css = client().get(c.url("/static/console.css")).send().await.unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("style=\""),
+        "no inline script or style"
+    );
+    let css = client()
+        .get(c.url("/static/console.css"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(css.status(), StatusCode::OK);
     assert_eq!(css.headers()["x-content-type-options"], "nosniff");
 }
@@ -472,12 +661,22 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
         let body = res.text().await.unwrap();
         let shown: String = path.chars().take(80).collect();
         assert!(status.is_client_error(), "{shown}: {status}");
-        assert!(!body.contains("panicked") && !body.contains("RUST_BACKTRACE"), "{shown}");
+        assert!(
+            !body.contains("panicked") && !body.contains("RUST_BACKTRACE"),
+            "{shown}"
+        );
     }
     // A bad `next` or language on the sign-in page falls back to the defaults.
-    let res = client().get(c.url("/login?next=%00//evil&lang=zz")).send().await.unwrap();
+    let res = client()
+        .get(c.url("/login?next=%00//evil&lang=zz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(hidden(&res.text().await.unwrap(), "next").as_deref(), Some("/"));
+    assert_eq!(
+        hidden(&res.text().await.unwrap(), "next").as_deref(),
+        Some("/")
+    );
     // A long filter value is cut and matches nothing: an ordinary answer.
     let res = admin.get(&format!("/jobs?pixel={}", &long[..5000])).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -487,11 +686,48 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
         (replay.clone(), vec![("reason", "".into())]),
         ("/jobs/abc/replay".into(), vec![("reason", "x".into())]),
         ("/jobs/424242/cancel".into(), vec![("reason", "x".into())]),
-        ("/stages/1".into(), vec![("action", "save".into()), ("base", "{not json".into())]),
-        ("/stages/1".into(), vec![("action", "save".into()), ("rows", "99999999999".into()), ("base", "[]".into())]),
-        ("/stages/1".into(), vec![("action", "save".into()), ("rows", "1".into()), ("e0", "Lead".into()), ("v0", "1e999".into()), ("base", "[]".into()), ("reason", "x".into())]),
-        ("/stages/1".into(), vec![("action", "save".into()), ("rows", "1".into()), ("e0", "Other".into()), ("c0", "é".repeat(60)), ("base", "[]".into()), ("reason", "x".into())]),
-        ("/jobs/bulk".into(), vec![("action", "cancel".into()), ("status", "done".into()), ("reason", "x".into())]),
+        (
+            "/stages/1".into(),
+            vec![("action", "save".into()), ("base", "{not json".into())],
+        ),
+        (
+            "/stages/1".into(),
+            vec![
+                ("action", "save".into()),
+                ("rows", "99999999999".into()),
+                ("base", "[]".into()),
+            ],
+        ),
+        (
+            "/stages/1".into(),
+            vec![
+                ("action", "save".into()),
+                ("rows", "1".into()),
+                ("e0", "Lead".into()),
+                ("v0", "1e999".into()),
+                ("base", "[]".into()),
+                ("reason", "x".into()),
+            ],
+        ),
+        (
+            "/stages/1".into(),
+            vec![
+                ("action", "save".into()),
+                ("rows", "1".into()),
+                ("e0", "Other".into()),
+                ("c0", "é".repeat(60)),
+                ("base", "[]".into()),
+                ("reason", "x".into()),
+            ],
+        ),
+        (
+            "/jobs/bulk".into(),
+            vec![
+                ("action", "cancel".into()),
+                ("status", "done".into()),
+                ("reason", "x".into()),
+            ],
+        ),
         ("/lang".into(), vec![("to", "klingon".into())]),
     ];
     for (path, form) in &posts {
@@ -515,7 +751,10 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
         assert!(res.status().is_client_error(), "{body:?}: {}", res.status());
     }
     assert_eq!(status_of(&s, job).await, "failed");
-    assert_eq!(utm_event(&s, 1).await, json!([{"platform": "facebook", "event_name": "Lead"}]));
+    assert_eq!(
+        utm_event(&s, 1).await,
+        json!([{"platform": "facebook", "event_name": "Lead"}])
+    );
     // And it still serves.
     assert_eq!(admin.get("/").await.status(), StatusCode::OK);
 }
@@ -531,11 +770,21 @@ async fn the_console_refuses_to_start_without_users_and_the_worker_with_it() {
         }
         cmd.output()
     };
-    let out = run(&["console", "--addr", "127.0.0.1:0"], &[]).await.unwrap();
+    let out = run(&["console", "--addr", "127.0.0.1:0"], &[])
+        .await
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no console users configured") && err.contains("no default password"), "{err}");
-    let out = run(&["console", "--addr", "127.0.0.1:0"], &[("STAGECAST_CONSOLE_USERS", "ana:admin:admin")]).await.unwrap();
+    assert!(
+        err.contains("no console users configured") && err.contains("no default password"),
+        "{err}"
+    );
+    let out = run(
+        &["console", "--addr", "127.0.0.1:0"],
+        &[("STAGECAST_CONSOLE_USERS", "ana:admin:admin")],
+    )
+    .await
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at least 32 characters"), "{err}");

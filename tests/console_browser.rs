@@ -63,17 +63,21 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     };
     let s = Stack::new().await;
     s.seed_standard().await;
-    let c = s.customer(1, "maria@example.com", "+5511999990001", Some(149.9)).await;
+    let c = s
+        .customer(1, "maria@example.com", "+5511999990001", Some(149.9))
+        .await;
     // Meta refuses the token once: the Purchase fails at once, with a chat alert.
     s.sandbox.push_fault(Fault::InvalidToken);
     let worker = s.start_worker();
     s.move_to(c, 2).await;
     let id: i64 = wait_for("the stage change's job to fail", DEADLINE, || async {
-        sqlx::query_scalar("SELECT id FROM stagecast.jobs WHERE customer_id = $1 AND status = 'failed'")
-            .bind(c)
-            .fetch_optional(s.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "SELECT id FROM stagecast.jobs WHERE customer_id = $1 AND status = 'failed'",
+        )
+        .bind(c)
+        .fetch_optional(s.pool())
+        .await
+        .unwrap()
     })
     .await;
     let console = Console::start(&s.db).await;
@@ -83,7 +87,10 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     b.goto(&console.url("/jobs?status=failed")).await;
     let page = b.source().await;
     assert!(page.contains("name=\"token\""), "the sign-in form");
-    assert!(!page.contains(&format!("href=\"/jobs/{id}\"")), "no job shown");
+    assert!(
+        !page.contains(&format!("href=\"/jobs/{id}\"")),
+        "no job shown"
+    );
     shots.take(&b, "login").await;
 
     // Sign in: back to the failed jobs, where this one is.
@@ -102,17 +109,25 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     assert!(!page.contains("maria@example.com"), "no raw PII");
     shots.take(&b, "job").await;
 
+    b.goto(&console.url("/")).await;
+    b.wait_for_text("token_invalid").await;
+    shots.take(&b, "overview").await;
+    b.goto(&console.url(&format!("/jobs/{id}"))).await;
+    b.wait_for_text("token_invalid").await;
+
     // An action whose CSRF token is not the session's is refused, and changes nothing.
     b.execute("document.querySelector('#replay input[name=csrf]').value = 'forged';")
         .await;
-    b.type_into("#replay input[name=reason]", "token renewed").await;
+    b.type_into("#replay input[name=reason]", "token renewed")
+        .await;
     b.click("#replay button").await;
     b.wait_for_text("Request refused").await;
     assert_eq!(job_status(&s, id).await, "failed");
 
     // Replay it for real: pending again, then delivered by the worker.
     b.goto(&console.url(&format!("/jobs/{id}"))).await;
-    b.type_into("#replay input[name=reason]", "token renewed").await;
+    b.type_into("#replay input[name=reason]", "token renewed")
+        .await;
     b.click("#replay button").await;
     b.wait_for_text("Job replayed").await;
     wait_until("the replayed job to be delivered", DEADLINE, || async {
@@ -126,9 +141,6 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     assert_eq!(actor, "console:ana");
 
     // The other pages.
-    b.goto(&console.url("/")).await;
-    b.wait_for_text("token_invalid").await;
-    shots.take(&b, "overview").await;
     b.goto(&console.url("/destinations")).await;
     b.wait_for_text("sealed with key").await;
     shots.take(&b, "destinations").await;
@@ -139,14 +151,18 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     // Configure stage 1: add a Schedule event. The hint follows the choice (the script).
     b.goto(&console.url("/stages/1")).await;
     b.click("select[name=e1] option[value=Schedule]").await;
-    let hint = stagecast::catalog::lookup("Schedule").unwrap().when_to_use.en;
+    let hint = stagecast::catalog::lookup("Schedule")
+        .unwrap()
+        .when_to_use
+        .en;
     wait_until("the hint to follow the chosen event", DEADLINE, || async {
         b.text("#hint1").await == hint
     })
     .await;
     b.type_into("input[name=v1]", "49,90").await;
     b.type_into("input[name=cur1]", "brl").await;
-    b.type_into("input[name=reason]", "bookings count as conversions").await;
+    b.type_into("input[name=reason]", "bookings count as conversions")
+        .await;
     shots.take(&b, "stage").await;
     b.click("button[value=save]").await;
     b.wait_for_text("Saved.").await;

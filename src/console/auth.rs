@@ -59,7 +59,11 @@ pub struct Users(Vec<User>);
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|u| format!("{}:{}", u.name, u.role.code())))
+            .entries(
+                self.0
+                    .iter()
+                    .map(|u| format!("{}:{}", u.name, u.role.code())),
+            )
             .finish()
     }
 }
@@ -213,7 +217,8 @@ impl Default for Sessions {
 
 impl Sessions {
     pub fn new() -> Self {
-        let quota = Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+        let quota = Quota::per_second(NonZeroU32::MIN)
+            .allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
         Sessions {
             map: Mutex::new(HashMap::new()),
             logins: RateLimiter::direct(quota),
@@ -284,7 +289,8 @@ impl Sessions {
 }
 
 fn expired(s: &Session, now: Instant) -> bool {
-    now.duration_since(s.created) > SESSION_LIFETIME || now.duration_since(s.last_seen) > SESSION_IDLE
+    now.duration_since(s.created) > SESSION_LIFETIME
+        || now.duration_since(s.last_seen) > SESSION_IDLE
 }
 
 #[cfg(test)]
@@ -293,6 +299,10 @@ mod tests {
 
     const T1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const T2: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn err(spec: &str) -> UsersError {
+        Users::parse(spec).expect_err("an error")
+    }
 
     #[test]
     fn users_parse_and_errors_never_quote_a_token() {
@@ -304,27 +314,28 @@ mod tests {
         assert_eq!(users.authenticate(&T1[1..]), None);
         assert!(!format!("{users:?}").contains(T1));
 
-        assert_eq!(Users::parse(""), Err(UsersError::None));
-        assert_eq!(Users::parse(" , "), Err(UsersError::None));
-        assert_eq!(Users::parse("ana:admin"), Err(UsersError::Shape(1)));
+        assert_eq!(err(""), UsersError::None);
+        assert_eq!(err(" , "), UsersError::None);
+        assert_eq!(err("ana:admin"), UsersError::Shape(1));
+        assert_eq!(err("ana:admin:short-password"), UsersError::WeakToken(1));
         assert_eq!(
-            Users::parse("ana:admin:short-password"),
-            Err(UsersError::WeakToken(1))
+            err(&format!("ana:root:{T1}")),
+            UsersError::Role(1, "root".into())
+        );
+        assert_eq!(err(&format!("a b:admin:{T1}")), UsersError::Name(1));
+        assert_eq!(
+            err(&format!("ana:admin:{T1},ana:viewer:{T2}")),
+            UsersError::DuplicateName("ana".into())
         );
         assert_eq!(
-            Users::parse(&format!("ana:root:{T1}")),
-            Err(UsersError::Role(1, "root".into()))
+            err(&format!("ana:admin:{T1},bob:viewer:{T1}")),
+            UsersError::DuplicateToken(1, 2)
         );
-        assert_eq!(Users::parse(&format!("a b:admin:{T1}")), Err(UsersError::Name(1)));
-        assert_eq!(
-            Users::parse(&format!("ana:admin:{T1},ana:viewer:{T2}")),
-            Err(UsersError::DuplicateName("ana".into()))
-        );
-        assert_eq!(
-            Users::parse(&format!("ana:admin:{T1},bob:viewer:{T1}")),
-            Err(UsersError::DuplicateToken(1, 2))
-        );
-        for e in [UsersError::WeakToken(1), UsersError::Shape(2), UsersError::None] {
+        for e in [
+            UsersError::WeakToken(1),
+            UsersError::Shape(2),
+            UsersError::None,
+        ] {
             assert!(!e.to_string().contains(T1));
         }
     }

@@ -181,13 +181,19 @@ fn router(app: App) -> Router {
     let protected = Router::new()
         .route("/", get(pages::overview::show))
         .route("/jobs", get(pages::jobs::list))
-        .route("/jobs/bulk", get(pages::jobs::bulk_preview).post(pages::jobs::bulk_act))
+        .route(
+            "/jobs/bulk",
+            get(pages::jobs::bulk_preview).post(pages::jobs::bulk_act),
+        )
         .route("/jobs/{id}", get(pages::jobs::show))
         .route("/jobs/{id}/replay", post(pages::jobs::replay))
         .route("/jobs/{id}/cancel", post(pages::jobs::cancel))
         .route("/destinations", get(pages::destinations::show))
         .route("/stages", get(pages::stages::list))
-        .route("/stages/{id}", get(pages::stages::show).post(pages::stages::save))
+        .route(
+            "/stages/{id}",
+            get(pages::stages::show).post(pages::stages::save),
+        )
         .route("/lang", post(switch_language))
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_session));
@@ -281,8 +287,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn set_cookie(app: &App, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
     let secure = if app.0.secure { "; Secure" } else { "" };
-    let text =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    let text = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -350,7 +357,11 @@ fn login_page(
     status: StatusCode,
 ) -> Response {
     let csrf = cookie(headers, LOGIN_COOKIE)
-        .filter(|c| c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|c| {
+            c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .unwrap_or_else(auth::random_token);
     let markup = layout::login(Tr(locale), locale, next, &csrf, note);
     let mut res = layout::respond(status, markup);
@@ -389,30 +400,68 @@ struct LoginForm {
     lang: String,
 }
 
-async fn login(State(app): State<App>, headers: HeaderMap, form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>) -> Response {
+async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let Ok(Form(form)) = form else {
-        return login_page(&app, &headers, app.0.locale, "/", Some(K::LoginFailed), StatusCode::BAD_REQUEST);
+        return login_page(
+            &app,
+            &headers,
+            app.0.locale,
+            "/",
+            Some(K::LoginFailed),
+            StatusCode::BAD_REQUEST,
+        );
     };
     let locale = lang_of(Some(&form.lang), app.0.locale);
     let next = local_path(&form.next);
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !auth::same_secret(&expected, &form.csrf) {
-        return login_page(&app, &headers, locale, &next, Some(K::CsrfRejected), StatusCode::FORBIDDEN);
+        return login_page(
+            &app,
+            &headers,
+            locale,
+            &next,
+            Some(K::CsrfRejected),
+            StatusCode::FORBIDDEN,
+        );
     }
     if !app.0.sessions.login_allowed() {
-        return login_page(&app, &headers, locale, &next, Some(K::TooManyAttempts), StatusCode::TOO_MANY_REQUESTS);
+        return login_page(
+            &app,
+            &headers,
+            locale,
+            &next,
+            Some(K::TooManyAttempts),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
     }
     match app.0.sessions.sign_in(&app.0.users, &form.token, locale) {
         None => {
             tracing::warn!("console: a sign-in with an unknown token was refused");
-            login_page(&app, &headers, locale, &next, Some(K::LoginFailed), StatusCode::UNAUTHORIZED)
+            login_page(
+                &app,
+                &headers,
+                locale,
+                &next,
+                Some(K::LoginFailed),
+                StatusCode::UNAUTHORIZED,
+            )
         }
         Some((id, session)) => {
             tracing::info!(user = %session.user, role = session.role.code(), "console: signed in");
             let mut res = Redirect::to(&next).into_response();
             let h = res.headers_mut();
-            h.append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, &id, "/", 8 * 3600));
-            h.append(header::SET_COOKIE, set_cookie(&app, LOGIN_COOKIE, "", "/", 0));
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(&app, SESSION_COOKIE, &id, "/", 8 * 3600),
+            );
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(&app, LOGIN_COOKIE, "", "/", 0),
+            );
             res
         }
     }
@@ -439,8 +488,10 @@ async fn logout(
     }
     app.0.sessions.sign_out(&ctx.session_id);
     let mut res = Redirect::to("/login").into_response();
-    res.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", "/", 0));
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&app, SESSION_COOKIE, "", "/", 0),
+    );
     res
 }
 
@@ -456,7 +507,10 @@ async fn switch_language(
         return fail_page(&ctx, Fail::Csrf);
     }
     let Ok(locale) = form.to.parse::<Locale>() else {
-        return fail_page(&ctx, Fail::BadRequest(format!("unknown language {:?}", form.to)));
+        return fail_page(
+            &ctx,
+            Fail::BadRequest(format!("unknown language {:?}", form.to)),
+        );
     };
     app.0.sessions.set_locale(&ctx.session_id, locale);
     Redirect::to(&local_path(&form.back)).into_response()
@@ -495,7 +549,14 @@ mod tests {
     #[test]
     fn redirects_stay_on_this_console() {
         assert_eq!(local_path("/jobs?status=failed"), "/jobs?status=failed");
-        for evil in ["//evil.example", "https://evil.example", "/\\evil", "jobs", "", "/a\nb"] {
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "jobs",
+            "",
+            "/a\nb",
+        ] {
             assert_eq!(local_path(evil), "/", "{evil:?}");
         }
     }
@@ -503,7 +564,10 @@ mod tests {
     #[test]
     fn cookies_are_read_by_name() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; stagecast_console=xyz; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; stagecast_console=xyz; b=2"),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("xyz"));
         assert_eq!(cookie(&h, LOGIN_COOKIE), None);
     }

@@ -82,10 +82,17 @@ pub fn rows_from_form(fields: &HashMap<String, String>) -> Vec<Row> {
         .and_then(|n| n.trim().parse::<usize>().ok())
         .unwrap_or(0)
         .min(MAX_ROWS);
-    let get = |k: String| fields.get(&k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let get = |k: String| {
+        fields
+            .get(&k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     (0..count)
         .map(|i| Row {
-            orig: fields.get(&format!("o{i}")).and_then(|o| o.trim().parse().ok()),
+            orig: fields
+                .get(&format!("o{i}"))
+                .and_then(|o| o.trim().parse().ok()),
             platform: get(format!("p{i}")),
             event: get(format!("e{i}")),
             custom: get(format!("c{i}")),
@@ -260,12 +267,19 @@ mod tests {
         .collect();
         let rows = rows_from_form(&fields);
         let built = build_value(&rows, &Value::Null);
-        assert_eq!(built.as_array().unwrap().len(), 2, "the empty new row is left out");
+        assert_eq!(
+            built.as_array().unwrap().len(),
+            2,
+            "the empty new row is left out"
+        );
         let v = validate(3, Some("Venda"), &built);
         assert!(!v.saveable());
         let found: Vec<&str> = v.problems.iter().map(|c| c.found.as_str()).collect();
         assert!(found[0].contains("did you mean \"Purchase\""), "{found:?}");
-        assert!(found[1].contains("value must be a non-negative number"), "{found:?}");
+        assert!(
+            found[1].contains("value must be a non-negative number"),
+            "{found:?}"
+        );
         // Disabled entries are checked too (e1 is disabled: no `on1`).
         fields.insert("e0".into(), "Lead".into());
         fields.insert("v1".into(), "10".into());
@@ -275,7 +289,11 @@ mod tests {
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.bad_currencies, [1]);
         // Unsupported platforms are a warning, as in the doctor.
-        let v = validate(3, None, &json!([{"platform": "tiktok", "event_name": "Lead"}]));
+        let v = validate(
+            3,
+            None,
+            &json!([{"platform": "tiktok", "event_name": "Lead"}]),
+        );
         assert!(v.saveable() && v.warnings[0].found.contains("not supported yet"));
     }
 }

@@ -21,8 +21,7 @@ mod sql {
     pub const REPLAY_JOBS: &str = include_str!("../../sql/admin/replay_jobs.sql");
     pub const CANCEL_JOBS: &str = include_str!("../../sql/admin/cancel_jobs.sql");
     pub const CONSOLE_PIXELS: &str = include_str!("../../sql/admin/console_pixels.sql");
-    pub const DESTINATION_ACTIVITY: &str =
-        include_str!("../../sql/admin/destination_activity.sql");
+    pub const DESTINATION_ACTIVITY: &str = include_str!("../../sql/admin/destination_activity.sql");
     pub const DESTINATION_LAST_ERRORS: &str =
         include_str!("../../sql/admin/destination_last_errors.sql");
     pub const HELD_DESTINATIONS: &str = include_str!("../../sql/admin/held_destinations.sql");
@@ -209,7 +208,11 @@ impl DeliveryAttempt {
             return None;
         }
         let part = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        Some(format!("{}/{}", part(self.error_code), part(self.error_subcode)))
+        Some(format!(
+            "{}/{}",
+            part(self.error_code),
+            part(self.error_subcode)
+        ))
     }
 }
 

@@ -50,7 +50,11 @@ fn parse_filters(q: &HashMap<String, String>) -> Result<Filters, String> {
             raw.push((name, v.chars().take(200).collect::<String>()));
         }
     }
-    let get = |name: &str| raw.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        raw.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
     let status = match get("status") {
         None | Some("all") => None,
         Some(s) => Some(status_of(s).ok_or_else(|| format!("unknown status {s:?}"))?),
@@ -151,14 +155,16 @@ pub async fn list(
 
 async fn render_list(app: &App, ctx: &Ctx, q: &HashMap<String, String>) -> Result<Response, Fail> {
     let t = ctx.tr();
-    let raw_for_form: Vec<(&'static str, String)> = ["status", "kind", "pixel", "customer", "since", "limit"]
-        .into_iter()
-        .filter_map(|n| field(q, n).map(|v| (n, v.chars().take(200).collect())))
-        .collect();
+    let raw_for_form: Vec<(&'static str, String)> =
+        ["status", "kind", "pixel", "customer", "since", "limit"]
+            .into_iter()
+            .filter_map(|n| field(q, n).map(|v| (n, v.chars().take(200).collect())))
+            .collect();
     let filters = match parse_filters(q) {
         Ok(f) => f,
         Err(e) => {
-            let body = html! { (filter_form(t, &raw_for_form)) p.error { (t.s(K::BadRequest)) ": " (e) } };
+            let body =
+                html! { (filter_form(t, &raw_for_form)) p.error { (t.s(K::BadRequest)) ": " (e) } };
             return Ok(layout::respond(
                 StatusCode::BAD_REQUEST,
                 layout::page(ctx, t.s(K::Jobs), Some(Nav::Jobs), body),
@@ -247,7 +253,14 @@ pub async fn show(
     };
     let r = async {
         let id = parse_id(&id)?;
-        render_job(&app, &ctx, id, notice.map(|(c, k)| (c, ctx.tr().s(k).to_string())), StatusCode::OK).await
+        render_job(
+            &app,
+            &ctx,
+            id,
+            notice.map(|(c, k)| (c, ctx.tr().s(k).to_string())),
+            StatusCode::OK,
+        )
+        .await
     }
     .await;
     respond(&ctx, r)
@@ -269,7 +282,10 @@ async fn render_job(
         .ok_or(Fail::Admin(AdminError::NotFound(id)))?;
     let title = format!("{} {} · {}", t.s(K::Job), id, detail.job.kind);
     let body = job_body(ctx, &detail, notice);
-    Ok(layout::respond(status, layout::page(ctx, &title, Some(Nav::Jobs), body)))
+    Ok(layout::respond(
+        status,
+        layout::page(ctx, &title, Some(Nav::Jobs), body),
+    ))
 }
 
 fn job_body(ctx: &Ctx, d: &JobDetail, notice: Option<(&str, String)>) -> Markup {
@@ -414,7 +430,13 @@ pub async fn cancel(
     act_on_one(app, ctx, id, form, Action::Cancel).await
 }
 
-async fn act_on_one(app: App, ctx: Ctx, id: String, form: Result<Form<ReasonForm>, axum::extract::rejection::FormRejection>, action: Action) -> Response {
+async fn act_on_one(
+    app: App,
+    ctx: Ctx,
+    id: String,
+    form: Result<Form<ReasonForm>, axum::extract::rejection::FormRejection>,
+    action: Action,
+) -> Response {
     let r = async {
         let form = form.map(|f| f.0).map_err(|_| Fail::Csrf)?;
         authorize(&ctx, &form.csrf)?;
@@ -423,7 +445,14 @@ async fn act_on_one(app: App, ctx: Ctx, id: String, form: Result<Form<ReasonForm
             Ok(r) => r,
             Err(k) => {
                 let msg = ctx.tr().s(k).to_string();
-                return render_job(&app, &ctx, id, Some(("error", msg)), StatusCode::BAD_REQUEST).await;
+                return render_job(
+                    &app,
+                    &ctx,
+                    id,
+                    Some(("error", msg)),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
             }
         };
         let actor = ctx.session.actor();
@@ -471,15 +500,26 @@ fn parse_bulk(q: &HashMap<String, String>) -> Result<Bulk, String> {
     let status = f.status.ok_or("choose a status")?;
     let allowed = match action {
         Action::Replay => matches!(status, JobStatus::Failed | JobStatus::Cancelled),
-        Action::Cancel => matches!(status, JobStatus::Pending | JobStatus::Failed | JobStatus::Running),
+        Action::Cancel => matches!(
+            status,
+            JobStatus::Pending | JobStatus::Failed | JobStatus::Running
+        ),
     };
     if !allowed {
-        return Err(format!("{} jobs cannot be {}", status.as_str(), match action {
-            Action::Replay => "replayed",
-            Action::Cancel => "cancelled",
-        }));
+        return Err(format!(
+            "{} jobs cannot be {}",
+            status.as_str(),
+            match action {
+                Action::Replay => "replayed",
+                Action::Cancel => "cancelled",
+            }
+        ));
     }
-    Ok(Bulk { action, status, filter: f.filter })
+    Ok(Bulk {
+        action,
+        status,
+        filter: f.filter,
+    })
 }
 
 async fn dry_run(app: &App, ctx: &Ctx, b: &Bulk) -> Result<(i32, usize), Fail> {
@@ -498,7 +538,10 @@ async fn dry_run(app: &App, ctx: &Ctx, b: &Bulk) -> Result<(i32, usize), Fail> {
         Action::Replay => store.replay_jobs(&bulk).await?,
         Action::Cancel => store.cancel_jobs(&bulk).await?,
     };
-    let matching = store.matching_job_ids(b.status, &b.filter, None).await?.len();
+    let matching = store
+        .matching_job_ids(b.status, &b.filter, None)
+        .await?
+        .len();
     Ok((eligible, matching))
 }
 
@@ -526,7 +569,13 @@ fn describe(t: Tr, b: &Bulk) -> Markup {
     }
 }
 
-async fn render_preview(app: &App, ctx: &Ctx, b: &Bulk, message: Option<(&str, String)>, status: StatusCode) -> Result<Response, Fail> {
+async fn render_preview(
+    app: &App,
+    ctx: &Ctx,
+    b: &Bulk,
+    message: Option<(&str, String)>,
+    status: StatusCode,
+) -> Result<Response, Fail> {
     let t = ctx.tr();
     let (eligible, matching) = dry_run(app, ctx, b).await?;
     let left_alone = matching.saturating_sub(eligible.max(0) as usize);
@@ -555,7 +604,10 @@ async fn render_preview(app: &App, ctx: &Ctx, b: &Bulk, message: Option<(&str, S
         p { a href="/jobs" { "← " (t.s(K::Jobs)) } }
     };
     let title = t.s(K::BulkTitle);
-    Ok(layout::respond(status, layout::page(ctx, title, Some(Nav::Jobs), body)))
+    Ok(layout::respond(
+        status,
+        layout::page(ctx, title, Some(Nav::Jobs), body),
+    ))
 }
 
 pub async fn bulk_preview(
@@ -587,13 +639,27 @@ pub async fn bulk_act(
         let reason = match reason_of(field(&fields, "reason")) {
             Ok(r) => r,
             Err(k) => {
-                return render_preview(&app, &ctx, &b, Some(("error", t.s(k).into())), StatusCode::BAD_REQUEST).await;
+                return render_preview(
+                    &app,
+                    &ctx,
+                    &b,
+                    Some(("error", t.s(k).into())),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
             }
         };
         let expected = field(&fields, "expected").and_then(|e| e.parse::<i32>().ok());
         let (eligible, _) = dry_run(&app, &ctx, &b).await?;
         if expected != Some(eligible) {
-            return render_preview(&app, &ctx, &b, Some(("error", t.s(K::CountChanged).into())), StatusCode::CONFLICT).await;
+            return render_preview(
+                &app,
+                &ctx,
+                &b,
+                Some(("error", t.s(K::CountChanged).into())),
+                StatusCode::CONFLICT,
+            )
+            .await;
         }
         // As the CLI: a snapshot of the matching jobs, acted on in chunks, so each job is acted
         // on once even if it fails again meanwhile, and no call holds many locks.
@@ -625,7 +691,11 @@ pub async fn bulk_act(
             }
         }
         let left = snapshot.len() as i64 - changed;
-        let done = if b.action == Action::Replay { K::Replayed } else { K::CancelledN };
+        let done = if b.action == Action::Replay {
+            K::Replayed
+        } else {
+            K::CancelledN
+        };
         let body = html! {
             div.card { (describe(t, &b)) }
             p.success { strong #changed { (changed) } " " (t.s(done)) }
@@ -633,8 +703,15 @@ pub async fn bulk_act(
             @if let Some(e) = &stopped { p.error { (e) } }
             p { a href={ "/jobs?status=" (b.status.as_str()) } { "← " (t.s(K::Jobs)) } }
         };
-        let status = if stopped.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-        Ok(layout::respond(status, layout::page(&ctx, t.s(K::BulkTitle), Some(Nav::Jobs), body)))
+        let status = if stopped.is_some() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        Ok(layout::respond(
+            status,
+            layout::page(&ctx, t.s(K::BulkTitle), Some(Nav::Jobs), body),
+        ))
     }
     .await;
     respond(&ctx, r)

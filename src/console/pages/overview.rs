@@ -52,7 +52,9 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Response, Fail> {
             row.lag = Some(row.lag.map_or(lag, |l: f64| l.max(lag)));
         }
     }
-    let capped = activity.first().is_some_and(|a| a.rows_read >= ACTIVITY_ROW_CAP);
+    let capped = activity
+        .first()
+        .is_some_and(|a| a.rows_read >= ACTIVITY_ROW_CAP);
     let throttled: Vec<_> = activity.iter().filter(|a| a.throttled_hour > 0).collect();
 
     let body = html! {
@@ -171,7 +173,10 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Response, Fail> {
 
 /// The first `max` characters on one line.
 pub fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= max {
         flat
     } else {

@@ -100,7 +100,15 @@ pub async fn show(
             Some("0") => Some(("note", ctx.tr().s(K::Unchanged).to_string())),
             _ => None,
         };
-        Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::OK))
+        Ok(form_page(
+            &ctx,
+            &s,
+            &base,
+            &rows,
+            &verdict,
+            notice,
+            StatusCode::OK,
+        ))
     }
     .await;
     respond(&ctx, r)
@@ -128,27 +136,76 @@ pub async fn save(
         let verdict = stage_form::validate(s.id, s.name.as_deref(), &value);
         let saving = field(&fields, "action") == Some("save");
         if !saving {
-            let notice = verdict.saveable().then(|| ("success", t.s(K::CheckOk).to_string()));
-            return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::OK));
+            let notice = verdict
+                .saveable()
+                .then(|| ("success", t.s(K::CheckOk).to_string()));
+            return Ok(form_page(
+                &ctx,
+                &s,
+                &base,
+                &rows,
+                &verdict,
+                notice,
+                StatusCode::OK,
+            ));
         }
         if !verdict.saveable() {
             let notice = Some(("error", t.s(K::NotSaved).to_string()));
-            return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::UNPROCESSABLE_ENTITY));
+            return Ok(form_page(
+                &ctx,
+                &s,
+                &base,
+                &rows,
+                &verdict,
+                notice,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
         }
         let reason = match reason_of(field(&fields, "reason")) {
             Ok(r) => r,
             Err(k) => {
                 let notice = Some(("error", t.s(k).to_string()));
-                return Ok(form_page(&ctx, &s, &base, &rows, &verdict, notice, StatusCode::UNPROCESSABLE_ENTITY));
+                return Ok(form_page(
+                    &ctx,
+                    &s,
+                    &base,
+                    &rows,
+                    &verdict,
+                    notice,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ));
             }
         };
         let actor = ctx.session.actor();
-        let change = StageEventsChange { stage_id: s.id, utm_event: &value, expected: &base, actor: &actor, reason };
+        let change = StageEventsChange {
+            stage_id: s.id,
+            utm_event: &value,
+            expected: &base,
+            actor: &actor,
+            reason,
+        };
         match app.0.store.set_stage_events(&change).await {
-            Ok(changed) => Ok(Redirect::to(&format!("/stages/{}?saved={}", s.id, u8::from(changed))).into_response()),
+            Ok(changed) => {
+                Ok(
+                    Redirect::to(&format!("/stages/{}?saved={}", s.id, u8::from(changed)))
+                        .into_response(),
+                )
+            }
             Err(e @ (AdminError::Refused { .. } | AdminError::Invalid(_))) => {
-                let status = if matches!(e, AdminError::Refused { .. }) { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
-                Ok(form_page(&ctx, &s, &base, &rows, &verdict, Some(("error", e.to_string())), status))
+                let status = if matches!(e, AdminError::Refused { .. }) {
+                    StatusCode::CONFLICT
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                Ok(form_page(
+                    &ctx,
+                    &s,
+                    &base,
+                    &rows,
+                    &verdict,
+                    Some(("error", e.to_string())),
+                    status,
+                ))
             }
             Err(e) => Err(Fail::Admin(e)),
         }
@@ -158,7 +215,9 @@ pub async fn save(
 }
 
 fn hint_of(t: Tr, event: &str) -> &'static str {
-    catalog::lookup(event).map(|d| d.when_to_use.get(t.0)).unwrap_or("")
+    catalog::lookup(event)
+        .map(|d| d.when_to_use.get(t.0))
+        .unwrap_or("")
 }
 
 fn event_options(t: Tr, selected: &str) -> Markup {
@@ -229,7 +288,12 @@ fn form_page(
     // Always one empty row to add an event with (no script needed).
     let mut rows: Vec<Row> = rows.to_vec();
     if editable && rows.iter().all(|r| !r.event.trim().is_empty()) {
-        rows.push(Row { platform: "facebook".into(), use_sale_price: true, enabled: true, ..Row::default() });
+        rows.push(Row {
+            platform: "facebook".into(),
+            use_sale_price: true,
+            enabled: true,
+            ..Row::default()
+        });
     }
     // Entries of the built value map back to the rows that are kept.
     let kept: Vec<usize> = rows
@@ -238,7 +302,11 @@ fn form_page(
         .filter(|(_, r)| !r.remove && !r.event.trim().is_empty())
         .map(|(i, _)| i)
         .collect();
-    let bad_rows: Vec<usize> = verdict.bad_currencies.iter().filter_map(|e| kept.get(*e).copied()).collect();
+    let bad_rows: Vec<usize> = verdict
+        .bad_currencies
+        .iter()
+        .filter_map(|e| kept.get(*e).copied())
+        .collect();
     let title = format!("{} {}", t.s(K::Stage), s.name.as_deref().unwrap_or(""));
     let mut checks = verdict.problems.clone();
     checks.extend(verdict.warnings.iter().cloned());
@@ -260,10 +328,11 @@ fn form_page(
                     (row_markup(t, i, r, editable, bad_rows.contains(&i)))
                 }
             }
+            p.muted.help { (t.s(K::FormHelp)) }
             @if editable {
-                div.form-actions.action {
-                    button type="submit" name="action" value="check" { (t.s(K::Check)) }
+                div.action {
                     label { (t.s(K::Reason)) br; input type="text" name="reason" maxlength="500"; }
+                    button type="submit" name="action" value="check" { (t.s(K::Check)) }
                     button.primary type="submit" name="action" value="save" { (t.s(K::Save)) }
                 }
             } @else {
