@@ -15,16 +15,27 @@ ALTER TABLE stagecast.admin_audit ADD CONSTRAINT admin_audit_action_valid
 -- token is there (sealed, or plaintext a worker has yet to seal) and `sealed_key_id` which key
 -- sealed it (the `v1:<key id>:…` header of docs/secrets.md; key ids are not secret). Reads the
 -- adapter view, so a CRM that redefines stagecast.crm_pixels is shown as the worker sees it.
-CREATE OR REPLACE VIEW stagecast.console_pixels AS
-SELECT p.id, p.platform, p.name, p.pixel_id, p.active, p.is_default, p.waba_id,
-       p.test_event_code IS NOT NULL AND btrim(p.test_event_code) <> '' AS test_events,
-       p.action_source,
-       CASE WHEN p.access_token IS NOT NULL AND btrim(p.access_token) <> '' THEN 'plaintext'
-            WHEN p.access_token_enc IS NOT NULL AND btrim(p.access_token_enc) <> '' THEN 'sealed'
-            ELSE 'missing' END AS token_state,
-       CASE WHEN split_part(btrim(p.access_token_enc), ':', 1) = 'v1'
-            THEN nullif(split_part(btrim(p.access_token_enc), ':', 2), '') END AS sealed_key_id
-  FROM stagecast.crm_pixels p;
+-- A function rather than a view on the view: a view would depend on stagecast.crm_pixels and
+-- stop a CRM from dropping and recreating it (docs/crm-integration.md §5). SECURITY DEFINER
+-- because the admin role may not read crm_pixels (it holds the tokens).
+CREATE OR REPLACE FUNCTION stagecast.console_pixels()
+RETURNS TABLE (id bigint, platform text, name text, pixel_id text, active boolean,
+               is_default boolean, waba_id text, test_events boolean, action_source text,
+               token_state text, sealed_key_id text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.id::bigint, p.platform::text, p.name::text, p.pixel_id::text, p.active,
+           p.is_default, p.waba_id::text,
+           p.test_event_code IS NOT NULL AND btrim(p.test_event_code::text) <> '',
+           p.action_source::text,
+           CASE WHEN p.access_token IS NOT NULL AND btrim(p.access_token::text) <> '' THEN 'plaintext'
+                WHEN p.access_token_enc IS NOT NULL AND btrim(p.access_token_enc::text) <> '' THEN 'sealed'
+                ELSE 'missing' END,
+           CASE WHEN split_part(btrim(p.access_token_enc::text), ':', 1) = 'v1'
+                THEN nullif(split_part(btrim(p.access_token_enc::text), ':', 2), '') END
+      FROM stagecast.crm_pixels p
+     ORDER BY p.id
+$$;
+REVOKE EXECUTE ON FUNCTION stagecast.console_pixels() FROM PUBLIC;
 
 -- Replace a stage's event configuration (crm_stages.utm_event), as the console's stage form
 -- saves it: compare-and-set on the value the form was built from (a CRM user or another admin

@@ -33,7 +33,8 @@ export DATABASE_URL=postgres://user@host/crm\n  \
 stagecast keys generate            create STAGECAST_KEYS (encrypts pixel tokens)\n  \
 stagecast migrate                  install the schema and triggers (as the owner role)\n  \
 stagecast roles apply --worker W   grant the worker role what `run` needs (as the owner)\n  \
-stagecast run                      start a worker (run as many as you like, as role W)\n\n\
+stagecast run                      start a worker (run as many as you like, as role W)\n  \
+stagecast console                  the admin web console, as the admin role (docs/console.md)\n\n\
 Docs: README.md, docs/operations.md, docs/crm-integration.md";
 
 #[derive(Debug, Parser)]

@@ -251,7 +251,7 @@ pub struct JobDetail {
     pub admin_actions: Vec<AdminAction>,
 }
 
-/// A pixel as an admin sees it: everything but the token (`stagecast.console_pixels`).
+/// A pixel as an admin sees it: everything but the token (`stagecast.console_pixels()`).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AdminPixel {
     pub id: i64,
