@@ -359,6 +359,19 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
     assert!(!none.contains(&format!("href=\"/jobs/{job}\"")));
     let overview = admin.get("/").await.text().await.unwrap();
     assert!(overview.contains("token_invalid") && overview.contains("stage_change"));
+    assert!(overview.contains("No destination is held or throttled."));
+    // A throttled request and a job waiting for later show as held or throttled (superuser:
+    // the worker's records, made up).
+    s.exec(
+        "INSERT INTO stagecast.deliveries (job_id, attempt, platform, destination, event_id, event_name, event_time, outcome)
+         VALUES (999, 1, 'facebook', '1111222233334444', 'ev-t', 'Lead', now(), 'throttled');
+         INSERT INTO stagecast.jobs (kind, payload, status, run_at, destinations)
+         VALUES ('stage_change', '{}', 'pending', now() + interval '10 minutes', ARRAY['facebook:1111222233334444']);",
+    )
+    .await;
+    let overview = admin.get("/").await.text().await.unwrap();
+    assert!(overview.contains("throttled by the platform"), "{overview}");
+    assert!(overview.contains("jobs wait for later"), "{overview}");
     let dest = admin.get("/destinations").await.text().await.unwrap();
     assert!(dest.contains("1111222233334444") && dest.contains("sealed with key"));
     assert!(!dest.contains(support::stack::TOKEN), "never the token");
