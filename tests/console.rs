@@ -114,7 +114,7 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
     assert_eq!(status_of(&s, job).await, "failed");
 
     // Signing in: a wrong token, and a right token without the form's CSRF cookie, are refused.
-    let (cookie, csrf) = login_form(&c).await;
+    let (cookie, csrf) = login_form(&c.base).await;
     let res = http
         .post(c.url("/login"))
         .header(COOKIE, &cookie)
@@ -137,7 +137,7 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
     assert!(support::console::set_cookie(&res, "stagecast_console").is_none());
 
     // The right token: a session cookie with safe flags, and the pages open.
-    let (cookie, csrf) = login_form(&c).await;
+    let (cookie, csrf) = login_form(&c.base).await;
     let res = http
         .post(c.url("/login"))
         .header(COOKIE, &cookie)
@@ -161,7 +161,7 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(set.contains(flag), "{set}");
     }
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     for path in PAGES.iter().copied().chain([job_page.as_str()]) {
         let res = admin.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
@@ -178,8 +178,8 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
-    let other = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let other = sign_in(&c.base, ADMIN_TOKEN).await;
     assert_ne!(admin.csrf, other.csrf, "one CSRF token per session");
     let replay = format!("/jobs/{job}/replay");
     for form in [
@@ -270,7 +270,7 @@ async fn a_viewer_reads_every_page_but_cannot_act() {
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
     let c = Console::start(&s.db).await;
-    let viewer = sign_in(&c, VIEWER_TOKEN).await;
+    let viewer = sign_in(&c.base, VIEWER_TOKEN).await;
     let job_page = format!("/jobs/{job}");
     for path in PAGES.iter().copied().chain([job_page.as_str()]) {
         let res = viewer.get(path).await;
@@ -325,7 +325,7 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     let html = admin
         .get(&format!("/jobs/{job}"))
         .await
@@ -384,7 +384,7 @@ async fn a_bulk_replay_shows_the_count_first_and_acts_on_exactly_that_set() {
     let a = failed_job(&s, 7).await;
     let b = failed_job(&s, 8).await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     let preview = admin
         .get("/jobs/bulk?action=replay&status=failed&pixel=1111222233334444&since=2h")
         .await;
@@ -489,7 +489,7 @@ async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     let base = utm_event(&s, 1).await.to_string();
 
     // A name the worker would not send: refused with the worker's words, nothing saved.
@@ -609,7 +609,7 @@ async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited
 async fn every_response_carries_the_security_headers() {
     let s = Stack::new().await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     let anonymous = client().get(c.url("/login")).send().await.unwrap();
     let refused = client().get(c.url("/jobs")).send().await.unwrap();
     let page = admin.get("/jobs").await;
@@ -649,7 +649,7 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
     let c = Console::start(&s.db).await;
-    let admin = sign_in(&c, ADMIN_TOKEN).await;
+    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
     let long = "x".repeat(100_000);
     let gets = [
         "/jobs/abc".to_string(),
@@ -770,6 +770,80 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
     );
     // And it still serves.
     assert_eq!(admin.get("/").await.status(), StatusCode::OK);
+}
+
+/// The `addr` of the JSON log line `message` of a spawned process, read from `lines` (which
+/// keep being drained afterwards, so the child never blocks on a full pipe).
+async fn logged_addr(
+    mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    message: &str,
+) -> String {
+    let found = tokio::time::timeout(support::wait::DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(message) {
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                return v["addr"].as_str().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("no log line {message:?} with an addr"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found
+}
+
+#[tokio::test]
+async fn a_worker_serves_the_console_with_its_flags_and_stagecast_console_on_its_own() {
+    use tokio::io::AsyncBufReadExt as _;
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let job = failed_job(&s, 7).await;
+    // `stagecast run --console-addr`: the console as the admin role next to the worker.
+    let mut run = s.worker_command();
+    run.args(["--console-addr", "127.0.0.1:0"])
+        .env("STAGECAST_CONSOLE_DATABASE_URL", &s.db.admin_url)
+        .env("STAGECAST_CONSOLE_USERS", support::console::users_spec());
+    let mut worker = run.spawn().expect("the worker starts");
+    let lines = tokio::io::BufReader::new(worker.stderr.take().unwrap()).lines();
+    let addr = logged_addr(lines, "serving the admin console").await;
+    let admin = sign_in(&format!("http://{addr}"), ADMIN_TOKEN).await;
+    let page = admin.get(&format!("/jobs/{job}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("token_invalid"));
+    let res = admin
+        .post_csrf(
+            &format!("/jobs/{job}/cancel"),
+            &[("reason", "retired pixel")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status_of(&s, job).await, "cancelled");
+    assert_eq!(
+        audit(&s).await[0].4,
+        s.db.roles.admin,
+        "as the admin role, not the worker's"
+    );
+    support::process::signal(&worker, "TERM");
+    assert!(worker.wait().await.unwrap().success());
+
+    // `stagecast console`, with DATABASE_URL the admin role's.
+    let mut console = support::process::stagecast()
+        .args(["--log-format", "json", "console", "--addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", &s.db.admin_url)
+        .env("STAGECAST_CONSOLE_USERS", support::console::users_spec())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the console starts");
+    let lines = tokio::io::BufReader::new(console.stderr.take().unwrap()).lines();
+    let addr = logged_addr(lines, "serving the admin console").await;
+    let viewer = sign_in(&format!("http://{addr}"), VIEWER_TOKEN).await;
+    assert_eq!(viewer.get("/destinations").await.status(), StatusCode::OK);
+    support::process::signal(&console, "TERM");
+    assert!(console.wait().await.unwrap().success());
 }
 
 #[tokio::test]

@@ -111,9 +111,10 @@ impl Signed {
     }
 }
 
-/// The sign-in form: its CSRF cookie (`name=value`) and token.
-pub async fn login_form(c: &Console) -> (String, String) {
-    let res = client().get(c.url("/login")).send().await.unwrap();
+/// The sign-in form of the console at `base` (`http://127.0.0.1:<port>`): its CSRF cookie
+/// (`name=value`) and token.
+pub async fn login_form(base: &str) -> (String, String) {
+    let res = client().get(format!("{base}/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = set_cookie(&res, "stagecast_console_login").expect("a sign-in CSRF cookie");
     let html = res.text().await.unwrap();
@@ -121,12 +122,12 @@ pub async fn login_form(c: &Console) -> (String, String) {
     (cookie, csrf)
 }
 
-/// Sign in with `token`; panics unless it works.
-pub async fn sign_in(c: &Console, token: &str) -> Signed {
-    let (cookie, csrf) = login_form(c).await;
+/// Sign in to the console at `base` with `token`; panics unless it works.
+pub async fn sign_in(base: &str, token: &str) -> Signed {
+    let (cookie, csrf) = login_form(base).await;
     let http = client();
     let res = http
-        .post(c.url("/login"))
+        .post(format!("{base}/login"))
         .header(COOKIE, &cookie)
         .form(&[("token", token), ("csrf", &csrf), ("next", "/")])
         .send()
@@ -135,7 +136,7 @@ pub async fn sign_in(c: &Console, token: &str) -> Signed {
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signing in");
     let session = set_cookie(&res, "stagecast_console").expect("a session cookie");
     let page = http
-        .get(c.url("/"))
+        .get(format!("{base}/"))
         .header(COOKIE, &session)
         .send()
         .await
@@ -147,6 +148,6 @@ pub async fn sign_in(c: &Console, token: &str) -> Signed {
         cookie: session,
         csrf,
         http,
-        base: c.base.clone(),
+        base: base.to_string(),
     }
 }
