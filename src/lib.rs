@@ -8,6 +8,7 @@ pub mod attribution;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod doctor;
 pub mod http_client;

@@ -17,3 +17,13 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON stagecast.jobs, stagecast.job_archive, stagecast.deliveries, stagecast.alerts,
                 stagecast.admin_audit
    TO :"admin";
+-- The admin console (docs/console.md) connects as this role too. Its stage form saves through
+-- this audited SECURITY DEFINER function, the role's only write to a CRM table; its pages read
+-- the stages, the pixels without their tokens, the campaigns and the recorded configuration
+-- problems (the doctor's stage, pixel and campaign findings, from the doctor's own code).
+GRANT EXECUTE ON FUNCTION
+    stagecast.set_stage_events(bigint, jsonb, jsonb, text, text),
+    stagecast.console_pixels()
+   TO :"admin";
+GRANT SELECT ON stagecast.crm_stages, stagecast.crm_campaigns, stagecast.config_problems
+   TO :"admin";

@@ -2,7 +2,8 @@
 //! container can be configured entirely through env.
 
 pub mod consistency;
-mod jobs;
+mod console;
+pub(crate) mod jobs;
 mod keys;
 mod pixel;
 mod roles;
@@ -32,7 +33,8 @@ export DATABASE_URL=postgres://user@host/crm\n  \
 stagecast keys generate            create STAGECAST_KEYS (encrypts pixel tokens)\n  \
 stagecast migrate                  install the schema and triggers (as the owner role)\n  \
 stagecast roles apply --worker W   grant the worker role what `run` needs (as the owner)\n  \
-stagecast run                      start a worker (run as many as you like, as role W)\n\n\
+stagecast run                      start a worker (run as many as you like, as role W)\n  \
+stagecast console                  the admin web console, as the admin role (docs/console.md)\n\n\
 Docs: README.md, docs/operations.md, docs/crm-integration.md";
 
 #[derive(Debug, Parser)]
@@ -79,6 +81,8 @@ pub enum Command {
     /// The database roles of a deployment: an owner (migrate), a worker (run), the CRM's role.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
+    /// The admin web console without a worker: failed jobs, replay, destinations, stage events.
+    Console(console::ConsoleArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -123,6 +127,8 @@ pub struct RunArgs {
     pub meta: MetaArgs,
     #[command(flatten)]
     pub sentry: SentryArgs,
+    #[command(flatten)]
+    pub console: console::RunConsoleArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -351,6 +357,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Doctor(args) => crate::doctor::run(args).await,
             Command::Jobs(cmd) => jobs::run(cmd).await.map_err(Into::into),
             Command::Roles(cmd) => roles::run(cmd).await,
+            Command::Console(args) => console::run(args).await,
         }
     });
     match result {

@@ -78,6 +78,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             list.join("\n")
         );
     }
+    // The console's settings too: no user list, no console (and no worker started without it).
+    let console = args.console.plan()?;
     let keys = KeyRing::from_env().context("STAGECAST_KEYS is invalid")?;
     if keys.is_none() {
         warn!("STAGECAST_KEYS is not set: plaintext tokens will not be sealed and sealed tokens cannot be read (create one with `stagecast keys generate`)");
@@ -117,6 +119,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let _console = match console {
+        Some(plan) => Some(super::console::start(plan, args.pipeline.locale).await?),
+        None => None,
+    };
     let token = handle.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -132,7 +138,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -22,6 +22,9 @@ use clap::Args;
 
 pub use report::{Check, Group, Report, Status, Summary, Verdict};
 pub use settings::RawSettings;
+// The admin console shows these findings from the doctor's own code (src/console/).
+pub use config::{campaigns as campaign_checks, stages as stage_checks};
+pub use pixels::{default_pixel, setup_problem};
 
 use crate::cli::DatabaseArgs;
 use crate::platforms::meta::MetaConfig;

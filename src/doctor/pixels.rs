@@ -34,28 +34,37 @@ fn set_token(p: &PixelRow) -> String {
     format!("`stagecast pixel set-token {} < token.txt`", p.id)
 }
 
-/// What the worker would make of this pixel before any request: platform and token.
-fn local_problem(p: &PixelRow, ring: &Ring) -> Result<crate::secrets::Secret, Check> {
+/// What is wrong with this pixel's setup whatever its token: an unsupported or unknown
+/// platform, no pixel id. Needs no token (the admin console shows it too).
+pub fn setup_problem(p: &PixelRow) -> Option<Check> {
     match Platform::parse(&p.platform) {
         Some(Platform::Facebook) => {}
         Some(other) => {
-            return Err(check(p).warning(
+            return Some(check(p).warning(
                 format!("platform {other} is not supported yet: this version delivers only to Meta"),
                 "nothing to do until a stagecast version supports it; set active = false to silence this",
             ))
         }
         None => {
-            return Err(check(p).warning(
+            return Some(check(p).warning(
                 format!("unknown platform {:?}: no stage event can use it", p.platform),
                 "set pixels.platform to facebook (or meta / instagram)",
             ))
         }
     }
     if p.pixel_id.trim().is_empty() {
-        return Err(check(p).problem(
+        return Some(check(p).problem(
             "has no pixel id (pixels.pixel_id is empty)",
             "set pixels.pixel_id to the dataset id from Meta's Events Manager",
         ));
+    }
+    None
+}
+
+/// What the worker would make of this pixel before any request: platform and token.
+fn local_problem(p: &PixelRow, ring: &Ring) -> Result<crate::secrets::Secret, Check> {
+    if let Some(problem) = setup_problem(p) {
+        return Err(problem);
     }
     token_for(p, ring).map_err(|e| match e {
         TokenProblem::Missing => check(p).problem(

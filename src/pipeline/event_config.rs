@@ -165,7 +165,7 @@ fn catalog_issue(
 }
 
 /// Booleans as CRMs write them: true/false, "true"/"false", 1/0.
-fn flag(v: Option<&Value>, default: bool) -> bool {
+pub fn flag(v: Option<&Value>, default: bool) -> bool {
     match v {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {

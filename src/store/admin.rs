@@ -20,6 +20,13 @@ mod sql {
     pub const CANCEL_JOB: &str = include_str!("../../sql/admin/cancel_job.sql");
     pub const REPLAY_JOBS: &str = include_str!("../../sql/admin/replay_jobs.sql");
     pub const CANCEL_JOBS: &str = include_str!("../../sql/admin/cancel_jobs.sql");
+    pub const CONSOLE_PIXELS: &str = include_str!("../../sql/admin/console_pixels.sql");
+    pub const DESTINATION_ACTIVITY: &str = include_str!("../../sql/admin/destination_activity.sql");
+    pub const DESTINATION_LAST_ERRORS: &str =
+        include_str!("../../sql/admin/destination_last_errors.sql");
+    pub const HELD_DESTINATIONS: &str = include_str!("../../sql/admin/held_destinations.sql");
+    pub const RECENT_ALERTS: &str = include_str!("../../sql/admin/recent_alerts.sql");
+    pub const SET_STAGE_EVENTS: &str = include_str!("../../sql/admin/set_stage_events.sql");
 }
 
 /// Errors of the admin functions, sorted by the SQLSTATE the SQL functions raise, so callers
@@ -28,6 +35,8 @@ mod sql {
 pub enum AdminError {
     #[error("job {0} not found (it may have been pruned by retention)")]
     NotFound(i64),
+    #[error("stage {0} not found")]
+    StageNotFound(i64),
     /// The request is understood but refused: a done job, an identical stage change pending.
     #[error("{message}{}", hint.as_deref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Refused {
@@ -187,6 +196,26 @@ pub struct DeliveryAttempt {
     pub created_at: DateTime<Utc>,
 }
 
+impl DeliveryAttempt {
+    /// The platform's id of the request, for its support (Meta: `fbtrace_id`).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.fbtrace_id.as_deref()
+    }
+
+    /// The platform's error code and subcode, `190/463` (`-` for a missing part).
+    pub fn error_codes(&self) -> Option<String> {
+        if self.error_code.is_none() && self.error_subcode.is_none() {
+            return None;
+        }
+        let part = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        Some(format!(
+            "{}/{}",
+            part(self.error_code),
+            part(self.error_subcode)
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct JobAlert {
     pub id: i64,
@@ -195,6 +224,8 @@ pub struct JobAlert {
     pub message: String,
     pub details: Value,
     pub chat_message_id: Option<i64>,
+    /// Why the CRM's chat refused the alert (SQLSTATE and message), when it did.
+    pub chat_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -218,6 +249,116 @@ pub struct JobDetail {
     pub deliveries: Vec<DeliveryAttempt>,
     pub alerts: Vec<JobAlert>,
     pub admin_actions: Vec<AdminAction>,
+}
+
+/// A pixel as an admin sees it: everything but the token (`stagecast.console_pixels()`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AdminPixel {
+    pub id: i64,
+    pub platform: String,
+    pub name: Option<String>,
+    pub pixel_id: String,
+    pub active: bool,
+    pub is_default: bool,
+    pub waba_id: Option<String>,
+    /// A test event code is set: Meta shows the events under Test events only.
+    pub test_events: bool,
+    pub action_source: Option<String>,
+    /// `sealed`, `plaintext` (written by the CRM, a worker seals it within seconds) or `missing`.
+    pub token_state: String,
+    /// The key that sealed the token (`v1:<key id>:…`).
+    pub sealed_key_id: Option<String>,
+}
+
+impl AdminPixel {
+    /// The row the doctor's checks take, without a token: the checks reused here (platform,
+    /// pixel id, default pixel, campaigns) never look at one.
+    pub fn as_pixel_row(&self) -> super::PixelRow {
+        super::PixelRow {
+            id: self.id,
+            platform: self.platform.clone(),
+            name: self.name.clone(),
+            pixel_id: self.pixel_id.clone(),
+            access_token: None,
+            access_token_enc: None,
+            active: self.active,
+            is_default: self.is_default,
+            waba_id: self.waba_id.clone(),
+            test_event_code: None,
+            action_source: self.action_source.clone(),
+            messaging_mode: None,
+        }
+    }
+}
+
+/// Events of one destination over the last hour and day, by outcome (the delivery audit).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DestinationActivity {
+    pub platform: String,
+    /// The pixel id (deliveries name the platform apart).
+    pub destination: String,
+    pub delivered_hour: i64,
+    pub failed_hour: i64,
+    pub delivered_day: i64,
+    pub failed_day: i64,
+    pub retried_day: i64,
+    pub throttled_hour: i64,
+    pub last_throttled_at: Option<DateTime<Utc>>,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub destinations: i64,
+    /// Audit rows read; at [`ACTIVITY_ROW_CAP`] the counts are lower bounds.
+    #[serde(skip)]
+    pub rows_read: i64,
+}
+
+/// The most rows [`Store::destination_activity`] reads (sql/admin/destination_activity.sql).
+pub const ACTIVITY_ROW_CAP: i64 = 1_000_000;
+
+/// The latest refused or retried event of a destination over the last day.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DestinationError {
+    pub platform: String,
+    pub destination: String,
+    pub job_id: i64,
+    pub outcome: String,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Pending jobs of a destination that wait for later (a retry's backoff, a throttle pause).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct HeldDestination {
+    /// As jobs name it: `facebook:<pixel id>`.
+    pub destination: String,
+    pub jobs: i64,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// A chat alert, newest first (the console's overview).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RecentAlert {
+    pub id: i64,
+    pub job_id: Option<i64>,
+    pub customer_id: Option<i64>,
+    pub cause: String,
+    pub locale: String,
+    pub message: String,
+    pub chat_message_id: Option<i64>,
+    pub chat_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stage's new event configuration (`stagecast.set_stage_events`).
+#[derive(Debug, Clone)]
+pub struct StageEventsChange<'a> {
+    pub stage_id: i64,
+    pub utm_event: &'a Value,
+    /// The value the change was made from: the call is refused if the stage holds another.
+    pub expected: &'a Value,
+    pub actor: &'a str,
+    pub reason: &'a str,
 }
 
 /// Keys whose values are credentials. The worker never stores a token in the audit (requests
@@ -342,6 +483,68 @@ impl Store {
     /// `stagecast.cancel_jobs`: how many jobs were (or, dry, would be) cancelled.
     pub async fn cancel_jobs(&self, action: &BulkAction<'_>) -> Result<i32> {
         self.bulk(sql::CANCEL_JOBS, action).await
+    }
+
+    /// Every pixel, without its token.
+    pub async fn admin_pixels(&self) -> Result<Vec<AdminPixel>> {
+        Ok(sqlx::query_as(sql::CONSOLE_PIXELS)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Events per destination and outcome over the last hour and day.
+    pub async fn destination_activity(&self) -> Result<Vec<DestinationActivity>> {
+        Ok(super::timed(
+            "destination_activity",
+            sqlx::query_as(sql::DESTINATION_ACTIVITY).fetch_all(self.pool()),
+        )
+        .await?)
+    }
+
+    /// The latest refused or retried event per destination over the last day.
+    pub async fn destination_last_errors(&self) -> Result<Vec<DestinationError>> {
+        // The error texts `stagecast jobs show` prints too; the audit never holds a token.
+        Ok(super::timed(
+            "destination_last_errors",
+            sqlx::query_as(sql::DESTINATION_LAST_ERRORS).fetch_all(self.pool()),
+        )
+        .await?)
+    }
+
+    /// Pending jobs due later, per destination.
+    pub async fn held_destinations(&self) -> Result<Vec<HeldDestination>> {
+        Ok(super::timed(
+            "held_destinations",
+            sqlx::query_as(sql::HELD_DESTINATIONS).fetch_all(self.pool()),
+        )
+        .await?)
+    }
+
+    /// The newest `limit` chat alerts.
+    pub async fn recent_alerts(&self, limit: i64) -> Result<Vec<RecentAlert>> {
+        Ok(sqlx::query_as(sql::RECENT_ALERTS)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// `stagecast.set_stage_events`: true if the stage's utm_event changed, false if it already
+    /// held that value (audited either way). Refused when the stage changed meanwhile.
+    pub async fn set_stage_events(&self, c: &StageEventsChange<'_>) -> Result<bool> {
+        sqlx::query_scalar(sql::SET_STAGE_EVENTS)
+            .bind(c.stage_id)
+            .bind(c.utm_event)
+            .bind(c.expected)
+            .bind(c.actor)
+            .bind(c.reason)
+            .fetch_one(self.pool())
+            .await
+            .map_err(|e| match AdminError::from_sqlx(e, None) {
+                AdminError::Invalid(m) if m.contains("not found") => {
+                    AdminError::StageNotFound(c.stage_id)
+                }
+                other => other,
+            })
     }
 
     async fn by_id(

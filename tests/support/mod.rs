@@ -393,6 +393,8 @@ async fn drop_roles(server: &LocalPostgres, roles: &[String]) -> Result<(), Stri
     result
 }
 
+pub mod console;
 pub mod process;
 pub mod stack;
 pub mod wait;
+pub mod webdriver;
