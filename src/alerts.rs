@@ -96,14 +96,14 @@ impl AlertCause {
                 es: "El evento {event} ({stage}) no se envió a {platform}: el token del píxel {pixel} no se puede descifrar con las claves configuradas. Pida al administrador que revise STAGECAST_KEYS o registre el token de nuevo.",
             },
             AlertCause::TokenInvalid => Localized {
-                pt: "O evento {event} ({stage}) foi recusado pelo {platform}: o token de acesso do pixel {pixel} é inválido ou expirou (código {code}, fbtrace_id {fbtrace_id}). Gere um novo token e cadastre-o no pixel.",
-                en: "The {event} event ({stage}) was refused by {platform}: the access token of pixel {pixel} is invalid or expired (code {code}, fbtrace_id {fbtrace_id}). Generate a new token and save it on the pixel.",
-                es: "El evento {event} ({stage}) fue rechazado por {platform}: el token de acceso del píxel {pixel} no es válido o expiró (código {code}, fbtrace_id {fbtrace_id}). Genere un nuevo token y regístrelo en el píxel.",
+                pt: "O evento {event} ({stage}) foi recusado pelo {platform}: o token de acesso do pixel {pixel} é inválido ou expirou (código {code}, {trace_name} {trace_id}). Gere um novo token e cadastre-o no pixel.",
+                en: "The {event} event ({stage}) was refused by {platform}: the access token of pixel {pixel} is invalid or expired (code {code}, {trace_name} {trace_id}). Generate a new token and save it on the pixel.",
+                es: "El evento {event} ({stage}) fue rechazado por {platform}: el token de acceso del píxel {pixel} no es válido o expiró (código {code}, {trace_name} {trace_id}). Genere un nuevo token y regístrelo en el píxel.",
             },
             AlertCause::ApiError => Localized {
-                pt: "O evento {event} ({stage}) foi recusado pelo {platform} (código {code}, subcódigo {subcode}, fbtrace_id {fbtrace_id}): {error}",
-                en: "The {event} event ({stage}) was refused by {platform} (code {code}, subcode {subcode}, fbtrace_id {fbtrace_id}): {error}",
-                es: "El evento {event} ({stage}) fue rechazado por {platform} (código {code}, subcódigo {subcode}, fbtrace_id {fbtrace_id}): {error}",
+                pt: "O evento {event} ({stage}) foi recusado pelo {platform} (código {code}, subcódigo {subcode}, {trace_name} {trace_id}): {error}",
+                en: "The {event} event ({stage}) was refused by {platform} (code {code}, subcode {subcode}, {trace_name} {trace_id}): {error}",
+                es: "El evento {event} ({stage}) fue rechazado por {platform} (código {code}, subcódigo {subcode}, {trace_name} {trace_id}): {error}",
             },
             AlertCause::PurchaseWithoutValue => Localized {
                 pt: "A compra ({stage}) não foi enviada ao {platform}: não há valor de venda. Preencha o valor da venda do cliente (ou um valor na configuração do evento) e reenvie; uma compra nunca é enviada com valor 0.",
@@ -151,7 +151,7 @@ impl AlertCause {
 
 /// Facts an alert may quote. None of them is PII: names of stages, events, pixels and campaigns,
 /// API codes and trace ids, and error text that never embeds customer data.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AlertDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -163,12 +163,18 @@ pub struct AlertDetails {
     pub pixel: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// The platform's error code, as text (alerts written before 20261201150000 hold a number).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<i64>,
+    pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subcode: Option<i64>,
+    /// The platform's request id for its support (alerts written before 20261201150000 call
+    /// it `fbtrace_id`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fbtrace_id: Option<String>,
+    pub trace_id: Option<String>,
+    /// What the platform calls `trace_id` (`DeliveryError::trace_name`), for the text only.
+    #[serde(skip)]
+    pub trace_name: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,6 +205,9 @@ impl Alert {
         };
         let none = |v: &Option<String>| v.clone().unwrap_or_else(|| unknown.to_string());
         let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string());
+        let code = d.code.clone().unwrap_or_else(|| "-".to_string());
+        // The trace id under the name the platform's support knows it by.
+        let trace_name = d.trace_name.unwrap_or("trace_id");
         let suggestion = match (&d.suggestion, locale) {
             (Some(s), Locale::Pt) => format!(" (você quis dizer \"{s}\"?)"),
             (Some(s), Locale::En) => format!(" (did you mean \"{s}\"?)"),
@@ -215,9 +224,10 @@ impl Alert {
             .replace("{platform}", &platform_display(d.platform.as_deref()))
             .replace("{pixel}", &none(&d.pixel))
             .replace("{campaign}", &quoted(&d.campaign))
-            .replace("{code}", &num(d.code))
+            .replace("{code}", &code)
             .replace("{subcode}", &num(d.subcode))
-            .replace("{fbtrace_id}", &none(&d.fbtrace_id))
+            .replace("{trace_name}", trace_name)
+            .replace("{trace_id}", &none(&d.trace_id))
             .replace("{error}", &none(&d.error))
             .replace("{ad_id}", &none(&d.ad_id))
             .replace("{suggestion}", &suggestion);
@@ -256,9 +266,10 @@ mod tests {
             stage_name: Some("Comprou".into()),
             pixel: Some("1234".into()),
             campaign: Some("Black Friday".into()),
-            code: Some(190),
+            code: Some("190".into()),
             subcode: Some(463),
-            fbtrace_id: Some("AbC123".into()),
+            trace_id: Some("AbC123".into()),
+            trace_name: Some("fbtrace_id"),
             error: Some("Invalid parameter".into()),
             suggestion: Some("Purchase".into()),
             ad_id: Some("120226305854810726".into()),

@@ -18,10 +18,11 @@ use sqlx::Connection as _;
 use crate::local_pg::{FindOptions, LocalPostgres};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::platforms::meta::MetaConfig;
+use crate::platforms::{PlatformsConfig, Registry};
 use crate::queue::{Worker, WorkerConfig, WorkerHandle};
-use crate::sandbox::MetaGraphSandbox;
 use crate::secrets::KeyRing;
 use crate::store::Store;
+use stagecast_sandbox::MetaGraphSandbox;
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
@@ -307,9 +308,11 @@ fn start_workers(
                 burst: std::num::NonZeroU32::new(1_000).expect("nonzero"),
                 ..MetaConfig::default()
             };
+            let platforms = Registry::from_config(&PlatformsConfig { meta })
+                .context("platform configuration")?;
             let pipeline = Pipeline::new(
                 store.clone(),
-                meta,
+                platforms,
                 Some(keys.clone()),
                 PipelineConfig::default(),
             )

@@ -14,10 +14,11 @@ use crate::local_pg::{FindOptions, LocalPostgres};
 use crate::locale::Locale;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::platforms::meta::MetaConfig;
+use crate::platforms::{PlatformsConfig, Registry};
 use crate::queue::{Backoff, RetryPolicy, Worker, WorkerConfig};
-use crate::sandbox::MetaGraphSandbox;
 use crate::secrets::KeyRing;
 use crate::store::Store;
+use stagecast_sandbox::MetaGraphSandbox;
 
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
@@ -153,7 +154,8 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         },
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline::new(store.clone(), meta, Some(keys), pipeline_config)?;
+    let platforms = Registry::from_config(&PlatformsConfig { meta })?;
+    let pipeline = Pipeline::new(store.clone(), platforms, Some(keys), pipeline_config)?;
     let worker = Worker::new(
         store.clone(),
         pipeline,

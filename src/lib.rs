@@ -23,7 +23,7 @@ pub mod platforms;
 pub mod queue;
 pub mod reporting;
 pub mod roles;
-pub mod sandbox;
 pub mod secrets;
+pub mod settings;
 pub mod store;
 pub mod tokens;

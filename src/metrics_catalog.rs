@@ -65,9 +65,6 @@ pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
 pub const DEAD_ROWS: &str = "stagecast_dead_rows";
 pub const VACUUMS: &str = "stagecast_vacuums_total";
 
-/// Job kinds used as the `kind` label (see `queue::worker::kind_label`; anything else is
-/// reported as `other`).
-pub const KINDS: [&str; 3] = ["stage_change", "stage_change_batch", "attribution"];
 /// Job outcomes written back (`OutcomeRow::outcome`).
 pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "throttled", "released", "failed"];
 /// Job statuses in the hot table (`queue::worker::status_label`).
@@ -90,8 +87,6 @@ pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
 pub const ISOLATION_RESULTS: [&str; 4] = ["applied", "degraded", "deferred", "unwritable"];
 /// What became of CRM changes the triggers could not queue (`queue::worker`).
 pub const ENQUEUE_FALLBACK_STATES: [&str; 2] = ["parked", "lost"];
-/// Platforms with a sink.
-pub const PLATFORMS: [&str; 1] = ["facebook"];
 /// stagecast's churning tables, which the worker vacuums (sql/vacuum_status.sql).
 pub const VACUUM_TABLES: [&str; 5] = [
     "jobs",
@@ -276,19 +271,6 @@ pub fn register() {
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
     // `increment(0)` creates the series without moving it.
-    for kind in KINDS {
-        metrics::counter!(JOBS_CLAIMED, "kind" => kind).increment(0);
-        metrics::counter!(LEASE_EXPIRIES, "kind" => kind).increment(0);
-        for outcome in JOB_OUTCOMES {
-            metrics::counter!(JOBS_COMPLETED, "kind" => kind, "outcome" => outcome).increment(0);
-        }
-        // The maintenance timer overwrites these with the real numbers on its first tick,
-        // right after start.
-        for status in STATUSES {
-            metrics::gauge!(QUEUE_JOBS, "kind" => kind, "status" => status).set(0.0);
-        }
-        metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind).set(0.0);
-    }
     for state in ENQUEUE_FALLBACK_STATES {
         metrics::gauge!(ENQUEUE_FALLBACKS, "state" => state).set(0.0);
     }
@@ -311,33 +293,52 @@ pub fn register() {
     metrics::counter!(CHAT_ALERT_ERRORS).increment(0);
     metrics::counter!(HEARTBEAT_FAILURES).increment(0);
     metrics::counter!(LEASE_LOST_JOBS).increment(0);
-    for platform in PLATFORMS {
-        for reason in RATE_LIMIT_REASONS {
-            metrics::counter!(RATE_LIMIT_WAITS, "platform" => platform, "reason" => reason)
-                .increment(0);
-        }
-        // A histogram handle with no samples renders as empty buckets, which is enough for
-        // `histogram_quantile` queries to find the series.
-        let _ = metrics::histogram!(BATCH_SIZE, "platform" => platform);
-        let _ = metrics::histogram!(MATCH_QUALITY, "platform" => platform);
-        let _ = metrics::histogram!(RATE_LIMIT_WAIT, "platform" => platform);
-        let _ =
-            metrics::histogram!(REQUEST_DURATION, "platform" => platform, "outcome" => "delivered");
-    }
 }
 
-/// Count the job outcomes one write-back applied (the completer calls this per flush).
-pub fn record_write_back(report: &WriteBackReport) {
+/// Create the series of one job kind (its `kind` label) at zero. The worker calls it for every
+/// kind its handler knows (`JobHandler::kinds`): the queue itself knows none.
+pub fn register_kind(kind: &'static str) {
+    metrics::counter!(JOBS_CLAIMED, "kind" => kind).increment(0);
+    metrics::counter!(LEASE_EXPIRIES, "kind" => kind).increment(0);
+    for outcome in JOB_OUTCOMES {
+        metrics::counter!(JOBS_COMPLETED, "kind" => kind, "outcome" => outcome).increment(0);
+    }
+    // The maintenance timer overwrites these with the real numbers on its first tick, right
+    // after start.
+    for status in STATUSES {
+        metrics::gauge!(QUEUE_JOBS, "kind" => kind, "status" => status).set(0.0);
+    }
+    metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind).set(0.0);
+}
+
+/// Create the series of one registered platform (its `platform` label) at zero. The registry
+/// calls it for every platform it holds (`Registry::register_metrics`).
+pub fn register_platform(platform: &'static str) {
+    for reason in RATE_LIMIT_REASONS {
+        metrics::counter!(RATE_LIMIT_WAITS, "platform" => platform, "reason" => reason)
+            .increment(0);
+    }
+    // A histogram handle with no samples renders as empty buckets, which is enough for
+    // `histogram_quantile` queries to find the series.
+    let _ = metrics::histogram!(BATCH_SIZE, "platform" => platform);
+    let _ = metrics::histogram!(MATCH_QUALITY, "platform" => platform);
+    let _ = metrics::histogram!(RATE_LIMIT_WAIT, "platform" => platform);
+    let _ = metrics::histogram!(REQUEST_DURATION, "platform" => platform, "outcome" => "delivered");
+}
+
+/// Count the job outcomes one write-back applied (the completer calls this per flush), by the
+/// handler's `kinds`.
+pub fn record_write_back(report: &WriteBackReport, kinds: &[&'static str]) {
     for (kind, outcome, jobs) in &report.completed {
         metrics::counter!(JOBS_COMPLETED,
-            "kind" => bounded(&KINDS, kind),
+            "kind" => bounded(kinds, kind),
             "outcome" => bounded(&JOB_OUTCOMES, outcome))
         .increment(*jobs);
     }
 }
 
 /// Bounded label values: a value outside `known` (a garbage row) collapses into "other".
-fn bounded(known: &[&'static str], value: &str) -> &'static str {
+pub fn bounded(known: &[&'static str], value: &str) -> &'static str {
     known
         .iter()
         .find(|k| **k == value)
@@ -388,6 +389,7 @@ mod tests {
     fn label_values_are_bounded() {
         assert_eq!(bounded(&JOB_OUTCOMES, "done"), "done");
         assert_eq!(bounded(&JOB_OUTCOMES, "anything"), "other");
-        assert_eq!(bounded(&KINDS, "attribution"), "attribution");
+        assert_eq!(bounded(&["attribution"], "attribution"), "attribution");
+        assert_eq!(bounded(&[], "attribution"), "other");
     }
 }

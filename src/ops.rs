@@ -18,9 +18,15 @@ use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::cli::LogFormat;
 use crate::queue::WorkerStats;
 use crate::store::{Store, StoreError};
+
+/// Log format: human-readable text or one JSON object per line (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// SQLSTATE 42P01: `_sqlx_migrations` does not exist in a database never migrated.
 const UNDEFINED_TABLE: &str = "42P01";

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::postgres::PgListener;
-use stagecast::sandbox::Fault;
 use stagecast::store::{OutcomeRow, WriteBack};
+use stagecast_sandbox::Fault;
 use support::stack::{Stack, PIXEL, TOKEN};
 
 /// Runs `stagecast <args>` against the stack's database; (success, stdout, stderr).
@@ -927,7 +927,11 @@ async fn jobs_show_prints_every_delivery_attempt_and_alert_and_never_the_token()
     let json = cli_ok(&s, &["jobs", "show", &job_b.to_string(), "--json"]).await;
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["job"]["status"], "failed");
-    assert_eq!(v["deliveries"][0]["error_code"], 190);
+    assert_eq!(v["deliveries"][0]["error_code"], "190");
+    assert_eq!(
+        v["deliveries"][0]["trace_id"].as_str().map(str::len),
+        Some(23)
+    );
     assert_eq!(
         v["deliveries"][0]["response"]["error"]["access_token"],
         "[redacted]"

@@ -309,7 +309,7 @@ async fn an_ad_unknown_to_the_crm_is_resolved_to_its_campaign_through_the_graph_
     s.sandbox
         .add_ad("120226305854810726", "120226300000000099", TOKEN);
     let mut t = s.tuning();
-    t.pipeline.resolve_ads = true;
+    t.meta.resolve_ads = true;
     let worker = s.start_worker_with(t);
     inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;
     s.drained().await;

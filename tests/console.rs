@@ -25,8 +25,8 @@ async fn failed_job(s: &Stack, customer: i64) -> i64 {
     .unwrap();
     sqlx::query(
         "INSERT INTO stagecast.deliveries (job_id, attempt, platform, destination, event_id, event_name, event_time,
-                                           outcome, http_status, error_code, error_subcode, fbtrace_id, error, request, response)
-         VALUES ($1, 1, 'facebook', '1111222233334444', 'ev-' || $1, 'Purchase', now(), 'failed', 401, 190, 463, 'AtraceX',
+                                           outcome, http_status, error_code, error_subcode, trace_id, error, request, response)
+         VALUES ($1, 1, 'facebook', '1111222233334444', 'ev-' || $1, 'Purchase', now(), 'failed', 401, '190', 463, 'AtraceX',
                  'token invalid: Error validating access token (code 190)',
                  '{\"event_name\":\"Purchase\",\"user_data\":{\"em\":[\"b4c9a289323b21a01c3e940f150eb9b8c542587f1abfd8f0e1cc1ffc5e475514\"]}}',
                  '{\"error\":{\"code\":190,\"error_subcode\":463,\"fbtrace_id\":\"AtraceX\"}}')",

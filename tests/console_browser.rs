@@ -13,7 +13,7 @@ mod support;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use support::console::{Console, ADMIN_TOKEN};
 use support::stack::Stack;
 use support::wait::{wait_for, wait_until, DEADLINE};

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use support::stack::{Stack, PIXEL};
 use support::wait::{wait_for, DEADLINE};
 

@@ -133,15 +133,17 @@ fn example(cause: AlertCause) -> AlertDetails {
         }
         AlertCause::TokenInvalid => AlertDetails {
             pixel,
-            code: Some(190),
-            fbtrace_id: trace,
+            code: Some("190".into()),
+            trace_id: trace,
+            trace_name: Some("fbtrace_id"),
             ..d("Purchase", "Venda fechada")
         },
         AlertCause::ApiError => AlertDetails {
             pixel,
-            code: Some(100),
+            code: Some("100".into()),
             subcode: Some(33),
-            fbtrace_id: trace,
+            trace_id: trace,
+            trace_name: Some("fbtrace_id"),
             error: Some("Unsupported post request".into()),
             ..d("Lead", "Qualificado")
         },
@@ -240,6 +242,7 @@ fn cause_row(doc: &str, cause: AlertCause) -> Option<&str> {
 fn runbook_and_fallbacks_say_not_raised_exactly_for_causes_the_code_never_raises() {
     let mut sources = Vec::new();
     production_sources(&repo("src"), &mut sources);
+    production_sources(&repo("crates"), &mut sources);
     let operations = read_doc("operations.md");
     let runbook = operations
         .split("## Runbook")
@@ -499,6 +502,7 @@ fn docs_and_help_texts_agree_meta_does_not_promise_to_drop_re_sent_events() {
     ));
     let mut sources = Vec::new();
     production_sources(&repo("src"), &mut sources);
+    production_sources(&repo("crates"), &mut sources);
     for (path, text) in sources {
         texts.push((path.display().to_string(), text));
     }
@@ -579,6 +583,7 @@ fn no_file_points_into_the_private_research_notes() {
     let mut files = Vec::new();
     for dir in [
         "src",
+        "crates",
         "docs",
         "tests",
         "sql",

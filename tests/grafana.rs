@@ -31,7 +31,7 @@ use serde_json::Value;
 use stagecast::alerts::AlertCause;
 use stagecast::metrics_catalog::{MetricDef, MetricType, CATALOG};
 use stagecast::queue::WorkerStats;
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use support::process::KillOnDrop;
 use support::stack::Stack;
 use support::wait::DEADLINE;

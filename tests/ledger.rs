@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use support::stack::Stack;
 use support::wait;
 

@@ -168,7 +168,7 @@ async fn sigint_drains_in_flight_work_extending_its_lease_then_exits_0() {
 async fn concurrent_migrate_and_run_migrate_apply_each_migration_once() {
     // The roles and the superuser's part (sql/roles/setup.sql) are in place; nothing is migrated.
     let db = support::TestDb::unmigrated().await;
-    let sandbox = stagecast::sandbox::MetaGraphSandbox::start().await.unwrap();
+    let sandbox = stagecast_sandbox::MetaGraphSandbox::start().await.unwrap();
     sandbox.add_pixel(support::stack::PIXEL, support::stack::TOKEN);
     // Three `stagecast migrate` and one `stagecast run --migrate`, all started at once, all as
     // the owner: migrating is the owner's job, and `run --migrate` migrates before it works

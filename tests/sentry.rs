@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use support::stack::{Stack, PIXEL, TOKEN};

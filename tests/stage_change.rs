@@ -75,7 +75,7 @@ async fn stage_change_sends_one_event_per_destination_with_the_expected_payload(
     );
     assert_eq!(
         e["event_id"],
-        stagecast::pipeline::event::event_id(c, 3, changed_at, "facebook", PIXEL, "Purchase"),
+        stagecast::platforms::event::event_id(c, 3, changed_at, "facebook", PIXEL, "Purchase"),
         "event_id is the deterministic id of this stage change and destination"
     );
     assert_ne!(e["event_id"], custom.event["event_id"]);

@@ -89,9 +89,13 @@ async fn keys_rotate_reseals_tokens_so_the_old_key_can_be_dropped() {
     assert_eq!(only_k2.open(&enc).unwrap().expose(), TOKEN);
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let t = s.tuning();
-    let pipeline =
-        stagecast::pipeline::Pipeline::new(s.store.clone(), t.meta, Some(only_k2), t.pipeline)
-            .unwrap();
+    let pipeline = stagecast::pipeline::Pipeline::new(
+        s.store.clone(),
+        t.registry(),
+        Some(only_k2),
+        t.pipeline,
+    )
+    .unwrap();
     let worker = stagecast::queue::Worker::new(s.store.clone(), pipeline, t.worker).spawn();
     s.move_to(c, 1).await;
     assert!(s.sandbox.wait_for_events(1, Duration::from_secs(10)).await);
@@ -201,7 +205,7 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
         .await;
     s.sandbox
-        .push_fault(stagecast::sandbox::Fault::ServerError(500));
+        .push_fault(stagecast_sandbox::Fault::ServerError(500));
     let mut child = s
         .worker_command()
         .env("STAGECAST_LOG", "debug")
@@ -356,9 +360,13 @@ async fn keys_rotate_never_overwrites_a_token_the_crm_changes_meanwhile_and_work
     // A worker that knows both keys keeps delivering throughout.
     let t = s.tuning();
     let both = KeyRing::parse(&format!("{K2},{KEYS}")).unwrap();
-    let pipeline =
-        stagecast::pipeline::Pipeline::new(s.store.clone(), t.meta, Some(both.clone()), t.pipeline)
-            .unwrap();
+    let pipeline = stagecast::pipeline::Pipeline::new(
+        s.store.clone(),
+        t.registry(),
+        Some(both.clone()),
+        t.pipeline,
+    )
+    .unwrap();
     let worker = stagecast::queue::Worker::new(s.store.clone(), pipeline, t.worker).spawn();
     let c1 = s.customer(1, "a@example.com", "+5511999990001", None).await;
     s.move_to(c1, 1).await;

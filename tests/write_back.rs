@@ -5,7 +5,7 @@
 
 mod support;
 
-use stagecast::sandbox::Fault;
+use stagecast_sandbox::Fault;
 use support::stack::Stack;
 use support::wait;
 

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::postgres::PgConnectOptions;
 
 use super::DatabaseArgs;
+use crate::platforms::Platform;
 use crate::store::admin::{AdminError, BulkAction, JobDetail, JobFilter, JobStatus, JobSummary};
 use crate::store::Store;
 
@@ -765,15 +766,17 @@ fn render_detail(d: &JobDetail) -> String {
             facts.push(format!("http {s}"));
         }
         if a.error_code.is_some() || a.error_subcode.is_some() {
-            let part = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let subcode = a.error_subcode.map(|v| v.to_string());
             facts.push(format!(
                 "code {}/{}",
-                part(a.error_code),
-                part(a.error_subcode)
+                a.error_code.as_deref().unwrap_or("-"),
+                subcode.as_deref().unwrap_or("-")
             ));
         }
-        if let Some(t) = &a.fbtrace_id {
-            facts.push(format!("fbtrace_id {t}"));
+        if let Some(t) = &a.trace_id {
+            // Under the name the platform's support knows it by (Meta: fbtrace_id).
+            let name = Platform::parse(&a.platform).map_or("trace_id", Platform::trace_name);
+            facts.push(format!("{name} {t}"));
         }
         if let Some(q) = a.match_quality {
             facts.push(format!("match quality {q:.1}"));

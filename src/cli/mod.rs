@@ -1,7 +1,6 @@
 //! The command line (clap). Every flag of `stagecast run` has an environment twin, so a
 //! container can be configured entirely through env.
 
-pub mod consistency;
 mod console;
 pub(crate) mod jobs;
 mod keys;
@@ -10,17 +9,12 @@ mod roles;
 mod run;
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::locale::Locale;
-use crate::pipeline::PipelineConfig;
-use crate::platforms::meta::config::{DEFAULT_API_VERSION, DEFAULT_GRAPH_URL};
-use crate::platforms::meta::{ActionSource, MetaConfig};
-use crate::queue::{Backoff, RetryPolicy, WorkerConfig};
-use crate::store::Retention;
+pub use crate::ops::LogFormat;
+pub use crate::platforms::args::PlatformArgs;
+pub use crate::settings::{DatabaseArgs, PipelineArgs, WorkerArgs};
 
 const ABOUT: &str = "Reports CRM pipeline stage changes to Meta's Conversions API.\n\n\
 CRM triggers queue each stage change in Postgres; `stagecast run` leases the jobs, resolves \
@@ -51,12 +45,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply all migrations (CRM contract tables, the stagecast schema, triggers) to DATABASE_URL.
@@ -83,13 +71,6 @@ pub enum Command {
     Roles(roles::RolesCommand),
     /// The admin web console without a worker: failed jobs, replay, destinations, stage events.
     Console(console::ConsoleArgs),
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct DatabaseArgs {
-    /// Postgres connection URL of the CRM database.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,8 +104,9 @@ pub struct RunArgs {
     pub worker: WorkerArgs,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Every platform's settings (`--meta-*`, ...).
     #[command(flatten)]
-    pub meta: MetaArgs,
+    pub platforms: PlatformArgs,
     #[command(flatten)]
     pub sentry: SentryArgs,
     #[command(flatten)]
@@ -140,164 +122,6 @@ pub struct SentryArgs {
     /// Sentry environment of this worker (e.g. production, staging).
     #[arg(long, env = "SENTRY_ENVIRONMENT")]
     pub sentry_environment: Option<String>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct WorkerArgs {
-    /// Maximum jobs in flight in this process.
-    #[arg(long, env = "STAGECAST_CONCURRENCY", default_value_t = 4000)]
-    pub concurrency: usize,
-    /// Maximum jobs leased per claim (events are batched per pixel from these).
-    #[arg(long, env = "STAGECAST_BATCH_SIZE", default_value_t = 1000)]
-    pub batch_size: usize,
-    /// Lease length; a crashed worker's jobs are picked up again after it. Must hold a
-    /// heartbeat period, its timeout and a whole --meta-timeout (checked at start).
-    #[arg(long, env = "STAGECAST_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
-    pub lease: Duration,
-    /// How often the leases of running jobs are extended (default: a third of --lease). Each
-    /// beat times out after its period (at most 5s); while beats fail, no request starts for a
-    /// job whose lease might lapse before the request ends.
-    #[arg(long, env = "STAGECAST_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Option<Duration>,
-    /// Fallback poll interval when no notification arrives.
-    #[arg(long, env = "STAGECAST_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
-    /// On SIGTERM, how long in-flight work may take before it is released (longer than
-    /// --meta-timeout). The process then exits within 10s more, whatever the database does: 5s
-    /// for the last write-back, 3s to give back the jobs it still holds, 2s to stop.
-    #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
-    /// First retry delay ceiling (exponential backoff with full jitter).
-    #[arg(long, env = "STAGECAST_RETRY_BASE", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub retry_base: Duration,
-    /// Maximum retry delay.
-    #[arg(long, env = "STAGECAST_RETRY_CAP", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub retry_cap: Duration,
-    /// Time budget: a job older than this is not retried again.
-    #[arg(long, env = "STAGECAST_MAX_JOB_AGE", default_value = "6days", value_parser = humantime::parse_duration)]
-    pub max_job_age: Duration,
-    /// How long done jobs stay in stagecast.job_archive.
-    #[arg(long, env = "STAGECAST_RETENTION_DONE", default_value = "1day", value_parser = humantime::parse_duration)]
-    pub retention_done: Duration,
-    /// How long failed and cancelled jobs are kept for inspection and replay.
-    #[arg(long, env = "STAGECAST_RETENTION_FAILED", default_value = "30days", value_parser = humantime::parse_duration)]
-    pub retention_failed: Duration,
-    /// How long the delivery audit and alerts are kept. The audit is the delivery ledger: at
-    /// least --meta-max-event-age and --max-job-age plus --retry-cap (checked at start).
-    #[arg(long, env = "STAGECAST_RETENTION_AUDIT", default_value = "30days", value_parser = humantime::parse_duration)]
-    pub retention_audit: Duration,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct PipelineArgs {
-    /// Language of chat alerts: pt, en or es.
-    #[arg(long, env = "STAGECAST_LOCALE", default_value = "pt")]
-    pub locale: Locale,
-    /// Region for phone numbers written without a country code (ISO 3166 alpha-2).
-    #[arg(long, env = "STAGECAST_DEFAULT_REGION", default_value = "BR")]
-    pub default_region: String,
-    /// Currency when neither the event config, the customer nor the campaign has one.
-    #[arg(long, env = "STAGECAST_DEFAULT_CURRENCY", default_value = "BRL")]
-    pub default_currency: String,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct MetaArgs {
-    /// Base URL of the Graph API.
-    #[arg(long, env = "STAGECAST_META_GRAPH_URL", default_value = DEFAULT_GRAPH_URL)]
-    pub meta_graph_url: String,
-    /// Graph API version.
-    #[arg(long, env = "STAGECAST_META_API_VERSION", default_value = DEFAULT_API_VERSION)]
-    pub meta_api_version: String,
-    /// Timeout of one Conversions API request (retried with the same event ids). A request
-    /// starts only while the job's lease outlasts it.
-    #[arg(long, env = "STAGECAST_META_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub meta_timeout: Duration,
-    /// Events per request (1-1000).
-    #[arg(long, env = "STAGECAST_META_BATCH_SIZE", default_value_t = 1000)]
-    pub meta_batch_size: usize,
-    /// Requests per second per pixel.
-    #[arg(long, env = "STAGECAST_META_RATE_LIMIT", default_value = "50")]
-    pub meta_rate_limit: NonZeroU32,
-    /// action_source for pixels that do not set one.
-    #[arg(
-        long,
-        env = "STAGECAST_META_ACTION_SOURCE",
-        default_value = "physical_store"
-    )]
-    pub meta_action_source: ActionSource,
-    /// Stage changes older than this are not sent (alert event_too_old). Meta documents 7 days;
-    /// its 62-day window for physical_store uploads is unverified, so raise this only after
-    /// testing it against your dataset.
-    #[arg(long, env = "STAGECAST_META_MAX_EVENT_AGE", default_value = "6days 23h 50m", value_parser = humantime::parse_duration)]
-    pub meta_max_event_age: Duration,
-    /// Look click-to-WhatsApp ad ids up in the Graph API (campaign_id) when they match no campaign.
-    #[arg(long, env = "STAGECAST_META_RESOLVE_ADS")]
-    pub meta_resolve_ads: bool,
-    /// partner_agent sent with every request.
-    #[arg(
-        long,
-        env = "STAGECAST_META_PARTNER_AGENT",
-        default_value = "stagecast"
-    )]
-    pub meta_partner_agent: String,
-}
-
-impl WorkerArgs {
-    pub fn worker_config(&self) -> WorkerConfig {
-        WorkerConfig {
-            concurrency: self.concurrency.max(1),
-            batch_size: self.batch_size.max(1),
-            lease: self.lease.max(Duration::from_secs(1)),
-            heartbeat_interval: self.heartbeat_interval,
-            poll_interval: self.poll_interval.max(Duration::from_millis(10)),
-            drain_timeout: self.drain_timeout,
-            retention: Retention {
-                done: self.retention_done,
-                failed: self.retention_failed,
-                audit: self.retention_audit,
-            },
-            ..WorkerConfig::default()
-        }
-    }
-
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            backoff: Backoff {
-                base: self.retry_base,
-                cap: self.retry_cap.max(self.retry_base),
-            },
-            max_age: self.max_job_age,
-        }
-    }
-}
-
-impl PipelineArgs {
-    pub fn pipeline_config(&self, retry: RetryPolicy, resolve_ads: bool) -> PipelineConfig {
-        PipelineConfig {
-            resolve_ads,
-            locale: self.locale,
-            default_region: self.default_region.clone(),
-            default_currency: self.default_currency.trim().to_ascii_uppercase(),
-            retry,
-        }
-    }
-}
-
-impl MetaArgs {
-    pub fn meta_config(&self) -> MetaConfig {
-        MetaConfig {
-            graph_url: self.meta_graph_url.clone(),
-            api_version: self.meta_api_version.clone(),
-            timeout: self.meta_timeout,
-            max_batch: self.meta_batch_size,
-            requests_per_second: self.meta_rate_limit,
-            partner_agent: self.meta_partner_agent.clone(),
-            default_action_source: self.meta_action_source,
-            max_event_age: self.meta_max_event_age,
-            ..MetaConfig::default()
-        }
-    }
 }
 
 /// Parse a metrics address; empty disables the HTTP endpoint.
@@ -399,6 +223,27 @@ mod tests {
                 arg.get_env().is_some(),
                 "flag --{} of `stagecast run` has no env twin",
                 arg.get_id()
+            );
+        }
+    }
+
+    #[test]
+    fn doctor_takes_every_value_setting_of_run_with_the_same_env_and_default() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").unwrap();
+        let doctor = cli.find_subcommand("doctor").unwrap();
+        for arg in crate::doctor::checked_settings() {
+            let id = arg.get_id().as_str();
+            let in_run = run.get_arguments().find(|a| a.get_id() == id).unwrap();
+            let in_doctor = doctor
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("doctor lacks {id}"));
+            assert_eq!(in_run.get_env(), in_doctor.get_env(), "{id}");
+            assert_eq!(
+                in_run.get_default_values(),
+                in_doctor.get_default_values(),
+                "{id}"
             );
         }
     }

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{parse_addr, DatabaseArgs, RunArgs, SentryArgs};
 use crate::pipeline::Pipeline;
+use crate::platforms::Registry;
 use crate::queue::Worker;
 use crate::secrets::KeyRing;
 use crate::store::Store;
@@ -70,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics_addr = parse_addr(&args.metrics_addr)?;
     // Before anything else (no connection needed): settings that contradict each other would
     // break a promise at run time (see docs/operations.md, Settings rules).
-    let conflicts = super::consistency::check(&args.worker, &args.meta);
+    let conflicts = crate::settings::consistency::check(&args.worker, &args.platforms.limits());
     if !conflicts.is_empty() {
         let list: Vec<String> = conflicts.iter().map(|c| format!("  - {c}")).collect();
         anyhow::bail!(
@@ -95,21 +96,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         info!("reporting panics, internal errors and failed jobs to Sentry");
     }
     let worker_config = args.worker.worker_config();
-    let pipeline_config = args
-        .pipeline
-        .pipeline_config(args.worker.retry_policy(), args.meta.meta_resolve_ads);
-    let pipeline = Pipeline::new(
-        store.clone(),
-        args.meta.meta_config(),
-        keys,
-        pipeline_config,
-    )
-    .context("invalid configuration")?;
+    let pipeline_config = args.pipeline.pipeline_config(args.worker.retry_policy());
     if metrics_addr.is_some() {
-        // Install the recorder before the worker starts: anything counted before it exists
-        // (the first claims) would be lost.
+        // Install the recorder before the pipeline and the worker start: anything counted
+        // before it exists (the platforms' series at zero, the first claims) would be lost.
         crate::ops::prometheus();
     }
+    let platforms =
+        Registry::from_config(&args.platforms.config()).context("invalid configuration")?;
+    let pipeline = Pipeline::new(store.clone(), platforms, keys, pipeline_config)
+        .context("invalid configuration")?;
     let handle = Worker::new(store.clone(), pipeline, worker_config).spawn();
     let _http = match metrics_addr {
         Some(addr) => Some(

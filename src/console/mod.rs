@@ -55,6 +55,9 @@ struct Inner {
     locale: Locale,
     /// `Secure` cookies: everywhere but on loopback, where browsers may be given plain http.
     secure: bool,
+    /// The platforms' own checks of a pixel row (the destinations page). Built from default
+    /// settings: those checks read only the row, never a setting or the network.
+    platforms: crate::platforms::registry::Registry,
 }
 
 #[derive(Clone)]
@@ -167,6 +170,10 @@ pub async fn serve(config: ConsoleConfig, store: Store) -> std::io::Result<Conso
         sessions: Sessions::new(),
         locale: config.locale,
         secure: !addr.ip().is_loopback(),
+        platforms: crate::platforms::registry::Registry::from_config_lenient(
+            &crate::platforms::registry::PlatformsConfig::default(),
+        )
+        .0,
     })));
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

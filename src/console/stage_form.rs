@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::catalog::{self, OTHER};
-use crate::doctor::rows::StageRow;
 use crate::doctor::{Check, Status};
 use crate::pipeline::event_config::flag;
+use crate::store::doctor::StageRow;
 
 /// Rows a form may carry (a stage with more entries than this is not a stage anyone configures).
 pub const MAX_ROWS: usize = 50;

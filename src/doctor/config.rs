@@ -4,12 +4,13 @@
 //! doctor reports exactly what a stage change would run into.
 
 use super::keys::pixel_label;
+use super::pixels::check_id;
 use super::report::{list, named, Check, Group};
-use super::rows::{CampaignRow, ConfigProblemRow, StageRow};
 use crate::alerts::AlertCause;
 use crate::pipeline::event_config::{self, ConfigIssue};
 use crate::pipeline::resolve;
-use crate::platforms::Platform;
+use crate::platforms::{registry, Platform};
+use crate::store::doctor::{CampaignRow, ConfigProblemRow, StageRow};
 use crate::store::{PixelRow, StageChangeContext};
 
 /// A stage change of a customer in `campaign`, as far as pixel resolution looks at it.
@@ -33,10 +34,15 @@ fn campaign_label(c: &CampaignRow) -> String {
     s
 }
 
-/// Campaign → pixel for Meta events, as `resolve::pixel` decides it.
-pub fn campaigns(campaigns: &[CampaignRow], pixels: &[PixelRow]) -> Vec<Check> {
-    let check =
-        |id: &str, title: &str| Check::build(Group::Campaigns, format!("campaigns.{id}"), title);
+/// Campaign → pixel for one platform's events, as `resolve::pixel` decides it.
+pub fn campaigns(campaigns: &[CampaignRow], pixels: &[PixelRow], platform: Platform) -> Vec<Check> {
+    let check = |id: &str, title: &str| {
+        Check::build(
+            Group::Campaigns,
+            check_id(&format!("campaigns.{id}"), platform),
+            title,
+        )
+    };
     if campaigns.is_empty() {
         return vec![check("pixels", "Campaigns").warning(
             "no campaigns: every stage change fails with no_campaign",
@@ -46,7 +52,7 @@ pub fn campaigns(campaigns: &[CampaignRow], pixels: &[PixelRow]) -> Vec<Check> {
     let mut missing = Vec::new();
     let mut inactive = Vec::new();
     for c in campaigns {
-        match resolve::pixel(&campaign_context(c), Platform::Facebook, pixels) {
+        match resolve::pixel(&campaign_context(c), platform, pixels) {
             Ok(_) => {}
             Err(p) if p.cause == AlertCause::PixelMissing => missing.push(campaign_label(c)),
             Err(problem) => {
@@ -54,7 +60,7 @@ pub fn campaigns(campaigns: &[CampaignRow], pixels: &[PixelRow]) -> Vec<Check> {
                 let own = c
                     .pixel_id
                     .and_then(|id| pixels.iter().find(|p| p.id == id))
-                    .filter(|p| Platform::parse(&p.platform) == Some(Platform::Facebook));
+                    .filter(|p| Platform::parse(&p.platform) == Some(platform));
                 let via = match own {
                     Some(p) => pixel_label(p),
                     None => pixels
@@ -147,7 +153,7 @@ pub fn stages(stages: &[StageRow]) -> Vec<Check> {
                     Check::build(Group::StageEvents, id, stage_title(s))
                         .problem(issue.message.clone(), issue_fix(issue)),
                 ),
-                Ok(config) if config.platform != Platform::Facebook => checks.push(
+                Ok(config) if !registry::available().any(|a| a == config.platform) => checks.push(
                     Check::build(Group::StageEvents, id, stage_title(s)).warning(
                         format!(
                             "entry {}: platform {} is not supported yet; its event is not sent (unsupported_platform)",
@@ -251,6 +257,7 @@ mod tests {
                 campaign(3, "Sem pixel", None),
             ],
             &pixels,
+            Platform::Facebook,
         );
         let missing = checks
             .iter()
@@ -273,10 +280,19 @@ mod tests {
         );
 
         // With an active default, a campaign without a pixel is fine.
-        let ok = campaigns(&[campaign(3, "Sem pixel", None)], &[pixel(1, true, true)]);
+        let fb = Platform::Facebook;
+        let ok = campaigns(
+            &[campaign(3, "Sem pixel", None)],
+            &[pixel(1, true, true)],
+            fb,
+        );
         assert_eq!(ok[0].status, Status::Ok);
         // With only an inactive default, it reports to that inactive default.
-        let via_default = campaigns(&[campaign(3, "Sem pixel", None)], &[pixel(1, false, true)]);
+        let via_default = campaigns(
+            &[campaign(3, "Sem pixel", None)],
+            &[pixel(1, false, true)],
+            fb,
+        );
         assert!(
             via_default[0].found.contains("the default pixel 111"),
             "{via_default:?}"

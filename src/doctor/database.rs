@@ -6,7 +6,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::Connection as _;
 
 use super::report::{list, Check, Group};
-use super::rows::{AppliedMigration, ServerInfo};
+use crate::store::doctor::{AppliedMigration, ServerInfo};
 use crate::store::Store;
 
 /// Connect with a short timeout: the doctor should answer quickly when the server is down.

@@ -11,7 +11,6 @@ mod keys;
 mod pixels;
 mod queue;
 mod report;
-pub mod rows;
 mod settings;
 mod vacuum;
 
@@ -21,14 +20,17 @@ use std::time::Duration;
 use clap::Args;
 
 pub use report::{Check, Group, Report, Status, Summary, Verdict};
+/// The settings of `stagecast run` the doctor checks (for the CLI's test that they match).
+#[cfg(test)]
+pub(crate) use settings::value_args as checked_settings;
 pub use settings::RawSettings;
 // The admin console shows these findings from the doctor's own code (src/console/).
 pub use config::{campaigns as campaign_checks, stages as stage_checks};
 pub use pixels::{default_pixel, setup_problem};
 
-use crate::cli::DatabaseArgs;
-use crate::platforms::meta::MetaConfig;
+use crate::platforms::{registry, Registry};
 use crate::secrets::{KeyRing, Secret};
+use crate::settings::DatabaseArgs;
 use crate::store::Store;
 use database::SchemaState;
 
@@ -100,11 +102,15 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
 
     let (settings_checks, typed) = settings::check(&args.settings);
     let ring = KeyRing::from_env();
-    let meta = typed.as_ref().map(|t| MetaConfig {
-        timeout: args.timeout,
-        ..t.meta.meta_config()
-    });
-    let meta = meta.filter(|m| m.validate().is_ok());
+    // The platforms whose settings are valid, as the worker would build them but checking each
+    // destination within the doctor's timeout; invalid ones are reported under Settings.
+    let platforms = typed
+        .as_ref()
+        .map(|t| {
+            let config = t.platforms.config().with_request_timeout(args.timeout);
+            Registry::from_config_lenient(&config).0
+        })
+        .unwrap_or_default();
 
     match database::connect(url, args.timeout).await {
         Err(problem) => {
@@ -119,7 +125,7 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
         }
         Ok(store) => {
             let checks =
-                with_database(&store, settings_checks, &ring, meta.as_ref(), &mut secrets).await;
+                with_database(&store, settings_checks, &ring, &platforms, &mut secrets).await;
             report.checks.extend(checks);
             store.pool().close().await;
         }
@@ -153,7 +159,7 @@ async fn with_database(
     store: &Store,
     settings_checks: Vec<Check>,
     ring: &keys::Ring,
-    meta: Option<&MetaConfig>,
+    platforms: &Registry,
     secrets: &mut Vec<Secret>,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -202,7 +208,7 @@ async fn with_database(
         return checks;
     }
 
-    // Pixels: tokens, the Graph API, the default pixel; then campaigns, which need them.
+    // Pixels: tokens, each platform's API, the default pixels; then campaigns, which need them.
     let pixels = match store.doctor_pixels().await {
         Ok(p) => Some(p),
         Err(e) => {
@@ -227,10 +233,16 @@ async fn with_database(
             }
         }
         checks.extend(keys::tokens(ring, pixels));
-        checks.extend(pixels::api(pixels, ring, meta).await);
-        checks.push(pixels::default_pixel(pixels));
+        checks.extend(pixels::api(pixels, ring, platforms).await);
+        for platform in registry::available() {
+            checks.push(pixels::default_pixel(pixels, platform));
+        }
         match store.doctor_campaigns().await {
-            Ok(campaigns) => checks.extend(config::campaigns(&campaigns, pixels)),
+            Ok(campaigns) => {
+                for platform in registry::available() {
+                    checks.extend(config::campaigns(&campaigns, pixels, platform));
+                }
+            }
             Err(e) => checks.push(read_failed(
                 Group::Campaigns,
                 "campaigns.read",

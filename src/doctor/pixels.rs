@@ -5,12 +5,9 @@ use futures_util::future::join_all;
 
 use super::keys::{pixel_label, token_for, Ring, TokenProblem};
 use super::report::{list, Check, CheckBuilder, Group};
-use crate::alerts::AlertCause;
-use crate::platforms::meta::retry::classify;
-use crate::platforms::meta::{
-    ApiError, Classification, GraphResponse, MetaClient, MetaConfig, TransportError,
-};
-use crate::platforms::Platform;
+use crate::alerts::platform_display;
+use crate::platforms::platform::{AdPlatform, Verification};
+use crate::platforms::{registry, Platform, Registry};
 use crate::store::PixelRow;
 
 fn check(p: &PixelRow) -> CheckBuilder {
@@ -35,38 +32,58 @@ fn set_token(p: &PixelRow) -> String {
 }
 
 /// What is wrong with this pixel's setup whatever its token: an unsupported or unknown
-/// platform, no pixel id. Needs no token (the admin console shows it too).
-pub fn setup_problem(p: &PixelRow) -> Option<Check> {
-    match Platform::parse(&p.platform) {
-        Some(Platform::Facebook) => {}
+/// platform, or the platform's own checks of the row (e.g. no pixel id). Needs no token (the
+/// admin console shows it too). `Ok`: the platform, and its registration when its settings are
+/// valid (`None`: reported under Settings).
+fn setup<'r>(
+    p: &PixelRow,
+    platforms: &'r Registry,
+) -> Result<(Platform, Option<&'r dyn AdPlatform>), Check> {
+    let platform = match Platform::parse(&p.platform) {
+        Some(platform) if registry::available().any(|a| a == platform) => platform,
         Some(other) => {
-            return Some(check(p).warning(
-                format!("platform {other} is not supported yet: this version delivers only to Meta"),
+            let names: Vec<String> = registry::available()
+                .map(|a| platform_display(Some(a.code())))
+                .collect();
+            return Err(check(p).warning(
+                format!(
+                    "platform {other} is not supported yet: this version delivers only to {}",
+                    names.join(", ")
+                ),
                 "nothing to do until a stagecast version supports it; set active = false to silence this",
-            ))
+            ));
         }
         None => {
-            return Some(check(p).warning(
-                format!("unknown platform {:?}: no stage event can use it", p.platform),
+            return Err(check(p).warning(
+                format!(
+                    "unknown platform {:?}: no stage event can use it",
+                    p.platform
+                ),
                 "set pixels.platform to facebook (or meta / instagram)",
             ))
         }
+    };
+    let registered = platforms.get(platform);
+    if let Some(Err((found, fix))) = registered.map(|r| r.check_pixel(p)) {
+        return Err(check(p).problem(found, fix));
     }
-    if p.pixel_id.trim().is_empty() {
-        return Some(check(p).problem(
-            "has no pixel id (pixels.pixel_id is empty)",
-            "set pixels.pixel_id to the dataset id from Meta's Events Manager",
-        ));
-    }
-    None
+    Ok((platform, registered))
 }
 
-/// What the worker would make of this pixel before any request: platform and token.
-fn local_problem(p: &PixelRow, ring: &Ring) -> Result<crate::secrets::Secret, Check> {
-    if let Some(problem) = setup_problem(p) {
-        return Err(problem);
-    }
-    token_for(p, ring).map_err(|e| match e {
+/// [`setup`]'s finding, if any.
+pub fn setup_problem(p: &PixelRow, platforms: &Registry) -> Option<Check> {
+    setup(p, platforms).err()
+}
+
+/// What the worker would make of this pixel before any request: its platform (registered
+/// when its settings are valid), the platform's own checks of the row, and the token.
+fn local_problem<'r>(
+    p: &PixelRow,
+    ring: &Ring,
+    platforms: &'r Registry,
+) -> Result<(crate::secrets::Secret, &'r dyn AdPlatform), Check> {
+    let (platform, registered) = setup(p, platforms)?;
+    let token = token_for(p, ring).map_err(|e| match e {
         TokenProblem::Missing => check(p).problem(
             "has no access token: its events fail with token_missing",
             format!(
@@ -83,93 +100,29 @@ fn local_problem(p: &PixelRow, ring: &Ring) -> Result<crate::secrets::Secret, Ch
             format!("its token cannot be decrypted: {why}"),
             "see Keys and tokens above",
         ),
-    })
-}
-
-/// The Graph API's answer to `GET /{version}/{pixel_id}`, classified the way the worker
-/// classifies a delivery (`platforms::meta::retry`).
-pub fn verdict(
-    p: &PixelRow,
-    answer: Result<GraphResponse, TransportError>,
-    graph_url: &str,
-) -> Check {
-    let classification = match &answer {
-        Ok(resp) => classify(resp),
-        // The worker retries a network error; for a check, it means the API is out of reach.
-        Err(e) => {
-            return check(p).problem(
-                format!("cannot reach the Graph API at {graph_url}: {e}"),
-                "check that this host can reach it (DNS, firewall, proxy) and STAGECAST_META_GRAPH_URL",
-            );
-        }
-    };
-    match classification {
-        Classification::Delivered { .. } => {
-            check(p).ok("the Graph API accepts its token for this pixel")
-        }
-        Classification::FailDestination {
-            error,
-            cause: AlertCause::TokenInvalid,
-        } => check(p).problem(
-            format!("Meta refused the token: invalid or expired ({})", codes(&error)),
-            format!(
-                "generate a new token in Events Manager and store it: {}",
-                set_token(p)
-            ),
-        ),
-        Classification::FailDestination { error, .. }
-            if error.code == Some(100) && error.subcode == Some(33) =>
-        {
-            check(p).problem(
-                format!(
-                    "Meta does not know pixel {} or the token has no access to it ({})",
-                    p.pixel_id,
-                    codes(&error)
-                ),
-                "check pixels.pixel_id against Events Manager, and that the token was generated for this dataset",
-            )
-        }
-        Classification::FailDestination { error, .. } | Classification::RejectEvents(error) => {
-            check(p).problem(
-                format!("Meta refused the check: {error}"),
-                "check the token's permissions on this dataset; give the fbtrace_id to Meta support if it persists",
-            )
-        }
-        Classification::Throttle { error, .. } => check(p).warning(
-            format!("not checked: Meta is rate limiting ({})", codes(&error)),
-            "run the doctor again in a few minutes",
-        ),
-        Classification::Retry(error) => check(p).warning(
-            format!("not checked: temporary Graph API error: {error}"),
-            "run the doctor again later; if it persists, check Meta's status page",
-        ),
+    })?;
+    match registered {
+        Some(r) => Ok((token, r)),
+        None => Err(check(p).skipped(format!(
+            "not checked against {}: its settings are invalid (see Settings)",
+            platform.api_name()
+        ))),
     }
 }
 
-/// `code 190, subcode 463, fbtrace_id X`, or the HTTP status when there was no Graph error.
-fn codes(e: &ApiError) -> String {
-    let mut parts = Vec::new();
-    match (e.code, e.http_status) {
-        (Some(c), _) => parts.push(format!("code {c}")),
-        (None, Some(s)) => parts.push(format!("HTTP {s}")),
-        _ => {}
-    }
-    if let Some(s) = e.subcode {
-        parts.push(format!("subcode {s}"));
-    }
-    if let Some(t) = &e.fbtrace_id {
-        parts.push(format!("fbtrace_id {t}"));
-    }
-    if parts.is_empty() {
-        e.message.clone()
-    } else {
-        parts.join(", ")
+/// The platform's verdict on a pixel, as a check of the report.
+fn verified(p: &PixelRow, v: Verification) -> Check {
+    match v {
+        Verification::Ok(found) => check(p).ok(found),
+        Verification::Warning { found, fix } => check(p).warning(found, fix),
+        Verification::Problem { found, fix } => check(p).problem(found, fix),
     }
 }
 
-/// Check every active pixel against the Graph API, concurrently (each within `config.timeout`).
-/// `meta` is `None` when the Graph API settings are invalid (reported under Settings).
-pub async fn api(pixels: &[PixelRow], ring: &Ring, meta: Option<&MetaConfig>) -> Vec<Check> {
+/// Check every active pixel against its platform's API, concurrently (each within the doctor's
+/// timeout). `platforms` holds the platforms whose settings are valid (the others are reported
+/// under Settings).
+pub async fn api(pixels: &[PixelRow], ring: &Ring, platforms: &Registry) -> Vec<Check> {
     let active: Vec<&PixelRow> = pixels.iter().filter(|p| p.active).collect();
     if active.is_empty() {
         let c = Check::build(Group::Pixels, "pixels.active", "Active pixels");
@@ -188,50 +141,49 @@ pub async fn api(pixels: &[PixelRow], ring: &Ring, meta: Option<&MetaConfig>) ->
             )
         }];
     }
-    let client = match meta.map(MetaClient::new) {
-        Some(Ok(client)) => Some(client),
-        // Invalid Graph API settings are reported under Settings already.
-        _ => None,
-    };
-    let graph_url = meta
-        .map(|m| crate::local_pg::redact_url(&m.graph_url))
-        .unwrap_or_default();
-    let checks = active.into_iter().map(|p| {
-        let client = client.clone();
-        let graph_url = graph_url.clone();
-        async move {
-            let token = match local_problem(p, ring) {
-                Ok(token) => token,
-                Err(check) => return check,
-            };
-            let Some(client) = client else {
-                return check(p).skipped(
-                    "not checked against the Graph API: its settings are invalid (see Settings)",
-                );
-            };
-            let answer = client
-                .get_object(&p.pixel_id, Some("id,name"), &token)
-                .await;
-            verdict(p, answer, &graph_url)
+    let checks = active.into_iter().map(|p| async move {
+        match local_problem(p, ring, platforms) {
+            Ok((token, platform)) => verified(p, platform.verify(p, &token).await),
+            Err(check) => check,
         }
     });
     join_all(checks).await
 }
 
-/// The default pixel for Meta: campaigns without their own pixel use it.
-pub fn default_pixel(pixels: &[PixelRow]) -> Check {
-    let c = Check::build(Group::Pixels, "pixels.default", "Default pixel");
-    let meta: Vec<&PixelRow> = pixels
+/// Meta's checks predate the other platforms' and keep their ids; the others' end in the
+/// platform's name.
+pub fn check_id(base: &str, platform: Platform) -> String {
+    match platform {
+        Platform::Facebook => base.to_string(),
+        other => format!("{base}.{}", other.code()),
+    }
+}
+
+/// The default pixel of a platform: its campaigns without their own pixel use it.
+pub fn default_pixel(pixels: &[PixelRow], platform: Platform) -> Check {
+    let c = Check::build(
+        Group::Pixels,
+        check_id("pixels.default", platform),
+        "Default pixel",
+    );
+    let of_platform: Vec<&PixelRow> = pixels
         .iter()
-        .filter(|p| Platform::parse(&p.platform) == Some(Platform::Facebook))
+        .filter(|p| Platform::parse(&p.platform) == Some(platform))
         .collect();
-    let defaults: Vec<&PixelRow> = meta.iter().copied().filter(|p| p.is_default).collect();
+    let defaults: Vec<&PixelRow> = of_platform
+        .iter()
+        .copied()
+        .filter(|p| p.is_default)
+        .collect();
     let active: Vec<&PixelRow> = defaults.iter().copied().filter(|p| p.active).collect();
     let fix =
         "mark one active pixel as default: UPDATE pixels SET is_default = true WHERE id = <id>";
     match (defaults.len(), active.len()) {
         (0, _) => c.warning(
-            "no facebook pixel is marked default: campaigns without a pixel fail with pixel_missing",
+            format!(
+                "no {} pixel is marked default: campaigns without a pixel fail with pixel_missing",
+                platform.code()
+            ),
             fix,
         ),
         (_, 0) => c.warning(
@@ -264,57 +216,7 @@ mod tests {
     use super::*;
     use crate::doctor::keys::tests::pixel;
     use crate::doctor::report::Status;
-    use serde_json::json;
-    use std::time::Duration;
-
-    fn resp(status: u16, body: serde_json::Value) -> Result<GraphResponse, TransportError> {
-        Ok(GraphResponse {
-            status,
-            body: Some(body),
-            text: None,
-            usage_pct: None,
-            regain_minutes: None,
-            elapsed: Duration::ZERO,
-        })
-    }
-
-    fn graph_error(code: i64, subcode: Option<i64>) -> serde_json::Value {
-        json!({"error": {"message": "msg", "code": code, "error_subcode": subcode, "fbtrace_id": "T"}})
-    }
-
-    #[test]
-    fn classifies_like_the_worker() {
-        let p = pixel(1, true, true);
-        let ok = verdict(&p, resp(200, json!({"id": "111", "name": "x"})), "u");
-        assert_eq!(ok.status, Status::Ok);
-
-        let invalid = verdict(&p, resp(401, graph_error(190, Some(463))), "u");
-        assert_eq!(invalid.status, Status::Problem);
-        assert!(invalid
-            .found
-            .contains("invalid or expired (code 190, subcode 463, fbtrace_id T)"));
-        assert!(invalid.fix.unwrap().contains("stagecast pixel set-token 1"));
-
-        let unknown = verdict(&p, resp(400, graph_error(100, Some(33))), "u");
-        assert!(
-            unknown.found.contains("does not know pixel 111"),
-            "{unknown:?}"
-        );
-
-        let throttled = verdict(&p, resp(400, graph_error(17, None)), "u");
-        assert_eq!(throttled.status, Status::Warning);
-
-        let down = verdict(
-            &p,
-            Err(TransportError::Connect("refused".into())),
-            "http://x",
-        );
-        assert_eq!(down.status, Status::Problem);
-        assert!(down
-            .found
-            .starts_with("cannot reach the Graph API at http://x"));
-        assert_eq!(down.title, "Pixel 111 \"P1\" (id 1)");
-    }
+    use crate::platforms::PlatformsConfig;
 
     #[tokio::test]
     async fn local_problems_need_no_request() {
@@ -322,24 +224,53 @@ mod tests {
         tiktok.platform = "tiktok".into();
         let no_token = pixel(3, true, false);
         let inactive = pixel(4, false, false);
-        let checks = api(&[tiktok, no_token, inactive], &Ok(None), None).await;
+        let registry = Registry::from_config(&PlatformsConfig::default()).unwrap();
+        let checks = api(&[tiktok, no_token, inactive], &Ok(None), &registry).await;
         assert_eq!(checks.len(), 2, "inactive pixels are not checked");
         assert_eq!(checks[0].status, Status::Warning);
-        assert!(checks[0].found.contains("not supported yet"));
+        assert!(
+            checks[0]
+                .found
+                .contains("not supported yet: this version delivers only to Meta"),
+            "{:?}",
+            checks[0]
+        );
         assert_eq!(checks[1].status, Status::Problem);
         assert!(checks[1].found.contains("no access token"));
+        assert_eq!(checks[1].title, "Pixel 333 \"P3\" (id 3)");
+
+        // Invalid settings: the pixel's own problems are still reported, its API is not asked.
+        let mut sealed = pixel(5, true, false);
+        sealed.access_token = Some("EAAx".into());
+        let none = Registry::new(Vec::new());
+        let checks = api(&[sealed], &Ok(None), &none).await;
+        assert_eq!(checks[0].status, Status::Skipped);
+        assert_eq!(
+            checks[0].found,
+            "not checked against the Graph API: its settings are invalid (see Settings)"
+        );
     }
 
     #[test]
     fn default_pixel_cases() {
+        let fb = Platform::Facebook;
+        let none = default_pixel(&[pixel(1, true, false)], fb);
+        assert_eq!(none.status, Status::Warning);
+        assert_eq!(none.id, "pixels.default");
+        assert!(none
+            .found
+            .starts_with("no facebook pixel is marked default"));
         assert_eq!(
-            default_pixel(&[pixel(1, true, false)]).status,
-            Status::Warning
+            default_pixel(&[pixel(1, true, true)], fb).status,
+            Status::Ok
         );
-        assert_eq!(default_pixel(&[pixel(1, true, true)]).status, Status::Ok);
-        let inactive = default_pixel(&[pixel(1, false, true)]);
+        let inactive = default_pixel(&[pixel(1, false, true)], fb);
         assert!(inactive.found.contains("inactive"), "{inactive:?}");
-        let two = default_pixel(&[pixel(1, true, true), pixel(2, true, true)]);
+        let two = default_pixel(&[pixel(1, true, true), pixel(2, true, true)], fb);
         assert!(two.found.contains("2 active default pixels"));
+        assert_eq!(
+            default_pixel(&[], Platform::Tiktok).id,
+            "pixels.default.tiktok"
+        );
     }
 }

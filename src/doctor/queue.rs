@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::report::{Check, Group};
-use super::rows::QueueHealth;
+use crate::store::doctor::QueueHealth;
 
 /// A due job waiting longer than this means no worker is taking jobs (or they cannot keep up).
 /// Workers claim within ~1 s (LISTEN, 1 s poll), so minutes are far outside normal.

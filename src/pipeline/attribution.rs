@@ -13,18 +13,20 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
-use super::{outcome, Pipeline};
+use super::alert_rows::alert_row;
+use super::finish::{outcome_row, report_failure};
+use super::Pipeline;
 use crate::alerts::{Alert, AlertCause, AlertDetails};
 use crate::attribution::{parse_value, AdReferral, ParseOutcome, Sender};
 use crate::pii::br_mobile_variant;
-use crate::platforms::Platform;
-use crate::store::{AlertRow, ClaimedJob, FirstTouch, WriteBack};
+use crate::platforms::platform::AdLookup;
+use crate::store::{ClaimedJob, FirstTouch, WriteBack};
 
 const FOUND_TTL: Duration = Duration::from_secs(3600);
 const NOT_FOUND_TTL: Duration = Duration::from_secs(600);
 
-/// Ad id → Meta campaign id answers of the Graph API, so one ad is looked up once an hour at
-/// most (misses for ten minutes), however many customers click it.
+/// Ad id → platform campaign id answers, so one ad is looked up once an hour at most (misses
+/// for ten minutes), however many customers click it.
 #[derive(Debug, Default)]
 pub(super) struct AdCampaignCache {
     entries: Mutex<HashMap<String, (Instant, Option<String>)>>,
@@ -62,8 +64,8 @@ impl Pipeline {
         let mut out = WriteBack::default();
         let result = self.attribute_inner(&job, &mut out).await;
         let row = match result {
-            Ok(Step::Done(note)) => outcome(&job, "done", None, Some(note)),
-            Ok(Step::Failed(error)) => outcome(&job, "failed", None, Some(error)),
+            Ok(Step::Done(note)) => outcome_row(&job, "done", None, Some(note)),
+            Ok(Step::Failed(error)) => outcome_row(&job, "failed", None, Some(error)),
             Ok(Step::DoneUnlessRetries(error, note)) => match self.config.retry.decide(
                 job.attempts,
                 job.max_attempts,
@@ -71,16 +73,18 @@ impl Pipeline {
                 Utc::now(),
             ) {
                 crate::queue::RetryDecision::RetryAt(at) => {
-                    outcome(&job, "retry", Some(at), Some(error))
+                    outcome_row(&job, "retry", Some(at), Some(error))
                 }
-                crate::queue::RetryDecision::GiveUp(_) => outcome(&job, "done", None, Some(note)),
+                crate::queue::RetryDecision::GiveUp(_) => {
+                    outcome_row(&job, "done", None, Some(note))
+                }
             },
             Err(e) => {
                 self.retry_or_fail(&job, format!("database error: {e}"), Utc::now())
                     .0
             }
         };
-        super::report_failure(&job, &row, None, None, None);
+        report_failure(&job, &row, None, None, None);
         debug!(outcome = row.outcome, "job finished");
         out.outcomes.push(row);
         out
@@ -252,71 +256,36 @@ impl Pipeline {
         out
     }
 
-    /// The campaign of an ad: by ad id (or campaign id) in the CRM, else through the Graph API.
+    /// The campaign of an ad: by ad id (or campaign id) in the CRM, else through the platform
+    /// that can look ads up (Meta's Graph API, with `--meta-resolve-ads`).
     async fn campaign_for_ad(&self, ad_id: &str) -> Result<Option<i64>, crate::store::StoreError> {
         if let Some(c) = self.store.match_campaign_by_ad(ad_id).await? {
             return Ok(Some(c));
         }
-        if !self.config.resolve_ads {
+        let Some(lookup) = self.platforms.ad_campaigns() else {
             return Ok(None);
-        }
-        let meta_campaign = match self.ad_campaigns.get(ad_id) {
+        };
+        let platform_campaign = match self.ad_campaigns.get(ad_id) {
             Some(cached) => cached,
             None => {
-                let looked_up = self.lookup_ad_campaign(ad_id).await?;
-                if let Some(answer) = &looked_up {
-                    self.ad_campaigns.put(ad_id, answer.clone());
+                let pixels = self.store.load_pixels().await?;
+                match lookup.campaign_of(ad_id, &pixels, self.keys.as_ref()).await {
+                    AdLookup::Campaign(c) => {
+                        self.ad_campaigns.put(ad_id, Some(c.clone()));
+                        Some(c)
+                    }
+                    AdLookup::NoCampaign => {
+                        self.ad_campaigns.put(ad_id, None);
+                        None
+                    }
+                    // Not cached: tried again next time.
+                    AdLookup::Unknown => None,
                 }
-                looked_up.flatten()
             }
         };
-        match meta_campaign {
+        match platform_campaign {
             Some(campaign_id) => self.store.match_campaign_by_campaign_id(&campaign_id).await,
             None => Ok(None),
-        }
-    }
-
-    /// `GET /{ad_id}?fields=campaign_id` with the default Meta pixel's token. `None` when the
-    /// lookup could not be made (no token, network): not cached, tried again next time.
-    async fn lookup_ad_campaign(
-        &self,
-        ad_id: &str,
-    ) -> Result<Option<Option<String>>, crate::store::StoreError> {
-        let pixels = self.store.load_pixels().await?;
-        let pixel = pixels
-            .iter()
-            .filter(|p| Platform::parse(&p.platform) == Some(Platform::Facebook) && p.active)
-            .max_by_key(|p| (p.is_default, -p.id));
-        let Some(token) = pixel.and_then(|p| self.token_for(p).ok()) else {
-            debug!(ad_id, "no pixel token to look the ad up with");
-            return Ok(None);
-        };
-        match self
-            .meta
-            .client()
-            .get_object(ad_id, Some("campaign_id"), &token)
-            .await
-        {
-            Ok(r) if (200..300).contains(&r.status) => Ok(Some(
-                r.body
-                    .as_ref()
-                    .and_then(|b| b.get("campaign_id"))
-                    .and_then(|c| {
-                        c.as_str()
-                            .map(str::to_string)
-                            .or_else(|| c.as_u64().map(|n| n.to_string()))
-                    }),
-            )),
-            // The ad is unknown to this token (or gone): a definite "no campaign".
-            Ok(r) if r.status == 400 || r.status == 404 => Ok(Some(None)),
-            Ok(r) => {
-                warn!(ad_id, status = r.status, "ad lookup failed");
-                Ok(None)
-            }
-            Err(e) => {
-                warn!(ad_id, error = %e, "ad lookup failed");
-                Ok(None)
-            }
         }
     }
 
@@ -329,15 +298,13 @@ impl Pipeline {
         details: AlertDetails,
     ) {
         let alert = Alert::new(cause, details);
-        out.alerts.push(AlertRow {
-            dedup_key: format!("attribution:{customer_id}:{}", cause.code()),
-            job_id: job.id,
-            customer_id: Some(customer_id),
-            cause: cause.code(),
-            locale: self.config.locale.code(),
-            message: alert.render(self.config.locale),
-            details: serde_json::to_value(&alert.details).unwrap_or(Value::Null),
-        });
+        out.alerts.push(alert_row(
+            &alert,
+            &format!("attribution:{customer_id}"),
+            job.id,
+            Some(customer_id),
+            self.config.locale,
+        ));
     }
 }
 

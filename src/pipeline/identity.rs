@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::event::{AdInfo, UserIdentity};
 use crate::pii::{split_full_name, Hashed, Normalizer, PiiError};
+use crate::platforms::event::{AdInfo, UserIdentity};
 use crate::store::StageChangeContext;
 
 /// At most this many emails/phones per event: enough for every contact a CRM keeps, small

@@ -1,13 +1,29 @@
-//! One module per ad platform, each split like Vector's HTTP sinks: config → request builder
-//! (`payload`) → service (`client`), with a `RetryLogic` (`retry`) deciding *whether* to retry,
-//! kept apart from the queue's backoff deciding *when*.
+//! The ad platforms behind one interface (docs/architecture.md, "Platforms").
+//!
+//! At the base, what every platform shares: the neutral conversion event (`event`), the
+//! per-event outcome and the neutral delivery error every platform maps into (`outcome`), the
+//! interface ([`AdPlatform`], [`Destination`]), the [`Registry`] built at start, the platforms'
+//! flags (`args`), token reading (`credentials`) and the per-destination limiter
+//! (`rate_limit`). Then one module per platform, each split like Vector's HTTP sinks: config →
+//! request builder (`payload`) → service (`client`), with a `RetryLogic` (`retry`) deciding
+//! *whether* to retry, kept apart from the queue's backoff deciding *when*, and a sink.
 
+pub mod args;
+pub mod credentials;
+pub mod event;
 pub mod meta;
+pub mod outcome;
+pub mod platform;
 pub mod rate_limit;
+pub mod registry;
+
+pub use platform::{AdPlatform, Destination};
+pub use registry::{PlatformsConfig, Registry};
 
 use std::fmt;
 
-/// Platforms a stage's `utm_event` config can name.
+/// Platforms a stage's `utm_event` config can name: the data contract's vocabulary, whether or
+/// not this version delivers to them (the [`Registry`] says which it does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {
     Facebook,
@@ -22,6 +38,23 @@ impl Platform {
             Platform::Facebook => "facebook",
             Platform::GoogleAds => "google_ads",
             Platform::Tiktok => "tiktok",
+        }
+    }
+
+    /// How its API is named in messages ("not checked against the Graph API").
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Platform::Facebook => meta::API_NAME,
+            Platform::GoogleAds => "the Google Ads API",
+            Platform::Tiktok => "the TikTok Events API",
+        }
+    }
+
+    /// What the platform calls the id of a failed request that its support asks for.
+    pub fn trace_name(self) -> &'static str {
+        match self {
+            Platform::Facebook => meta::TRACE_NAME,
+            Platform::GoogleAds | Platform::Tiktok => "trace_id",
         }
     }
 

@@ -9,7 +9,6 @@ mod worker;
 
 pub use backoff::{Backoff, RetryDecision, RetryPolicy};
 pub use lease::Lease;
-pub(crate) use worker::kind_label;
 pub use worker::{heartbeat_period, heartbeat_timeout};
 pub use worker::{
     BatchContext, HandlerOutput, JobHandler, Worker, WorkerConfig, WorkerError, WorkerHandle,

@@ -177,6 +177,23 @@ pub trait JobHandler: Send + Sync + 'static {
     fn maintain(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// The job kinds this handler knows: the bounded `kind` label of the queue's metrics and
+    /// reports (any other kind is `other`). The queue itself knows no kind.
+    fn kinds(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Called after each write-back with what it committed, so the handler counts the facts of
+    /// its own rows (e.g. alerts written, by cause). The queue counts only queue facts.
+    fn written(&self, report: &WriteBackReport) {
+        let _ = report;
+    }
+}
+
+/// The bounded `kind` label: one of the handler's kinds, else `other`.
+fn kind_label(kinds: &[&'static str], kind: &str) -> &'static str {
+    crate::metrics_catalog::bounded(kinds, kind)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +315,10 @@ impl<H: JobHandler> Worker<H> {
         let span = tracing::info_span!("worker", worker_id = %cfg.worker_id);
         async move {
             info!(concurrency = cfg.concurrency, batch_size = cfg.batch_size, lease = ?cfg.lease, "worker started");
+            // The handler's kinds have their series from the start (a no-op without a recorder).
+            for kind in self.handler.kinds() {
+                crate::metrics_catalog::register_kind(kind);
+            }
             let wake = Arc::new(Notify::new());
             // Background tasks stop on `background`, which is cancelled only after the drain and
             // the last write-back, so leases keep being extended while in-flight work finishes.
@@ -331,6 +352,7 @@ impl<H: JobHandler> Worker<H> {
                 stats.clone(),
                 deadline_rx,
                 expiring.clone(),
+                self.handler.clone(),
             ));
 
             let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
@@ -462,7 +484,7 @@ impl<H: JobHandler> Worker<H> {
             }
             let lease = clock.register(claim_started);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
-            record_claims(&jobs, stats);
+            record_claims(&jobs, stats, self.handler.kinds());
             // Only this loop acquires permits and it claimed no more than were free.
             let permits = capacity
                 .clone()
@@ -482,7 +504,8 @@ impl<H: JobHandler> Worker<H> {
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
-            let hub = crate::reporting::batch_hub(&cfg.worker_id, &jobs);
+            let kinds = self.handler.kinds();
+            let hub = crate::reporting::batch_hub(&cfg.worker_id, &jobs, |k| kind_label(kinds, k));
             let task = hub.bind(async move {
                 let output = run_handler(handler.as_ref(), &ctx, jobs).await;
                 if !output.is_empty() && tx.send(output).await.is_err() {
@@ -528,26 +551,16 @@ fn escalate(failures: u32, threshold: u32) -> bool {
     failures >= threshold && (failures - threshold).is_multiple_of(100)
 }
 
-fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats) {
+fn record_claims(jobs: &[ClaimedJob], stats: &WorkerStats, kinds: &[&'static str]) {
     for job in jobs {
-        metrics::counter!("stagecast_jobs_claimed_total", "kind" => kind_label(&job.kind))
+        metrics::counter!("stagecast_jobs_claimed_total", "kind" => kind_label(kinds, &job.kind))
             .increment(1);
         if job.rescued {
             stats.rescued.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("stagecast_lease_expiries_total", "kind" => kind_label(&job.kind))
+            metrics::counter!("stagecast_lease_expiries_total", "kind" => kind_label(kinds, &job.kind))
                 .increment(1);
             warn!(job_id = job.id, kind = %job.kind, attempt = job.attempts, "rescued a job whose lease expired");
         }
-    }
-}
-
-/// Bounded label values: unknown kinds (garbage rows) collapse into "other".
-pub(crate) fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "stage_change" => "stage_change",
-        "stage_change_batch" => "stage_change_batch",
-        "attribution" => "attribution",
-        _ => "other",
     }
 }
 
@@ -613,13 +626,14 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// ledger first. Once `deadline` is set (the drain is over), the completer makes one last
 /// attempt with everything queued and stops at the deadline whatever the database does,
 /// logging what it could not write.
-async fn complete(
+async fn complete<H: JobHandler>(
     store: Store,
     worker_id: String,
     mut rx: mpsc::Receiver<WriteBack>,
     stats: Arc<WorkerStats>,
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
     expiring: Arc<Mutex<HashSet<i64>>>,
+    handler: Arc<H>,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
     while let Some(first) = rx.recv().await {
@@ -643,7 +657,7 @@ async fn complete(
                     return;
                 }
             };
-            record_flush(&flush.report, &stats, &expiring);
+            record_flush(&flush.report, &stats, &expiring, handler.as_ref());
             if let Some(e) = &flush.error {
                 stats.write_back_errors.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(crate::metrics_catalog::WRITE_BACK_ERRORS).increment(1);
@@ -733,8 +747,13 @@ fn give_up(mut batch: WriteBack, rx: &mut mpsc::Receiver<WriteBack>, reason: &st
     );
 }
 
-/// Counters and metrics of one flush.
-fn record_flush(report: &WriteBackReport, stats: &WorkerStats, expiring: &Mutex<HashSet<i64>>) {
+/// Counters and metrics of one flush: the queue's own, then the handler's.
+fn record_flush<H: JobHandler>(
+    report: &WriteBackReport,
+    stats: &WorkerStats,
+    expiring: &Mutex<HashSet<i64>>,
+    handler: &H,
+) {
     use crate::metrics_catalog as m;
     stats.applied.fetch_add(report.applied, Ordering::Relaxed);
     stats
@@ -752,9 +771,6 @@ fn record_flush(report: &WriteBackReport, stats: &WorkerStats, expiring: &Mutex<
     }
     if report.duplicate_deliveries > 0 {
         metrics::counter!(m::DUPLICATE_DELIVERIES).increment(report.duplicate_deliveries);
-    }
-    for cause in &report.new_alert_causes {
-        metrics::counter!(m::ALERTS, "cause" => crate::alerts::cause_label(cause)).increment(1);
     }
     if report.chat_errors > 0 {
         stats
@@ -785,7 +801,8 @@ fn record_flush(report: &WriteBackReport, stats: &WorkerStats, expiring: &Mutex<
     for id in &report.unwritable {
         let_expire(expiring, *id);
     }
-    m::record_write_back(report);
+    m::record_write_back(report, handler.kinds());
+    handler.written(report);
     debug!(
         applied = report.applied,
         alerts = report.new_alerts,
@@ -982,7 +999,11 @@ async fn vacuum_hot_tables(store: Store, refused: Arc<std::sync::Mutex<HashSet<S
 
 /// Publish backlog and lag gauges from one bounded query (see sql/queue_stats.sql). Every
 /// (kind, status) pair seen is reset to 0 when it disappears, so a drained queue reads 0.
-async fn publish_queue_stats(store: &Store, seen: &mut HashSet<(&'static str, &'static str)>) {
+async fn publish_queue_stats(
+    store: &Store,
+    seen: &mut HashSet<(&'static str, &'static str)>,
+    kinds: &[&'static str],
+) {
     let stats = match store.queue_stats().await {
         Ok(s) => s,
         Err(e) => {
@@ -993,7 +1014,7 @@ async fn publish_queue_stats(store: &Store, seen: &mut HashSet<(&'static str, &'
     let mut now_seen = HashSet::new();
     let mut lag: std::collections::HashMap<&'static str, f64> = std::collections::HashMap::new();
     for s in &stats {
-        let (kind, status) = (kind_label(&s.kind), status_label(&s.status));
+        let (kind, status) = (kind_label(kinds, &s.kind), status_label(&s.status));
         metrics::gauge!("stagecast_queue_jobs", "kind" => kind, "status" => status)
             .set(s.jobs as f64);
         now_seen.insert((kind, status));
@@ -1005,7 +1026,7 @@ async fn publish_queue_stats(store: &Store, seen: &mut HashSet<(&'static str, &'
     for (kind, status) in seen.difference(&now_seen) {
         metrics::gauge!("stagecast_queue_jobs", "kind" => *kind, "status" => *status).set(0.0);
     }
-    for kind in ["stage_change", "stage_change_batch", "attribution"] {
+    for kind in kinds.iter().copied() {
         metrics::gauge!("stagecast_queue_oldest_job_age_seconds", "kind" => kind)
             .set(lag.get(kind).copied().unwrap_or(0.0));
     }
@@ -1040,7 +1061,7 @@ async fn maintain<H: JobHandler>(
             }
             _ = tick.tick() => {}
         }
-        publish_queue_stats(&store, &mut seen).await;
+        publish_queue_stats(&store, &mut seen, handler.kinds()).await;
         vacuum.tick(&store);
         match store.prune(&cfg.retention, 10_000).await {
             Ok(report) if report.total() > 0 => {

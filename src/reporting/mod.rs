@@ -99,8 +99,13 @@ where
 pub struct BatchHub(Option<Arc<Hub>>);
 
 /// A hub of its own for a handler batch, with the batch's job ids in its scope, so a panic or an
-/// error in it is reported with those ids and nothing from another batch.
-pub fn batch_hub(worker_id: &str, jobs: &[ClaimedJob]) -> BatchHub {
+/// error in it is reported with those ids and nothing from another batch. `kind_label` is the
+/// bounded name of a job kind (the handler's; anything else is `other`).
+pub fn batch_hub(
+    worker_id: &str,
+    jobs: &[ClaimedJob],
+    kind_label: impl Fn(&str) -> &'static str,
+) -> BatchHub {
     if !enabled() {
         return BatchHub(None);
     }
@@ -110,7 +115,7 @@ pub fn batch_hub(worker_id: &str, jobs: &[ClaimedJob]) -> BatchHub {
         scope.set_tag("batch_size", jobs.len());
         if let [job] = jobs {
             scope.set_tag("job_id", job.id);
-            scope.set_tag("kind", crate::queue::kind_label(&job.kind));
+            scope.set_tag("kind", kind_label(&job.kind));
             scope.set_tag("attempt", job.attempts);
         }
         let mut batch = Map::new();
@@ -143,7 +148,8 @@ impl BatchHub {
 #[derive(Debug, Clone, Copy)]
 pub struct FailedJob<'a> {
     pub job_id: i64,
-    pub kind: &'a str,
+    /// The job's kind, as a bounded label (`other` for a kind nothing handles).
+    pub kind: &'static str,
     pub attempt: i32,
     /// The alert cause code (`token_invalid`, …), when the failure raised an alert.
     pub cause: Option<&'static str>,
@@ -158,7 +164,7 @@ pub struct FailedJob<'a> {
 /// (several jobs of one batch share the batch hub). A no-op when reporting is off.
 pub fn report_failed_job(job: &FailedJob<'_>) {
     Hub::with_active(|hub| {
-        let kind = crate::queue::kind_label(job.kind);
+        let kind = job.kind;
         let cause = job.cause.unwrap_or("none");
         hub.with_scope(
             |scope| {

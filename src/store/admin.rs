@@ -185,9 +185,11 @@ pub struct DeliveryAttempt {
     pub event_time: DateTime<Utc>,
     pub outcome: String,
     pub http_status: Option<i32>,
-    pub error_code: Option<i64>,
+    /// The platform's error code, as text (numeric for Meta).
+    pub error_code: Option<String>,
     pub error_subcode: Option<i64>,
-    pub fbtrace_id: Option<String>,
+    /// The platform's request id for its support (Meta's `fbtrace_id`).
+    pub trace_id: Option<String>,
     pub error: Option<String>,
     pub match_quality: Option<f32>,
     /// The event as sent: PII already hashed, never a token.
@@ -199,7 +201,7 @@ pub struct DeliveryAttempt {
 impl DeliveryAttempt {
     /// The platform's id of the request, for its support (Meta: `fbtrace_id`).
     pub fn trace_id(&self) -> Option<&str> {
-        self.fbtrace_id.as_deref()
+        self.trace_id.as_deref()
     }
 
     /// The platform's error code and subcode, `190/463` (`-` for a missing part).
@@ -207,11 +209,12 @@ impl DeliveryAttempt {
         if self.error_code.is_none() && self.error_subcode.is_none() {
             return None;
         }
-        let part = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         Some(format!(
             "{}/{}",
-            part(self.error_code),
-            part(self.error_subcode)
+            self.error_code.as_deref().unwrap_or("-"),
+            self.error_subcode
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
         ))
     }
 }

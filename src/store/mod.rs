@@ -3,7 +3,7 @@
 //! queue or the CRM, so a reviewer finds every statement in one place.
 
 pub mod admin;
-mod doctor;
+pub mod doctor;
 mod rows;
 pub mod sanitize;
 mod session;

@@ -119,9 +119,11 @@ pub struct DeliveryRow {
     /// delivered | retry | throttled | failed
     pub outcome: &'static str,
     pub http_status: Option<u16>,
-    pub error_code: Option<i64>,
+    /// The platform's error code, as text (`platforms::outcome::DeliveryError`).
+    pub error_code: Option<String>,
     pub error_subcode: Option<i64>,
-    pub fbtrace_id: Option<String>,
+    /// The platform's request id for its support (Meta's `fbtrace_id`).
+    pub trace_id: Option<String>,
     pub error: Option<String>,
     pub match_quality: Option<f32>,
     /// The event as sent (JSON text, the very bytes of the request): PII already hashed,

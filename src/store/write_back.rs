@@ -407,9 +407,9 @@ async fn insert_deliveries(conn: &mut PgConnection, d: &[DeliveryRow]) -> Result
                 .map(|r| r.http_status.map(i32::from))
                 .collect::<Vec<_>>(),
         )
-        .bind(d.iter().map(|r| r.error_code).collect::<Vec<_>>())
+        .bind(text(|r| r.error_code.as_deref()))
         .bind(d.iter().map(|r| r.error_subcode).collect::<Vec<_>>())
-        .bind(text(|r| r.fbtrace_id.as_deref()))
+        .bind(text(|r| r.trace_id.as_deref()))
         .bind(text(|r| r.error.as_deref()))
         .bind(d.iter().map(|r| r.match_quality).collect::<Vec<_>>())
         .bind(requests.iter().map(|r| r.as_deref()).collect::<Vec<_>>())
@@ -472,7 +472,7 @@ fn ledger_only(g: &WriteBack) -> WriteBack {
             .iter()
             .filter(|d| d.outcome == "delivered")
             .map(|d| DeliveryRow {
-                fbtrace_id: None,
+                trace_id: None,
                 error: None,
                 request: None,
                 response: None,
@@ -538,7 +538,7 @@ mod tests {
             http_status: Some(200),
             error_code: None,
             error_subcode: None,
-            fbtrace_id: Some("trace".into()),
+            trace_id: Some("trace".into()),
             error: Some("boom".into()),
             match_quality: None,
             request: Some("{}".into()),

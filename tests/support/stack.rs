@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use stagecast::pipeline::{Pipeline, PipelineConfig};
 use stagecast::platforms::meta::MetaConfig;
+use stagecast::platforms::{PlatformsConfig, Registry};
 use stagecast::queue::{Backoff, RetryPolicy, Worker, WorkerConfig, WorkerHandle};
-use stagecast::sandbox::MetaGraphSandbox;
 use stagecast::secrets::KeyRing;
 use stagecast::store::Store;
+use stagecast_sandbox::MetaGraphSandbox;
 
 use super::TestDb;
 
@@ -36,6 +37,16 @@ pub struct Tuning {
     pub meta: MetaConfig,
     pub pipeline: PipelineConfig,
     pub worker: WorkerConfig,
+}
+
+impl Tuning {
+    /// The platforms of a pipeline with these settings (as `stagecast run` builds them).
+    pub fn registry(&self) -> Registry {
+        Registry::from_config(&PlatformsConfig {
+            meta: self.meta.clone(),
+        })
+        .expect("platform config")
+    }
 }
 
 impl Stack {
@@ -105,7 +116,7 @@ impl Stack {
     pub fn start_worker_with(&self, t: Tuning) -> WorkerHandle {
         let pipeline = Pipeline::new(
             self.store.clone(),
-            t.meta,
+            t.registry(),
             Some(self.keys.clone()),
             t.pipeline,
         )

@@ -26,8 +26,11 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Response, Fail> {
     let held = store.held_destinations().await?;
     let campaigns = store.doctor_campaigns().await?;
     let rows: Vec<_> = pixels.iter().map(|p| p.as_pixel_row()).collect();
-    let mut general = vec![doctor::default_pixel(&rows)];
-    general.extend(doctor::campaign_checks(&campaigns, &rows));
+    let mut general = Vec::new();
+    for platform in app.0.platforms.iter().map(|p| p.platform()) {
+        general.push(doctor::default_pixel(&rows, platform));
+        general.extend(doctor::campaign_checks(&campaigns, &rows, platform));
+    }
     general.retain(|c| c.status != doctor::Status::Ok);
 
     let body = html! {
@@ -41,7 +44,7 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Response, Fail> {
             @let err = errors.iter().find(|e| e.platform == platform && e.destination == p.pixel_id);
             @let dest = format!("{platform}:{}", p.pixel_id);
             @let hold = held.iter().find(|h| h.destination == dest);
-            @let setup: Vec<_> = doctor::setup_problem(&p.as_pixel_row()).into_iter().collect();
+            @let setup: Vec<_> = doctor::setup_problem(&p.as_pixel_row(), &app.0.platforms).into_iter().collect();
             div.card.pixel id={ "pixel-" (p.id) } {
                 h3 {
                     (t.s(K::Pixel)) " " (p.pixel_id)

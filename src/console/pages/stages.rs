@@ -19,8 +19,8 @@ use crate::console::layout::{self, badge, findings, Nav};
 use crate::console::stage_form::{self, Row, Verdict};
 use crate::console::{authorize, reason_of, respond, App, Ctx, Fail};
 use crate::doctor;
-use crate::doctor::rows::StageRow;
 use crate::store::admin::{AdminError, StageEventsChange};
+use crate::store::doctor::StageRow;
 
 const PLATFORMS: [&str; 3] = ["facebook", "google_ads", "tiktok"];
 

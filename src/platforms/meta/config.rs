@@ -31,6 +31,9 @@ pub struct MetaConfig {
     pub max_event_age: Duration,
     /// First pause of a pixel Meta throttled without estimating when access returns.
     pub throttle_pause: Duration,
+    /// Look click-to-WhatsApp ad ids up (`GET /{ad_id}?fields=campaign_id`) when they match no
+    /// campaign of the CRM directly.
+    pub resolve_ads: bool,
 }
 
 impl Default for MetaConfig {
@@ -46,6 +49,7 @@ impl Default for MetaConfig {
             default_action_source: ActionSource::PhysicalStore,
             max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
             throttle_pause: Duration::from_secs(60),
+            resolve_ads: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::ActionSource;
 use crate::match_quality::MatchKeys;
-use crate::pipeline::event::ConversionEvent;
+use crate::platforms::event::ConversionEvent;
 
 /// How the event is attributed.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub fn route(
         let name = event
             .event
             .business_messaging_name()
-            .unwrap_or_else(|| event.event.as_str())
+            .unwrap_or(event.name.as_str())
             .to_string();
         Routing {
             action_source: ActionSource::BusinessMessaging,
@@ -77,7 +77,7 @@ pub fn route(
             action_source: pixel_action_source,
             messaging_channel: None,
             whatsapp_business_account_id: None,
-            event_name: event.event.as_str().to_string(),
+            event_name: event.name.clone(),
         }
     }
 }
@@ -230,7 +230,7 @@ mod tests {
     use super::*;
     use crate::catalog;
     use crate::pii::Normalizer;
-    use crate::pipeline::event::{AdInfo, UserIdentity};
+    use crate::platforms::event::{AdInfo, UserIdentity};
     use std::sync::Arc;
 
     fn event(ctwa: bool) -> ConversionEvent {
@@ -247,6 +247,7 @@ mod tests {
         ConversionEvent {
             event_id: "e1".into(),
             event: catalog::resolve(Some("Lead"), None).unwrap(),
+            name: "Lead".into(),
             event_time: chrono::Utc::now() - chrono::Duration::minutes(5),
             value: Some(149.899999),
             currency: Some("BRL".into()),

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::client::{GraphResponse, TransportError};
 use crate::alerts::AlertCause;
+use crate::platforms::outcome::DeliveryError;
 
 /// An error as the Graph API (or the transport) reported it. Holds no token and no PII.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +21,20 @@ pub struct ApiError {
     pub fbtrace_id: Option<String>,
     /// Short human text: Meta's `error_user_title`/`message`, or the transport failure.
     pub message: String,
+}
+
+impl ApiError {
+    /// The neutral form every platform maps into (the audit, alerts and job errors use it).
+    pub fn to_delivery_error(&self) -> DeliveryError {
+        DeliveryError {
+            http_status: self.http_status,
+            code: self.code.map(|c| c.to_string()),
+            subcode: self.subcode,
+            trace_id: self.fbtrace_id.clone(),
+            trace_name: super::TRACE_NAME,
+            message: self.message.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -15,7 +15,8 @@ use super::client::MetaClient;
 use super::config::{MetaConfig, MetaConfigError};
 use super::payload::request_body;
 use super::retry::{classify, classify_transport, rejected_event_cause, ApiError, Classification};
-use crate::alerts::AlertCause;
+use crate::platforms::outcome::{EventOutcome, EventResult, PreparedEvent};
+use crate::platforms::platform::{DeliveryContext, Destination};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
 use crate::queue::Lease;
 use crate::secrets::Secret;
@@ -26,63 +27,30 @@ const SLOW_DOWN_AT_PCT: f64 = 90.0;
 /// A pixel (dataset) and its credentials, resolved for one delivery.
 #[derive(Debug, Clone)]
 pub struct MetaDestination {
+    pub sink: Arc<MetaSink>,
     pub pixel_ref: i64,
     pub pixel_id: String,
     pub token: Secret,
     pub test_event_code: Option<String>,
+    /// One batch per pixel row (rows sharing a dataset id keep their own tokens).
+    pub batch_key: String,
 }
 
-/// One event ready to send. `key` is the caller's handle to map results back.
-#[derive(Debug, Clone)]
-pub struct PreparedEvent {
-    pub key: usize,
-    pub event_id: String,
-    /// The serialized event (serialized once, reused by the audit).
-    pub json: Arc<str>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventOutcome {
-    Delivered,
-    /// Transient failure: retry later with the same event id.
-    Retry,
-    /// The destination is throttled until then; retry without spending an attempt.
-    Throttled {
-        until: DateTime<Utc>,
-    },
-    /// Permanent for this event (or for the destination), with the alert to raise.
-    Failed {
-        cause: AlertCause,
-    },
-    /// Not sent because the worker is shutting down.
-    NotStarted,
-    /// Not sent because the worker's lease on the job might lapse before the request ends:
-    /// another worker may be sending it by then.
-    LeaseLost,
-}
-
-impl EventOutcome {
-    pub fn label(&self) -> &'static str {
-        match self {
-            EventOutcome::Delivered => "delivered",
-            EventOutcome::Retry => "retry",
-            EventOutcome::Throttled { .. } => "throttled",
-            EventOutcome::Failed { .. } => "failed",
-            EventOutcome::NotStarted => "not_started",
-            EventOutcome::LeaseLost => "lease_lost",
-        }
+impl Destination for MetaDestination {
+    fn batch_key(&self) -> &str {
+        &self.batch_key
     }
-}
 
-#[derive(Debug, Clone)]
-pub struct EventResult {
-    pub key: usize,
-    pub outcome: EventOutcome,
-    pub http_status: Option<u16>,
-    pub error: Option<ApiError>,
-    /// What the API answered (success or error envelope) as JSON text, for the audit. Shared by
-    /// all events of the request: serialized once, not once per event.
-    pub response: Option<Arc<str>>,
+    fn deliver<'a>(
+        &'a self,
+        events: Vec<PreparedEvent>,
+        ctx: DeliveryContext<'a>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(
+            self.sink
+                .deliver(self, events, ctx.shutdown, ctx.lease, ctx.results),
+        )
+    }
 }
 
 pub struct MetaSink {
@@ -103,7 +71,7 @@ impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
         let client = MetaClient::new(&config)?;
         let limiter = DestinationLimiter::new(
-            "facebook",
+            super::LABEL,
             config.requests_per_second,
             config.burst,
             config.throttle_pause,
@@ -147,7 +115,7 @@ impl MetaSink {
                     key: e.key,
                     outcome: outcome.clone(),
                     http_status: status,
-                    error: error.cloned(),
+                    error: error.map(ApiError::to_delivery_error),
                     response: body.cloned(),
                 })
                 .collect();
@@ -206,7 +174,7 @@ impl MetaSink {
                 .post_events(&dest.pixel_id, &dest.token, body)
                 .await;
             let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!("stagecast_batch_size", "platform" => "facebook")
+            metrics::histogram!("stagecast_batch_size", "platform" => super::LABEL)
                 .record(chunk.len() as f64);
             let (classification, status, body): (_, _, Option<Arc<str>>) = match &response {
                 Ok(r) => {
@@ -240,7 +208,7 @@ impl MetaSink {
                 Classification::RejectEvents(_) => "rejected",
                 Classification::FailDestination { .. } => "failed",
             };
-            metrics::histogram!("stagecast_request_duration_seconds", "platform" => "facebook", "outcome" => label)
+            metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
                 .record(elapsed);
             match classification {
                 Classification::Delivered {
@@ -306,9 +274,4 @@ impl MetaSink {
             }
         }
     }
-}
-
-/// A small audit record of a transport failure (no body came back), as JSON text.
-pub fn transport_response(error: &ApiError) -> Arc<str> {
-    Arc::from(json!({ "transport_error": error.message }).to_string())
 }

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::{MetaArgs, WorkerArgs};
+use super::WorkerArgs;
+use crate::platforms::args::RequestLimits;
 use crate::queue::{heartbeat_period, heartbeat_timeout};
 
 /// Two settings that contradict each other, with the fix.
@@ -24,10 +25,8 @@ pub struct Conflict {
 
 const LEASE: &str = "--lease (STAGECAST_LEASE)";
 const HEARTBEAT: &str = "--heartbeat-interval (STAGECAST_HEARTBEAT_INTERVAL)";
-const META_TIMEOUT: &str = "--meta-timeout (STAGECAST_META_TIMEOUT)";
 const DRAIN: &str = "--drain-timeout (STAGECAST_DRAIN_TIMEOUT)";
 const RETENTION_AUDIT: &str = "--retention-audit (STAGECAST_RETENTION_AUDIT)";
-const MAX_EVENT_AGE: &str = "--meta-max-event-age (STAGECAST_META_MAX_EVENT_AGE)";
 const MAX_JOB_AGE: &str = "--max-job-age (STAGECAST_MAX_JOB_AGE)";
 
 fn show(d: Duration) -> String {
@@ -35,14 +34,14 @@ fn show(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
-/// Every contradiction between the settings, empty when they fit together.
-pub fn check(worker: &WorkerArgs, meta: &MetaArgs) -> Vec<Conflict> {
+/// Every contradiction between the settings, empty when they fit together: the worker's own,
+/// and the worker's against each platform's (`PlatformArgs::limits`).
+pub fn check(worker: &WorkerArgs, platforms: &[RequestLimits]) -> Vec<Conflict> {
     let mut out = Vec::new();
     // As the worker uses them (see WorkerArgs::worker_config).
     let lease = worker.lease.max(Duration::from_secs(1));
     let beat = heartbeat_period(lease, worker.heartbeat_interval);
     let beat_timeout = heartbeat_timeout(beat);
-    let request = meta.meta_timeout;
 
     // A lease survives one failed beat: two periods plus the second beat's own timeout.
     if beat * 2 + beat_timeout > lease {
@@ -64,65 +63,8 @@ pub fn check(worker: &WorkerArgs, meta: &MetaArgs) -> Vec<Conflict> {
             ),
         });
     }
-    // A request starts only while the lease is known to outlast it; just before a beat, a
-    // healthy worker's lease reaches `lease - period - beat timeout` ahead.
-    let headroom = lease.saturating_sub(beat + beat_timeout);
-    if request > headroom {
-        out.push(Conflict {
-            rule: "lease_meta_timeout",
-            first: LEASE,
-            second: META_TIMEOUT,
-            problem: format!(
-                "a Conversions API request of up to {} may start only while the lease outlasts it, and a {} lease with a heartbeat every {} (timeout {}) is only known to last {} ahead: the worker would stop sending.",
-                show(request),
-                show(lease),
-                show(beat),
-                show(beat_timeout),
-                show(headroom)
-            ),
-            fix: format!(
-                "raise --lease to at least {}, or lower --meta-timeout to at most {}.",
-                show(min_lease(request, worker.heartbeat_interval)),
-                show(headroom)
-            ),
-        });
-    }
-    // The request in flight at SIGTERM must end within the drain; cut off, its events may
-    // have reached Meta unrecorded and are sent again.
-    if request >= worker.drain_timeout {
-        out.push(Conflict {
-            rule: "drain_meta_timeout",
-            first: DRAIN,
-            second: META_TIMEOUT,
-            problem: format!(
-                "a request in flight at shutdown may take up to {}, longer than the {} drain: it would be cut off and its events sent again.",
-                show(request),
-                show(worker.drain_timeout)
-            ),
-            fix: format!(
-                "raise --drain-timeout above {} (e.g. {}), or lower --meta-timeout.",
-                show(request),
-                show(request + Duration::from_secs(5))
-            ),
-        });
-    }
-    // The ledger (delivery audit) must outlive every chance of sending its events again: a
-    // retry until the time budget plus the last backoff, a replay until the event is too old.
-    if worker.retention_audit < meta.meta_max_event_age {
-        out.push(Conflict {
-            rule: "retention_event_age",
-            first: RETENTION_AUDIT,
-            second: MAX_EVENT_AGE,
-            problem: format!(
-                "the delivery ledger is pruned after {}, but an event may be sent (replayed) until it is {} old: a replay could send again what was delivered.",
-                show(worker.retention_audit),
-                show(meta.meta_max_event_age)
-            ),
-            fix: format!(
-                "raise --retention-audit to at least {}.",
-                show(meta.meta_max_event_age)
-            ),
-        });
+    for limits in platforms {
+        out.extend(platform_rules(worker, lease, beat, beat_timeout, limits));
     }
     let retried_until = worker.max_job_age + worker.retry_cap.max(worker.retry_base);
     if worker.retention_audit < retried_until {
@@ -138,6 +80,82 @@ pub fn check(worker: &WorkerArgs, meta: &MetaArgs) -> Vec<Conflict> {
             fix: format!(
                 "raise --retention-audit to at least {}, or lower --max-job-age.",
                 show(retried_until)
+            ),
+        });
+    }
+    out
+}
+
+/// The rules between the worker's settings and one platform's request timeout and window.
+fn platform_rules(
+    worker: &WorkerArgs,
+    lease: Duration,
+    beat: Duration,
+    beat_timeout: Duration,
+    limits: &RequestLimits,
+) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    let request = limits.timeout;
+    // A request starts only while the lease is known to outlast it; just before a beat, a
+    // healthy worker's lease reaches `lease - period - beat timeout` ahead.
+    let headroom = lease.saturating_sub(beat + beat_timeout);
+    if request > headroom {
+        out.push(Conflict {
+            rule: limits.lease_rule,
+            first: LEASE,
+            second: limits.timeout_setting,
+            problem: format!(
+                "{} of up to {} may start only while the lease outlasts it, and a {} lease with a heartbeat every {} (timeout {}) is only known to last {} ahead: the worker would stop sending.",
+                limits.request,
+                show(request),
+                show(lease),
+                show(beat),
+                show(beat_timeout),
+                show(headroom)
+            ),
+            fix: format!(
+                "raise --lease to at least {}, or lower {} to at most {}.",
+                show(min_lease(request, worker.heartbeat_interval)),
+                limits.timeout_flag,
+                show(headroom)
+            ),
+        });
+    }
+    // The request in flight at SIGTERM must end within the drain; cut off, its events may
+    // have reached the platform unrecorded and are sent again.
+    if request >= worker.drain_timeout {
+        out.push(Conflict {
+            rule: limits.drain_rule,
+            first: DRAIN,
+            second: limits.timeout_setting,
+            problem: format!(
+                "a request in flight at shutdown may take up to {}, longer than the {} drain: it would be cut off and its events sent again.",
+                show(request),
+                show(worker.drain_timeout)
+            ),
+            fix: format!(
+                "raise --drain-timeout above {} (e.g. {}), or lower {}.",
+                show(request),
+                show(request + Duration::from_secs(5)),
+                limits.timeout_flag
+            ),
+        });
+    }
+    // The ledger (delivery audit) must outlive every chance of sending its events again: a
+    // retry until the time budget plus the last backoff, a replay until the event is too old.
+    if worker.retention_audit < limits.max_event_age {
+        out.push(Conflict {
+            rule: limits.retention_rule,
+            first: RETENTION_AUDIT,
+            second: limits.max_event_age_setting,
+            problem: format!(
+                "the delivery ledger is pruned after {}, but an event may be sent (replayed) until it is {} old: a replay could send again what was delivered.",
+                show(worker.retention_audit),
+                show(limits.max_event_age)
+            ),
+            fix: format!(
+                "raise --retention-audit to at least {}.",
+                show(limits.max_event_age)
             ),
         });
     }
@@ -164,13 +182,13 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn settings(args: &[&str]) -> (WorkerArgs, MetaArgs) {
+    fn settings(args: &[&str]) -> (WorkerArgs, Vec<RequestLimits>) {
         #[derive(Parser)]
         struct Both {
             #[command(flatten)]
             worker: WorkerArgs,
             #[command(flatten)]
-            meta: MetaArgs,
+            platforms: crate::platforms::args::PlatformArgs,
         }
         let mut argv = vec!["stagecast"];
         argv.extend_from_slice(args);
@@ -178,7 +196,7 @@ mod tests {
         let cmd = <Both as clap::CommandFactory>::command().mut_args(|a| a.env(None));
         let m = cmd.try_get_matches_from(argv).unwrap();
         let both = <Both as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
-        (both.worker, both.meta)
+        (both.worker, both.platforms.limits())
     }
 
     fn rules(args: &[&str]) -> Vec<&'static str> {

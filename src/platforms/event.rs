@@ -44,7 +44,10 @@ pub struct AdInfo {
 pub struct ConversionEvent {
     /// Deterministic: identical on every retry of the same stage change and destination.
     pub event_id: String,
+    /// As the stage config names it (the catalog's name, or a custom one).
     pub event: EventName,
+    /// The platform's name for it (`AdPlatform::event_name`).
+    pub name: String,
     /// When the stage changed (never the send time).
     pub event_time: DateTime<Utc>,
     pub value: Option<f64>,

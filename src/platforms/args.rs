@@ -1,0 +1,69 @@
+//! The platforms' flags of `stagecast run` (each platform's own group, flattened here) and what
+//! they mean for the commands that check them: the doctor's Settings lines and the rules
+//! between the platforms' timeouts and the worker's lease, drain and retention
+//! (`settings::consistency`). Adding a platform adds its group here, next to its registration
+//! line in [`super::registry`].
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::meta::MetaArgs;
+use super::registry::PlatformsConfig;
+use super::Platform;
+
+#[derive(Debug, Args, Clone)]
+pub struct PlatformArgs {
+    #[command(flatten)]
+    pub meta: MetaArgs,
+}
+
+impl PlatformArgs {
+    /// Every platform's configuration, for [`super::Registry::from_config`].
+    pub fn config(&self) -> PlatformsConfig {
+        PlatformsConfig {
+            meta: self.meta.meta_config(),
+        }
+    }
+
+    /// One Settings line of the doctor per platform.
+    pub fn settings_checks(&self) -> Vec<SettingsCheck> {
+        vec![self.meta.settings_check()]
+    }
+
+    /// What each platform's requests and event windows ask of the worker's settings.
+    pub fn limits(&self) -> Vec<RequestLimits> {
+        vec![self.meta.limits()]
+    }
+}
+
+/// A platform's settings as the doctor reports them: `Ok(what is configured)` or
+/// `Err((what is wrong, the fix))`, from the validation the platform starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsCheck {
+    /// The check's id under `settings.` (stable: monitoring keys on it).
+    pub id: &'static str,
+    pub title: &'static str,
+    pub result: Result<String, (String, String)>,
+}
+
+/// A platform's request timeout and event window, with the flags that set them, and the ids of
+/// the rules that compare them with the worker's settings (stable: the doctor's check ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub platform: Platform,
+    /// How one request is named in messages: `a Conversions API request`.
+    pub request: &'static str,
+    pub timeout: Duration,
+    /// `--meta-timeout`, and with its environment twin: `--meta-timeout (STAGECAST_META_TIMEOUT)`.
+    pub timeout_flag: &'static str,
+    pub timeout_setting: &'static str,
+    /// Events older than this are not sent, nor replayed.
+    pub max_event_age: Duration,
+    pub max_event_age_setting: &'static str,
+    /// The lease must outlast a request; the drain must outlast a request; the ledger must
+    /// outlive the event window.
+    pub lease_rule: &'static str,
+    pub drain_rule: &'static str,
+    pub retention_rule: &'static str,
+}

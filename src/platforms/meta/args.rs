@@ -1,0 +1,119 @@
+//! Meta's flags of `stagecast run` (and of `stagecast doctor`, which checks them), each with its
+//! environment twin.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::config::{
+    ActionSource, MetaConfig, MetaConfigError, DEFAULT_API_VERSION, DEFAULT_GRAPH_URL,
+    MAX_EVENTS_PER_REQUEST,
+};
+use crate::platforms::args::{RequestLimits, SettingsCheck};
+use crate::platforms::Platform;
+
+#[derive(Debug, Args, Clone)]
+pub struct MetaArgs {
+    /// Base URL of the Graph API.
+    #[arg(long, env = "STAGECAST_META_GRAPH_URL", default_value = DEFAULT_GRAPH_URL)]
+    pub meta_graph_url: String,
+    /// Graph API version.
+    #[arg(long, env = "STAGECAST_META_API_VERSION", default_value = DEFAULT_API_VERSION)]
+    pub meta_api_version: String,
+    /// Timeout of one Conversions API request (retried with the same event ids). A request
+    /// starts only while the job's lease outlasts it.
+    #[arg(long, env = "STAGECAST_META_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub meta_timeout: Duration,
+    /// Events per request (1-1000).
+    #[arg(long, env = "STAGECAST_META_BATCH_SIZE", default_value_t = 1000)]
+    pub meta_batch_size: usize,
+    /// Requests per second per pixel.
+    #[arg(long, env = "STAGECAST_META_RATE_LIMIT", default_value = "50")]
+    pub meta_rate_limit: NonZeroU32,
+    /// action_source for pixels that do not set one.
+    #[arg(
+        long,
+        env = "STAGECAST_META_ACTION_SOURCE",
+        default_value = "physical_store"
+    )]
+    pub meta_action_source: ActionSource,
+    /// Stage changes older than this are not sent (alert event_too_old). Meta documents 7 days;
+    /// its 62-day window for physical_store uploads is unverified, so raise this only after
+    /// testing it against your dataset.
+    #[arg(long, env = "STAGECAST_META_MAX_EVENT_AGE", default_value = "6days 23h 50m", value_parser = humantime::parse_duration)]
+    pub meta_max_event_age: Duration,
+    /// Look click-to-WhatsApp ad ids up in the Graph API (campaign_id) when they match no campaign.
+    #[arg(long, env = "STAGECAST_META_RESOLVE_ADS")]
+    pub meta_resolve_ads: bool,
+    /// partner_agent sent with every request.
+    #[arg(
+        long,
+        env = "STAGECAST_META_PARTNER_AGENT",
+        default_value = "stagecast"
+    )]
+    pub meta_partner_agent: String,
+}
+
+impl MetaArgs {
+    pub fn meta_config(&self) -> MetaConfig {
+        MetaConfig {
+            graph_url: self.meta_graph_url.clone(),
+            api_version: self.meta_api_version.clone(),
+            timeout: self.meta_timeout,
+            max_batch: self.meta_batch_size,
+            requests_per_second: self.meta_rate_limit,
+            partner_agent: self.meta_partner_agent.clone(),
+            default_action_source: self.meta_action_source,
+            max_event_age: self.meta_max_event_age,
+            resolve_ads: self.meta_resolve_ads,
+            ..MetaConfig::default()
+        }
+    }
+
+    /// The doctor's line for these settings: the same validation `Meta::new` refuses to start
+    /// with, and the fix.
+    pub fn settings_check(&self) -> SettingsCheck {
+        let config = self.meta_config();
+        let url = crate::local_pg::redact_url(&config.graph_url);
+        let result = match config.validate() {
+            Ok(()) => Ok(format!("{url}, version {}", config.api_version)),
+            Err(e) => {
+                let fix = match e {
+                    MetaConfigError::Version(_) => format!(
+                        "set STAGECAST_META_API_VERSION to a version such as {DEFAULT_API_VERSION}"
+                    ),
+                    MetaConfigError::Url(_) => format!(
+                        "set STAGECAST_META_GRAPH_URL to http(s)://host[:port], normally {DEFAULT_GRAPH_URL}"
+                    ),
+                    MetaConfigError::Batch(_) => format!(
+                        "set STAGECAST_META_BATCH_SIZE between 1 and {MAX_EVENTS_PER_REQUEST}"
+                    ),
+                };
+                Err((e.to_string(), fix))
+            }
+        };
+        SettingsCheck {
+            id: "graph_api",
+            title: "Graph API",
+            result,
+        }
+    }
+
+    /// What these settings ask of the worker's own (`--lease`, `--drain-timeout`,
+    /// `--retention-audit`): checked by `run` at start and by the doctor.
+    pub fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            platform: Platform::Facebook,
+            request: "a Conversions API request",
+            timeout: self.meta_timeout,
+            timeout_flag: "--meta-timeout",
+            timeout_setting: "--meta-timeout (STAGECAST_META_TIMEOUT)",
+            max_event_age: self.meta_max_event_age,
+            max_event_age_setting: "--meta-max-event-age (STAGECAST_META_MAX_EVENT_AGE)",
+            lease_rule: "lease_meta_timeout",
+            drain_rule: "drain_meta_timeout",
+            retention_rule: "retention_event_age",
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Meta as an [`AdPlatform`]: what the pipeline asks of a platform, answered with this
+//! module's config, request builder (`payload`), client, retry logic and sink.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use tracing::warn;
+
+use super::config::{ActionSource, MetaConfig, MetaConfigError};
+use super::payload::{build_event, route, MessagingMode};
+use super::sink::{MetaDestination, MetaSink};
+use super::verify::verdict;
+use crate::alerts::AlertCause;
+use crate::catalog::EventName;
+use crate::platforms::credentials::access_token;
+use crate::platforms::event::ConversionEvent;
+use crate::platforms::platform::{
+    AdCampaigns, AdPlatform, Destination, DestinationProblem, Encoded, LocalProblem, Verification,
+};
+use crate::platforms::Platform;
+use crate::secrets::{KeyRing, Secret};
+use crate::store::PixelRow;
+
+/// Meta's Conversions API, configured.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub(super) sink: Arc<MetaSink>,
+}
+
+impl Meta {
+    /// Validates the configuration (the same check the doctor reports under Settings).
+    pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
+        Ok(Self {
+            sink: Arc::new(MetaSink::new(config)?),
+        })
+    }
+
+    pub fn config(&self) -> &MetaConfig {
+        self.sink.config()
+    }
+
+    pub fn sink(&self) -> &MetaSink {
+        &self.sink
+    }
+}
+
+impl AdPlatform for Meta {
+    fn platform(&self) -> Platform {
+        Platform::Facebook
+    }
+
+    fn label(&self) -> &'static str {
+        super::LABEL
+    }
+
+    /// Every name of the catalog is one of Meta's standard events, and Meta takes custom
+    /// names as they are (business-messaging renaming depends on the customer: `encode`).
+    fn event_name(&self, event: &EventName) -> Result<String, LocalProblem> {
+        Ok(event.as_str().to_string())
+    }
+
+    fn check(
+        &self,
+        event: &ConversionEvent,
+        _pixel: &PixelRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), LocalProblem> {
+        let age = now.signed_duration_since(event.event_time);
+        if age.to_std().is_ok_and(|a| a > self.config().max_event_age) {
+            return Err(LocalProblem::new(
+                AlertCause::EventTooOld,
+                "the stage change is older than Meta's 7-day window",
+            ));
+        }
+        Ok(())
+    }
+
+    fn encode(&self, event: &ConversionEvent, pixel: &PixelRow, now: DateTime<Utc>) -> Encoded {
+        let action_source = pixel_action_source(pixel, self.config().default_action_source);
+        let routing = route(
+            event,
+            action_source,
+            pixel.waba_id.as_deref(),
+            MessagingMode::parse(pixel.messaging_mode.as_deref()),
+        );
+        let (request, keys) = build_event(event, &routing, now);
+        Encoded {
+            event_name: routing.event_name,
+            json: request.to_string().into(),
+            match_quality: crate::match_quality::estimate(&keys),
+        }
+    }
+
+    fn destination(
+        &self,
+        pixel: &PixelRow,
+        keys: Option<&KeyRing>,
+    ) -> Result<Arc<dyn Destination>, DestinationProblem> {
+        let token = access_token(pixel, keys)?;
+        Ok(Arc::new(MetaDestination {
+            sink: self.sink.clone(),
+            pixel_ref: pixel.id,
+            pixel_id: pixel.pixel_id.clone(),
+            token,
+            test_event_code: pixel.test_event_code.clone(),
+            batch_key: pixel.id.to_string(),
+        }))
+    }
+
+    fn check_pixel(&self, pixel: &PixelRow) -> Result<(), (String, String)> {
+        if pixel.pixel_id.trim().is_empty() {
+            return Err((
+                "has no pixel id (pixels.pixel_id is empty)".into(),
+                "set pixels.pixel_id to the dataset id from Meta's Events Manager".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn verify<'a>(&'a self, pixel: &'a PixelRow, token: &'a Secret) -> BoxFuture<'a, Verification> {
+        Box::pin(async move {
+            let answer = self
+                .sink
+                .client()
+                .get_object(&pixel.pixel_id, Some("id,name"), token)
+                .await;
+            let graph_url = crate::local_pg::redact_url(&self.config().graph_url);
+            verdict(pixel, answer, &graph_url)
+        })
+    }
+
+    fn ad_campaigns(&self) -> Option<&dyn AdCampaigns> {
+        self.config()
+            .resolve_ads
+            .then_some(self as &dyn AdCampaigns)
+    }
+}
+
+/// The pixel's `action_source`, else the configured default (a value Meta does not know is
+/// logged and replaced by the default, never sent).
+fn pixel_action_source(pixel: &PixelRow, default: ActionSource) -> ActionSource {
+    match pixel.action_source.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|e| {
+            warn!(pixel = %pixel.pixel_id, error = %e, "invalid pixel action_source; using the default");
+            default
+        }),
+    }
+}
