@@ -353,7 +353,10 @@ async fn incomplete_touch_completed_by_the_click(first_fixture: &str) {
     inbound(&s, 901, &fixture(first_fixture)).await;
     s.drained().await;
     let (before, _) = utm(&s, customer).await;
-    assert!(before.get("ctwa_clid").is_none(), "{first_fixture}: {before}");
+    assert!(
+        before.get("ctwa_clid").is_none(),
+        "{first_fixture}: {before}"
+    );
     assert!(
         before.get("ad_marker").is_some() || before.get("source_id").is_some(),
         "{first_fixture}: the incomplete touch is recorded: {before}"
@@ -383,7 +386,11 @@ async fn incomplete_touch_completed_by_the_click(first_fixture: &str) {
     )
     .await;
     s.drained().await;
-    assert_eq!(utm(&s, customer).await.0, after, "the real first touch is kept");
+    assert_eq!(
+        utm(&s, customer).await.0,
+        after,
+        "the real first touch is kept"
+    );
 
     s.move_to(customer, 1).await;
     s.drained().await;

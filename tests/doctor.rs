@@ -533,7 +533,12 @@ async fn whatsapp_datasets_test_event_codes_and_old_click_ids_are_checked() {
     .await;
     let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
     let o = &out.stdout;
-    assert_eq!(out.code, Some(1), "two pixels are problems:\n{o}\n{}", out.stderr);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "two pixels are problems:\n{o}\n{}",
+        out.stderr
+    );
     assert_check(
         o,
         "✓",

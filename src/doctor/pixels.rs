@@ -218,7 +218,11 @@ pub fn test_event_codes(pixels: &[PixelRow]) -> Check {
     let with_code: Vec<String> = pixels
         .iter()
         .filter(|p| p.active)
-        .filter(|p| p.test_event_code.as_deref().is_some_and(|t| !t.trim().is_empty()))
+        .filter(|p| {
+            p.test_event_code
+                .as_deref()
+                .is_some_and(|t| !t.trim().is_empty())
+        })
         .map(pixel_label)
         .collect();
     if with_code.is_empty() {
@@ -325,8 +329,16 @@ mod tests {
         assert_eq!(stale_click_ids(0, 0).status, Status::Ok);
         let c = stale_click_ids(3, 1);
         assert_eq!(c.status, Status::Warning);
-        assert!(c.found.contains("3 customer(s) have a ctwa_clid"), "{}", c.found);
-        assert!(c.found.contains("1 customer(s) have an fbclid"), "{}", c.found);
+        assert!(
+            c.found.contains("3 customer(s) have a ctwa_clid"),
+            "{}",
+            c.found
+        );
+        assert!(
+            c.found.contains("1 customer(s) have an fbclid"),
+            "{}",
+            c.found
+        );
     }
 
     #[test]

@@ -211,9 +211,9 @@ impl Pipeline {
         };
         Ok(Step::Done(
             match (campaign, referral.source_id.as_deref()) {
-                (Some(c), Some(ad)) => format!(
-                    "first touch {verb} for customer {customer_id}: ad {ad}, campaign {c}"
-                ),
+                (Some(c), Some(ad)) => {
+                    format!("first touch {verb} for customer {customer_id}: ad {ad}, campaign {c}")
+                }
                 (None, Some(ad)) => format!(
                     "first touch {verb} for customer {customer_id}: ad {ad} matches no campaign"
                 ),

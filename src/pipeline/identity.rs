@@ -18,7 +18,11 @@ const MAX_USER_AGENT: usize = 512;
 
 /// `now`: when the event is built; the creation time of an `fbc` whose capture time the CRM
 /// did not store (never the customer's creation time, which may precede the click).
-pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, now: DateTime<Utc>) -> UserIdentity {
+pub fn build(
+    ctx: &StageChangeContext,
+    normalizer: &Normalizer,
+    now: DateTime<Utc>,
+) -> UserIdentity {
     let mut id = UserIdentity::default();
     let contacts = contacts(ctx.contacts.as_ref());
     for raw in ctx.email.iter().map(String::as_str).chain(contacts.emails) {
@@ -35,7 +39,11 @@ pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, now: DateTime<Ut
             .filter(|d| d.len() == 12)
             .and_then(|d| br_mobile_variant(&d))
         {
-            push_unique(&mut id.phones, normalizer.phone(&format!("+{with_nine}")), "ph");
+            push_unique(
+                &mut id.phones,
+                normalizer.phone(&format!("+{with_nine}")),
+                "ph",
+            );
         }
     }
     if let Some(name) = ctx.name.as_deref() {
@@ -88,8 +96,8 @@ pub fn build(ctx: &StageChangeContext, normalizer: &Normalizer, now: DateTime<Ut
         }
         ok.then_some(v)
     });
-    id.date_of_birth = metadata_str(optional, "birth_date")
-        .and_then(|v| ok(normalizer.date_of_birth(&v), "db"));
+    id.date_of_birth =
+        metadata_str(optional, "birth_date").and_then(|v| ok(normalizer.date_of_birth(&v), "db"));
     id.gender = metadata_str(optional, "gender").and_then(|v| ok(normalizer.gender(&v), "ge"));
     id.lead_id = metadata_str(optional, "lead_id").and_then(|v| {
         let lead = lead_id(&v);

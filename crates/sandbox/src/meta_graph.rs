@@ -692,7 +692,9 @@ async fn get_waba_dataset(
             return Err(GraphError::token_unknown());
         }
         match state.waba_dataset(&waba_id, &token) {
-            Some(dataset) => Ok(json!({"data": [{"id": dataset, "name": format!("Sandbox dataset {dataset}")}]})),
+            Some(dataset) => {
+                Ok(json!({"data": [{"id": dataset, "name": format!("Sandbox dataset {dataset}")}]}))
+            }
             None if state.waba_known(&waba_id) => Err(GraphError::no_such_object("get", &waba_id)),
             None => Ok(json!({"data": []})),
         }

@@ -374,9 +374,10 @@ fn check_privacy(
     let int = |key: &str| -> Result<Option<i64>, EventError> {
         match event.get(key) {
             None => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-                invalid(index, key, format!("{key} must be a JSON integer"))
-            }),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| invalid(index, key, format!("{key} must be a JSON integer"))),
         }
     };
     let country = int("data_processing_options_country")?;
@@ -755,20 +756,45 @@ mod tests {
             validate_event(0, &with(ok.clone()), NOW).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for (bad, field) in [
-            (json!({"data_processing_options": "LDU"}), "data_processing_options"),
-            (json!({"data_processing_options": ["ldu"]}), "data_processing_options"),
-            (json!({"data_processing_options": ["LDU"]}), "data_processing_options_country"),
-            (json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}), "data_processing_options_state"),
-            (json!({"data_processing_options": ["LDU"], "data_processing_options_country": 55, "data_processing_options_state": 0}), "data_processing_options_country"),
-            (json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0, "data_processing_options_state": 1000}), "data_processing_options_state"),
-            (json!({"data_processing_options": ["LDU"], "data_processing_options_country": "0", "data_processing_options_state": 0}), "data_processing_options_country"),
-            (json!({"data_processing_options_country": 1}), "data_processing_options_country"),
+            (
+                json!({"data_processing_options": "LDU"}),
+                "data_processing_options",
+            ),
+            (
+                json!({"data_processing_options": ["ldu"]}),
+                "data_processing_options",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"]}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}),
+                "data_processing_options_state",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 55, "data_processing_options_state": 0}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0, "data_processing_options_state": 1000}),
+                "data_processing_options_state",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": "0", "data_processing_options_state": 0}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options_country": 1}),
+                "data_processing_options_country",
+            ),
             (json!({"opt_out": "true"}), "opt_out"),
         ] {
             assert_eq!(err(&with(bad.clone())).field, field, "{bad}");
         }
         // With an IP address Meta can geolocate the state itself.
-        let mut ev = with(json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}));
+        let mut ev =
+            with(json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}));
         ev["user_data"]["client_ip_address"] = json!("2001:db8::1");
         validate_event(0, &ev, NOW).unwrap();
     }

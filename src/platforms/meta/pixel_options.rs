@@ -151,7 +151,11 @@ mod tests {
         let wrong = PixelOptions::of(&pixel(json!({
             "limited_data_use": true, "ldu_country": 55, "ldu_state": 1000
         })));
-        assert_eq!(wrong.limited_data_use, Some((0, 0)), "still LDU, geolocated");
+        assert_eq!(
+            wrong.limited_data_use,
+            Some((0, 0)),
+            "still LDU, geolocated"
+        );
     }
 
     #[test]
@@ -175,7 +179,10 @@ mod tests {
             ActionSource::PhysicalStore,
             "stagecast",
         );
-        assert!(off.is_empty(), "LDU off: the keys are omitted, as Meta allows");
+        assert!(
+            off.is_empty(),
+            "LDU off: the keys are omitted, as Meta allows"
+        );
     }
 
     #[test]

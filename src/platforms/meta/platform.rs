@@ -137,7 +137,11 @@ impl AdPlatform for Meta {
                 .await;
             let graph_url = crate::local_pg::redact_url(&self.config().graph_url);
             let pixel_verdict = verdict(pixel, answer, &graph_url);
-            let waba = pixel.waba_id.as_deref().map(str::trim).filter(|w| !w.is_empty());
+            let waba = pixel
+                .waba_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty());
             match (pixel_verdict, waba) {
                 (Verification::Ok(_), Some(waba)) => {
                     let answer = self.sink.client().get_edge(waba, "dataset", token).await;
@@ -169,8 +173,7 @@ impl Meta {
             pixel.waba_id.as_deref(),
             MessagingMode::parse(pixel.messaging_mode.as_deref()),
         );
-        if routing.action_source == ActionSource::SystemGenerated && event.user.lead_id.is_none()
-        {
+        if routing.action_source == ActionSource::SystemGenerated && event.user.lead_id.is_none() {
             return Err(LocalProblem::new(
                 AlertCause::MissingLeadId,
                 "the pixel sends Conversion Leads (action_source system_generated), which need the customer's Lead Ads lead_id (15-17 digits)",
