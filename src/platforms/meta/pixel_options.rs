@@ -68,7 +68,7 @@ impl PixelOptions {
     }
 }
 
-/// What is wrong with an LDU country/state pair, if anything (the doctor reports the same).
+/// What is wrong with an LDU country/state pair, if anything.
 /// Meta documents country 0 (geolocate) or 1 (USA), and state 0 (geolocate) or a US state
 /// code from 1000 (California); a state without the USA is meaningless.
 pub fn ldu_problem(country: i64, state: i64) -> Option<&'static str> {

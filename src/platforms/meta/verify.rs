@@ -87,12 +87,14 @@ pub fn dataset_verdict(
 ) -> Verification {
     let resp = match answer {
         Ok(resp) => resp,
-        Err(e) => return Verification::Warning {
-            found: format!(
+        Err(e) => {
+            return Verification::Warning {
+                found: format!(
                 "could not check the dataset linked to WhatsApp Business Account {waba_id}: {e}"
             ),
-            fix: "run the doctor again when the Graph API is reachable".into(),
-        },
+                fix: "run the doctor again when the Graph API is reachable".into(),
+            }
+        }
     };
     let Classification::Delivered { .. } = classify(&resp) else {
         let error = resp.body.as_ref().and_then(|b| b.get("error"));
