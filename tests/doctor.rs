@@ -506,7 +506,8 @@ async fn whatsapp_datasets_test_event_codes_and_old_click_ids_are_checked() {
     s.sandbox.link_waba("555000222", "4444333322221111", TOKEN);
     s.sandbox.add_pixel("7777666655554444", TOKEN);
     sqlx::query(
-        "UPDATE pixels SET waba_id = '555000111', test_event_code = 'TEST42' WHERE id = 1;",
+        "UPDATE pixels SET waba_id = '555000111', test_event_code = 'TEST42', \
+           limited_data_use = true, ldu_country = 0, ldu_state = 1000 WHERE id = 1;",
     )
     .execute(s.crm())
     .await
@@ -568,5 +569,11 @@ async fn whatsapp_datasets_test_event_codes_and_old_click_ids_are_checked() {
         "!",
         "Stored click ids: 1 customer(s) have a ctwa_clid from a click more than 7 days ago; 1 customer(s) have an fbclid captured more than 90 days ago",
         Some("send stage changes promptly"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Pixel options: pixel 1111222233334444 \"Main\" (id 1): Limited Data Use with ldu_country 0, ldu_state 1000: ldu_state must be 0 when ldu_country is 0",
+        Some("Limited Data Use and opt-out"),
     );
 }

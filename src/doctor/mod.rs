@@ -238,6 +238,7 @@ async fn with_database(
             checks.push(pixels::default_pixel(pixels, platform));
         }
         checks.push(pixels::test_event_codes(pixels));
+        checks.push(pixels::options(pixels, platforms));
         match store
             .doctor_stale_click_ids(pixels::CTWA_CLID_MAX_AGE, pixels::FBCLID_MAX_AGE)
             .await

@@ -211,6 +211,28 @@ pub fn default_pixel(pixels: &[PixelRow], platform: Platform) -> Check {
     }
 }
 
+/// Each active pixel's options its platform warns about (e.g. a Limited Data Use pair Meta does
+/// not document); one check, ok when there is nothing to say.
+pub fn options(pixels: &[PixelRow], platforms: &Registry) -> Check {
+    let c = Check::build(Group::Pixels, "pixels.options", "Pixel options");
+    let found: Vec<String> = pixels
+        .iter()
+        .filter(|p| p.active)
+        .filter_map(|p| {
+            let platform = platforms.get(Platform::parse(&p.platform)?)?;
+            let warnings = platform.pixel_warnings(p);
+            (!warnings.is_empty()).then(|| format!("{}: {}", pixel_label(p), warnings.join("; ")))
+        })
+        .collect();
+    if found.is_empty() {
+        return c.ok("nothing to report in the active pixels' options");
+    }
+    c.warning(
+        found.join(" | "),
+        "see docs/events.md (Conversion Leads; Limited Data Use and opt-out) for the values Meta documents",
+    )
+}
+
 /// Active pixels with a `test_event_code`: Meta shows their events under Test Events, and still
 /// counts them in the real dataset (Meta's using-the-api page), so it belongs to a trial only.
 pub fn test_event_codes(pixels: &[PixelRow]) -> Check {

@@ -25,6 +25,37 @@ pub struct PixelOptions {
 }
 
 impl PixelOptions {
+    /// What `stagecast doctor` warns about in a Meta pixel's options: an LDU pair Meta does not
+    /// document (sent as 0/0 instead), and a Conversion Leads pixel that names no CRM.
+    pub fn problems(pixel: &PixelRow, action_source: ActionSource) -> Vec<String> {
+        let mut out = Vec::new();
+        let o = pixel.options.as_ref().and_then(Value::as_object);
+        let options = PixelOptions::of(pixel);
+        if options.limited_data_use.is_some() {
+            let number = |key: &str| {
+                o.and_then(|o| o.get(key)).and_then(|v| match v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                })
+            };
+            let country = number("ldu_country").unwrap_or(LDU_GEOLOCATE);
+            let state = number("ldu_state").unwrap_or(LDU_GEOLOCATE);
+            if let Some(problem) = ldu_problem(country, state) {
+                out.push(format!(
+                    "Limited Data Use with ldu_country {country}, ldu_state {state}: {problem}; sent as 0/0 (Meta geolocates)"
+                ));
+            }
+        }
+        if action_source == ActionSource::SystemGenerated && options.lead_event_source.is_none() {
+            out.push(
+                "sends Conversion Leads (action_source system_generated) without pixels.lead_event_source: custom_data.lead_event_source is the partner agent instead of the CRM's name"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     pub fn of(pixel: &PixelRow) -> PixelOptions {
         let Some(Value::Object(o)) = pixel.options.as_ref() else {
             return PixelOptions::default();
@@ -209,6 +240,19 @@ mod tests {
         let mut other = Map::new();
         apply(&mut other, &o, ActionSource::Chat, "stagecast");
         assert!(other.get("custom_data").is_none());
+    }
+
+    #[test]
+    fn problems_name_the_ldu_pair_and_a_conversion_leads_pixel_without_crm_name() {
+        let ok = pixel(json!({"limited_data_use": true, "ldu_country": 1, "ldu_state": 1000}));
+        assert!(PixelOptions::problems(&ok, ActionSource::PhysicalStore).is_empty());
+        let bad = pixel(json!({"limited_data_use": true, "ldu_country": 0, "ldu_state": 1000}));
+        let p = PixelOptions::problems(&bad, ActionSource::PhysicalStore);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("ldu_state 1000"), "{p:?}");
+        let leads = pixel(json!({}));
+        let p = PixelOptions::problems(&leads, ActionSource::SystemGenerated);
+        assert!(p[0].contains("lead_event_source"), "{p:?}");
     }
 
     #[test]

@@ -128,6 +128,13 @@ impl AdPlatform for Meta {
         Ok(())
     }
 
+    fn pixel_warnings(&self, pixel: &PixelRow) -> Vec<String> {
+        PixelOptions::problems(
+            pixel,
+            pixel_action_source(pixel, self.config().default_action_source),
+        )
+    }
+
     fn verify<'a>(&'a self, pixel: &'a PixelRow, token: &'a Secret) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             let answer = self
