@@ -2,10 +2,15 @@
 -- the adapter views. $1 job ids, $2 customer ids, $3 stage ids (parallel arrays).
 -- Campaign fallback (docs/fallbacks.md §1): the customer's campaign; else the campaign whose ad ids (or
 -- campaign id, which users also type there) match the first-touch ad id in utm_metadata.
+-- `optional`: the contract's optional customer columns (docs/crm-integration.md §5), read by name
+-- from the row so a redefined view without them still works (absent keys are NULL).
 SELECT c.job_id,
        cu.id AS customer_id, cu.name, cu.email, cu.phone, cu.sale_price::float8 AS sale_price,
        cu.currency, cu.utm_metadata, cu.client_ip, cu.client_user_agent, cu.fbclid, cu.fbclid_at,
        cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
+       (SELECT jsonb_strip_nulls(jsonb_build_object('fbp', j ->> 'fbp', 'birth_date', j ->> 'birth_date',
+                                                    'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id'))
+          FROM (SELECT to_jsonb(cu) AS j) r) AS optional,
        s.id AS stage_id, s.name AS stage_name, s.funnel_category, s.utm_event,
        s.default_value::float8 AS stage_default_value,
        camp.id AS campaign_id, camp.name AS campaign_name, camp.pixel_id AS campaign_pixel_ref,

@@ -26,10 +26,11 @@ pub enum AlertCause {
     DeliveryGaveUp,
     AdNotLinked,
     AdWithoutClickId,
+    MissingLeadId,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 15] = [
+    pub const ALL: [AlertCause; 16] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -45,6 +46,7 @@ impl AlertCause {
         AlertCause::DeliveryGaveUp,
         AlertCause::AdNotLinked,
         AlertCause::AdWithoutClickId,
+        AlertCause::MissingLeadId,
     ];
 
     pub fn code(self) -> &'static str {
@@ -64,6 +66,7 @@ impl AlertCause {
             AlertCause::DeliveryGaveUp => "delivery_gave_up",
             AlertCause::AdNotLinked => "ad_not_linked",
             AlertCause::AdWithoutClickId => "ad_without_click_id",
+            AlertCause::MissingLeadId => "missing_lead_id",
         }
     }
 
@@ -144,6 +147,11 @@ impl AlertCause {
                 pt: "Informação: o cliente chegou por um anúncio, mas a mensagem não trouxe o identificador de clique (ctwa_clid); as conversões serão atribuídas apenas pelos dados de contato.",
                 en: "Info: the customer came from an ad, but the message carried no click id (ctwa_clid); conversions will be matched on contact data only.",
                 es: "Información: el cliente llegó por un anuncio, pero el mensaje no trajo el identificador de clic (ctwa_clid); las conversiones se asociarán solo por los datos de contacto.",
+            },
+            AlertCause::MissingLeadId => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} envia Conversion Leads (action_source system_generated), que exigem o lead_id do formulário de Lead Ads, e o cliente não tem um válido (15 a 17 dígitos). Grave o lead_id do cliente, ou use outro action_source no pixel, e reenvie.",
+                en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} sends Conversion Leads (action_source system_generated), which need the Lead Ads form's lead_id, and the customer has no valid one (15 to 17 digits). Store the customer's lead_id, or give the pixel another action_source, and replay it.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} envía Conversion Leads (action_source system_generated), que requieren el lead_id del formulario de Lead Ads, y el cliente no tiene uno válido (15 a 17 dígitos). Guarde el lead_id del cliente, o use otro action_source en el píxel, y reenvíelo.",
             },
         }
     }

@@ -114,6 +114,8 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         .await
         .context("could not start the Graph API sandbox")?;
     sandbox.add_pixel(DEMO_PIXEL_ID, DEMO_TOKEN);
+    // The demo pixel is the dataset of the seed's WhatsApp Business Account (sql/demo/seed.sql).
+    sandbox.link_waba("555000111", DEMO_PIXEL_ID, DEMO_TOKEN);
     println!(
         "• Graph API sandbox on {} (validates requests as Meta documents)",
         sandbox.base_url()

@@ -70,7 +70,7 @@ pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "throttled", "released", "
 /// Job statuses in the hot table (`queue::worker::status_label`).
 pub const STATUSES: [&str; 4] = ["pending", "running", "failed", "cancelled"];
 /// Identifier fields whose invalid values are dropped (`pipeline::identity`).
-pub const PII_FIELDS: [&str; 9] = [
+pub const PII_FIELDS: [&str; 13] = [
     "em",
     "ph",
     "fn",
@@ -80,6 +80,10 @@ pub const PII_FIELDS: [&str; 9] = [
     "st",
     "zp",
     "country",
+    "db",
+    "ge",
+    "fbp",
+    "lead_id",
 ];
 /// Why a request slot was not granted at once (`platforms::rate_limit`).
 pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
@@ -236,7 +240,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: PII_REJECTED,
         kind: MetricType::Counter,
         labels: &["field"],
-        help: "Customer identifiers dropped because they were invalid after normalisation (the value itself is never logged), by Meta field name (`em`, `ph`, `fn`, `ln`, `external_id`, `ct`, `st`, `zp`, `country`).",
+        help: "Customer identifiers dropped because they were invalid after normalisation (the value itself is never logged), by Meta field name (`em`, `ph`, `fn`, `ln`, `external_id`, `ct`, `st`, `zp`, `country`, `db`, `ge`, `fbp`, `lead_id`).",
     },
     MetricDef {
         name: DB_QUERY_DURATION,

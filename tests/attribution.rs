@@ -342,3 +342,98 @@ async fn a_pixel_can_force_its_own_action_source_for_whatsapp_customers() {
         "the click id still travels as a match key"
     );
 }
+
+/// A touch without a click id, then a message with the click id and ad id, both on the chat the
+/// CRM linked to the customer: the click completes the touch, and a later stage change goes as
+/// business messaging with that click id.
+async fn incomplete_touch_completed_by_the_click(first_fixture: &str) {
+    let s = Stack::new().await;
+    let (customer, _) = setup(&s, "120226305854810726", "5511987654321").await;
+    let worker = s.start_worker();
+    inbound(&s, 901, &fixture(first_fixture)).await;
+    s.drained().await;
+    let (before, _) = utm(&s, customer).await;
+    assert!(
+        before.get("ctwa_clid").is_none(),
+        "{first_fixture}: {before}"
+    );
+    assert!(
+        before.get("ad_marker").is_some() || before.get("source_id").is_some(),
+        "{first_fixture}: the incomplete touch is recorded: {before}"
+    );
+
+    inbound(&s, 901, &fixture("cloud_api_full_envelope_image_ad.json")).await;
+    s.drained().await;
+    let (after, campaign) = utm(&s, customer).await;
+    assert_eq!(
+        after["ctwa_clid"], "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LEkR7JwFF4XvnO2E4Nx0-eM-GABDLOPaOdRMv-_zfUQ2a",
+        "{first_fixture}: the click id completes the touch: {after}"
+    );
+    assert_eq!(after["source_id"], "120226305854810726", "{after}");
+    assert!(after.get("ad_marker").is_none(), "{after}");
+    assert!(
+        after["completed_marker"].is_object(),
+        "what the incomplete touch said is kept for the record: {after}"
+    );
+    assert_eq!(campaign, Some(7), "campaign linked from the click's ad id");
+
+    // A third ad message (another ad, with its own click id) changes nothing: a real first
+    // touch is never overwritten.
+    inbound(
+        &s,
+        901,
+        &fixture("evolution_messages_upsert_conversation.json"),
+    )
+    .await;
+    s.drained().await;
+    assert_eq!(
+        utm(&s, customer).await.0,
+        after,
+        "the real first touch is kept"
+    );
+
+    s.move_to(customer, 1).await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    let received = s.sandbox.received();
+    assert_eq!(received.len(), 1, "{first_fixture}");
+    let e = &received[0].event;
+    assert_eq!(e["action_source"], "business_messaging", "{e}");
+    assert_eq!(e["messaging_channel"], "whatsapp");
+    assert_eq!(e["user_data"]["ctwa_clid"], after["ctwa_clid"]);
+    let notes: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT note FROM stagecast.job_archive WHERE kind = 'attribution' ORDER BY id",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        notes[1].as_deref().unwrap().contains("completed"),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_marker_only_first_touch_is_completed_by_the_first_click_id() {
+    incomplete_touch_completed_by_the_click("evolution_marker_only.json").await;
+}
+
+#[tokio::test]
+async fn a_status_ad_without_click_id_is_completed_by_the_first_click_id() {
+    incomplete_touch_completed_by_the_click("cloud_api_status_ad_no_clid.json").await;
+}
+
+#[tokio::test]
+async fn a_touch_without_click_id_never_replaces_a_real_first_touch() {
+    let s = Stack::new().await;
+    let (customer, _) = setup(&s, "120226305854810726", "5511987654321").await;
+    let worker = s.start_worker();
+    inbound(&s, 901, &fixture("cloud_api_full_envelope_image_ad.json")).await;
+    s.drained().await;
+    let (first, _) = utm(&s, customer).await;
+    inbound(&s, 901, &fixture("evolution_marker_only.json")).await;
+    inbound(&s, 901, &fixture("cloud_api_status_ad_no_clid.json")).await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(utm(&s, customer).await.0, first);
+}

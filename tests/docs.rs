@@ -172,6 +172,10 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..AlertDetails::default()
         },
         AlertCause::AdWithoutClickId => AlertDetails::default(),
+        AlertCause::MissingLeadId => AlertDetails {
+            pixel: Some("111222333".into()),
+            ..d("Lead", "Qualificado")
+        },
     }
 }
 

@@ -494,3 +494,86 @@ async fn an_unreachable_database_exits_2_with_a_clear_message() {
     assert_eq!(v["verdict"], "database_unreachable");
     assert_eq!(v["exit_code"], 2);
 }
+
+#[tokio::test]
+async fn whatsapp_datasets_test_event_codes_and_old_click_ids_are_checked() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    // Pixel 1: the dataset linked to its WABA, but still sending with a test code. Pixel 2: its
+    // WABA has another dataset. Pixel 3: its WABA has none.
+    s.sandbox.link_waba("555000111", PIXEL, TOKEN);
+    s.sandbox.add_pixel("5555666677778888", TOKEN);
+    s.sandbox.link_waba("555000222", "4444333322221111", TOKEN);
+    s.sandbox.add_pixel("7777666655554444", TOKEN);
+    sqlx::query(
+        "UPDATE pixels SET waba_id = '555000111', test_event_code = 'TEST42', \
+           limited_data_use = true, ldu_country = 0, ldu_state = 1000 WHERE id = 1;",
+    )
+    .execute(s.crm())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, waba_id) VALUES \
+           (2, 'facebook', 'Loja', '5555666677778888', $1, true, '555000222'), \
+           (3, 'facebook', 'Outra', '7777666655554444', $1, true, '555000333')",
+    )
+    .bind(s.keys.seal(TOKEN))
+    .execute(s.crm())
+    .await
+    .unwrap();
+    // A click-to-WhatsApp click ten days ago, an fbclid captured 100 days ago, and fresh ones.
+    s.crm_exec(
+        "INSERT INTO customers (id, name, utm_metadata, fbclid, fbclid_at) VALUES
+           (1, 'Old click', jsonb_build_object('ctwa_clid', 'Aff-old', 'clicked_at',
+                to_char((now() - interval '10 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),
+              'IwARold', now() - interval '100 days'),
+           (2, 'New click', jsonb_build_object('ctwa_clid', 'Aff-new', 'clicked_at',
+                to_char((now() - interval '1 day') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),
+              'IwARnew', now() - interval '1 day');",
+    )
+    .await;
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    let o = &out.stdout;
+    assert_eq!(
+        out.code,
+        Some(1),
+        "two pixels are problems:\n{o}\n{}",
+        out.stderr
+    );
+    assert_check(
+        o,
+        "✓",
+        "(id 1): the Graph API accepts its token for this pixel, the dataset linked to WhatsApp Business Account 555000111",
+        None,
+    );
+    assert_check(
+        o,
+        "✗",
+        "(id 2): pixel 5555666677778888 is not the dataset linked to WhatsApp Business Account 555000222 (Meta says 4444333322221111)",
+        Some("set pixels.pixel_id to 4444333322221111, or correct pixels.waba_id"),
+    );
+    assert_check(
+        o,
+        "✗",
+        "(id 3): WhatsApp Business Account 555000333 has no dataset linked",
+        Some("POST /555000333/dataset"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Test event codes: 1 active pixel(s) send with a test_event_code (pixel 1111222233334444 \"Main\" (id 1))",
+        Some("UPDATE pixels SET test_event_code = NULL"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Stored click ids: 1 customer(s) have a ctwa_clid from a click more than 7 days ago; 1 customer(s) have an fbclid captured more than 90 days ago",
+        Some("send stage changes promptly"),
+    );
+    assert_check(
+        o,
+        "!",
+        "Pixel options: pixel 1111222233334444 \"Main\" (id 1): Limited Data Use with ldu_country 0, ldu_state 1000: ldu_state must be 0 when ldu_country is 0",
+        Some("Limited Data Use and opt-out"),
+    );
+}

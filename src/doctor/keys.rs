@@ -222,6 +222,7 @@ pub(crate) mod tests {
             test_event_code: None,
             action_source: None,
             messaging_mode: None,
+            options: None,
         }
     }
 

@@ -237,6 +237,21 @@ async fn with_database(
         for platform in registry::available() {
             checks.push(pixels::default_pixel(pixels, platform));
         }
+        checks.push(pixels::test_event_codes(pixels));
+        checks.push(pixels::options(pixels, platforms));
+        match store
+            .doctor_stale_click_ids(pixels::CTWA_CLID_MAX_AGE, pixels::FBCLID_MAX_AGE)
+            .await
+        {
+            Ok((ctwa, fbclid)) => checks.push(pixels::stale_click_ids(ctwa, fbclid)),
+            Err(e) => checks.push(read_failed(
+                Group::Pixels,
+                "pixels.click_ids",
+                "Stored click ids",
+                schema,
+                &e,
+            )),
+        }
         match store.doctor_campaigns().await {
             Ok(campaigns) => {
                 for platform in registry::available() {

@@ -211,6 +211,88 @@ pub fn default_pixel(pixels: &[PixelRow], platform: Platform) -> Check {
     }
 }
 
+/// Each active pixel's options its platform warns about (e.g. a Limited Data Use pair Meta does
+/// not document); one check, ok when there is nothing to say.
+pub fn options(pixels: &[PixelRow], platforms: &Registry) -> Check {
+    let c = Check::build(Group::Pixels, "pixels.options", "Pixel options");
+    let found: Vec<String> = pixels
+        .iter()
+        .filter(|p| p.active)
+        .filter_map(|p| {
+            let platform = platforms.get(Platform::parse(&p.platform)?)?;
+            let warnings = platform.pixel_warnings(p);
+            (!warnings.is_empty()).then(|| format!("{}: {}", pixel_label(p), warnings.join("; ")))
+        })
+        .collect();
+    if found.is_empty() {
+        return c.ok("nothing to report in the active pixels' options");
+    }
+    c.warning(
+        found.join(" | "),
+        "see docs/events.md (Conversion Leads; Limited Data Use and opt-out) for the values Meta documents",
+    )
+}
+
+/// Active pixels with a `test_event_code`: Meta shows their events under Test Events, and still
+/// counts them in the real dataset (Meta's using-the-api page), so it belongs to a trial only.
+pub fn test_event_codes(pixels: &[PixelRow]) -> Check {
+    let c = Check::build(Group::Pixels, "pixels.test_event_code", "Test event codes");
+    let with_code: Vec<String> = pixels
+        .iter()
+        .filter(|p| p.active)
+        .filter(|p| {
+            p.test_event_code
+                .as_deref()
+                .is_some_and(|t| !t.trim().is_empty())
+        })
+        .map(pixel_label)
+        .collect();
+    if with_code.is_empty() {
+        return c.ok("no active pixel has a test_event_code");
+    }
+    c.warning(
+        format!(
+            "{} active pixel(s) send with a test_event_code ({}): their events also count in the real dataset",
+            with_code.len(),
+            list(&with_code, 5)
+        ),
+        "clear it once the trial is over: UPDATE pixels SET test_event_code = NULL WHERE id = <id>",
+    )
+}
+
+/// How long Meta uses a stored click id: a click-to-WhatsApp `ctwa_clid` attributes business
+/// messaging events for 7 days after the click (the same 7-day window as event times); an
+/// `fbc` built from an fbclid lives as long as Meta's `_fbc` cookie, 90 days.
+pub const CTWA_CLID_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+pub const FBCLID_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// Customers whose stored click ids are older than Meta uses them: their events are still
+/// sent, matched on the other keys, but the click no longer attributes them.
+pub fn stale_click_ids(ctwa_clid: i64, fbclid: i64) -> Check {
+    let c = Check::build(Group::Pixels, "pixels.click_ids", "Stored click ids");
+    if ctwa_clid == 0 && fbclid == 0 {
+        return c.ok("no customer holds a click id older than Meta uses");
+    }
+    let mut parts = Vec::new();
+    if ctwa_clid > 0 {
+        parts.push(format!(
+            "{ctwa_clid} customer(s) have a ctwa_clid from a click more than 7 days ago"
+        ));
+    }
+    if fbclid > 0 {
+        parts.push(format!(
+            "{fbclid} customer(s) have an fbclid captured more than 90 days ago"
+        ));
+    }
+    c.warning(
+        format!(
+            "{}: Meta no longer attributes their conversions to that click",
+            parts.join("; ")
+        ),
+        "send stage changes promptly after the click; a later click (a new fbclid, or a new ad message) is what attributes them again",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +330,36 @@ mod tests {
         assert_eq!(
             checks[0].found,
             "not checked against the Graph API: its settings are invalid (see Settings)"
+        );
+    }
+
+    #[test]
+    fn test_event_code_on_an_active_pixel_warns() {
+        let mut trial = pixel(1, true, true);
+        trial.test_event_code = Some("TEST123".into());
+        let mut inactive = pixel(2, false, false);
+        inactive.test_event_code = Some("TEST9".into());
+        let c = test_event_codes(&[trial, inactive.clone()]);
+        assert_eq!(c.status, Status::Warning);
+        assert!(c.found.starts_with("1 active pixel(s)"), "{}", c.found);
+        assert!(c.found.contains("(id 1)"), "{}", c.found);
+        assert_eq!(test_event_codes(&[inactive]).status, Status::Ok);
+    }
+
+    #[test]
+    fn stale_click_ids_warn_with_counts() {
+        assert_eq!(stale_click_ids(0, 0).status, Status::Ok);
+        let c = stale_click_ids(3, 1);
+        assert_eq!(c.status, Status::Warning);
+        assert!(
+            c.found.contains("3 customer(s) have a ctwa_clid"),
+            "{}",
+            c.found
+        );
+        assert!(
+            c.found.contains("1 customer(s) have an fbclid"),
+            "{}",
+            c.found
         );
     }
 

@@ -168,7 +168,7 @@ impl Pipeline {
             .store
             .record_first_touch(customer_id, &first_touch, campaign)
             .await?;
-        match result {
+        let completed = match result {
             FirstTouch::CustomerMissing => {
                 return Ok(Step::DoneUnlessRetries(
                     format!("customer {customer_id} disappeared"),
@@ -181,8 +181,9 @@ impl Pipeline {
                 message.id
             )))
             }
-            FirstTouch::Recorded => {}
-        }
+            FirstTouch::Recorded => false,
+            FirstTouch::Completed => true,
+        };
         if marker_only {
             self.attribution_alert(
                 out,
@@ -203,13 +204,18 @@ impl Pipeline {
                 },
             );
         }
+        let verb = if completed {
+            "completed (it had no click id)"
+        } else {
+            "recorded"
+        };
         Ok(Step::Done(
             match (campaign, referral.source_id.as_deref()) {
-                (Some(c), Some(ad)) => format!(
-                    "first touch recorded for customer {customer_id}: ad {ad}, campaign {c}"
-                ),
+                (Some(c), Some(ad)) => {
+                    format!("first touch {verb} for customer {customer_id}: ad {ad}, campaign {c}")
+                }
                 (None, Some(ad)) => format!(
-                    "first touch recorded for customer {customer_id}: ad {ad} matches no campaign"
+                    "first touch {verb} for customer {customer_id}: ad {ad} matches no campaign"
                 ),
                 _ if marker_only => format!("customer {customer_id} came from an ad, no click id"),
                 _ => format!("first touch recorded for customer {customer_id}"),

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::pii::{split_full_name, Hashed, Normalizer, PiiError};
+use crate::pii::{br_mobile_variant, split_full_name, Hashed, Normalizer, PiiError};
 use crate::platforms::event::{AdInfo, UserIdentity};
 use crate::store::StageChangeContext;
 
@@ -16,10 +16,12 @@ use crate::store::StageChangeContext;
 const MAX_PER_KEY: usize = 5;
 const MAX_USER_AGENT: usize = 512;
 
+/// `now`: when the event is built; the creation time of an `fbc` whose capture time the CRM
+/// did not store (never the customer's creation time, which may precede the click).
 pub fn build(
     ctx: &StageChangeContext,
     normalizer: &Normalizer,
-    fallback_time: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> UserIdentity {
     let mut id = UserIdentity::default();
     let contacts = contacts(ctx.contacts.as_ref());
@@ -28,6 +30,21 @@ pub fn build(
     }
     for raw in ctx.phone.iter().map(String::as_str).chain(contacts.phones) {
         push_unique(&mut id.phones, normalizer.phone(raw), "ph");
+        // A Brazilian mobile stored without its 9th digit (as some WhatsApp ids are) is also
+        // sent with it: which spelling Meta knows the person by is not derivable
+        // (docs/events.md, "Brazilian mobiles").
+        if let Some(with_nine) = normalizer
+            .phone_digits(raw)
+            .ok()
+            .filter(|d| d.len() == 12)
+            .and_then(|d| br_mobile_variant(&d))
+        {
+            push_unique(
+                &mut id.phones,
+                normalizer.phone(&format!("+{with_nine}")),
+                "ph",
+            );
+        }
     }
     if let Some(name) = ctx.name.as_deref() {
         let (first, last) = split_full_name(name);
@@ -46,10 +63,14 @@ pub fn build(
         .as_deref()
         .and_then(|v| ok(normalizer.state(v), "st"));
     id.zip = ctx.zip.as_deref().and_then(|v| ok(normalizer.zip(v), "zp"));
+    // Meta asks for country on every event; a customer without one is taken to live in the
+    // tenant's region (the region national phone numbers are read in).
     id.country = ctx
         .country
         .as_deref()
-        .and_then(|v| ok(normalizer.country(v), "country"));
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| ok(normalizer.country(v), "country"))
+        .or_else(|| ok(normalizer.country(normalizer.default_region()), "country"));
     id.client_ip = ctx
         .client_ip
         .as_deref()
@@ -62,15 +83,51 @@ pub fn build(
         .map(str::trim)
         .filter(|ua| !ua.is_empty())
         .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-    id.fbc = ctx.fbclid.as_deref().and_then(|fbclid| {
-        let seen = ctx
-            .fbclid_at
-            .or(ctx.customer_created_at)
-            .unwrap_or(fallback_time);
-        fbc(fbclid, seen)
-    });
+    id.fbc = ctx
+        .fbclid
+        .as_deref()
+        .and_then(|fbclid| fbc(fbclid, ctx.fbclid_at.unwrap_or(now)));
     id.ctwa_clid = metadata_str(ctx.utm_metadata.as_ref(), "ctwa_clid");
+    let optional = ctx.optional.as_ref();
+    id.fbp = metadata_str(optional, "fbp").and_then(|v| {
+        let ok = is_fb_cookie(&v);
+        if !ok {
+            metrics::counter!("stagecast_pii_rejected_total", "field" => "fbp").increment(1);
+        }
+        ok.then_some(v)
+    });
+    id.date_of_birth =
+        metadata_str(optional, "birth_date").and_then(|v| ok(normalizer.date_of_birth(&v), "db"));
+    id.gender = metadata_str(optional, "gender").and_then(|v| ok(normalizer.gender(&v), "ge"));
+    id.lead_id = metadata_str(optional, "lead_id").and_then(|v| {
+        let lead = lead_id(&v);
+        if lead.is_none() {
+            metrics::counter!("stagecast_pii_rejected_total", "field" => "lead_id").increment(1);
+        }
+        lead
+    });
     id
+}
+
+/// A Lead Ads id: 15 to 17 digits (Meta's Conversion Leads payload specification).
+pub fn lead_id(raw: &str) -> Option<u64> {
+    let t = raw.trim();
+    ((15..=17).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| t.parse().ok())
+        .flatten()
+}
+
+/// `fb.<subdomain index>.<creation time, ms>.<payload>[.<appendix>]`, the `_fbp` / `_fbc`
+/// cookie format (Meta's fbp-and-fbc page); anything else is not a cookie value and is not sent.
+pub fn is_fb_cookie(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    (4..=5).contains(&parts.len())
+        && parts[0] == "fb"
+        && parts[1].len() == 1
+        && parts[1].bytes().all(|b| b.is_ascii_digit())
+        && parts[2].len() == 13
+        && parts[2].bytes().all(|b| b.is_ascii_digit())
+        && parts[3..].iter().all(|p| !p.is_empty())
 }
 
 pub fn ad_info(ctx: &StageChangeContext) -> Option<AdInfo> {
@@ -184,6 +241,121 @@ mod tests {
             "fb.1.1596403881668.AbC.Ag"
         );
         assert_eq!(fbc("  ", seen), None);
+    }
+
+    fn normalizer() -> Normalizer {
+        Normalizer::new("BR").unwrap()
+    }
+
+    #[test]
+    fn country_defaults_to_the_tenant_region() {
+        let n = normalizer();
+        let now = Utc::now();
+        let none = build(&StageChangeContext::default(), &n, now);
+        assert_eq!(none.country, Some(n.country("br").unwrap()));
+        let ctx = StageChangeContext {
+            country: Some("Portugal".into()),
+            ..StageChangeContext::default()
+        };
+        assert_eq!(build(&ctx, &n, now).country, Some(n.country("pt").unwrap()));
+        let us = Normalizer::new("US").unwrap();
+        assert_eq!(
+            build(&StageChangeContext::default(), &us, now).country,
+            Some(us.country("us").unwrap())
+        );
+    }
+
+    #[test]
+    fn brazilian_mobile_without_the_ninth_digit_sends_both_spellings() {
+        let n = normalizer();
+        let ctx = StageChangeContext {
+            phone: Some("+55 11 8765-4321".into()),
+            ..StageChangeContext::default()
+        };
+        let id = build(&ctx, &n, Utc::now());
+        let hashes: Vec<&str> = id.phones.iter().map(Hashed::as_str).collect();
+        // 551187654321 and 5511987654321 (the test vectors of Meta's phone normalisation).
+        assert_eq!(
+            hashes,
+            [
+                "9d00682b6cd3bf3cfdfcb37f11706e1183d9e9aa55e88e775efdd5c2d1581efe",
+                "029c7290f14c4516673508635f0519db95f7daf42057fd0e4ad1de84c5408a66"
+            ]
+        );
+        // Stored with the 9th digit, or a landline: one spelling only.
+        for phone in ["+55 11 98765-4321", "+55 11 3456-7890"] {
+            let ctx = StageChangeContext {
+                phone: Some(phone.into()),
+                ..StageChangeContext::default()
+            };
+            assert_eq!(build(&ctx, &n, Utc::now()).phones.len(), 1, "{phone}");
+        }
+    }
+
+    #[test]
+    fn fbc_creation_time_is_the_capture_else_now_never_the_customer_creation() {
+        let n = normalizer();
+        let created = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let captured = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-03-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut ctx = StageChangeContext {
+            fbclid: Some("IwAR2F4".into()),
+            fbclid_at: Some(captured),
+            customer_created_at: Some(created),
+            ..StageChangeContext::default()
+        };
+        assert_eq!(
+            build(&ctx, &n, now).fbc.as_deref(),
+            Some("fb.1.1772366400000.IwAR2F4")
+        );
+        ctx.fbclid_at = None;
+        assert_eq!(
+            build(&ctx, &n, now).fbc,
+            Some(format!("fb.1.{}.IwAR2F4", now.timestamp_millis()))
+        );
+    }
+
+    #[test]
+    fn optional_columns_give_fbp_db_ge_and_lead_id() {
+        let n = normalizer();
+        let ctx = StageChangeContext {
+            optional: Some(serde_json::json!({
+                "fbp": "fb.1.1596403881668.1116446470",
+                "birth_date": "1997-02-16",
+                "gender": "Feminino",
+                "lead_id": "1234567890123456"
+            })),
+            ..StageChangeContext::default()
+        };
+        let id = build(&ctx, &n, Utc::now());
+        assert_eq!(id.fbp.as_deref(), Some("fb.1.1596403881668.1116446470"));
+        // Meta's own example: 2/16/1997 → 19970216.
+        assert_eq!(
+            id.date_of_birth.as_ref().map(Hashed::as_str),
+            Some("01acdbf6ec7b4f478a225f1a246e5d6767eeab1a7ffa17f025265b5b94f40f0c")
+        );
+        assert_eq!(id.gender, Some(n.gender("f").unwrap()));
+        assert_eq!(id.lead_id, Some(1_234_567_890_123_456));
+
+        // Values that are not what Meta takes are dropped, never sent.
+        let bad = StageChangeContext {
+            optional: Some(serde_json::json!({
+                "fbp": "1116446470", "birth_date": "31/31/1990", "gender": "x", "lead_id": "12345"
+            })),
+            ..StageChangeContext::default()
+        };
+        let id = build(&bad, &n, Utc::now());
+        assert!(id.fbp.is_none() && id.date_of_birth.is_none());
+        assert!(id.gender.is_none() && id.lead_id.is_none());
+        // A CRM without the optional columns.
+        let id = build(&StageChangeContext::default(), &n, Utc::now());
+        assert!(id.fbp.is_none() && id.lead_id.is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::work::{JobWork, PendingEvent};
 use super::{event_config, identity, resolve, Pipeline};
 use crate::alerts::{AlertCause, AlertDetails};
-use crate::platforms::event::{event_id, ConversionEvent, UserIdentity};
+use crate::platforms::event::{event_id, order_id, ConversionEvent, UserIdentity};
 use crate::store::{PixelRow, StageChangeContext};
 
 impl Pipeline {
@@ -136,9 +136,7 @@ impl Pipeline {
                     };
                 let pixel = resolved.pixel;
                 let user = identity
-                    .get_or_insert_with(|| {
-                        Arc::new(identity::build(&ctx, &self.normalizer, change.changed_at))
-                    })
+                    .get_or_insert_with(|| Arc::new(identity::build(&ctx, &self.normalizer, now)))
                     .clone();
                 let event = ConversionEvent {
                     event_id: event_id(
@@ -157,6 +155,8 @@ impl Pipeline {
                     stage_name: ctx.stage_name.clone(),
                     funnel_category: ctx.funnel_category.clone(),
                     campaign_name: ctx.campaign_name.clone(),
+                    order_id: (config.event.as_str() == "Purchase")
+                        .then(|| order_id(customer_id, change.to_stage_id, change.changed_at)),
                     user,
                     ad: ad.clone(),
                 };

@@ -191,6 +191,7 @@ mod tests {
             test_event_code: None,
             action_source: None,
             messaging_mode: None,
+            options: None,
         }
     }
 

@@ -28,6 +28,12 @@ pub struct UserIdentity {
     pub fbc: Option<String>,
     /// Click-to-WhatsApp click id from the first-touch ad data, verbatim.
     pub ctwa_clid: Option<String>,
+    /// The browser's `_fbp` cookie as the CRM captured it, verbatim (never fabricated).
+    pub fbp: Option<String>,
+    pub date_of_birth: Option<Hashed>,
+    pub gender: Option<Hashed>,
+    /// Meta Lead Ads id (15-17 digits), sent unhashed as an integer.
+    pub lead_id: Option<u64>,
 }
 
 /// First-touch ad data, for `custom_data` (ad copy, not PII).
@@ -55,6 +61,9 @@ pub struct ConversionEvent {
     pub stage_name: Option<String>,
     pub funnel_category: Option<String>,
     pub campaign_name: Option<String>,
+    /// For a Purchase: the stage change's own id ([`order_id`]), the same for every destination
+    /// and retry, so an order is counted once.
+    pub order_id: Option<String>,
     pub user: Arc<UserIdentity>,
     pub ad: Option<Arc<AdInfo>>,
 }
@@ -77,6 +86,18 @@ pub fn event_id(
     ))
 }
 
+/// `sha256("stagecast:order|<customer>|<stage>|<changed_at µs>")`, first 32 hex digits: the
+/// order a Purchase stage change stands for. Deterministic from the stage change alone (not
+/// the destination), opaque, and free of PII.
+pub fn order_id(customer_id: i64, to_stage_id: i64, changed_at: DateTime<Utc>) -> String {
+    let mut id = crate::pii::sha256_hex(&format!(
+        "stagecast:order|{customer_id}|{to_stage_id}|{}",
+        changed_at.timestamp_micros()
+    ));
+    id.truncate(32);
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +117,17 @@ mod tests {
         assert_ne!(a, event_id(3, 2, t, "facebook", "111", "Purchase"));
         let later = t + chrono::Duration::microseconds(1);
         assert_ne!(a, event_id(1, 2, later, "facebook", "111", "Purchase"));
+    }
+
+    #[test]
+    fn order_id_is_the_stage_change_not_the_destination() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let o = order_id(1, 2, t);
+        assert_eq!(o, order_id(1, 2, t));
+        assert_eq!(o.len(), 32);
+        assert_ne!(o, order_id(1, 3, t));
+        assert_ne!(o, order_id(1, 2, t + chrono::Duration::microseconds(1)));
     }
 }

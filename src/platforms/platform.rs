@@ -80,6 +80,12 @@ pub trait AdPlatform: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What works but deserves a warning in a pixel row's options (the doctor lists them).
+    fn pixel_warnings(&self, pixel: &PixelRow) -> Vec<String> {
+        let _ = pixel;
+        Vec::new()
+    }
+
     /// Click-to-WhatsApp ads carry only an ad id: a platform that can say which of its
     /// campaigns an ad belongs to offers it here (see [`AdCampaigns`]).
     fn ad_campaigns(&self) -> Option<&dyn AdCampaigns> {

@@ -290,6 +290,7 @@ impl AdminPixel {
             test_event_code: None,
             action_source: self.action_source.clone(),
             messaging_mode: None,
+            options: None,
         }
     }
 }

@@ -73,6 +73,7 @@ mod sql {
     pub const STAGES: &str = include_str!("../../sql/doctor/stages.sql");
     pub const CONFIG_PROBLEMS: &str = include_str!("../../sql/doctor/config_problems.sql");
     pub const QUEUE_HEALTH: &str = include_str!("../../sql/doctor/queue_health.sql");
+    pub const STALE_CLICK_IDS: &str = include_str!("../../sql/doctor/stale_click_ids.sql");
 }
 
 impl Store {
@@ -115,6 +116,20 @@ impl Store {
     pub async fn doctor_config_problems(&self) -> Result<Vec<ConfigProblemRow>> {
         Ok(sqlx::query_as(sql::CONFIG_PROBLEMS)
             .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// How many customers hold a click-to-WhatsApp click id older than `ctwa_max`, and an
+    /// fbclid captured longer ago than `fbclid_max`.
+    pub async fn doctor_stale_click_ids(
+        &self,
+        ctwa_max: std::time::Duration,
+        fbclid_max: std::time::Duration,
+    ) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(sql::STALE_CLICK_IDS)
+            .bind(ctwa_max.as_secs_f64())
+            .bind(fbclid_max.as_secs_f64())
+            .fetch_one(self.pool())
             .await?)
     }
 

@@ -353,7 +353,8 @@ impl Store {
             .await?)
     }
 
-    /// Store first-touch ad data (only if the customer has none) and the campaign it matched.
+    /// Store first-touch ad data (only if the customer has none, or completes one without a
+    /// click id) and the campaign it matched.
     pub async fn record_first_touch(
         &self,
         customer_id: i64,
@@ -368,6 +369,7 @@ impl Store {
             .await?;
         Ok(match result.as_str() {
             "recorded" => FirstTouch::Recorded,
+            "completed" => FirstTouch::Completed,
             "kept" => FirstTouch::Kept,
             _ => FirstTouch::CustomerMissing,
         })

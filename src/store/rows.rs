@@ -46,6 +46,9 @@ pub struct StageChangeContext {
     pub zip: Option<String>,
     pub country: Option<String>,
     pub customer_created_at: Option<DateTime<Utc>>,
+    /// The contract's optional customer columns present in the view, as text by name:
+    /// `fbp`, `birth_date`, `gender`, `lead_id` (a view without them gives `{}`).
+    pub optional: Option<serde_json::Value>,
     pub stage_id: Option<i64>,
     pub stage_name: Option<String>,
     pub funnel_category: Option<String>,
@@ -78,6 +81,9 @@ pub struct PixelRow {
     pub action_source: Option<String>,
     /// auto | always | never: routing of click-to-WhatsApp customers to business messaging.
     pub messaging_mode: Option<String>,
+    /// The contract's optional pixel columns present in the view, by name (`lead_event_source`,
+    /// `limited_data_use`, `ldu_country`, `ldu_state`, `opt_out`); read by each platform.
+    pub options: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for PixelRow {
@@ -101,6 +107,7 @@ impl std::fmt::Debug for PixelRow {
             .field("test_event_code", &self.test_event_code)
             .field("action_source", &self.action_source)
             .field("messaging_mode", &self.messaging_mode)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -160,6 +167,9 @@ pub struct MessageRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstTouch {
     Recorded,
+    /// An incomplete touch (no click id: an ad marker or a Status ad) replaced by the first
+    /// message carrying the click id and the ad id.
+    Completed,
     /// The customer already had first-touch data; nothing was overwritten.
     Kept,
     CustomerMissing,

@@ -200,6 +200,18 @@ impl MetaGraphSandbox {
         );
     }
 
+    /// Link `dataset_id` to a WhatsApp Business Account for `GET /{version}/{waba_id}/dataset`,
+    /// readable with `token` (Meta's business-messaging guide: one dataset per WABA).
+    pub fn link_waba(&self, waba_id: &str, dataset_id: &str, token: &str) {
+        lock(&self.state.registry).wabas.insert(
+            waba_id.to_owned(),
+            WabaDataset {
+                dataset_id: dataset_id.to_owned(),
+                token: token.to_owned(),
+            },
+        );
+    }
+
     /// Queue a fault; each `/events` request takes the next one (FIFO) before anything else.
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.state.faults).push_back(fault);
@@ -373,6 +385,13 @@ pub(crate) struct State {
 struct Registry {
     pixels_by_token: HashMap<String, HashSet<String>>,
     ads: HashMap<String, Ad>,
+    /// WABA id → the dataset linked to it, readable with the token.
+    wabas: HashMap<String, WabaDataset>,
+}
+
+struct WabaDataset {
+    dataset_id: String,
+    token: String,
 }
 
 struct Ad {
@@ -437,6 +456,28 @@ impl State {
             None if registry.ads.values().any(|ad| ad.token == token) => TokenCheck::NoAccess,
             None => TokenCheck::Unknown,
         }
+    }
+
+    /// The dataset linked to a WABA, if the token may read it.
+    fn waba_dataset(&self, waba_id: &str, token: &str) -> Option<String> {
+        let registry = lock(&self.registry);
+        registry
+            .wabas
+            .get(waba_id)
+            .filter(|w| w.token == token)
+            .map(|w| w.dataset_id.clone())
+    }
+
+    fn waba_known(&self, waba_id: &str) -> bool {
+        lock(&self.registry).wabas.contains_key(waba_id)
+    }
+
+    /// Whether any pixel, ad or WABA accepts this token.
+    fn knows_token(&self, token: &str) -> bool {
+        let registry = lock(&self.registry);
+        registry.pixels_by_token.contains_key(token)
+            || registry.ads.values().any(|ad| ad.token == token)
+            || registry.wabas.values().any(|w| w.token == token)
     }
 
     /// Campaign of `ad_id` if `token` may read it.

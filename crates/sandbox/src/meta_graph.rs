@@ -29,6 +29,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/{version}/{pixel_id}/events", post(post_events))
         .route("/{version}/{object_id}", get(get_object))
+        // The same parameter name as the events route: the router needs one per position.
+        .route("/{version}/{pixel_id}/dataset", get(get_waba_dataset))
         .fallback(unknown_path)
         .method_not_allowed_fallback(unsupported_method)
         .with_state(state)
@@ -664,6 +666,43 @@ fn lookup_object(
     } else {
         json!({ "id": id })
     })
+}
+
+/// `GET /{version}/{waba_id}/dataset`: the dataset linked to a WhatsApp Business Account
+/// (*business-messaging*), as `{"data":[{"id":…,"name":…}]}`; a WABA with none answers an empty
+/// list; one the token may not read, code 100 subcode 33 like any unknown object.
+async fn get_waba_dataset(
+    AxumState(state): AxumState<Arc<State>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let usage = state.usage_header();
+    let answer = (|| {
+        let Ok(Path((version, waba_id))) = path else {
+            return Err(GraphError::unknown_path(uri.path()));
+        };
+        if !is_graph_version(&version) {
+            return Err(GraphError::unknown_path(uri.path()));
+        }
+        let (token, _) =
+            find_token(&headers, query.as_deref(), None).ok_or_else(GraphError::token_required)?;
+        if !state.knows_token(&token) {
+            return Err(GraphError::token_unknown());
+        }
+        match state.waba_dataset(&waba_id, &token) {
+            Some(dataset) => {
+                Ok(json!({"data": [{"id": dataset, "name": format!("Sandbox dataset {dataset}")}]}))
+            }
+            None if state.waba_known(&waba_id) => Err(GraphError::no_such_object("get", &waba_id)),
+            None => Ok(json!({"data": []})),
+        }
+    })();
+    match answer {
+        Ok(body) => json_response(StatusCode::OK, body, &fbtrace_id(), usage),
+        Err(e) => e.into_response(usage),
+    }
 }
 
 async fn unknown_path(uri: Uri) -> Response {

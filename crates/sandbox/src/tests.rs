@@ -1212,3 +1212,36 @@ async fn dropping_the_last_handle_stops_the_server() {
     drop(sb);
     assert!(refused_eventually(&url).await);
 }
+
+#[tokio::test]
+async fn get_waba_dataset() {
+    let sb = sandbox().await;
+    sb.add_pixel(PIXEL, TOKEN);
+    sb.link_waba("555000111", PIXEL, TOKEN);
+    let c = client();
+    let url = |waba: &str| format!("{}/{VERSION}/{waba}/dataset", sb.base_url());
+    let ok = send(c.get(url("555000111")).bearer_auth(TOKEN)).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["data"][0]["id"], PIXEL, "{}", ok.body);
+    // A WABA with no dataset linked: an empty list.
+    let none = send(c.get(url("555000999")).bearer_auth(TOKEN)).await;
+    assert_eq!((none.status, none.body.clone()), (200, json!({"data": []})));
+    // Another token that Graph knows may not read this WABA; an unknown one is refused.
+    sb.add_pixel("42", "tok-other");
+    graph_error(
+        &send(c.get(url("555000111")).bearer_auth("tok-other")).await,
+        400,
+        100,
+        Some(33),
+    );
+    graph_error(
+        &send(c.get(url("555000111")).bearer_auth("tok-unknown")).await,
+        401,
+        190,
+        None,
+    );
+    // A bad version is an unknown path, as everywhere.
+    let bad = format!("{}/v26/555000111/dataset", sb.base_url());
+    graph_error(&send(c.get(&bad).bearer_auth(TOKEN)).await, 400, 2500, None);
+    assert!(sb.requests().is_empty(), "lookups are not /events requests");
+}

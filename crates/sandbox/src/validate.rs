@@ -292,7 +292,140 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
         }
     }
 
-    check_custom_data(index, event_name, event.get("custom_data"))
+    check_custom_data(index, event_name, event.get("custom_data"))?;
+    check_conversion_lead(index, action_source, user_data, event.get("custom_data"))?;
+    check_privacy(index, event, user_data)
+}
+
+/// *conversion-leads* (payload specification): a CRM Conversion Lead is `system_generated`,
+/// says `custom_data.event_source = "crm"`, names the CRM in `custom_data.lead_event_source`,
+/// and carries the Lead Ads `user_data.lead_id` (its format is checked with `user_data`).
+fn check_conversion_lead(
+    index: usize,
+    action_source: &str,
+    user_data: &Map<String, Value>,
+    custom_data: Option<&Value>,
+) -> Result<(), EventError> {
+    let custom = custom_data.and_then(Value::as_object);
+    let event_source = custom.and_then(|c| c.get("event_source"));
+    let Some(event_source) = event_source else {
+        return Ok(());
+    };
+    if event_source != "crm" {
+        return Err(invalid(
+            index,
+            "custom_data.event_source",
+            "custom_data.event_source must be \"crm\" for Conversion Leads",
+        ));
+    }
+    if action_source != "system_generated" {
+        return Err(invalid(
+            index,
+            "action_source",
+            "Conversion Leads (custom_data.event_source = crm) require action_source system_generated",
+        ));
+    }
+    let named = custom
+        .and_then(|c| c.get("lead_event_source"))
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.trim().is_empty());
+    if !named {
+        return Err(invalid(
+            index,
+            "custom_data.lead_event_source",
+            "Conversion Leads require custom_data.lead_event_source, the name of the CRM",
+        ));
+    }
+    if !user_data.contains_key("lead_id") {
+        return Err(invalid(
+            index,
+            "user_data.lead_id",
+            "Conversion Leads require user_data.lead_id (the Lead Ads lead id)",
+        ));
+    }
+    Ok(())
+}
+
+/// *server-event* ("Data Processing Options", `opt_out`): `data_processing_options` is `[]` or
+/// `["LDU"]`; with LDU, `data_processing_options_country` is required (0 = geolocate, 1 = USA)
+/// and `_state` too unless the event carries an IP address (0 = geolocate, 1000+ = a US state).
+/// `opt_out` is a boolean. Stricter than Meta where it documents no more values: a country or
+/// state without LDU, or a state without the USA, is refused as a likely mistake.
+fn check_privacy(
+    index: usize,
+    event: &Map<String, Value>,
+    user_data: &Map<String, Value>,
+) -> Result<(), EventError> {
+    if event.get("opt_out").is_some_and(|v| !v.is_boolean()) {
+        return Err(invalid(index, "opt_out", "opt_out must be a JSON boolean"));
+    }
+    let ldu = match event.get("data_processing_options") {
+        None => false,
+        Some(Value::Array(items)) if items.is_empty() => false,
+        Some(Value::Array(items)) if items.len() == 1 && items[0] == "LDU" => true,
+        Some(_) => {
+            return Err(invalid(
+                index,
+                "data_processing_options",
+                "data_processing_options must be [] or [\"LDU\"]",
+            ))
+        }
+    };
+    let int = |key: &str| -> Result<Option<i64>, EventError> {
+        match event.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| invalid(index, key, format!("{key} must be a JSON integer"))),
+        }
+    };
+    let country = int("data_processing_options_country")?;
+    let state = int("data_processing_options_state")?;
+    if !ldu {
+        if let Some(key) = [
+            ("data_processing_options_country", country),
+            ("data_processing_options_state", state),
+        ]
+        .iter()
+        .find_map(|(k, v)| v.map(|_| *k))
+        {
+            return Err(invalid(
+                index,
+                key,
+                format!("{key} is only meaningful with data_processing_options [\"LDU\"]"),
+            ));
+        }
+        return Ok(());
+    }
+    let Some(country) = country else {
+        return Err(invalid(
+            index,
+            "data_processing_options_country",
+            "data_processing_options [\"LDU\"] requires data_processing_options_country (0 to let Meta geolocate, 1 for the USA)",
+        ));
+    };
+    if !matches!(country, 0 | 1) {
+        return Err(invalid(
+            index,
+            "data_processing_options_country",
+            "data_processing_options_country must be 0 (geolocate) or 1 (USA)",
+        ));
+    }
+    match state {
+        None if !user_data.contains_key("client_ip_address") => Err(invalid(
+            index,
+            "data_processing_options_state",
+            "data_processing_options [\"LDU\"] without client_ip_address requires data_processing_options_state (0 to let Meta geolocate)",
+        )),
+        None | Some(0) => Ok(()),
+        Some(s) if country == 1 && (1000..2000).contains(&s) => Ok(()),
+        Some(_) => Err(invalid(
+            index,
+            "data_processing_options_state",
+            "data_processing_options_state must be 0 (geolocate) or, with country 1, a US state code such as 1000 (California)",
+        )),
+    }
 }
 
 fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(), EventError> {
@@ -578,6 +711,92 @@ mod tests {
     #[test]
     fn valid_event_passes() {
         validate_event(0, &base(), NOW).unwrap();
+    }
+
+    #[test]
+    fn conversion_leads_shape() {
+        let mut ev = base();
+        ev["action_source"] = json!("system_generated");
+        ev["user_data"]["lead_id"] = json!(1_234_567_890_123_456u64);
+        ev["custom_data"] = json!({"event_source": "crm", "lead_event_source": "Pipedrive"});
+        validate_event(0, &ev, NOW).unwrap();
+        let mut no_name = ev.clone();
+        no_name["custom_data"] = json!({"event_source": "crm"});
+        assert_eq!(err(&no_name).field, "custom_data.lead_event_source");
+        let mut no_lead = ev.clone();
+        no_lead["user_data"] = json!({"ph": [H]});
+        assert_eq!(err(&no_lead).field, "user_data.lead_id");
+        let mut wrong_source = ev.clone();
+        wrong_source["action_source"] = json!("physical_store");
+        assert_eq!(err(&wrong_source).field, "action_source");
+        let mut other = ev.clone();
+        other["custom_data"]["event_source"] = json!("website");
+        assert_eq!(err(&other).field, "custom_data.event_source");
+        let mut short = ev;
+        short["user_data"]["lead_id"] = json!(12345);
+        assert_eq!(err(&short).field, "user_data.lead_id");
+    }
+
+    #[test]
+    fn limited_data_use_and_opt_out_shapes() {
+        let with = |extra: Value| {
+            let mut ev = base();
+            for (k, v) in extra.as_object().unwrap() {
+                ev[k] = v.clone();
+            }
+            ev
+        };
+        for ok in [
+            json!({"data_processing_options": []}),
+            json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0, "data_processing_options_state": 0}),
+            json!({"data_processing_options": ["LDU"], "data_processing_options_country": 1, "data_processing_options_state": 1000}),
+            json!({"opt_out": true}),
+            json!({"opt_out": false}),
+        ] {
+            validate_event(0, &with(ok.clone()), NOW).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, field) in [
+            (
+                json!({"data_processing_options": "LDU"}),
+                "data_processing_options",
+            ),
+            (
+                json!({"data_processing_options": ["ldu"]}),
+                "data_processing_options",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"]}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}),
+                "data_processing_options_state",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 55, "data_processing_options_state": 0}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0, "data_processing_options_state": 1000}),
+                "data_processing_options_state",
+            ),
+            (
+                json!({"data_processing_options": ["LDU"], "data_processing_options_country": "0", "data_processing_options_state": 0}),
+                "data_processing_options_country",
+            ),
+            (
+                json!({"data_processing_options_country": 1}),
+                "data_processing_options_country",
+            ),
+            (json!({"opt_out": "true"}), "opt_out"),
+        ] {
+            assert_eq!(err(&with(bad.clone())).field, field, "{bad}");
+        }
+        // With an IP address Meta can geolocate the state itself.
+        let mut ev =
+            with(json!({"data_processing_options": ["LDU"], "data_processing_options_country": 0}));
+        ev["user_data"]["client_ip_address"] = json!("2001:db8::1");
+        validate_event(0, &ev, NOW).unwrap();
     }
 
     #[test]

@@ -106,7 +106,26 @@ impl MetaClient {
         fields: Option<&str>,
         token: &Secret,
     ) -> Result<GraphResponse, TransportError> {
-        let mut url = self.url(&[object_id]);
+        self.get(&[object_id], fields, token).await
+    }
+
+    /// `GET /{version}/{object_id}/{edge}` (e.g. a WABA's `dataset`).
+    pub async fn get_edge(
+        &self,
+        object_id: &str,
+        edge: &str,
+        token: &Secret,
+    ) -> Result<GraphResponse, TransportError> {
+        self.get(&[object_id, edge], None, token).await
+    }
+
+    async fn get(
+        &self,
+        segments: &[&str],
+        fields: Option<&str>,
+        token: &Secret,
+    ) -> Result<GraphResponse, TransportError> {
+        let mut url = self.url(segments);
         if let Some(fields) = fields {
             url.query_pairs_mut().append_pair("fields", fields);
         }

@@ -12,6 +12,7 @@ mod args;
 pub mod client;
 pub mod config;
 pub mod payload;
+pub mod pixel_options;
 mod platform;
 pub mod retry;
 pub mod sink;

@@ -116,6 +116,8 @@ pub fn build_event(
         ("st", &user.state, &mut keys.state),
         ("zp", &user.zip, &mut keys.zip),
         ("country", &user.country, &mut keys.country),
+        ("db", &user.date_of_birth, &mut keys.date_of_birth),
+        ("ge", &user.gender, &mut keys.gender),
     ] {
         if let Some(h) = value {
             ud.insert(key.into(), one(h));
@@ -137,6 +139,15 @@ pub fn build_event(
     if let Some(clid) = &user.ctwa_clid {
         ud.insert("ctwa_clid".into(), Value::String(clid.clone()));
         keys.click_id = true;
+    }
+    // Browser id and Lead Ads id: sent unhashed, as Meta requires; `lead_id` as an integer.
+    if let Some(fbp) = &user.fbp {
+        // Not a match-quality key: it identifies a browser, not a person.
+        ud.insert("fbp".into(), Value::String(fbp.clone()));
+    }
+    if let Some(lead) = user.lead_id {
+        ud.insert("lead_id".into(), json!(lead));
+        keys.lead_id = true;
     }
     if let Some(waba) = &routing.whatsapp_business_account_id {
         ud.insert(
@@ -160,6 +171,7 @@ pub fn build_event(
     put("stage_name", &event.stage_name);
     put("funnel_category", &event.funnel_category);
     put("campaign_name", &event.campaign_name);
+    put("order_id", &event.order_id);
     if let Some(ad) = &event.ad {
         put("ad_id", &ad.source_id);
         put("ad_source_type", &ad.source_type);
@@ -254,6 +266,7 @@ mod tests {
             stage_name: Some("Qualificado".into()),
             funnel_category: Some("meio".into()),
             campaign_name: None,
+            order_id: None,
             user: Arc::new(user),
             ad: Some(Arc::new(AdInfo {
                 source_id: Some("1202".into()),

@@ -9,8 +9,9 @@ use tracing::warn;
 
 use super::config::{ActionSource, MetaConfig, MetaConfigError};
 use super::payload::{build_event, route, MessagingMode};
+use super::pixel_options::{self, PixelOptions};
 use super::sink::{MetaDestination, MetaSink};
-use super::verify::verdict;
+use super::verify::{dataset_verdict, verdict};
 use crate::alerts::AlertCause;
 use crate::catalog::EventName;
 use crate::platforms::credentials::access_token;
@@ -63,9 +64,10 @@ impl AdPlatform for Meta {
     fn check(
         &self,
         event: &ConversionEvent,
-        _pixel: &PixelRow,
+        pixel: &PixelRow,
         now: DateTime<Utc>,
     ) -> Result<(), LocalProblem> {
+        self.check_conversion_lead(event, pixel)?;
         let age = now.signed_duration_since(event.event_time);
         if age.to_std().is_ok_and(|a| a > self.config().max_event_age) {
             return Err(LocalProblem::new(
@@ -84,7 +86,15 @@ impl AdPlatform for Meta {
             pixel.waba_id.as_deref(),
             MessagingMode::parse(pixel.messaging_mode.as_deref()),
         );
-        let (request, keys) = build_event(event, &routing, now);
+        let (mut request, keys) = build_event(event, &routing, now);
+        if let serde_json::Value::Object(ev) = &mut request {
+            pixel_options::apply(
+                ev,
+                &PixelOptions::of(pixel),
+                routing.action_source,
+                &self.config().partner_agent,
+            );
+        }
         Encoded {
             event_name: routing.event_name,
             json: request.to_string().into(),
@@ -118,6 +128,13 @@ impl AdPlatform for Meta {
         Ok(())
     }
 
+    fn pixel_warnings(&self, pixel: &PixelRow) -> Vec<String> {
+        PixelOptions::problems(
+            pixel,
+            pixel_action_source(pixel, self.config().default_action_source),
+        )
+    }
+
     fn verify<'a>(&'a self, pixel: &'a PixelRow, token: &'a Secret) -> BoxFuture<'a, Verification> {
         Box::pin(async move {
             let answer = self
@@ -126,7 +143,19 @@ impl AdPlatform for Meta {
                 .get_object(&pixel.pixel_id, Some("id,name"), token)
                 .await;
             let graph_url = crate::local_pg::redact_url(&self.config().graph_url);
-            verdict(pixel, answer, &graph_url)
+            let pixel_verdict = verdict(pixel, answer, &graph_url);
+            let waba = pixel
+                .waba_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|w| !w.is_empty());
+            match (pixel_verdict, waba) {
+                (Verification::Ok(_), Some(waba)) => {
+                    let answer = self.sink.client().get_edge(waba, "dataset", token).await;
+                    dataset_verdict(pixel, waba, answer)
+                }
+                (other, _) => other,
+            }
         })
     }
 
@@ -134,6 +163,30 @@ impl AdPlatform for Meta {
         self.config()
             .resolve_ads
             .then_some(self as &dyn AdCampaigns)
+    }
+}
+
+impl Meta {
+    /// Conversion Leads (a pixel whose events go as `system_generated`) are about a Lead Ads
+    /// lead: without the customer's `lead_id` Meta rejects the event, so it is not sent.
+    fn check_conversion_lead(
+        &self,
+        event: &ConversionEvent,
+        pixel: &PixelRow,
+    ) -> Result<(), LocalProblem> {
+        let routing = route(
+            event,
+            pixel_action_source(pixel, self.config().default_action_source),
+            pixel.waba_id.as_deref(),
+            MessagingMode::parse(pixel.messaging_mode.as_deref()),
+        );
+        if routing.action_source == ActionSource::SystemGenerated && event.user.lead_id.is_none() {
+            return Err(LocalProblem::new(
+                AlertCause::MissingLeadId,
+                "the pixel sends Conversion Leads (action_source system_generated), which need the customer's Lead Ads lead_id (15-17 digits)",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -77,6 +77,72 @@ pub fn verdict(
     }
 }
 
+/// The answer to `GET /{waba_id}/dataset` (Meta's business-messaging guide): business-messaging
+/// events are attributed only on the dataset linked to the WABA, so `pixels.pixel_id` must be
+/// it. Meta's answer is read as `{"data":[{"id":…}]}` or `{"id":…}`.
+pub fn dataset_verdict(
+    p: &PixelRow,
+    waba_id: &str,
+    answer: Result<GraphResponse, TransportError>,
+) -> Verification {
+    let resp = match answer {
+        Ok(resp) => resp,
+        Err(e) => {
+            return Verification::Warning {
+                found: format!(
+                "could not check the dataset linked to WhatsApp Business Account {waba_id}: {e}"
+            ),
+                fix: "run the doctor again when the Graph API is reachable".into(),
+            }
+        }
+    };
+    let Classification::Delivered { .. } = classify(&resp) else {
+        let error = resp.body.as_ref().and_then(|b| b.get("error"));
+        let field = |k: &str| error.and_then(|e| e.get(k)).map(|v| v.to_string());
+        let why = match (field("code"), field("error_subcode")) {
+            (Some(c), Some(s)) => format!("code {c}, subcode {s}"),
+            (Some(c), None) => format!("code {c}"),
+            _ => format!("HTTP {}", resp.status),
+        };
+        return Verification::Warning {
+            found: format!(
+                "could not read the dataset linked to WhatsApp Business Account {waba_id} ({why})"
+            ),
+            fix: format!("check pixels.waba_id, and that the token has whatsapp_business_management on WABA {waba_id}"),
+        };
+    };
+    let body = resp.body.unwrap_or_default();
+    let linked: Vec<&str> = match body.get("data").and_then(|d| d.as_array()) {
+        Some(items) => items
+            .iter()
+            .filter_map(|d| d.get("id").and_then(|i| i.as_str()))
+            .collect(),
+        None => body
+            .get("id")
+            .and_then(|i| i.as_str())
+            .into_iter()
+            .collect(),
+    };
+    if linked.contains(&p.pixel_id.as_str()) {
+        return Verification::Ok(format!(
+            "the Graph API accepts its token for this pixel, the dataset linked to WhatsApp Business Account {waba_id}"
+        ));
+    }
+    match linked.first() {
+        None => Verification::Problem {
+            found: format!("WhatsApp Business Account {waba_id} has no dataset linked: business-messaging events are not attributed"),
+            fix: format!("link dataset {} to the WABA (POST /{waba_id}/dataset, or in Events Manager), or correct pixels.waba_id", p.pixel_id),
+        },
+        Some(other) => Verification::Problem {
+            found: format!(
+                "pixel {} is not the dataset linked to WhatsApp Business Account {waba_id} (Meta says {other}): business-messaging events sent to it are not attributed",
+                p.pixel_id
+            ),
+            fix: format!("set pixels.pixel_id to {other}, or correct pixels.waba_id"),
+        },
+    }
+}
+
 /// `code 190, subcode 463, fbtrace_id X`, or the HTTP status when there was no Graph error.
 fn codes(e: &ApiError) -> String {
     let mut parts = Vec::new();
@@ -118,6 +184,7 @@ mod tests {
             test_event_code: None,
             action_source: None,
             messaging_mode: None,
+            options: None,
         }
     }
 
