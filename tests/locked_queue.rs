@@ -16,7 +16,9 @@ const TABLES: [&str; 4] = ["jobs", "deliveries", "alerts", "job_archive"];
 /// ACCESS EXCLUSIVE lock on `stagecast.<table>` in an open transaction. Returns the connection
 /// (the lock lasts until it is rolled back or dropped) and its pid.
 async fn lock(s: &Stack, table: &str) -> (PgConnection, i32) {
-    let mut conn = PgConnection::connect(&s.db.url).await.expect("admin connects");
+    let mut conn = PgConnection::connect(&s.db.url)
+        .await
+        .expect("admin connects");
     sqlx::raw_sql(&format!(
         "SET application_name = 'psql-admin'; BEGIN; LOCK TABLE stagecast.{table} IN ACCESS EXCLUSIVE MODE;"
     ))
@@ -122,7 +124,11 @@ async fn maintenance_skips_a_locked_table_and_the_work_is_delivered_when_the_loc
         .await;
     }
     s.drained().await;
-    assert_eq!(s.sandbox.accepted_events(), TABLES.len(), "one event per change, none twice");
+    assert_eq!(
+        s.sandbox.accepted_events(),
+        TABLES.len(),
+        "one event per change, none twice"
+    );
     worker.shutdown().await.unwrap();
 }
 

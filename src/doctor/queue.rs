@@ -56,7 +56,10 @@ pub fn check_locks(locks: &[TableLock], now: DateTime<Utc>) -> Check {
     let found: Vec<String> = locks
         .iter()
         .map(|l| {
-            let app = l.application_name.as_deref().unwrap_or("no application_name");
+            let app = l
+                .application_name
+                .as_deref()
+                .unwrap_or("no application_name");
             let role = l.role_name.as_deref().unwrap_or("?");
             let state = match (&l.state, l.visible) {
                 (Some(state), true) => {

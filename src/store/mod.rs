@@ -96,7 +96,7 @@ mod sql {
     pub const LOAD_STAGE_CHANGE_CONTEXTS: &str =
         include_str!("../../sql/load_stage_change_contexts.sql");
     pub const LOAD_PIXELS: &str = include_str!("../../sql/load_pixels.sql");
-    pub const DELIVERED_EVENT_IDS: &str = include_str!("../../sql/delivered_event_ids.sql");
+    pub const DELIVERED_EVENTS: &str = include_str!("../../sql/delivered_events.sql");
     pub const PRUNE_FINISHED: &str = include_str!("../../sql/prune_finished.sql");
     pub const REQUEUE_ENQUEUE_FAILURES: &str =
         include_str!("../../sql/requeue_enqueue_failures.sql");
@@ -390,13 +390,13 @@ impl Store {
             .await?)
     }
 
-    /// The ledger: events of these jobs already delivered (by an earlier attempt, a run given
-    /// back by a throttle or a shutdown, or a worker that lost its lease).
-    pub async fn delivered_event_ids(&self, job_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    /// The ledger: which of these event ids are already delivered, as (event id, job id of the
+    /// delivery): by an earlier attempt of the same job, or by another job of the same change.
+    pub async fn delivered_events(&self, event_ids: &[String]) -> Result<Vec<(String, i64)>> {
         Ok(timed(
-            "delivered_event_ids",
-            sqlx::query_as(sql::DELIVERED_EVENT_IDS)
-                .bind(job_ids)
+            "delivered_events",
+            sqlx::query_as(sql::DELIVERED_EVENTS)
+                .bind(event_ids)
                 .fetch_all(&self.pool),
         )
         .await?)
