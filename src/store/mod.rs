@@ -86,6 +86,7 @@ fn millis(d: std::time::Duration) -> String {
 /// The statements, embedded at compile time.
 mod sql {
     pub const CLAIM_JOBS: &str = include_str!("../../sql/claim_jobs.sql");
+    pub const CLAIM_SETTINGS: &str = include_str!("../../sql/claim_settings.sql");
     pub const EXTEND_LEASES: &str = include_str!("../../sql/extend_leases.sql");
     pub const COMPLETE_JOBS: &str = include_str!("../../sql/complete_jobs.sql");
     pub const INSERT_DELIVERIES: &str = include_str!("../../sql/insert_deliveries.sql");
@@ -245,7 +246,12 @@ impl Store {
         worker: &str,
         lease_secs: f64,
     ) -> Result<Vec<ClaimedJob>> {
-        let mut tx = self.begin_bounded(Bounds::CLAIM).await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::CLAIM_SETTINGS)
+            .bind(millis(Bounds::CLAIM.lock_timeout))
+            .bind(millis(Bounds::CLAIM.statement_timeout))
+            .execute(&mut *tx)
+            .await?;
         let jobs = timed(
             "claim_jobs",
             sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
