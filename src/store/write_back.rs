@@ -137,13 +137,12 @@ impl Store {
     /// for a job row another session holds. Returns how many.
     pub async fn release_held_jobs(&self, worker: &str) -> Result<u64> {
         let mut tx = self.begin_write_back().await?;
-        let released = sqlx::query(sql::RELEASE_HELD_JOBS)
+        let released: i64 = sqlx::query_scalar(sql::RELEASE_HELD_JOBS)
             .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(released)
+        Ok(released as u64)
     }
 
     async fn begin_write_back(&self) -> Result<Transaction<'static, Postgres>> {
