@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::stack::Stack;
+use support::wait;
 
 /// (dead rows, threshold, vacuumed at least once) of stagecast.jobs, read with the worker's own
 /// query (sql/vacuum_status.sql) as the worker role.
@@ -60,19 +61,13 @@ async fn after_a_burst_the_worker_vacuums_the_queue_with_autovacuum_off() {
 
     // Statistics reach pg_stat_user_tables within seconds, and the maintenance tick (100 ms
     // here) vacuums once they show the dead rows. Wait for the observable result.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut state = jobs_vacuum_state(&s).await;
-    while !(state.2 && (state.0 as f64) <= state.1) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stagecast.jobs was not vacuumed by the worker: {} dead rows (threshold {}), vacuumed: {}",
-            state.0,
-            state.1,
-            state.2
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        state = jobs_vacuum_state(&s).await;
-    }
+    wait::wait_for_value(
+        "the worker to vacuum stagecast.jobs (the value is: dead rows, threshold, vacuumed)",
+        Duration::from_secs(60),
+        || jobs_vacuum_state(&s),
+        |(dead, threshold, vacuumed)| *vacuumed && (*dead as f64) <= *threshold,
+    )
+    .await;
     let autovacuumed: bool = sqlx::query_scalar(
         "SELECT last_autovacuum IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = 'stagecast' AND relname = 'jobs'",
     )
