@@ -188,6 +188,24 @@ mod tests {
     }
 
     #[test]
+    fn events_another_job_delivered_are_named_in_the_note() {
+        let facts = JobFacts {
+            already_delivered: 2,
+            delivered_by: &[17, 18],
+            ..JobFacts::default()
+        };
+        assert_eq!(
+            decide(&facts, unused, now()),
+            Decision::Done {
+                note: Some(
+                    "0 delivered, 2 already delivered earlier; already delivered by job 17, 18"
+                        .into()
+                )
+            }
+        );
+    }
+
+    #[test]
     fn everything_delivered_is_done_with_a_note_and_nothing_to_send_is_done_without() {
         let facts = JobFacts {
             delivered: 2,
