@@ -3,31 +3,23 @@
 -- interrupted, not failed. The ledger, read at every claim, keeps what they delivered from
 -- being sent again; a result that still arrives is fenced out.
 -- A held job whose newer twin (same dedup key) is already pending cannot go back to pending
--- (the pending-dedup index is unique): it is archived as superseded instead, the twin carrying
--- the same work (see complete_jobs.sql). Returns how many jobs were given back either way.
-WITH held AS (
-    SELECT j.id,
-           (SELECT t.id FROM stagecast.jobs t
-             WHERE j.dedup_key IS NOT NULL AND t.dedup_key = j.dedup_key AND t.status = 'pending' AND t.id <> j.id
-             LIMIT 1) AS twin
-      FROM stagecast.jobs j
-     WHERE j.locked_by = $1 AND j.status = 'running'
-), superseded AS (
-    DELETE FROM stagecast.jobs j
-     USING held h
-     WHERE j.id = h.id AND h.twin IS NOT NULL AND j.locked_by = $1 AND j.status = 'running'
-    RETURNING j.id, j.kind, j.payload, j.attempts, j.customer_id, j.destinations, j.created_at,
-              'superseded by job ' || h.twin || ', pending with the same work (released on shutdown)' AS note
-), archived AS (
-    INSERT INTO stagecast.job_archive (id, kind, payload, attempts, customer_id, destinations, created_at, note)
-    SELECT id, kind, payload, attempts, customer_id, destinations, created_at, note FROM superseded
-    RETURNING 1
-), released AS (
+-- (the pending-dedup index is unique): it is left here and counted in `superseded`, for
+-- supersede_held_jobs.sql to archive. That statement runs only when there are some: it writes
+-- job_archive, and giving back jobs must not wait for a lock on the archive (a locked archive is
+-- a reason the write-back failed in the first place).
+-- Returns (released, superseded).
+WITH released AS (
     UPDATE stagecast.jobs j
        SET status = 'pending', attempts = greatest(j.attempts - 1, 0), locked_by = NULL, locked_until = NULL,
            run_at = now(), updated_at = now()
-      FROM held h
-     WHERE j.id = h.id AND h.twin IS NULL AND j.locked_by = $1 AND j.status = 'running'
+     WHERE j.locked_by = $1 AND j.status = 'running'
+       AND NOT (j.dedup_key IS NOT NULL AND EXISTS (
+               SELECT 1 FROM stagecast.jobs t
+                WHERE t.dedup_key = j.dedup_key AND t.status = 'pending' AND t.id <> j.id))
     RETURNING 1
 )
-SELECT ((SELECT count(*) FROM released) + (SELECT count(*) FROM superseded))::bigint
+SELECT (SELECT count(*) FROM released) AS released,
+       (SELECT count(*) FROM stagecast.jobs j
+         WHERE j.locked_by = $1 AND j.status = 'running' AND j.dedup_key IS NOT NULL
+           AND EXISTS (SELECT 1 FROM stagecast.jobs t
+                        WHERE t.dedup_key = j.dedup_key AND t.status = 'pending' AND t.id <> j.id)) AS superseded

@@ -111,6 +111,7 @@ mod sql {
     pub const BOUNDED_TRANSACTION: &str = include_str!("../../sql/bounded_transaction.sql");
     pub const ANALYZE_JOBS: &str = include_str!("../../sql/analyze_jobs.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
+    pub const SUPERSEDE_HELD_JOBS: &str = include_str!("../../sql/supersede_held_jobs.sql");
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
     pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
     pub const TRY_MIGRATION_LOCK: &str = include_str!("../../sql/try_migration_lock.sql");
