@@ -190,6 +190,39 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_names_its_session_and_a_hidden_state_says_why() {
+        let now = Utc::now();
+        let lock = |visible: bool| TableLock {
+            table_name: "stagecast.jobs".into(),
+            mode: "AccessExclusiveLock".into(),
+            pid: 4242,
+            application_name: Some("psql".into()),
+            role_name: Some("dba".into()),
+            state: visible.then(|| "idle in transaction".to_string()),
+            since: Some(now - chrono::Duration::minutes(12)),
+            visible,
+        };
+        assert_eq!(check_locks(&[], now).status, Status::Ok);
+        let seen = check_locks(&[lock(true)], now);
+        assert_eq!(seen.status, Status::Problem);
+        assert!(
+            seen.found.starts_with(
+                "stagecast.jobs is locked by pid 4242 (psql, role dba, idle in transaction since 12 min ago; AccessExclusiveLock)"
+            ),
+            "{}",
+            seen.found
+        );
+        let hidden = check_locks(&[lock(false)], now);
+        assert!(
+            hidden
+                .found
+                .contains("state hidden from this role: grant it pg_read_all_stats"),
+            "{}",
+            hidden.found
+        );
+    }
+
+    #[test]
     fn healthy_queue() {
         let checks = check_health(&QueueHealth::default(), Utc::now());
         assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
