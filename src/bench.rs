@@ -56,6 +56,11 @@ pub struct BenchArgs {
     /// Keep the benchmark database afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Measure only the claim after the queue was analyzed while drained: a burst of
+    /// --customers jobs worked off, VACUUM (ANALYZE) of the empty queue, then the next burst,
+    /// claimed --batch-size at a time (against the same burst with fresh statistics).
+    #[arg(long)]
+    pub analyze_drained_queue: bool,
 }
 
 const PIXEL: &str = "424242";
@@ -91,6 +96,9 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         .await?;
     let store = Store::new(pool.clone());
     store.migrate().await?;
+    if args.analyze_drained_queue {
+        return analyze_drained_queue(&store, &pool, args).await;
+    }
     let keys = KeyRing::parse(&KeyRing::generate_key_entry("bench")?)?;
     sqlx::raw_sql(include_str!("../sql/bench/seed.sql"))
         .execute(&pool)
@@ -258,6 +266,70 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     );
     for w in workers {
         w.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// Claim latency when the planner believes the queue is empty: the worker's own maintenance
+/// ANALYZEs stagecast.jobs, often while it is drained, and the next burst is claimed with those
+/// statistics. Each claim leases --batch-size jobs, as a worker does; the jobs are claimed, not
+/// worked (no platform is involved).
+async fn analyze_drained_queue(
+    store: &Store,
+    pool: &sqlx::PgPool,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
+    let n = args.customers;
+    let batch = args.batch_size.max(1) as i64;
+    println!("Claim latency, {n} jobs claimed {batch} at a time (median / mean / max per claim):");
+    for (label, analyze_after_burst) in [
+        ("analyzed while drained, then a burst", false),
+        ("the same burst with fresh statistics", true),
+    ] {
+        sqlx::query(include_str!("../sql/bench/drain_jobs.sql"))
+            .execute(pool)
+            .await?;
+        sqlx::query(include_str!("../sql/bench/burst_jobs.sql"))
+            .bind(n)
+            .execute(pool)
+            .await?;
+        sqlx::query(include_str!("../sql/bench/drain_jobs.sql"))
+            .execute(pool)
+            .await?;
+        sqlx::raw_sql(include_str!("../sql/bench/vacuum_analyze_jobs.sql"))
+            .execute(pool)
+            .await?;
+        sqlx::query(include_str!("../sql/bench/burst_jobs.sql"))
+            .bind(n)
+            .execute(pool)
+            .await?;
+        if analyze_after_burst {
+            sqlx::raw_sql(include_str!("../sql/bench/vacuum_analyze_jobs.sql"))
+                .execute(pool)
+                .await?;
+        }
+        let mut claims = Vec::new();
+        let mut claimed = 0_i64;
+        let t = Instant::now();
+        while claimed < n {
+            let started = Instant::now();
+            let jobs = store.claim_jobs(batch, "bench-claim", 600.0).await?;
+            claims.push(started.elapsed());
+            if jobs.is_empty() {
+                bail!("only {claimed} of {n} jobs could be claimed");
+            }
+            claimed += jobs.len() as i64;
+        }
+        let total = t.elapsed();
+        let max = claims.iter().max().copied().unwrap_or_default();
+        let avg = mean(&claims);
+        println!(
+            "  {label:<38} {:>8.2} / {:>8.2} / {:>8.2} ms   all {n} in {:.2} s",
+            ms(median(&mut claims)),
+            ms(avg),
+            ms(max),
+            total.as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ pub const PII_REJECTED: &str = "stagecast_pii_rejected_total";
 pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
 pub const DEAD_ROWS: &str = "stagecast_dead_rows";
 pub const VACUUMS: &str = "stagecast_vacuums_total";
+pub const MAINTENANCE_SKIPPED: &str = "stagecast_maintenance_skipped_total";
 
 /// Job outcomes written back (`OutcomeRow::outcome`).
 pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "throttled", "released", "failed"];
@@ -98,6 +99,15 @@ pub const VACUUM_TABLES: [&str; 5] = [
     "deliveries",
     "alerts",
     "enqueue_failures",
+];
+
+/// The worker's maintenance steps, each bounded and skipped when a table it needs is locked.
+pub const MAINTENANCE_STEPS: [&str; 5] = [
+    "queue_stats",
+    "retention",
+    "requeue_parked",
+    "enqueue_fallbacks",
+    "handler",
 ];
 
 /// The `table` label: one of [`VACUUM_TABLES`], anything else `other`.
@@ -260,6 +270,12 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["table"],
         help: "VACUUM (ANALYZE) runs this worker made on a stagecast table past its dead-row threshold.",
     },
+    MetricDef {
+        name: MAINTENANCE_SKIPPED,
+        kind: MetricType::Counter,
+        labels: &["step"],
+        help: "Maintenance steps skipped because a table they need was locked past their 1 s lock bound, or ran past their 30 s bound: `queue_stats`, `retention`, `requeue_parked`, `enqueue_fallbacks`, `handler` (token sealing). Tried again on the next tick; rising steadily means a long transaction holds a stagecast table (`stagecast doctor`, Table locks).",
+    },
 ];
 
 /// Describe every metric and create the series whose label values are known, at zero. Called
@@ -287,6 +303,9 @@ pub fn register() {
     for table in VACUUM_TABLES {
         metrics::gauge!(DEAD_ROWS, "table" => table).set(0.0);
         metrics::counter!(VACUUMS, "table" => table).increment(0);
+    }
+    for step in MAINTENANCE_STEPS {
+        metrics::counter!(MAINTENANCE_SKIPPED, "step" => step).increment(0);
     }
     metrics::counter!(FENCED_COMPLETIONS).increment(0);
     metrics::counter!(DUPLICATE_DELIVERIES).increment(0);

@@ -12,6 +12,7 @@ use sqlx::postgres::PgListener;
 use stagecast::store::{OutcomeRow, WriteBack};
 use stagecast_sandbox::Fault;
 use support::stack::{Stack, PIXEL, TOKEN};
+use support::wait;
 
 /// Runs `stagecast <args>` against the stack's database; (success, stdout, stderr).
 async fn cli(s: &Stack, args: &[&str]) -> (bool, String, String) {
@@ -108,37 +109,34 @@ async fn status_of(s: &Stack, id: i64) -> String {
     .expect("job exists")
 }
 
-/// Polls until the job reaches `status` (15 s at most).
+/// Waits until the job reaches `status`.
 async fn wait_for_status(s: &Stack, id: i64, status: &str) {
-    for _ in 0..300 {
-        if status_of(s, id).await == status {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "job {id} did not become {status}: it is {}",
-        status_of(s, id).await
-    );
+    wait::wait_for_value(
+        &format!("job {id} to become {status} (the value is its status)"),
+        wait::DEADLINE,
+        || status_of(s, id),
+        |now| now == status,
+    )
+    .await;
 }
 
-/// The only stage_change job of a customer (live or archived).
+/// The only stage_change job of a customer (live or archived), once it exists.
 async fn job_of(s: &Stack, customer: i64) -> i64 {
-    for _ in 0..200 {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM stagecast.jobs WHERE customer_id = $1 AND kind = 'stage_change'
-             UNION ALL SELECT id FROM stagecast.job_archive WHERE customer_id = $1 AND kind = 'stage_change'",
-        )
-        .bind(customer)
-        .fetch_optional(s.pool())
-        .await
-        .unwrap();
-        if let Some(id) = id {
-            return id;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no job for customer {customer}");
+    wait::wait_for(
+        &format!("a stage_change job for customer {customer}"),
+        wait::DEADLINE,
+        || async {
+            sqlx::query_scalar(
+                "SELECT id FROM stagecast.jobs WHERE customer_id = $1 AND kind = 'stage_change'
+                 UNION ALL SELECT id FROM stagecast.job_archive WHERE customer_id = $1 AND kind = 'stage_change'",
+            )
+            .bind(customer)
+            .fetch_optional(s.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await
 }
 
 /// (actor, action, reason, job_ids, count) of every audit row, in order.

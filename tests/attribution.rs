@@ -437,3 +437,104 @@ async fn a_touch_without_click_id_never_replaces_a_real_first_touch() {
     worker.shutdown().await.unwrap();
     assert_eq!(utm(&s, customer).await.0, first);
 }
+
+/// An attribution job retried while a newer twin of it (the same message queued again while
+/// it ran, so not coalesced by the pending-dedup index) is pending: the retry's write-back
+/// must not hit that index's unique violation. The older job is archived as superseded, with
+/// the twin's id in its note; the twin does the work.
+#[tokio::test]
+async fn an_attribution_retry_with_a_newer_pending_twin_is_archived_as_superseded() {
+    let s = Stack::new().await;
+    let (_, chat) = setup(&s, "120226305854810726", "+55 31 90000-0000").await;
+    inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;
+    let claimed = s.store.claim_jobs(10, "worker-a", 30.0).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let older = &claimed[0];
+    assert_eq!(older.kind, "attribution");
+    let message: i64 = older.payload["message_id"].as_i64().unwrap();
+    // The same message queued again while the first job runs (a CRM re-import, a parked
+    // enqueue re-queued): a pending twin.
+    let queued: i32 =
+        sqlx::query_scalar("SELECT stagecast.enqueue_inbound_messages(ARRAY[$1]::bigint[])")
+            .bind(message)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(queued, 1, "the twin is queued");
+    let twin: i64 = sqlx::query_scalar(
+        "SELECT id FROM stagecast.jobs WHERE status = 'pending' AND kind = 'attribution'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+
+    let retry = stagecast::store::WriteBack {
+        outcomes: vec![stagecast::store::OutcomeRow {
+            id: older.id,
+            attempt: older.attempts,
+            outcome: "retry",
+            run_at: Some(chrono::Utc::now() + chrono::Duration::seconds(1)),
+            error: Some("no customer found for the sender yet".into()),
+            destinations: None,
+        }],
+        ..Default::default()
+    };
+    let report = s
+        .store
+        .write_back("worker-a", &retry)
+        .await
+        .expect("the retry is written back despite the pending twin");
+    assert_eq!(report.applied, 1);
+
+    let note: Option<String> =
+        sqlx::query_scalar("SELECT note FROM stagecast.job_archive WHERE id = $1")
+            .bind(older.id)
+            .fetch_one(s.pool())
+            .await
+            .expect("the older job is archived");
+    let note = note.unwrap_or_default();
+    assert!(
+        note.contains(&format!("superseded by job {twin}")),
+        "the archive says which job took over: {note:?}"
+    );
+    let live: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, status FROM stagecast.jobs WHERE kind = 'attribution'")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        live,
+        vec![(twin, "pending".to_string())],
+        "the twin does the work"
+    );
+}
+
+/// The same twin at shutdown: giving back the jobs a worker still holds must not hit the
+/// unique violation either (sql/release_held_jobs.sql); the older one is archived as superseded.
+#[tokio::test]
+async fn releasing_a_held_job_with_a_newer_pending_twin_archives_it_as_superseded() {
+    let s = Stack::new().await;
+    let (_, chat) = setup(&s, "120226305854810726", "+55 31 90000-0000").await;
+    inbound(&s, chat, &fixture("cloud_api_full_envelope_image_ad.json")).await;
+    let claimed = s.store.claim_jobs(10, "worker-a", 30.0).await.unwrap();
+    let older = &claimed[0];
+    let message: i64 = older.payload["message_id"].as_i64().unwrap();
+    sqlx::query("SELECT stagecast.enqueue_inbound_messages(ARRAY[$1]::bigint[])")
+        .bind(message)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let released = s
+        .store
+        .release_held_jobs("worker-a")
+        .await
+        .expect("the held job is given back despite the pending twin");
+    assert_eq!(released, 1);
+    let note: Option<String> =
+        sqlx::query_scalar("SELECT note FROM stagecast.job_archive WHERE id = $1")
+            .bind(older.id)
+            .fetch_one(s.pool())
+            .await
+            .expect("the older job is archived");
+    assert!(note.unwrap_or_default().contains("superseded by job"));
+}

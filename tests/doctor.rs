@@ -6,6 +6,7 @@
 mod support;
 
 use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+use support::wait;
 
 /// A token the sandbox does not know: Meta answers 190.
 const EXPIRED_TOKEN: &str = "EAAexpired-token-5f4e3d2c1b";
@@ -317,23 +318,20 @@ async fn the_doctor_warns_when_autovacuum_is_off_or_stagecasts_tables_are_not_va
     ))
     .await;
     // The deletes reach pg_stat_user_tables within seconds.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let dead: i64 = sqlx::query_scalar(
-            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = 'stagecast' AND relname = 'jobs'",
-        )
-        .fetch_one(s.pool())
-        .await
-        .unwrap();
-        if dead > 5000 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the dead rows never showed in the statistics ({dead})"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait::wait_for_value(
+        "the dead rows of stagecast.jobs to show in the statistics (the value is n_dead_tup)",
+        wait::DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE schemaname = 'stagecast' AND relname = 'jobs'",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+        },
+        |dead| *dead > 5000,
+    )
+    .await;
 
     let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
     // Warnings: it works today, and will bite later.
@@ -366,22 +364,17 @@ async fn the_doctor_warns_when_autovacuum_is_off_or_stagecasts_tables_are_not_va
 
     // A worker running as that role vacuums the queue; the doctor then finds it lean.
     let worker = s.start_worker();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
-        if out
-            .stdout
-            .contains("✓ Dead rows: under autovacuum's threshold")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker did not vacuum the queue:\n{}",
-            out.stdout
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait::wait_for_value(
+        "the worker to vacuum the queue (the value is the doctor's report)",
+        wait::DEADLINE,
+        || async {
+            doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[])
+                .await
+                .stdout
+        },
+        |stdout| stdout.contains("✓ Dead rows: under autovacuum's threshold"),
+    )
+    .await;
     worker.shutdown().await.unwrap();
 }
 

@@ -200,3 +200,71 @@ async fn results_still_queued_when_the_drain_times_out_are_not_sent_again() {
     let second = &requests[1].event_ids[0];
     assert!(s.sandbox.delivered_count(second) >= 1);
 }
+
+/// A true duplicate (the same customer, stage and time) queued again by the CRM.
+async fn enqueue_change(
+    s: &Stack,
+    customer: i64,
+    stage: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> i32 {
+    sqlx::query_scalar("SELECT stagecast.enqueue_stage_change($1, $2, NULL, $3)")
+        .bind(customer)
+        .bind(stage)
+        .bind(at)
+        .fetch_one(s.crm())
+        .await
+        .unwrap_or_else(|e| panic!("the CRM's call failed: {e}"))
+}
+
+/// (id, note) of the customer's archived jobs, oldest first.
+async fn archived_jobs(s: &Stack, customer: i64) -> Vec<(i64, Option<String>)> {
+    sqlx::query_as("SELECT id, note FROM stagecast.job_archive WHERE customer_id = $1 ORDER BY id")
+        .bind(customer)
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_true_duplicate_queued_after_the_first_job_finished_is_not_sent_again() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    // A CRM queueing through the SQL API, granted as docs/crm-integration.md ("Who may call
+    // the enqueue functions") says.
+    s.exec(&format!(
+        "GRANT USAGE ON SCHEMA stagecast TO \"{crm}\";
+         GRANT EXECUTE ON FUNCTION stagecast.enqueue_stage_change(bigint, bigint, bigint, timestamptz) TO \"{crm}\";",
+        crm = s.db.roles.crm
+    ))
+    .await;
+    let at = chrono::Utc::now() - chrono::Duration::hours(1);
+    let worker = s.start_worker();
+    assert_eq!(enqueue_change(&s, c, 1, at).await, 1, "the first job");
+    wait::wait_until("the first job to be done", wait::DEADLINE, || async {
+        archived_jobs(&s, c).await.len() == 1
+    })
+    .await;
+    // The first job left the hot table, so the pending-dedup index no longer coalesces it: a
+    // second job with the same deterministic event id.
+    assert_eq!(enqueue_change(&s, c, 1, at).await, 1, "a second job");
+    wait::wait_until("the second job to be done", wait::DEADLINE, || async {
+        archived_jobs(&s, c).await.len() == 2
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "one request, none for the duplicate: {requests:#?}"
+    );
+    let jobs = archived_jobs(&s, c).await;
+    let (first, second) = (jobs[0].0, jobs[1].1.clone().unwrap_or_default());
+    assert!(
+        second.contains(&format!("already delivered by job {first}")),
+        "the second job says who delivered its event: {second:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection as _;
 
 use super::report::{list, Check, Group};
@@ -28,10 +28,22 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Store, Check> {
             let _ = conn.close().await;
         }
     }
+    // Every read waits for a lock and runs at most `timeout`: a table locked by someone
+    // else's open transaction must give a finding (Table locks), not a doctor that hangs.
+    // The statement bound is twice the lock bound, so a lock wait reports itself as such.
+    let lock_bound = format!("{}ms", timeout.as_millis().max(1));
+    let statement_bound = format!("{}ms", timeout.as_millis().max(1) * 2);
+    let options = url
+        .parse::<PgConnectOptions>()
+        .map_err(|e| connection_problem(&redacted, &e))?
+        .options([
+            ("lock_timeout", lock_bound.as_str()),
+            ("statement_timeout", statement_bound.as_str()),
+        ]);
     crate::store::pool_options()
         .max_connections(2)
         .acquire_timeout(timeout)
-        .connect(url)
+        .connect_with(options)
         .await
         .map(Store::new)
         .map_err(|e| connection_problem(&redacted, &e))

@@ -146,6 +146,12 @@ fn read_failed(
     e: &crate::store::StoreError,
 ) -> Check {
     let c = Check::build(group, id, title);
+    if e.is_timeout() {
+        return c.problem(
+            format!("gave up waiting for the database: {e}"),
+            "a session holds a lock on the table this reads (see Table locks under Queue) or the server is overloaded; end that transaction and run the doctor again",
+        );
+    }
     match schema {
         SchemaState::Current => c.problem(
             format!("could not read the database: {e}"),
@@ -300,6 +306,16 @@ async fn with_database(
         )),
     }
 
+    match store.doctor_table_locks().await {
+        Ok(locks) => checks.push(queue::check_locks(&locks, chrono::Utc::now())),
+        Err(e) => checks.push(read_failed(
+            Group::Queue,
+            "queue.locks",
+            "Table locks",
+            schema,
+            &e,
+        )),
+    }
     match store.doctor_queue_health().await {
         Ok(h) => checks.extend(queue::check_health(&h, chrono::Utc::now())),
         Err(e) => checks.push(read_failed(Group::Queue, "queue.read", "Queue", schema, &e)),

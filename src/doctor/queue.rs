@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::report::{Check, Group};
-use crate::store::doctor::QueueHealth;
+use crate::store::doctor::{QueueHealth, TableLock};
 
 /// A due job waiting longer than this means no worker is taking jobs (or they cannot keep up).
 /// Workers claim within ~1 s (LISTEN, 1 s poll), so minutes are far outside normal.
@@ -43,6 +43,47 @@ fn short(s: &str) -> String {
         out.push('…');
         out
     }
+}
+
+/// Sessions holding a lock on a stagecast table that blocks the worker and the CRM's triggers
+/// (an admin's open transaction after `LOCK TABLE`, a migration, VACUUM FULL): named, so the
+/// operator can end it, instead of every stagecast statement waiting behind it.
+pub fn check_locks(locks: &[TableLock], now: DateTime<Utc>) -> Check {
+    let c = check("locks", "Table locks");
+    if locks.is_empty() {
+        return c.ok("none on stagecast's tables");
+    }
+    let found: Vec<String> = locks
+        .iter()
+        .map(|l| {
+            let app = l
+                .application_name
+                .as_deref()
+                .unwrap_or("no application_name");
+            let role = l.role_name.as_deref().unwrap_or("?");
+            let state = match (&l.state, l.visible) {
+                (Some(state), true) => {
+                    let since = l
+                        .since
+                        .map(|t| format!(" since {} ago", since(t, now)))
+                        .unwrap_or_default();
+                    format!("{state}{since}")
+                }
+                _ => "state hidden from this role: grant it pg_read_all_stats".to_string(),
+            };
+            format!(
+                "{} is locked by pid {} ({app}, role {role}, {state}; {})",
+                l.table_name, l.pid, l.mode
+            )
+        })
+        .collect();
+    c.problem(
+        format!(
+            "{}: the worker skips its maintenance and its claims and write-backs wait, the CRM's triggers park changes",
+            found.join("; ")
+        ),
+        "end that transaction (COMMIT or ROLLBACK in its session), or as an admin: SELECT pg_terminate_backend(<pid>); the worker catches up by itself (docs/operations.md, Table locks)",
+    )
 }
 
 pub fn check_health(h: &QueueHealth, now: DateTime<Utc>) -> Vec<Check> {
@@ -146,6 +187,39 @@ mod tests {
         assert_eq!(age(Duration::from_secs(600)), "10 min");
         assert_eq!(age(Duration::from_secs(3 * 3600 + 300)), "3 h 5 min");
         assert_eq!(age(Duration::from_secs(5 * 86_400)), "5 days");
+    }
+
+    #[test]
+    fn a_lock_names_its_session_and_a_hidden_state_says_why() {
+        let now = Utc::now();
+        let lock = |visible: bool| TableLock {
+            table_name: "stagecast.jobs".into(),
+            mode: "AccessExclusiveLock".into(),
+            pid: 4242,
+            application_name: Some("psql".into()),
+            role_name: Some("dba".into()),
+            state: visible.then(|| "idle in transaction".to_string()),
+            since: Some(now - chrono::Duration::minutes(12)),
+            visible,
+        };
+        assert_eq!(check_locks(&[], now).status, Status::Ok);
+        let seen = check_locks(&[lock(true)], now);
+        assert_eq!(seen.status, Status::Problem);
+        assert!(
+            seen.found.starts_with(
+                "stagecast.jobs is locked by pid 4242 (psql, role dba, idle in transaction since 12 min ago; AccessExclusiveLock)"
+            ),
+            "{}",
+            seen.found
+        );
+        let hidden = check_locks(&[lock(false)], now);
+        assert!(
+            hidden
+                .found
+                .contains("state hidden from this role: grant it pg_read_all_stats"),
+            "{}",
+            hidden.found
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ impl Pipeline {
             .map(|p| p.code())
             .or_else(|| self.platforms.only().map(|p| p.platform().code()));
         let first_event = w.deliveries.first().map(|d| d.event_name.clone());
+        let delivered_by: Vec<i64> = w.delivered_by.iter().copied().collect();
         let facts = JobFacts {
             lease_lost: w.lease_lost,
             retry_errors: &w.retry_errors,
@@ -37,6 +38,7 @@ impl Pipeline {
             not_started: w.not_started,
             delivered: w.delivered,
             already_delivered: w.already_delivered,
+            delivered_by: &delivered_by,
             platform,
             stage_name: w.stage_name.as_deref(),
             event_name: first_event.as_deref(),

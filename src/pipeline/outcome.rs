@@ -29,6 +29,8 @@ pub struct JobFacts<'a> {
     pub delivered: usize,
     /// Events an earlier attempt delivered (skipped through the ledger).
     pub already_delivered: usize,
+    /// Other jobs the ledger says delivered some of them (true duplicates of this change).
+    pub delivered_by: &'a [i64],
     /// For the `delivery_gave_up` alert: the platform of the first transient problem, the
     /// stage, and the event as sent.
     pub platform: Option<&'a str>,
@@ -124,8 +126,14 @@ pub fn decide(
     let sent = facts.delivered + facts.already_delivered;
     Decision::Done {
         note: (sent > 0).then(|| {
+            let by = if facts.delivered_by.is_empty() {
+                String::new()
+            } else {
+                let jobs: Vec<String> = facts.delivered_by.iter().map(i64::to_string).collect();
+                format!("; already delivered by job {}", jobs.join(", "))
+            };
             format!(
-                "{} delivered, {} already delivered earlier",
+                "{} delivered, {} already delivered earlier{by}",
                 facts.delivered, facts.already_delivered
             )
         }),
@@ -177,6 +185,24 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn events_another_job_delivered_are_named_in_the_note() {
+        let facts = JobFacts {
+            already_delivered: 2,
+            delivered_by: &[17, 18],
+            ..JobFacts::default()
+        };
+        assert_eq!(
+            decide(&facts, unused, now()),
+            Decision::Done {
+                note: Some(
+                    "0 delivered, 2 already delivered earlier; already delivered by job 17, 18"
+                        .into()
+                )
+            }
+        );
     }
 
     #[test]

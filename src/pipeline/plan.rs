@@ -1,10 +1,10 @@
 //! Planning: every configured event of every job, resolved into an event to send. For each
 //! `utm_event` entry: the platform it names must be registered; the platform names the event;
 //! the fallbacks resolve campaign → pixel → value → currency (`resolve`); the event gets its
-//! hashed identity and deterministic id; the platform's local checks pass; the ledger has not
-//! seen it delivered; the platform encodes it. Anything missing is the alert that names the fix.
+//! hashed identity and deterministic id; the platform's local checks pass; the platform encodes
+//! it (the ledger then drops what is already delivered: `stage_change::skip_delivered`). Anything missing is the alert that names the fix.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,6 @@ impl Pipeline {
         works: &mut [JobWork],
         contexts: Vec<StageChangeContext>,
         pixels: &[PixelRow],
-        ledger: &HashSet<String>,
         now: DateTime<Utc>,
     ) -> Vec<PendingEvent> {
         let mut by_job: HashMap<i64, StageChangeContext> =
@@ -174,10 +173,6 @@ impl Pipeline {
                 }
                 let destination = format!("{}:{}", platform.platform().code(), pixel.pixel_id);
                 w.destinations.insert(destination);
-                if ledger.contains(&event.event_id) {
-                    w.already_delivered += 1;
-                    continue;
-                }
                 let encoded = platform.encode(&event, pixel, now);
                 pending.push(PendingEvent {
                     work: index,

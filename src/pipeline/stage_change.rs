@@ -1,14 +1,15 @@
-//! `stage_change` jobs: parse each payload, load every context, the pixels and the ledger in
-//! one round, plan the events ([`super::plan`]), deliver them ([`super::deliver`]) and finish
-//! the jobs that nothing is in flight for.
+//! `stage_change` jobs: parse each payload, load every context and the pixels in one round,
+//! plan the events ([`super::plan`]), drop those the ledger has delivered (by event id, one
+//! query per batch), deliver the rest ([`super::deliver`]) and finish the jobs that nothing is
+//! in flight for.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::work::JobWork;
+use super::work::{JobWork, PendingEvent};
 use super::Pipeline;
 use crate::queue::{BatchContext, HandlerOutput};
 use crate::store::{ClaimedJob, ContextKey};
@@ -77,24 +78,32 @@ impl Pipeline {
             })
             .collect();
         if !keys.is_empty() {
-            // The ledger is read for every claimed job, whatever its attempt: a throttle or a
-            // shutdown release gives the attempt back, and a rescue follows a run that may
-            // have delivered part of the job (issue 12, finding 6). An index probe per job on
-            // deliveries_job_idx, run alongside the context load.
-            let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
             let loaded = tokio::try_join!(
                 self.store.load_stage_change_contexts(&keys),
                 self.store.load_pixels(),
-                self.store.delivered_event_ids(&job_ids),
             );
             match loaded {
-                Ok((contexts, pixels, ledger)) => {
-                    let ledger: HashSet<String> = ledger.into_iter().map(|(_, id)| id).collect();
-                    let pending = self.plan(&mut works, contexts, &pixels, &ledger, now);
-                    for p in &pending {
-                        works[p.work].outstanding += 1;
+                Ok((contexts, pixels)) => {
+                    let planned = self.plan(&mut works, contexts, &pixels, now);
+                    match self.skip_delivered(&mut works, planned).await {
+                        Ok(pending) => {
+                            for p in &pending {
+                                works[p.work].outstanding += 1;
+                            }
+                            self.deliver(ctx, &mut works, pending, &pixels).await;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "could not read the delivery ledger; retrying the batch");
+                            for w in works.iter_mut().filter(|w| w.change.is_some()) {
+                                w.retry(
+                                    format!(
+                                        "database error while reading the delivery ledger: {e}"
+                                    ),
+                                    None,
+                                );
+                            }
+                        }
                     }
-                    self.deliver(ctx, &mut works, pending, &pixels).await;
                 }
                 Err(e) => {
                     warn!(error = %e, "could not load stage change contexts; retrying the batch");
@@ -111,5 +120,44 @@ impl Pipeline {
             let write_back = self.finish(ctx, w);
             out.write_back.append(write_back);
         }
+    }
+
+    /// The ledger, read by the planned event ids (one query for the batch): an event already
+    /// delivered is not sent again, whichever job delivered it. The same job's earlier attempt
+    /// (a throttle or shutdown gave the attempt back, a rescue) or another job of the same
+    /// change (a true duplicate queued after the first job finished, a replay): the job is then
+    /// done with "already delivered by job N" in its note.
+    async fn skip_delivered(
+        &self,
+        works: &mut [JobWork],
+        planned: Vec<PendingEvent>,
+    ) -> Result<Vec<PendingEvent>, crate::store::StoreError> {
+        if planned.is_empty() {
+            return Ok(planned);
+        }
+        let ids: Vec<String> = planned.iter().map(|p| p.event_id.clone()).collect();
+        let ledger: HashMap<String, i64> = self
+            .store
+            .delivered_events(&ids)
+            .await?
+            .into_iter()
+            .collect();
+        if ledger.is_empty() {
+            return Ok(planned);
+        }
+        let mut pending = Vec::with_capacity(planned.len());
+        for p in planned {
+            match ledger.get(&p.event_id) {
+                Some(&by_job) => {
+                    let w = &mut works[p.work];
+                    w.already_delivered += 1;
+                    if by_job != w.job.id {
+                        w.delivered_by.insert(by_job);
+                    }
+                }
+                None => pending.push(p),
+            }
+        }
+        Ok(pending)
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct JobWork {
     pub deliveries: Vec<DeliveryRow>,
     pub delivered: usize,
     pub already_delivered: usize,
+    /// Other jobs that delivered some of this job's events (true duplicates of the change).
+    pub delivered_by: BTreeSet<i64>,
     /// Events sent whose result has not come back yet.
     pub outstanding: usize,
     pub finished: bool,
@@ -57,6 +59,7 @@ impl JobWork {
             deliveries: Vec::new(),
             delivered: 0,
             already_delivered: 0,
+            delivered_by: BTreeSet::new(),
             outstanding: 0,
             finished: false,
         }

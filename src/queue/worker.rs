@@ -173,9 +173,10 @@ pub trait JobHandler: Send + Sync + 'static {
         jobs: Vec<ClaimedJob>,
     ) -> BoxFuture<'a, HandlerOutput>;
 
-    /// Periodic upkeep (e.g. sealing plaintext tokens). Errors are the handler's to log.
-    fn maintain(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
+    /// Periodic upkeep (e.g. sealing plaintext tokens). The queue logs an error, and counts a
+    /// timeout ([`StoreError::is_timeout`]: a locked table) as a skipped maintenance step.
+    fn maintain(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
     }
 
     /// The job kinds this handler knows: the bounded `kind` label of the queue's metrics and
@@ -231,6 +232,9 @@ pub struct WorkerStats {
     /// Times the producer found nothing to claim and began to wait for a notification or the
     /// poll: lets a test know the worker is idle, instead of sleeping until it probably is.
     pub idle_waits: AtomicU64,
+    /// Maintenance steps skipped because a table they need was locked past their lock bound
+    /// (or the statement ran past its bound): tried again on the next tick.
+    pub maintenance_skipped: AtomicU64,
 }
 
 impl WorkerStats {
@@ -342,6 +346,7 @@ impl<H: JobHandler> Worker<H> {
                 self.handler.clone(),
                 cfg.clone(),
                 background.clone(),
+                stats.clone(),
             ));
             let (done_tx, done_rx) = mpsc::channel::<WriteBack>(1024);
             let (deadline_tx, deadline_rx) = watch::channel(None);
@@ -1003,11 +1008,12 @@ async fn publish_queue_stats(
     store: &Store,
     seen: &mut HashSet<(&'static str, &'static str)>,
     kinds: &[&'static str],
+    worker: &WorkerStats,
 ) {
     let stats = match store.queue_stats().await {
         Ok(s) => s,
         Err(e) => {
-            warn!(error = %e, "reading queue statistics failed");
+            maintenance_failed("queue_stats", &e, worker);
             return;
         }
     };
@@ -1043,11 +1049,26 @@ fn status_label(status: &str) -> &'static str {
     }
 }
 
+/// A maintenance step failed. A timeout is a table locked elsewhere (an admin's open
+/// transaction, a migration) or a slow server: every step's waits are bounded
+/// ([`crate::store::Bounds::MAINTENANCE`]), so the step is skipped, counted and tried again on
+/// the next tick instead of blocking the loop (and holding a pooled connection) behind the lock.
+fn maintenance_failed(step: &'static str, e: &StoreError, stats: &WorkerStats) {
+    if e.is_timeout() {
+        stats.maintenance_skipped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics_catalog::MAINTENANCE_SKIPPED, "step" => step).increment(1);
+        warn!(step, error = %e, "skipped a maintenance step: a table it needs is locked (see `stagecast doctor`, Table locks); trying again next tick");
+    } else {
+        warn!(step, error = %e, "maintenance step failed");
+    }
+}
+
 async fn maintain<H: JobHandler>(
     store: Store,
     handler: Arc<H>,
     cfg: WorkerConfig,
     stop: CancellationToken,
+    stats: Arc<WorkerStats>,
 ) {
     let mut seen = HashSet::new();
     let mut vacuum = Vacuum::default();
@@ -1061,34 +1082,47 @@ async fn maintain<H: JobHandler>(
             }
             _ = tick.tick() => {}
         }
-        publish_queue_stats(&store, &mut seen, handler.kinds()).await;
-        vacuum.tick(&store);
-        match store.prune(&cfg.retention, 10_000).await {
-            Ok(report) if report.total() > 0 => {
-                debug!(?report, "retention pruned finished rows");
+        // One tick's steps, each bounded on the server; shutdown does not wait for them.
+        let round = async {
+            publish_queue_stats(&store, &mut seen, handler.kinds(), &stats).await;
+            vacuum.tick(&store);
+            match store.prune(&cfg.retention, 10_000).await {
+                Ok(report) if report.total() > 0 => {
+                    debug!(?report, "retention pruned finished rows");
+                }
+                Ok(_) => {}
+                Err(e) => maintenance_failed("retention", &e, &stats),
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "retention pruning failed"),
-        }
-        match store.requeue_enqueue_failures().await {
-            Ok((requeued, parked)) if parked > 0 => {
-                warn!(
-                    parked,
-                    requeued, "re-queued stage changes a CRM trigger had parked"
-                );
+            match store.requeue_enqueue_failures().await {
+                Ok((requeued, parked)) if parked > 0 => {
+                    warn!(
+                        parked,
+                        requeued, "re-queued stage changes a CRM trigger had parked"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => maintenance_failed("requeue_parked", &e, &stats),
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "re-queuing parked stage changes failed"),
-        }
-        match store.enqueue_fallbacks().await {
-            Ok((parked, lost)) => {
-                use crate::metrics_catalog::ENQUEUE_FALLBACKS;
-                metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "parked").set(parked as f64);
-                metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "lost").set(lost as f64);
+            match store.enqueue_fallbacks().await {
+                Ok((parked, lost)) => {
+                    use crate::metrics_catalog::ENQUEUE_FALLBACKS;
+                    metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "parked").set(parked as f64);
+                    metrics::gauge!(ENQUEUE_FALLBACKS, "state" => "lost").set(lost as f64);
+                }
+                Err(e) => maintenance_failed("enqueue_fallbacks", &e, &stats),
             }
-            Err(e) => warn!(error = %e, "reading parked and lost enqueues failed"),
+            if let Err(e) = handler.maintain().await {
+                maintenance_failed("handler", &e, &stats);
+            }
+        };
+        let stopped = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = round => false,
+        };
+        if stopped {
+            vacuum.stop();
+            return;
         }
-        handler.maintain().await;
     }
 }
 

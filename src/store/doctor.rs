@@ -63,7 +63,25 @@ pub struct QueueHealth {
     pub lost: i64,
 }
 
+/// A session holding a lock on a stagecast table that blocks writes (sql/doctor/table_locks.sql).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TableLock {
+    /// `stagecast.jobs`.
+    pub table_name: String,
+    /// `AccessExclusiveLock` …, as pg_locks names it.
+    pub mode: String,
+    pub pid: i32,
+    pub application_name: Option<String>,
+    pub role_name: Option<String>,
+    /// `idle in transaction` …; `None` when this role may not see the session's state.
+    pub state: Option<String>,
+    /// Start of its transaction (or of the session when the state is hidden).
+    pub since: Option<DateTime<Utc>>,
+    pub visible: bool,
+}
+
 mod sql {
+    pub const TABLE_LOCKS: &str = include_str!("../../sql/doctor/table_locks.sql");
     pub const SERVER_INFO: &str = include_str!("../../sql/doctor/server_info.sql");
     pub const MIGRATIONS_TABLE_EXISTS: &str =
         include_str!("../../sql/doctor/migrations_table_exists.sql");
@@ -130,6 +148,12 @@ impl Store {
             .bind(ctwa_max.as_secs_f64())
             .bind(fbclid_max.as_secs_f64())
             .fetch_one(self.pool())
+            .await?)
+    }
+
+    pub async fn doctor_table_locks(&self) -> Result<Vec<TableLock>> {
+        Ok(sqlx::query_as(sql::TABLE_LOCKS)
+            .fetch_all(self.pool())
             .await?)
     }
 

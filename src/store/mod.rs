@@ -39,9 +39,54 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The statement gave up waiting: a lock held elsewhere past the transaction's
+    /// `lock_timeout` (55P03), or its `statement_timeout` (57014). A passing condition: the
+    /// caller skips the step and tries again later.
+    pub fn is_timeout(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "55P03" || c == "57014")
+    }
+}
+
+/// How long one transaction may wait for a lock, and run, before the server cancels it (set
+/// LOCAL by [`Store::begin_bounded`], sql/bounded_transaction.sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub lock_timeout: std::time::Duration,
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Bounds {
+    /// The worker's maintenance (retention, re-queue of parked enqueues, gauges, token
+    /// sealing): its own statements hold rows for milliseconds, so a second's wait is someone
+    /// else's long transaction; the tick is skipped and the next one (10 s later) tries again.
+    /// The statement bound is generous: retention deletes up to 10,000 rows per table.
+    pub const MAINTENANCE: Bounds = Bounds {
+        lock_timeout: std::time::Duration::from_secs(1),
+        statement_timeout: std::time::Duration::from_secs(30),
+    };
+    /// The claim: other workers' claims skip locked rows and never make it wait, so only a
+    /// table lock can (ACCESS EXCLUSIVE of an admin, a migration, VACUUM FULL). The producer
+    /// then backs off and claims again, and can see a shutdown in between.
+    pub const CLAIM: Bounds = Bounds {
+        lock_timeout: std::time::Duration::from_secs(2),
+        statement_timeout: std::time::Duration::from_secs(30),
+    };
+}
+
+fn millis(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
 /// The statements, embedded at compile time.
 mod sql {
     pub const CLAIM_JOBS: &str = include_str!("../../sql/claim_jobs.sql");
+    pub const CLAIM_SETTINGS: &str = include_str!("../../sql/claim_settings.sql");
     pub const EXTEND_LEASES: &str = include_str!("../../sql/extend_leases.sql");
     pub const COMPLETE_JOBS: &str = include_str!("../../sql/complete_jobs.sql");
     pub const INSERT_DELIVERIES: &str = include_str!("../../sql/insert_deliveries.sql");
@@ -52,7 +97,7 @@ mod sql {
     pub const LOAD_STAGE_CHANGE_CONTEXTS: &str =
         include_str!("../../sql/load_stage_change_contexts.sql");
     pub const LOAD_PIXELS: &str = include_str!("../../sql/load_pixels.sql");
-    pub const DELIVERED_EVENT_IDS: &str = include_str!("../../sql/delivered_event_ids.sql");
+    pub const DELIVERED_EVENTS: &str = include_str!("../../sql/delivered_events.sql");
     pub const PRUNE_FINISHED: &str = include_str!("../../sql/prune_finished.sql");
     pub const REQUEUE_ENQUEUE_FAILURES: &str =
         include_str!("../../sql/requeue_enqueue_failures.sql");
@@ -63,8 +108,10 @@ mod sql {
     pub const QUEUE_STATS: &str = include_str!("../../sql/queue_stats.sql");
     pub const WRITE_BACK_SETTINGS: &str = include_str!("../../sql/write_back_settings.sql");
     pub const HEARTBEAT_SETTINGS: &str = include_str!("../../sql/heartbeat_settings.sql");
+    pub const BOUNDED_TRANSACTION: &str = include_str!("../../sql/bounded_transaction.sql");
     pub const ANALYZE_JOBS: &str = include_str!("../../sql/analyze_jobs.sql");
     pub const RELEASE_HELD_JOBS: &str = include_str!("../../sql/release_held_jobs.sql");
+    pub const SUPERSEDE_HELD_JOBS: &str = include_str!("../../sql/supersede_held_jobs.sql");
     pub const SET_PIXEL_TOKEN: &str = include_str!("../../sql/set_pixel_token.sql");
     pub const SCHEMA_VERSION: &str = include_str!("../../sql/schema_version.sql");
     pub const TRY_MIGRATION_LOCK: &str = include_str!("../../sql/try_migration_lock.sql");
@@ -92,6 +139,20 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A transaction whose lock waits and statements are bounded by `bounds` (set LOCAL).
+    pub async fn begin_bounded(
+        &self,
+        bounds: Bounds,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::BOUNDED_TRANSACTION)
+            .bind(millis(bounds.lock_timeout))
+            .bind(millis(bounds.statement_timeout))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     /// Apply pending migrations, one process at a time.
@@ -150,13 +211,17 @@ impl Store {
             .await?)
     }
 
-    /// Backlog per (kind, status) with the age of the oldest due pending job (gauges).
+    /// Backlog per (kind, status) with the age of the oldest due pending job (gauges), bounded
+    /// by [`Bounds::MAINTENANCE`] (the maintenance reads it every tick).
     pub async fn queue_stats(&self) -> Result<Vec<QueueStat>> {
-        Ok(timed(
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let stats = timed(
             "queue_stats",
-            sqlx::query_as(sql::QUEUE_STATS).fetch_all(&self.pool),
+            sqlx::query_as(sql::QUEUE_STATS).fetch_all(&mut *tx),
         )
-        .await?)
+        .await?;
+        tx.commit().await?;
+        Ok(stats)
     }
 
     /// Wait until no job is pending or running (or `timeout` passes). Returns whether it drained.
@@ -174,22 +239,31 @@ impl Store {
         }
     }
 
-    /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`.
+    /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`, waiting for
+    /// a lock at most [`Bounds::CLAIM`] (a locked queue is a claim error, retried).
     pub async fn claim_jobs(
         &self,
         limit: i64,
         worker: &str,
         lease_secs: f64,
     ) -> Result<Vec<ClaimedJob>> {
-        Ok(timed(
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::CLAIM_SETTINGS)
+            .bind(millis(Bounds::CLAIM.lock_timeout))
+            .bind(millis(Bounds::CLAIM.statement_timeout))
+            .execute(&mut *tx)
+            .await?;
+        let jobs = timed(
             "claim_jobs",
             sqlx::query_as::<_, ClaimedJob>(sql::CLAIM_JOBS)
                 .bind(limit)
                 .bind(worker)
                 .bind(lease_secs)
-                .fetch_all(&self.pool),
+                .fetch_all(&mut *tx),
         )
-        .await?)
+        .await?;
+        tx.commit().await?;
+        Ok(jobs)
     }
 
     /// Heartbeat: extend the lease of every job `worker` holds but `excluded` (jobs nobody
@@ -250,16 +324,21 @@ impl Store {
         Ok((archived > 0).then_some(created as u64))
     }
 
-    /// Delete finished jobs, audit rows and alerts past their retention.
+    /// Delete finished jobs, audit rows and alerts past their retention (bounded by
+    /// [`Bounds::MAINTENANCE`]: a locked table skips this round).
     pub async fn prune(&self, retention: &Retention, batch: i64) -> Result<PruneReport> {
-        let (archive, dead, audit, alerts): (i64, i64, i64, i64) =
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let (archive, dead, audit, alerts): (i64, i64, i64, i64) = timed(
+            "prune_finished",
             sqlx::query_as(sql::PRUNE_FINISHED)
                 .bind(retention.done.as_secs_f64())
                 .bind(retention.failed.as_secs_f64())
                 .bind(retention.audit.as_secs_f64())
                 .bind(batch)
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(&mut *tx),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(PruneReport {
             archive: archive as u64,
             dead: dead as u64,
@@ -268,21 +347,29 @@ impl Store {
         })
     }
 
-    /// Move stage changes that a trigger had to park back into the queue.
+    /// Move stage changes that a trigger had to park back into the queue (bounded by
+    /// [`Bounds::MAINTENANCE`]: with the queue locked, they stay parked until the next round).
     pub async fn requeue_enqueue_failures(&self) -> Result<(u64, u64)> {
-        let (requeued, parked): (i64, i64) = sqlx::query_as(sql::REQUEUE_ENQUEUE_FAILURES)
-            .fetch_one(&self.pool)
-            .await?;
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let (requeued, parked): (i64, i64) = timed(
+            "requeue_enqueue_failures",
+            sqlx::query_as(sql::REQUEUE_ENQUEUE_FAILURES).fetch_one(&mut *tx),
+        )
+        .await?;
+        tx.commit().await?;
         Ok((requeued as u64, parked as u64))
     }
 
     /// CRM changes the triggers could not queue: (parked, lost). See sql/enqueue_fallbacks.sql.
     pub async fn enqueue_fallbacks(&self) -> Result<(i64, i64)> {
-        Ok(timed(
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let counts = timed(
             "enqueue_fallbacks",
-            sqlx::query_as(sql::ENQUEUE_FALLBACKS).fetch_one(&self.pool),
+            sqlx::query_as(sql::ENQUEUE_FALLBACKS).fetch_one(&mut *tx),
         )
-        .await?)
+        .await?;
+        tx.commit().await?;
+        Ok(counts)
     }
 
     // ---- pipeline reads -----------------------------------------------------------------
@@ -310,13 +397,13 @@ impl Store {
             .await?)
     }
 
-    /// The ledger: events of these jobs already delivered (by an earlier attempt, a run given
-    /// back by a throttle or a shutdown, or a worker that lost its lease).
-    pub async fn delivered_event_ids(&self, job_ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    /// The ledger: which of these event ids are already delivered, as (event id, job id of the
+    /// delivery): by an earlier attempt of the same job, or by another job of the same change.
+    pub async fn delivered_events(&self, event_ids: &[String]) -> Result<Vec<(String, i64)>> {
         Ok(timed(
-            "delivered_event_ids",
-            sqlx::query_as(sql::DELIVERED_EVENT_IDS)
-                .bind(job_ids)
+            "delivered_events",
+            sqlx::query_as(sql::DELIVERED_EVENTS)
+                .bind(event_ids)
                 .fetch_all(&self.pool),
         )
         .await?)
@@ -379,10 +466,15 @@ impl Store {
 
     /// Pixels holding a plaintext token written by the CRM. The token is only ever held in
     /// memory long enough to seal it.
+    /// Bounded by [`Bounds::MAINTENANCE`]: the maintenance seals on every tick, and a
+    /// locked pixels table must skip the round, not block it.
     pub async fn plaintext_tokens(&self) -> Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as(sql::PLAINTEXT_TOKENS)
-            .fetch_all(&self.pool)
-            .await?)
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let rows = sqlx::query_as(sql::PLAINTEXT_TOKENS)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Store a sealed token and clear the plaintext, if the plaintext is still `expected`.
@@ -392,12 +484,15 @@ impl Store {
         sealed: &str,
         expected: &str,
     ) -> Result<bool> {
-        Ok(sqlx::query_scalar(sql::STORE_SEALED_TOKEN)
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        let stored = sqlx::query_scalar(sql::STORE_SEALED_TOKEN)
             .bind(pixel_ref)
             .bind(sealed)
             .bind(expected)
-            .fetch_one(&self.pool)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     /// Store a sealed token on the pixel with this row id or platform id. Returns how many

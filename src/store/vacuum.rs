@@ -2,12 +2,14 @@
 //! behind, `stagecast.jobs` kept every dead row of a burst, and each claim walked them.
 
 use chrono::{DateTime, Utc};
+use sqlx::Executor as _;
 
-use super::{timed, Result, Store};
+use super::{millis, timed, Bounds, Result, Store};
 
 mod sql {
     pub const VACUUM_STATUS: &str = include_str!("../../sql/vacuum_status.sql");
     pub const VACUUM_TABLE: &str = include_str!("../../sql/vacuum_table.sql");
+    pub const VACUUM_LOCK_TIMEOUT: &str = include_str!("../../sql/vacuum_lock_timeout.sql");
 }
 
 /// One of stagecast's churning tables, as `sql/vacuum_status.sql` reads it.
@@ -49,11 +51,23 @@ impl Store {
     /// [`VacuumStatus::qualified_name`] (quoted by the server): a table name cannot be bound.
     pub async fn vacuum_table(&self, status: &VacuumStatus) -> Result<()> {
         let statement = sql::VACUUM_TABLE.replace("{table}", &status.qualified_name);
-        timed(
-            "vacuum_table",
-            sqlx::raw_sql(&statement).execute(self.pool()),
-        )
-        .await?;
+        let mut conn = self.pool().acquire().await?;
+        sqlx::query(sql::VACUUM_LOCK_TIMEOUT)
+            .bind(millis(Bounds::MAINTENANCE.lock_timeout))
+            .execute(&mut *conn)
+            .await?;
+        // A plain &str: sent as a simple query (VACUUM cannot be prepared in a transaction).
+        let result = timed("vacuum_table", conn.execute(statement.as_str())).await;
+        // Back to the server's default before the connection returns to the pool.
+        if sqlx::query(sql::VACUUM_LOCK_TIMEOUT)
+            .bind("0")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            conn.detach();
+        }
+        result?;
         Ok(())
     }
 }

@@ -134,16 +134,26 @@ impl Store {
     }
 
     /// Give back every job `worker` holds (attempt refunded), waiting at most `LOCK_TIMEOUT`
-    /// for a job row another session holds. Returns how many.
+    /// for a job row another session holds. A held job whose newer twin is already pending is
+    /// archived as superseded instead, in its own transaction afterwards (it writes the
+    /// archive, which may be what is locked). Returns how many were given back either way.
     pub async fn release_held_jobs(&self, worker: &str) -> Result<u64> {
         let mut tx = self.begin_write_back().await?;
-        let released = sqlx::query(sql::RELEASE_HELD_JOBS)
+        let (released, superseded): (i64, i64) = sqlx::query_as(sql::RELEASE_HELD_JOBS)
             .bind(worker)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(released)
+        if superseded == 0 {
+            return Ok(released as u64);
+        }
+        let mut tx = self.begin_write_back().await?;
+        let archived: i64 = sqlx::query_scalar(sql::SUPERSEDE_HELD_JOBS)
+            .bind(worker)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((released + archived) as u64)
     }
 
     async fn begin_write_back(&self) -> Result<Transaction<'static, Postgres>> {

@@ -44,3 +44,30 @@ where
     })
     .await
 }
+
+/// Polls `probe` until `done` holds for what it returns, and returns that value. Panics with
+/// `what` and the last value seen after `timeout`, so a failure says where it got stuck.
+pub async fn wait_for_value<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut probe: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last seen: {value:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,13 @@
+-- The ledger: which of these planned event ids ($1) are already delivered, and by which job.
+-- Read for every claimed batch after planning, also at attempt 1, by *event id*, not by job:
+-- an event id is deterministic (customer, stage, change time, platform, destination, event), so
+-- a true duplicate queued as another job (the same change seen again after the first job left
+-- the hot table, a replay, a parked change re-queued after its twin landed) finds the first
+-- job's delivery here and is not sent again; Meta does not deduplicate re-sent server events
+-- for business messaging. The same read covers a job's own earlier attempts (a throttle or a
+-- shutdown gives the attempt back, a rescue follows a run that delivered part of the job).
+-- Cost: one probe per event on deliveries_delivered_once_idx (the unique partial index on
+-- event_id WHERE outcome = 'delivered', which the write-back needs anyway), one query per
+-- batch. Measured on PostgreSQL 15, C.UTF-8, 1,000 ids in a 200,000-row table, warm: 5.1 ms,
+-- against 2.0 ms for the former read by job id (random sha256 ids have no locality).
+SELECT event_id, job_id FROM stagecast.deliveries WHERE event_id = ANY($1::text[]) AND outcome = 'delivered'
