@@ -34,6 +34,7 @@ impl Pipeline {
             retry_errors: &w.retry_errors,
             failures: &w.failures,
             throttled: w.throttled.map(|(until, p)| (until, p.code())),
+            held: w.held.map(|(until, p)| (until, p.code())),
             not_started: w.not_started,
             delivered: w.delivered,
             already_delivered: w.already_delivered,
@@ -63,6 +64,7 @@ impl Pipeline {
             Decision::Throttled { until, error } => {
                 outcome_row(&w.job, "throttled", Some(until), Some(error))
             }
+            Decision::Held { until, error } => outcome_row(&w.job, "held", Some(until), Some(error)),
             Decision::Released { at, error } => {
                 outcome_row(&w.job, "released", Some(at), Some(error))
             }

@@ -11,6 +11,7 @@
 pub mod args;
 pub mod credentials;
 pub mod event;
+pub mod holds;
 pub mod meta;
 pub mod outcome;
 pub mod platform;

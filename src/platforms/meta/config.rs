@@ -31,6 +31,11 @@ pub struct MetaConfig {
     pub max_event_age: Duration,
     /// First pause of a pixel Meta throttled without estimating when access returns.
     pub throttle_pause: Duration,
+    /// A pixel held for its configuration (invalid token, request-level error): its jobs look
+    /// again this often whether the configuration changed (no request is sent while it has not).
+    pub hold_recheck: Duration,
+    /// …and one request is let through this often anyway, in case it was fixed at Meta's side.
+    pub hold_probe: Duration,
     /// Look click-to-WhatsApp ad ids up (`GET /{ad_id}?fields=campaign_id`) when they match no
     /// campaign of the CRM directly.
     pub resolve_ads: bool,
@@ -49,6 +54,8 @@ impl Default for MetaConfig {
             default_action_source: ActionSource::PhysicalStore,
             max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
             throttle_pause: Duration::from_secs(60),
+            hold_recheck: Duration::from_secs(60),
+            hold_probe: Duration::from_secs(15 * 60),
             resolve_ads: false,
         }
     }
@@ -56,7 +63,7 @@ impl Default for MetaConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaConfigError {
-    #[error("invalid Graph API version {0:?}: expected the form v26.0")]
+    #[error("invalid Graph API version {0:?}: expected the form vNN.0, e.g. v26.0 (Meta's versions always end in .0)")]
     Version(String),
     #[error("invalid Graph API URL {0:?}: expected http(s)://host[:port]")]
     Url(String),
@@ -67,14 +74,13 @@ pub enum MetaConfigError {
 impl MetaConfig {
     pub fn validate(&self) -> Result<(), MetaConfigError> {
         let v = self.api_version.as_str();
+        // Graph API versions are `v<major>.0` (*graph-api/changelog/versions*); anything else is
+        // an unknown path to Graph (code 2500), refused here instead of on every request.
         let ok_version = v
             .strip_prefix('v')
-            .and_then(|rest| rest.split_once('.'))
-            .is_some_and(|(major, minor)| {
-                !major.is_empty()
-                    && !minor.is_empty()
-                    && major.bytes().all(|b| b.is_ascii_digit())
-                    && minor.bytes().all(|b| b.is_ascii_digit())
+            .and_then(|rest| rest.strip_suffix(".0"))
+            .is_some_and(|major| {
+                !major.is_empty() && major.len() <= 3 && major.bytes().all(|b| b.is_ascii_digit())
             });
         if !ok_version {
             return Err(MetaConfigError::Version(self.api_version.clone()));
@@ -157,8 +163,13 @@ mod tests {
     fn validates_version_url_and_batch() {
         let mut c = MetaConfig::default();
         assert!(c.validate().is_ok());
-        c.api_version = "26".into();
-        assert!(matches!(c.validate(), Err(MetaConfigError::Version(_))));
+        for bad in ["26", "v26", "v26.1", "26.0", "v.0", "vv26.0", "v26.0.0", " v26.0"] {
+            c.api_version = bad.into();
+            assert!(
+                matches!(c.validate(), Err(MetaConfigError::Version(_))),
+                "{bad}"
+            );
+        }
         c.api_version = "v25.0".into();
         c.graph_url = "graph.facebook.com".into();
         assert!(matches!(c.validate(), Err(MetaConfigError::Url(_))));
