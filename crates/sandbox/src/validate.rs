@@ -49,6 +49,21 @@ pub const ACTION_SOURCES: [&str; 9] = [
     "other",
 ];
 
+/// Event names *business-messaging* lists that are not pixel standard events: valid only with
+/// `action_source = business_messaging`.
+pub const BUSINESS_MESSAGING_ONLY_NAMES: [&str; 10] = [
+    "LeadSubmitted",
+    "QualifiedLead",
+    "OrderCreated",
+    "OrderShipped",
+    "OrderDelivered",
+    "OrderCanceled",
+    "OrderReturned",
+    "CartAbandoned",
+    "RatingProvided",
+    "ReviewProvided",
+];
+
 /// `messaging_channel` values for `business_messaging` (*server-event*, *business-messaging*).
 pub const MESSAGING_CHANNELS: [&str; 3] = ["whatsapp", "messenger", "instagram"];
 
@@ -292,6 +307,42 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
         }
     }
 
+    if action_source != "business_messaging" && BUSINESS_MESSAGING_ONLY_NAMES.contains(&event_name)
+    {
+        return Err(invalid(
+            index,
+            "event_name",
+            format!("{event_name} is a business messaging event: it is valid only with action_source business_messaging"),
+        ));
+    }
+    // *server-event*: website events need the page and the browser; app events the app data.
+    if action_source == "website" {
+        match event.get("event_source_url") {
+            Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => {}
+            _ => {
+                return Err(invalid(
+                    index,
+                    "event_source_url",
+                    "website events require event_source_url (the page's http(s) URL)",
+                ))
+            }
+        }
+        if !user_data.contains_key("client_user_agent") {
+            return Err(invalid(
+                index,
+                "user_data.client_user_agent",
+                "website events require user_data.client_user_agent",
+            ));
+        }
+    }
+    if action_source == "app" && !matches!(event.get("app_data"), Some(Value::Object(_))) {
+        return Err(invalid(
+            index,
+            "app_data",
+            "app events require app_data (with extinfo)",
+        ));
+    }
+
     check_custom_data(index, event_name, event.get("custom_data"))
 }
 
@@ -506,8 +557,16 @@ fn check_custom_data(
             ))
         }
     };
-    let value = custom.and_then(|m| m.get("value"));
+    // A null is no value: what a client sends when its number did not fit in JSON (NaN, ∞).
+    let value = custom.and_then(|m| m.get("value")).filter(|v| !v.is_null());
     let currency = custom.and_then(|m| m.get("currency"));
+    if custom.is_some_and(|m| m.get("value").is_some_and(Value::is_null)) && event_name != "Purchase" {
+        return Err(invalid(
+            index,
+            "custom_data.value",
+            "custom_data.value must be a number, not null",
+        ));
+    }
     if value.is_some_and(|v| !v.is_number()) {
         return Err(invalid(
             index,
@@ -652,6 +711,14 @@ mod tests {
                 json!({"action_source": "business_messaging"}),
                 "messaging_channel",
             ),
+            (json!({"event_name": "QualifiedLead"}), "event_name"),
+            (json!({"action_source": "website"}), "event_source_url"),
+            (
+                json!({"action_source": "website", "event_source_url": "https://example.com/"}),
+                "user_data.client_user_agent",
+            ),
+            (json!({"action_source": "app"}), "app_data"),
+            (json!({"custom_data": {"value": null}}), "custom_data.value"),
         ];
         for (patch, field) in cases {
             let mut ev = base();
@@ -662,6 +729,25 @@ mod tests {
             assert_eq!(e.field, field, "{patch}");
             assert_eq!(e.subcode, SUBCODE_INVALID, "{patch}");
         }
+    }
+
+    #[test]
+    fn business_messaging_names_pass_on_business_messaging_and_a_null_purchase_value_is_missing()
+    {
+        let mut ev = base();
+        ev["event_name"] = json!("QualifiedLead");
+        ev["action_source"] = json!("business_messaging");
+        ev["messaging_channel"] = json!("whatsapp");
+        ev["user_data"] = json!({"ph": [H], "ctwa_clid": "Aff-1", "whatsapp_business_account_id": "555"});
+        validate_event(0, &ev, NOW).unwrap();
+        let mut purchase = base();
+        purchase["event_name"] = json!("Purchase");
+        purchase["custom_data"] = json!({"value": null, "currency": "BRL"});
+        let e = err(&purchase);
+        assert_eq!(
+            (e.field.as_str(), e.subcode),
+            ("custom_data.value", SUBCODE_PURCHASE_VALUE)
+        );
     }
 
     #[test]
