@@ -356,6 +356,80 @@ mod tests {
     }
 
     #[test]
+    fn request_level_errors_hold_the_destination_and_event_level_errors_split() {
+        for (code, subcode) in [
+            (102, None),
+            (104, None),
+            (2500, None),
+            (2635, None),
+            (100, None),
+            (100, Some(33)),
+            (3, None),
+            (10, None),
+            (200, None),
+            (294, None),
+            (99999, None),
+        ] {
+            assert!(
+                matches!(
+                    classify(&resp(400, graph_error(code, subcode, false))),
+                    Classification::HoldDestination {
+                        cause: AlertCause::RequestRefused,
+                        ..
+                    }
+                ),
+                "{code}/{subcode:?}"
+            );
+        }
+        assert!(matches!(
+            classify(&resp(401, graph_error(190, None, false))),
+            Classification::HoldDestination {
+                cause: AlertCause::TokenInvalid,
+                ..
+            }
+        ));
+        for subcode in [2804001, 2804003, 2804009, 2804050] {
+            assert!(
+                matches!(
+                    classify(&resp(400, graph_error(100, Some(subcode), false))),
+                    Classification::RejectEvents(_)
+                ),
+                "{subcode}"
+            );
+        }
+        // `is_transient` wins over an unknown code, not over the token or a configuration error.
+        assert!(matches!(
+            classify(&resp(400, graph_error(99999, None, true))),
+            Classification::Retry(_)
+        ));
+        assert!(matches!(
+            classify(&resp(400, graph_error(190, None, true))),
+            Classification::HoldDestination { .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_turns_a_transient_error_into_a_pause_of_that_length() {
+        let mut r = resp(503, graph_error(2, None, true));
+        r.retry_after = Some(Duration::from_secs(7));
+        assert!(
+            matches!(classify(&r), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(7))
+        );
+        let bare = GraphResponse {
+            status: 503,
+            body: None,
+            text: None,
+            usage_pct: None,
+            regain_minutes: None,
+            retry_after: Some(Duration::from_secs(3)),
+            elapsed: Duration::ZERO,
+        };
+        assert!(
+            matches!(classify(&bare), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(3))
+        );
+    }
+
+    #[test]
     fn html_and_bare_statuses() {
         let html = GraphResponse {
             status: 502,
