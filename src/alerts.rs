@@ -160,9 +160,9 @@ impl AlertCause {
                 es: "El evento {event} ({stage}) no se envió a {platform}: ese nombre solo vale para conversaciones de anuncios de clic a WhatsApp (business_messaging), y este cliente no tiene identificador de clic (ctwa_clid) o el píxel {pixel} no tiene cuenta de WhatsApp Business. Configure en la etapa el evento estándar {suggestion_name}, que vale para todos los clientes.",
             },
             AlertCause::UnsupportedActionSource => Localized {
-                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} usa a origem {error}, que exige dados de site ou aplicativo (event_source_url, app_data) que o stagecast não envia. Mude a origem (action_source) do pixel, por exemplo para physical_store, chat ou system_generated, e reenvie.",
-                en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} uses action source {error}, which requires website or app data (event_source_url, app_data) stagecast does not send. Change the pixel's action_source, e.g. to physical_store, chat or system_generated, and replay.",
-                es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} usa el origen {error}, que exige datos de sitio o aplicación (event_source_url, app_data) que stagecast no envía. Cambie el origen (action_source) del píxel, por ejemplo a physical_store, chat o system_generated, y reenvíe.",
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a origem do pixel {pixel} não é suportada ({error}). Mude a origem (action_source) do pixel, por exemplo para physical_store, chat ou system_generated, e reenvie.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the action source of pixel {pixel} is not supported ({error}). Change the pixel's action_source, e.g. to physical_store, chat or system_generated, and replay.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el origen del píxel {pixel} no es compatible ({error}). Cambie el origen (action_source) del píxel, por ejemplo a physical_store, chat o system_generated, y reenvíe.",
             },
             AlertCause::AdWithoutClickId => Localized {
                 pt: "Informação: o cliente chegou por um anúncio, mas a mensagem não trouxe o identificador de clique (ctwa_clid); as conversões serão atribuídas apenas pelos dados de contato.",
@@ -330,10 +330,31 @@ mod tests {
         let text = Alert::new(AlertCause::TokenInvalid, details()).render(Locale::En);
         assert!(text.contains("code 190"), "{text}");
         assert!(text.contains("AbC123"), "{text}");
-        assert!(text.contains("Generate a new token"), "{text}");
+        assert!(text.contains("generate a new token"), "{text}");
+        assert!(
+            text.contains("held without spending attempts") && text.contains("sent automatically"),
+            "{text}"
+        );
         assert!(text.contains("Meta"), "{text}");
         let pt = Alert::new(AlertCause::NoCampaign, details()).render(Locale::Pt);
         assert!(pt.contains("não tem campanha UTM"), "{pt}");
+    }
+
+    #[test]
+    fn business_messaging_only_names_the_standard_event_to_use() {
+        let d = AlertDetails {
+            event_name: Some("QualifiedLead".into()),
+            suggestion: Some("Lead".into()),
+            ..details()
+        };
+        for locale in [Locale::Pt, Locale::En, Locale::Es] {
+            let text = Alert::new(AlertCause::BusinessMessagingOnlyEvent, d.clone()).render(locale);
+            assert!(
+                text.contains("\"QualifiedLead\"") && text.contains("\"Lead\""),
+                "{text}"
+            );
+            assert!(!text.contains('{'), "{text}");
+        }
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct MetaArgs {
     /// Requests per second per pixel.
     #[arg(long, env = "STAGECAST_META_RATE_LIMIT", default_value = "50")]
     pub meta_rate_limit: NonZeroU32,
-    /// action_source for pixels that do not set one.
+    /// action_source for pixels that do not set one (website and app are refused: stagecast
+    /// does not build event_source_url or app_data).
     #[arg(
         long,
         env = "STAGECAST_META_ACTION_SOURCE",
@@ -89,6 +90,7 @@ impl MetaArgs {
                     MetaConfigError::Batch(_) => format!(
                         "set STAGECAST_META_BATCH_SIZE between 1 and {MAX_EVENTS_PER_REQUEST}"
                     ),
+                    MetaConfigError::ActionSource(_) => "set STAGECAST_META_ACTION_SOURCE to physical_store, chat, system_generated or another source stagecast supports".to_string(),
                 };
                 Err((e.to_string(), fix))
             }

@@ -69,6 +69,8 @@ pub enum MetaConfigError {
     Url(String),
     #[error("batch size {0} is out of range: Meta accepts 1 to 1000 events per request")]
     Batch(usize),
+    #[error("default action_source {0} is not supported: Meta requires event_source_url and client_user_agent (website) or app_data (app), which stagecast does not send")]
+    ActionSource(ActionSource),
 }
 
 impl MetaConfig {
@@ -91,6 +93,12 @@ impl MetaConfig {
         }
         if self.max_batch == 0 || self.max_batch > MAX_EVENTS_PER_REQUEST {
             return Err(MetaConfigError::Batch(self.max_batch));
+        }
+        if matches!(
+            self.default_action_source,
+            ActionSource::Website | ActionSource::App
+        ) {
+            return Err(MetaConfigError::ActionSource(self.default_action_source));
         }
         Ok(())
     }
@@ -176,6 +184,14 @@ mod tests {
         c.graph_url = "http://127.0.0.1:9".into();
         c.max_batch = 1001;
         assert!(matches!(c.validate(), Err(MetaConfigError::Batch(1001))));
+        c.max_batch = 10;
+        for source in [ActionSource::Website, ActionSource::App] {
+            c.default_action_source = source;
+            assert!(matches!(
+                c.validate(),
+                Err(MetaConfigError::ActionSource(_))
+            ));
+        }
     }
 
     #[test]
