@@ -172,6 +172,24 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..AlertDetails::default()
         },
         AlertCause::AdWithoutClickId => AlertDetails::default(),
+        AlertCause::RequestRefused => AlertDetails {
+            pixel,
+            code: Some("2500".into()),
+            trace_id: trace,
+            trace_name: Some("fbtrace_id"),
+            error: Some("Unknown path components".into()),
+            ..d("Lead", "Qualificado")
+        },
+        AlertCause::BusinessMessagingOnlyEvent => AlertDetails {
+            pixel,
+            suggestion: Some("Lead".into()),
+            ..d("QualifiedLead", "Qualificado")
+        },
+        AlertCause::UnsupportedActionSource => AlertDetails {
+            pixel,
+            error: Some("action_source website needs website or app data (event_source_url and client_user_agent, or app_data) that stagecast does not send".into()),
+            ..d("Lead", "Qualificado")
+        },
     }
 }
 
