@@ -156,3 +156,46 @@ async fn a_value_that_cannot_be_sent_is_refused_at_parse_time_naming_the_stage()
         "{alert}"
     );
 }
+
+#[tokio::test]
+async fn the_age_window_is_seven_days_for_business_messaging_and_configurable_for_physical_store() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.crm_exec(&format!("UPDATE pixels SET waba_id = '{WABA}' WHERE id = 1"))
+        .await;
+    let clicked = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    with_click_id(&s, clicked, "ARAkLkA8rmlFeiCktEJQ").await;
+    let store = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    s.move_to(clicked, 1).await;
+    s.move_to(store, 1).await;
+    // Both stage changes happened ten days ago (the worker was down, say).
+    s.exec(
+        "UPDATE stagecast.jobs SET payload = jsonb_set(payload, '{changed_at}', to_jsonb(now() - interval '10 days'))",
+    )
+    .await;
+    let mut t = s.tuning();
+    t.meta.physical_store_max_age = Some(Duration::from_secs(62 * 24 * 3600));
+    let worker = s.start_worker_with(t);
+    assert!(s.sandbox.wait_for_events(1, Duration::from_secs(15)).await);
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    let received = s.sandbox.received();
+    assert_eq!(received.len(), 1, "only the physical_store event");
+    assert_eq!(received[0].event["action_source"], "physical_store");
+    assert_eq!(s.jobs_of(store).await[0].0, "done");
+    // The business-messaging one is past Meta's 7 days whatever the physical_store window:
+    // refused locally, never sent (Meta would answer 2804003).
+    assert_eq!(s.sandbox.requests().len(), 1);
+    let jobs = s.jobs_of(clicked).await;
+    assert_eq!(jobs[0].0, "failed");
+    assert!(
+        jobs[0]
+            .1
+            .as_deref()
+            .unwrap_or("")
+            .contains("window for business_messaging"),
+        "{jobs:?}"
+    );
+    assert_eq!(s.alert_causes(clicked).await, ["event_too_old"]);
+}

@@ -31,6 +31,10 @@ pub const SUBCODE_INVALID: i64 = 2_804_001;
 
 /// `event_time` may be at most this old (*server-event*, *using-the-api*: 7 days, all-or-nothing).
 pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
+/// `physical_store` events may be up to 62 days old (*offline-events*: "upload transactions within
+/// 62 days of the conversion"; RudderStack enforces the same). Whether Graph itself accepts
+/// 8–62-day-old events is unverified; the sandbox follows the documented guidance.
+pub const PHYSICAL_STORE_MAX_AGE_SECS: i64 = 62 * 24 * 3600;
 /// Meta documents no upper bound; a timestamp this far ahead means a clock or unit bug in stagecast.
 pub const MAX_FUTURE_SECS: i64 = 10 * 60;
 /// Anything above this cannot be Unix seconds (it is the year 5138): it is milliseconds.
@@ -225,7 +229,12 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
         }
     };
 
-    check_event_time(index, event.get("event_time"), now)?;
+    let max_age = if event.get("action_source").and_then(Value::as_str) == Some("physical_store") {
+        PHYSICAL_STORE_MAX_AGE_SECS
+    } else {
+        MAX_AGE_SECS
+    };
+    check_event_time(index, event.get("event_time"), now, max_age)?;
 
     match event.get("event_id") {
         None => {}
@@ -346,7 +355,12 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
     check_custom_data(index, event_name, event.get("custom_data"))
 }
 
-fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(), EventError> {
+fn check_event_time(
+    index: usize,
+    value: Option<&Value>,
+    now: i64,
+    max_age: i64,
+) -> Result<(), EventError> {
     let t = match value {
         None => {
             return Err(invalid(
@@ -384,7 +398,7 @@ fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(),
             format!("event_time {t} looks like milliseconds; it must be Unix seconds"),
         ));
     }
-    if now.saturating_sub(t) > MAX_AGE_SECS {
+    if now.saturating_sub(t) > max_age {
         return Err(EventError::new(
             index,
             "event_time",
@@ -659,6 +673,12 @@ mod tests {
         assert_eq!(err(&ev).subcode, SUBCODE_TOO_OLD);
         ev["event_time"] = json!(NOW + MAX_FUTURE_SECS);
         validate_event(0, &ev, NOW).unwrap();
+        let mut store = base();
+        store["action_source"] = json!("physical_store");
+        store["event_time"] = json!(NOW - PHYSICAL_STORE_MAX_AGE_SECS);
+        validate_event(0, &store, NOW).unwrap();
+        store["event_time"] = json!(NOW - PHYSICAL_STORE_MAX_AGE_SECS - 1);
+        assert_eq!(err(&store).subcode, SUBCODE_TOO_OLD);
         ev["event_time"] = json!(NOW + MAX_FUTURE_SECS + 1);
         assert_eq!(err(&ev).field, "event_time");
         ev["event_time"] = json!(1.5e9);

@@ -10,6 +10,11 @@ pub const DEFAULT_API_VERSION: &str = "v26.0";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.facebook.com";
 /// Meta refuses a batch with more than 1,000 events (*using-the-api*).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+/// Meta's 7 days (*server-event*), less a margin for clock skew and the time a request takes.
+pub const SEVEN_DAYS_WITH_MARGIN: Duration = Duration::from_secs(7 * 24 * 3600 - 10 * 60);
+/// The longest window Meta mentions: "upload transactions within 62 days of the conversion",
+/// for `physical_store` only (*offline-events*; unverified against the API itself).
+pub const PHYSICAL_STORE_MAX_WINDOW: Duration = Duration::from_secs(62 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
@@ -27,8 +32,12 @@ pub struct MetaConfig {
     pub partner_agent: String,
     /// Used when the pixel has no `action_source`.
     pub default_action_source: ActionSource,
-    /// Events older than this are not sent (Meta rejects > 7 days; margin for clock skew).
+    /// Events older than this are not sent (Meta rejects > 7 days; margin for clock skew), for
+    /// every action source but `business_messaging` (always 7 days: [`SEVEN_DAYS_WITH_MARGIN`])
+    /// and `physical_store` when `physical_store_max_age` is set.
     pub max_event_age: Duration,
+    /// The window of `physical_store` events, when it differs (up to 62 days).
+    pub physical_store_max_age: Option<Duration>,
     /// First pause of a pixel Meta throttled without estimating when access returns.
     pub throttle_pause: Duration,
     /// A pixel held for its configuration (invalid token, request-level error): its jobs look
@@ -52,7 +61,8 @@ impl Default for MetaConfig {
             burst: NonZeroU32::new(20).expect("nonzero"),
             partner_agent: "stagecast".to_string(),
             default_action_source: ActionSource::PhysicalStore,
-            max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
+            max_event_age: SEVEN_DAYS_WITH_MARGIN,
+            physical_store_max_age: None,
             throttle_pause: Duration::from_secs(60),
             hold_recheck: Duration::from_secs(60),
             hold_probe: Duration::from_secs(15 * 60),
@@ -69,11 +79,30 @@ pub enum MetaConfigError {
     Url(String),
     #[error("batch size {0} is out of range: Meta accepts 1 to 1000 events per request")]
     Batch(usize),
+    #[error("event age window {0:?} is longer than the 62 days Meta mentions for any action source")]
+    MaxAge(Duration),
     #[error("default action_source {0} is not supported: Meta requires event_source_url and client_user_agent (website) or app_data (app), which stagecast does not send")]
     ActionSource(ActionSource),
 }
 
 impl MetaConfig {
+    /// How old an event of `source` may be when sent: business messaging is 7 days whatever
+    /// the settings (Meta answers 2804003 past it); `physical_store` has its own window when
+    /// set; every other source `max_event_age`.
+    pub fn max_age_for(&self, source: ActionSource) -> Duration {
+        match source {
+            ActionSource::BusinessMessaging => self.max_event_age.min(SEVEN_DAYS_WITH_MARGIN),
+            ActionSource::PhysicalStore => self.physical_store_max_age.unwrap_or(self.max_event_age),
+            _ => self.max_event_age,
+        }
+    }
+
+    /// The longest window of any action source (what the ledger must outlive).
+    pub fn longest_max_age(&self) -> Duration {
+        self.max_event_age
+            .max(self.physical_store_max_age.unwrap_or_default())
+    }
+
     pub fn validate(&self) -> Result<(), MetaConfigError> {
         let v = self.api_version.as_str();
         // Graph API versions are `v<major>.0` (*graph-api/changelog/versions*); anything else is
@@ -93,6 +122,14 @@ impl MetaConfig {
         }
         if self.max_batch == 0 || self.max_batch > MAX_EVENTS_PER_REQUEST {
             return Err(MetaConfigError::Batch(self.max_batch));
+        }
+        for age in [Some(self.max_event_age), self.physical_store_max_age]
+            .into_iter()
+            .flatten()
+        {
+            if age > PHYSICAL_STORE_MAX_WINDOW {
+                return Err(MetaConfigError::MaxAge(age));
+            }
         }
         if matches!(
             self.default_action_source,
@@ -192,6 +229,35 @@ mod tests {
                 Err(MetaConfigError::ActionSource(_))
             ));
         }
+    }
+
+    #[test]
+    fn the_age_window_depends_on_the_action_source() {
+        let days = |d: u64| Duration::from_secs(d * 24 * 3600);
+        let mut c = MetaConfig {
+            max_event_age: days(30),
+            physical_store_max_age: Some(days(62)),
+            ..MetaConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.max_age_for(ActionSource::BusinessMessaging),
+            SEVEN_DAYS_WITH_MARGIN,
+            "business messaging stays at 7 days"
+        );
+        assert_eq!(c.max_age_for(ActionSource::PhysicalStore), days(62));
+        assert_eq!(c.max_age_for(ActionSource::Chat), days(30));
+        assert_eq!(c.longest_max_age(), days(62));
+        c.physical_store_max_age = None;
+        assert_eq!(c.max_age_for(ActionSource::PhysicalStore), days(30));
+        c.max_event_age = Duration::from_secs(3600);
+        assert_eq!(
+            c.max_age_for(ActionSource::BusinessMessaging),
+            Duration::from_secs(3600),
+            "a shorter window applies to business messaging too"
+        );
+        c.physical_store_max_age = Some(days(63));
+        assert!(matches!(c.validate(), Err(MetaConfigError::MaxAge(_))));
     }
 
     #[test]

@@ -70,14 +70,14 @@ impl AdPlatform for Meta {
     ) -> Result<(), LocalProblem> {
         let action_source = pixel_action_source(pixel, self.config().default_action_source);
         let waba = pixel.waba_id.as_deref().map(str::trim).filter(|w| !w.is_empty());
-        match decide_routing(
+        let routed = match decide_routing(
             MessagingMode::parse(pixel.messaging_mode.as_deref()),
             action_source,
             waba.is_some(),
             event.user.ctwa_clid.is_some(),
             &event.event,
         ) {
-            Ok(_) => {}
+            Ok((source, _)) => source,
             Err(RoutingRefusal::BusinessMessagingOnly { suggestion }) => {
                 return Err(LocalProblem {
                     cause: AlertCause::BusinessMessagingOnlyEvent,
@@ -94,12 +94,16 @@ impl AdPlatform for Meta {
                     format!("action_source {source} needs website or app data (event_source_url and client_user_agent, or app_data) that stagecast does not send"),
                 ));
             }
-        }
+        };
         let age = now.signed_duration_since(event.event_time);
-        if age.to_std().is_ok_and(|a| a > self.config().max_event_age) {
+        let window = self.config().max_age_for(routed);
+        if age.to_std().is_ok_and(|a| a > window) {
             return Err(LocalProblem::new(
                 AlertCause::EventTooOld,
-                "the stage change is older than Meta's 7-day window",
+                format!(
+                    "the stage change is older than the {} window for {routed} events",
+                    humantime::format_duration(window)
+                ),
             ));
         }
         Ok(())
