@@ -18,7 +18,7 @@ pub struct MetaArgs {
     /// Base URL of the Graph API.
     #[arg(long, env = "STAGECAST_META_GRAPH_URL", default_value = DEFAULT_GRAPH_URL)]
     pub meta_graph_url: String,
-    /// Graph API version.
+    /// Graph API version, in the form Meta uses: vNN.0 (e.g. v26.0).
     #[arg(long, env = "STAGECAST_META_API_VERSION", default_value = DEFAULT_API_VERSION)]
     pub meta_api_version: String,
     /// Timeout of one Conversions API request (retried with the same event ids). A request
