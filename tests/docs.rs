@@ -145,7 +145,11 @@ fn events_doc_routing_table_is_what_the_code_decides() {
             None => (event_cell.clone(), false),
         };
         let event = catalog::resolve(
-            Some(if custom { catalog::OTHER } else { name.as_str() }),
+            Some(if custom {
+                catalog::OTHER
+            } else {
+                name.as_str()
+            }),
             custom.then_some(name.as_str()),
         )
         .unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -161,14 +165,22 @@ fn events_doc_routing_table_is_what_the_code_decides() {
             }
         };
         if unquote(cells[3]) != expected {
-            problems.push(format!("{line}
-  the code decides: {expected}"));
+            problems.push(format!(
+                "{line}
+  the code decides: {expected}"
+            ));
         }
         seen.insert((mode_text, both, custom, name));
     }
-    assert!(problems.is_empty(), "docs/events.md routing table:
-{}", problems.join("
-"));
+    assert!(
+        problems.is_empty(),
+        "docs/events.md routing table:
+{}",
+        problems.join(
+            "
+"
+        )
+    );
     // Every mode, with and without business messaging, for the names the docs single out.
     for mode in ["auto", "always", "never"] {
         for both in [true, false] {
@@ -179,7 +191,8 @@ fn events_doc_routing_table_is_what_the_code_decides() {
                 );
             }
             assert!(
-                seen.iter().any(|(m, b, custom, _)| m == mode && *b == both && *custom),
+                seen.iter()
+                    .any(|(m, b, custom, _)| m == mode && *b == both && *custom),
                 "the routing table lacks a custom name for {mode} / {both}"
             );
         }

@@ -100,7 +100,11 @@ async fn a_request_level_error_on_a_1000_event_batch_costs_one_request_and_one_a
     assert_eq!(requests[0].event_count, 1000);
     assert_eq!(requests[0].error_code, Some(2500));
     assert_eq!(held_jobs(&s).await, (1000, 0), "no attempt spent");
-    assert_eq!(alerts_with_cause(&s, "request_refused").await, 1, "one alert");
+    assert_eq!(
+        alerts_with_cause(&s, "request_refused").await,
+        1,
+        "one alert"
+    );
     assert_eq!(alerts_with_cause(&s, "api_error").await, 0);
     let failed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM stagecast.jobs WHERE status = 'failed'")
@@ -204,7 +208,14 @@ async fn an_invalid_token_holds_the_pixel_and_a_new_token_resumes_it() {
             .unwrap();
     assert_eq!(
         outcomes,
-        ["held", "held", "held", "delivered", "delivered", "delivered"],
+        [
+            "held",
+            "held",
+            "held",
+            "delivered",
+            "delivered",
+            "delivered"
+        ],
         "the refused request is audited once per event; rechecks add nothing"
     );
 }

@@ -28,7 +28,12 @@ async fn always_mode_sends_business_messaging_only_with_a_click_id() {
     ))
     .await;
     let clicked = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    with_click_id(&s, clicked, "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LE").await;
+    with_click_id(
+        &s,
+        clicked,
+        "ARAkLkA8rmlFeiCktEJQ-QTwRiyYHAFDLMNDBH0CD3qpjd0HR4irJ6LE",
+    )
+    .await;
     let plain = s.customer(2, "b@example.com", "+5511999990002", None).await;
     let worker = s.start_worker();
     s.move_to(clicked, 1).await;
@@ -66,8 +71,10 @@ async fn always_mode_sends_business_messaging_only_with_a_click_id() {
 async fn a_business_messaging_only_name_is_refused_without_business_messaging() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    s.crm_exec(&format!("UPDATE pixels SET waba_id = '{WABA}' WHERE id = 1"))
-        .await;
+    s.crm_exec(&format!(
+        "UPDATE pixels SET waba_id = '{WABA}' WHERE id = 1"
+    ))
+    .await;
     s.crm_exec(
         r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES
            (3, 'Lead qualificado', 'meio', '[{"platform":"facebook","event_name":"QualifiedLead"}]')"#,
@@ -87,11 +94,19 @@ async fn a_business_messaging_only_name_is_refused_without_business_messaging() 
     assert_eq!(received.len(), 1, "only the click-to-WhatsApp customer's");
     assert_eq!(received[0].event["event_name"], "QualifiedLead");
     assert_eq!(received[0].event["action_source"], "business_messaging");
-    assert_eq!(s.sandbox.requests().len(), 1, "the refused one was never sent");
+    assert_eq!(
+        s.sandbox.requests().len(),
+        1,
+        "the refused one was never sent"
+    );
     let jobs = s.jobs_of(plain).await;
     assert_eq!(jobs[0].0, "failed");
     assert!(
-        jobs[0].1.as_deref().unwrap_or("").contains("configure Lead"),
+        jobs[0]
+            .1
+            .as_deref()
+            .unwrap_or("")
+            .contains("configure Lead"),
         "{jobs:?}"
     );
     assert_eq!(
@@ -161,8 +176,10 @@ async fn a_value_that_cannot_be_sent_is_refused_at_parse_time_naming_the_stage()
 async fn the_age_window_is_seven_days_for_business_messaging_and_configurable_for_physical_store() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    s.crm_exec(&format!("UPDATE pixels SET waba_id = '{WABA}' WHERE id = 1"))
-        .await;
+    s.crm_exec(&format!(
+        "UPDATE pixels SET waba_id = '{WABA}' WHERE id = 1"
+    ))
+    .await;
     let clicked = s.customer(1, "a@example.com", "+5511999990001", None).await;
     with_click_id(&s, clicked, "ARAkLkA8rmlFeiCktEJQ").await;
     let store = s.customer(2, "b@example.com", "+5511999990002", None).await;

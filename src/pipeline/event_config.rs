@@ -259,14 +259,29 @@ mod tests {
 
     #[test]
     fn values_outside_a_sane_range_are_refused_never_sent_as_null() {
-        for bad in [json!(1e308), json!("1e308"), json!("NaN"), json!("inf"), json!(-0.01), json!(1.5e9), json!(true)] {
+        for bad in [
+            json!(1e308),
+            json!("1e308"),
+            json!("NaN"),
+            json!("inf"),
+            json!(-0.01),
+            json!(1.5e9),
+            json!(true),
+        ] {
             let out = parse(&json!([{"event_name": "Purchase", "value": bad}]));
             let issue = out[0].as_ref().expect_err("refused");
             assert_eq!(issue.cause, AlertCause::InvalidEventConfig, "{bad}");
-            assert!(issue.message.contains("not a number from 0 to 1000000000"), "{}", issue.message);
+            assert!(
+                issue.message.contains("not a number from 0 to 1000000000"),
+                "{}",
+                issue.message
+            );
         }
         for good in [json!(0), json!(149.9), json!("1000000000")] {
-            assert!(parse(&json!([{"event_name": "Purchase", "value": good}]))[0].is_ok(), "{good}");
+            assert!(
+                parse(&json!([{"event_name": "Purchase", "value": good}]))[0].is_ok(),
+                "{good}"
+            );
         }
     }
 

@@ -64,7 +64,9 @@ impl Pipeline {
             Decision::Throttled { until, error } => {
                 outcome_row(&w.job, "throttled", Some(until), Some(error))
             }
-            Decision::Held { until, error } => outcome_row(&w.job, "held", Some(until), Some(error)),
+            Decision::Held { until, error } => {
+                outcome_row(&w.job, "held", Some(until), Some(error))
+            }
             Decision::Released { at, error } => {
                 outcome_row(&w.job, "released", Some(at), Some(error))
             }

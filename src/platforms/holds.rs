@@ -145,7 +145,11 @@ mod tests {
             }
         );
         assert_eq!(holds.state("2", &a), HoldState::Open, "per destination");
-        assert_eq!(holds.state("1", &b), HoldState::Open, "a new token lifts it");
+        assert_eq!(
+            holds.state("1", &b),
+            HoldState::Open,
+            "a new token lifts it"
+        );
         assert_eq!(holds.state("1", &a), HoldState::Open, "lifted for good");
 
         let probing = DestinationHolds::new(Duration::ZERO);

@@ -574,7 +574,9 @@ fn check_custom_data(
     // A null is no value: what a client sends when its number did not fit in JSON (NaN, ∞).
     let value = custom.and_then(|m| m.get("value")).filter(|v| !v.is_null());
     let currency = custom.and_then(|m| m.get("currency"));
-    if custom.is_some_and(|m| m.get("value").is_some_and(Value::is_null)) && event_name != "Purchase" {
+    if custom.is_some_and(|m| m.get("value").is_some_and(Value::is_null))
+        && event_name != "Purchase"
+    {
         return Err(invalid(
             index,
             "custom_data.value",
@@ -752,13 +754,13 @@ mod tests {
     }
 
     #[test]
-    fn business_messaging_names_pass_on_business_messaging_and_a_null_purchase_value_is_missing()
-    {
+    fn business_messaging_names_pass_on_business_messaging_and_a_null_purchase_value_is_missing() {
         let mut ev = base();
         ev["event_name"] = json!("QualifiedLead");
         ev["action_source"] = json!("business_messaging");
         ev["messaging_channel"] = json!("whatsapp");
-        ev["user_data"] = json!({"ph": [H], "ctwa_clid": "Aff-1", "whatsapp_business_account_id": "555"});
+        ev["user_data"] =
+            json!({"ph": [H], "ctwa_clid": "Aff-1", "whatsapp_business_account_id": "555"});
         validate_event(0, &ev, NOW).unwrap();
         let mut purchase = base();
         purchase["event_name"] = json!("Purchase");

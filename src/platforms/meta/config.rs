@@ -79,7 +79,9 @@ pub enum MetaConfigError {
     Url(String),
     #[error("batch size {0} is out of range: Meta accepts 1 to 1000 events per request")]
     Batch(usize),
-    #[error("event age window {0:?} is longer than the 62 days Meta mentions for any action source")]
+    #[error(
+        "event age window {0:?} is longer than the 62 days Meta mentions for any action source"
+    )]
     MaxAge(Duration),
     #[error("default action_source {0} is not supported: Meta requires event_source_url and client_user_agent (website) or app_data (app), which stagecast does not send")]
     ActionSource(ActionSource),
@@ -92,7 +94,9 @@ impl MetaConfig {
     pub fn max_age_for(&self, source: ActionSource) -> Duration {
         match source {
             ActionSource::BusinessMessaging => self.max_event_age.min(SEVEN_DAYS_WITH_MARGIN),
-            ActionSource::PhysicalStore => self.physical_store_max_age.unwrap_or(self.max_event_age),
+            ActionSource::PhysicalStore => {
+                self.physical_store_max_age.unwrap_or(self.max_event_age)
+            }
             _ => self.max_event_age,
         }
     }
@@ -208,7 +212,9 @@ mod tests {
     fn validates_version_url_and_batch() {
         let mut c = MetaConfig::default();
         assert!(c.validate().is_ok());
-        for bad in ["26", "v26", "v26.1", "26.0", "v.0", "vv26.0", "v26.0.0", " v26.0"] {
+        for bad in [
+            "26", "v26", "v26.1", "26.0", "v.0", "vv26.0", "v26.0.0", " v26.0",
+        ] {
             c.api_version = bad.into();
             assert!(
                 matches!(c.validate(), Err(MetaConfigError::Version(_))),

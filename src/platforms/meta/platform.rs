@@ -69,7 +69,11 @@ impl AdPlatform for Meta {
         now: DateTime<Utc>,
     ) -> Result<(), LocalProblem> {
         let action_source = pixel_action_source(pixel, self.config().default_action_source);
-        let waba = pixel.waba_id.as_deref().map(str::trim).filter(|w| !w.is_empty());
+        let waba = pixel
+            .waba_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
         let routed = match decide_routing(
             MessagingMode::parse(pixel.messaging_mode.as_deref()),
             action_source,

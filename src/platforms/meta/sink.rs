@@ -308,7 +308,9 @@ impl MetaSink {
                 }
                 Classification::HoldDestination { error, cause } => {
                     let neutral = error.to_delivery_error();
-                    let news = self.holds.hold(hold_key, &config_fingerprint, cause, neutral);
+                    let news = self
+                        .holds
+                        .hold(hold_key, &config_fingerprint, cause, neutral);
                     if news {
                         warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
                     } else {
