@@ -133,3 +133,52 @@ impl MetaArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        meta: MetaArgs,
+    }
+
+    fn parse(args: &[&str]) -> MetaArgs {
+        Cli::try_parse_from(std::iter::once("stagecast").chain(args.iter().copied()))
+            .expect("flags parse")
+            .meta
+    }
+
+    #[test]
+    fn the_ledger_rule_uses_the_longest_age_window_and_names_its_flag() {
+        let plain = parse(&[]);
+        assert_eq!(
+            plain.limits().max_event_age,
+            super::super::config::SEVEN_DAYS_WITH_MARGIN
+        );
+        assert!(plain
+            .limits()
+            .max_event_age_setting
+            .starts_with("--meta-max-event-age "));
+        let store = parse(&["--meta-max-event-age-physical-store", "62days"]);
+        assert_eq!(
+            store.limits().max_event_age,
+            Duration::from_secs(62 * 24 * 3600)
+        );
+        assert!(store
+            .limits()
+            .max_event_age_setting
+            .starts_with("--meta-max-event-age-physical-store"));
+        assert!(store.settings_check().result.is_ok());
+        let too_long = parse(&["--meta-max-event-age-physical-store", "63days"]);
+        assert!(too_long.settings_check().result.is_err());
+        let website = parse(&["--meta-action-source", "website"]);
+        let (found, fix) = website.settings_check().result.unwrap_err();
+        assert!(found.contains("website"), "{found}");
+        assert!(fix.contains("STAGECAST_META_ACTION_SOURCE"), "{fix}");
+        let version = parse(&["--meta-api-version", "v26.1"]);
+        assert!(version.settings_check().result.is_err());
+    }
+}
