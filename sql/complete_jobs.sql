@@ -2,8 +2,9 @@
 -- the same attempt. A worker whose lease expired (and whose job was re-claimed) changes nothing.
 -- $1 worker id; $2.. parallel arrays, one element per job: id, attempt, outcome, run_at, error,
 -- destinations (comma-separated). Returns (kind, outcome, jobs) for the outcomes applied.
--- outcome: done (moved to job_archive) | retry | throttled | released (attempt refunded:
--- throttling and shutdown must not burn attempts) | failed.
+-- outcome: done (moved to job_archive) | retry | throttled | held | released (attempt refunded:
+-- throttling, a destination held for its configuration and shutdown must not burn attempts)
+-- | failed.
 -- Plan-proofing (measured: 3.6 s instead of 15 ms for 4000 rows with a bad plan): the input is
 -- typed arrays, whose row count the planner knows, and every statement is anchored on the
 -- primary key with `id = ANY($2)`, so stale statistics on the churning jobs table cannot turn
@@ -50,7 +51,7 @@ WITH input AS (
 ), updated AS (
     UPDATE stagecast.jobs j
        SET status = CASE WHEN u.outcome = 'failed' THEN 'failed' ELSE 'pending' END,
-           attempts = CASE WHEN u.outcome IN ('throttled', 'released') THEN greatest(j.attempts - 1, 0)
+           attempts = CASE WHEN u.outcome IN ('throttled', 'held', 'released') THEN greatest(j.attempts - 1, 0)
                            ELSE j.attempts END,
            run_at = coalesce(u.run_at, now()),
            last_error = coalesce(u.error, j.last_error),

@@ -27,10 +27,13 @@ pub enum AlertCause {
     AdNotLinked,
     AdWithoutClickId,
     MissingLeadId,
+    RequestRefused,
+    BusinessMessagingOnlyEvent,
+    UnsupportedActionSource,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 16] = [
+    pub const ALL: [AlertCause; 19] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -47,6 +50,9 @@ impl AlertCause {
         AlertCause::AdNotLinked,
         AlertCause::AdWithoutClickId,
         AlertCause::MissingLeadId,
+        AlertCause::RequestRefused,
+        AlertCause::BusinessMessagingOnlyEvent,
+        AlertCause::UnsupportedActionSource,
     ];
 
     pub fn code(self) -> &'static str {
@@ -67,6 +73,9 @@ impl AlertCause {
             AlertCause::AdNotLinked => "ad_not_linked",
             AlertCause::AdWithoutClickId => "ad_without_click_id",
             AlertCause::MissingLeadId => "missing_lead_id",
+            AlertCause::RequestRefused => "request_refused",
+            AlertCause::BusinessMessagingOnlyEvent => "business_messaging_only_event",
+            AlertCause::UnsupportedActionSource => "unsupported_action_source",
         }
     }
 
@@ -99,9 +108,9 @@ impl AlertCause {
                 es: "El evento {event} ({stage}) no se envió a {platform}: el token del píxel {pixel} no se puede descifrar con las claves configuradas. Pida al administrador que revise STAGECAST_KEYS o registre el token de nuevo.",
             },
             AlertCause::TokenInvalid => Localized {
-                pt: "O evento {event} ({stage}) foi recusado pelo {platform}: o token de acesso do pixel {pixel} é inválido ou expirou (código {code}, {trace_name} {trace_id}). Gere um novo token e cadastre-o no pixel.",
-                en: "The {event} event ({stage}) was refused by {platform}: the access token of pixel {pixel} is invalid or expired (code {code}, {trace_name} {trace_id}). Generate a new token and save it on the pixel.",
-                es: "El evento {event} ({stage}) fue rechazado por {platform}: el token de acceso del píxel {pixel} no es válido o expiró (código {code}, {trace_name} {trace_id}). Genere un nuevo token y regístrelo en el píxel.",
+                pt: "O {platform} recusou o token de acesso do pixel {pixel}: inválido ou expirado (código {code}, {trace_name} {trace_id}). Os eventos desse pixel (como {event}, {stage}) estão retidos, sem gastar tentativas: gere um novo token e cadastre-o no pixel, e eles serão enviados automaticamente; só falham os que passarem do prazo do {platform} antes disso.",
+                en: "{platform} refused the access token of pixel {pixel}: invalid or expired (code {code}, {trace_name} {trace_id}). This pixel's events (such as {event}, {stage}) are held without spending attempts: generate a new token and save it on the pixel, and they are sent automatically; only those that pass {platform}'s age limit before then fail.",
+                es: "{platform} rechazó el token de acceso del píxel {pixel}: no es válido o expiró (código {code}, {trace_name} {trace_id}). Los eventos de ese píxel (como {event}, {stage}) quedan retenidos sin gastar intentos: genere un nuevo token y regístrelo en el píxel, y se enviarán automáticamente; solo fallan los que superen el plazo de {platform} antes de eso.",
             },
             AlertCause::ApiError => Localized {
                 pt: "O evento {event} ({stage}) foi recusado pelo {platform} (código {code}, subcódigo {subcode}, {trace_name} {trace_id}): {error}",
@@ -142,6 +151,21 @@ impl AlertCause {
                 pt: "O cliente chegou por um anúncio de clique para WhatsApp (ID {ad_id}) que não corresponde a nenhuma campanha. Adicione o ID {ad_id} aos IDs de anúncio de uma campanha para atribuir as conversões.",
                 en: "The customer came from a click-to-WhatsApp ad (id {ad_id}) that matches no campaign. Add {ad_id} to a campaign's ad ids so conversions are attributed.",
                 es: "El cliente llegó por un anuncio de clic a WhatsApp (ID {ad_id}) que no corresponde a ninguna campaña. Agregue {ad_id} a los IDs de anuncio de una campaña para atribuir las conversiones.",
+            },
+            AlertCause::RequestRefused => Localized {
+                pt: "O {platform} recusou as requisições do pixel {pixel}, não os eventos (código {code}, subcódigo {subcode}, {trace_name} {trace_id}): {error}. É um problema de configuração (versão da API, permissões do token, appsecret_proof, ID do pixel). Os eventos desse pixel (como {event}, {stage}) estão retidos sem gastar tentativas até a configuração mudar; peça ao administrador para conferir com o stagecast doctor.",
+                en: "{platform} refused the requests of pixel {pixel}, not its events (code {code}, subcode {subcode}, {trace_name} {trace_id}): {error}. This is a configuration problem (API version, token permissions, appsecret_proof, pixel id). This pixel's events (such as {event}, {stage}) are held without spending attempts until the configuration changes; ask an administrator to check it with stagecast doctor.",
+                es: "{platform} rechazó las solicitudes del píxel {pixel}, no sus eventos (código {code}, subcódigo {subcode}, {trace_name} {trace_id}): {error}. Es un problema de configuración (versión de la API, permisos del token, appsecret_proof, ID del píxel). Los eventos de ese píxel (como {event}, {stage}) quedan retenidos sin gastar intentos hasta que cambie la configuración; pida al administrador que lo revise con stagecast doctor.",
+            },
+            AlertCause::BusinessMessagingOnlyEvent => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: esse nome só vale para conversas de anúncios de clique para WhatsApp (business_messaging), e este cliente não tem identificador de clique (ctwa_clid) ou o pixel {pixel} não tem conta do WhatsApp Business. Configure na etapa o evento padrão {suggestion_name}, que vale para todos os clientes.",
+                en: "The {event} event ({stage}) was not sent to {platform}: that name is valid only for conversations from click-to-WhatsApp ads (business_messaging), and this customer has no click id (ctwa_clid) or pixel {pixel} no WhatsApp Business account. Configure the standard event {suggestion_name} on the stage, which is valid for every customer.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: ese nombre solo vale para conversaciones de anuncios de clic a WhatsApp (business_messaging), y este cliente no tiene identificador de clic (ctwa_clid) o el píxel {pixel} no tiene cuenta de WhatsApp Business. Configure en la etapa el evento estándar {suggestion_name}, que vale para todos los clientes.",
+            },
+            AlertCause::UnsupportedActionSource => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a origem do pixel {pixel} não é suportada ({error}). Mude a origem (action_source) do pixel, por exemplo para physical_store, chat ou system_generated, e reenvie.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the action source of pixel {pixel} is not supported ({error}). Change the pixel's action_source, e.g. to physical_store, chat or system_generated, and replay.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el origen del píxel {pixel} no es compatible ({error}). Cambie el origen (action_source) del píxel, por ejemplo a physical_store, chat o system_generated, y reenvíe.",
             },
             AlertCause::AdWithoutClickId => Localized {
                 pt: "Informação: o cliente chegou por um anúncio, mas a mensagem não trouxe o identificador de clique (ctwa_clid); as conversões serão atribuídas apenas pelos dados de contato.",
@@ -238,6 +262,7 @@ impl Alert {
             .replace("{trace_id}", &none(&d.trace_id))
             .replace("{error}", &none(&d.error))
             .replace("{ad_id}", &none(&d.ad_id))
+            .replace("{suggestion_name}", &quoted(&d.suggestion))
             .replace("{suggestion}", &suggestion);
         format!("⚠️ stagecast: {body}")
     }
@@ -313,10 +338,31 @@ mod tests {
         let text = Alert::new(AlertCause::TokenInvalid, details()).render(Locale::En);
         assert!(text.contains("code 190"), "{text}");
         assert!(text.contains("AbC123"), "{text}");
-        assert!(text.contains("Generate a new token"), "{text}");
+        assert!(text.contains("generate a new token"), "{text}");
+        assert!(
+            text.contains("held without spending attempts") && text.contains("sent automatically"),
+            "{text}"
+        );
         assert!(text.contains("Meta"), "{text}");
         let pt = Alert::new(AlertCause::NoCampaign, details()).render(Locale::Pt);
         assert!(pt.contains("não tem campanha UTM"), "{pt}");
+    }
+
+    #[test]
+    fn business_messaging_only_names_the_standard_event_to_use() {
+        let d = AlertDetails {
+            event_name: Some("QualifiedLead".into()),
+            suggestion: Some("Lead".into()),
+            ..details()
+        };
+        for locale in [Locale::Pt, Locale::En, Locale::Es] {
+            let text = Alert::new(AlertCause::BusinessMessagingOnlyEvent, d.clone()).render(locale);
+            assert!(
+                text.contains("\"QualifiedLead\"") && text.contains("\"Lead\""),
+                "{text}"
+            );
+            assert!(!text.contains('{'), "{text}");
+        }
     }
 
     #[test]

@@ -426,6 +426,18 @@ pub fn suggest(name: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
+/// The standard name to configure instead of a business-messaging-only name, for customers who
+/// did not come from a click-to-WhatsApp ad (the alert `business_messaging_only_event` names it).
+/// Names with no standard counterpart suggest `Other` (a custom name).
+pub fn standard_alternative(name: &str) -> &'static str {
+    match name {
+        "LeadSubmitted" | "QualifiedLead" => "Lead",
+        "OrderCreated" | "OrderShipped" | "OrderDelivered" => "Purchase",
+        "CartAbandoned" => "AddToCart",
+        _ => OTHER,
+    }
+}
+
 /// The event a stage sends: a catalog entry or a custom name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventName {

@@ -67,7 +67,7 @@ pub const VACUUMS: &str = "stagecast_vacuums_total";
 pub const MAINTENANCE_SKIPPED: &str = "stagecast_maintenance_skipped_total";
 
 /// Job outcomes written back (`OutcomeRow::outcome`).
-pub const JOB_OUTCOMES: [&str; 5] = ["done", "retry", "throttled", "released", "failed"];
+pub const JOB_OUTCOMES: [&str; 6] = ["done", "retry", "throttled", "held", "released", "failed"];
 /// Job statuses in the hot table (`queue::worker::status_label`).
 pub const STATUSES: [&str; 4] = ["pending", "running", "failed", "cancelled"];
 /// Identifier fields whose invalid values are dropped (`pipeline::identity`).
@@ -130,13 +130,13 @@ pub const CATALOG: &[MetricDef] = &[
         name: EVENTS,
         kind: MetricType::Counter,
         labels: &["platform", "destination", "outcome"],
-        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released); `lease_lost` (not sent: the worker could not confirm its lease, another worker takes the job over). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
+        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `held` (the platform refused the pixel's configuration, e.g. an invalid token: held without spending an attempt until it changes); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released); `lease_lost` (not sent: the worker could not confirm its lease, another worker takes the job over). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
     },
     MetricDef {
         name: REQUEST_DURATION,
         kind: MetricType::Histogram,
         labels: &["platform", "outcome"],
-        help: "Duration of one Conversions API request (up to 1,000 events), by classification: `delivered`, `retry`, `throttled`, `rejected` (the batch is split to isolate bad events), `failed` (the whole destination failed, e.g. invalid token). The `_count` is the request rate.",
+        help: "Duration of one Conversions API request (up to 1,000 events), by classification: `delivered`, `retry`, `throttled`, `rejected` (an event-level error: the batch is split to isolate bad events), `held` (a request-level error such as an invalid token or a bad API version: the pixel is held, nothing is split). The `_count` is the request rate.",
     },
     MetricDef {
         name: BATCH_SIZE,
@@ -172,7 +172,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: JOBS_COMPLETED,
         kind: MetricType::Counter,
         labels: &["kind", "outcome"],
-        help: "Job outcomes written back by this worker: `done`, `retry` (scheduled with backoff), `throttled` and `released` (rescheduled, attempt refunded), `failed` (dead: kept for inspection and replay). Outcomes fenced out are not counted. Bulk jobs (`stage_change_batch`) are finalised when expanded and so appear here only when they fail or retry.",
+        help: "Job outcomes written back by this worker: `done`, `retry` (scheduled with backoff), `throttled`, `held` and `released` (rescheduled, attempt refunded), `failed` (dead: kept for inspection and replay). Outcomes fenced out are not counted. Bulk jobs (`stage_change_batch`) are finalised when expanded and so appear here only when they fail or retry.",
     },
     MetricDef {
         name: LEASE_EXPIRIES,

@@ -99,6 +99,16 @@ async fn archive_job(s: &Stack, id: i64, customer: i64, kind: &str) {
     .expect("archive job");
 }
 
+/// Meta rejecting the one event of a request (code 100, a validation subcode): permanent for it.
+fn rejected() -> Fault {
+    Fault::Reject {
+        http: 400,
+        code: 100,
+        subcode: Some(2804001),
+        message: "Invalid parameter".into(),
+    }
+}
+
 async fn status_of(s: &Stack, id: i64) -> String {
     sqlx::query_scalar(
         "SELECT status FROM stagecast.jobs WHERE id = $1 UNION ALL SELECT 'done' FROM stagecast.job_archive WHERE id = $1",
@@ -156,8 +166,9 @@ async fn a_failed_job_replayed_by_id_is_woken_by_notify_and_delivered_with_a_fre
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
-    // The token was revoked: Meta answers 190, the job fails at once with an alert.
-    s.sandbox.push_fault(Fault::InvalidToken);
+    // Meta rejects the event (an event-level error): the job fails at once with an alert. (An
+    // invalid token would hold the job instead, tests/meta_holds.rs.)
+    s.sandbox.push_fault(rejected());
     // Polling every hour: only a NOTIFY can wake this worker within the test.
     let mut t = s.tuning();
     t.worker.poll_interval = Duration::from_secs(3600);
@@ -165,9 +176,9 @@ async fn a_failed_job_replayed_by_id_is_woken_by_notify_and_delivered_with_a_fre
     s.move_to(c, 1).await;
     let id = job_of(&s, c).await;
     wait_for_status(&s, id, "failed").await;
-    assert_eq!(s.alert_causes(c).await, ["token_invalid"]);
+    assert_eq!(s.alert_causes(c).await, ["api_error"]);
 
-    // The admin renews the token (here: the sandbox accepts again) and replays.
+    // The admin fixes the cause (here: the sandbox accepts again) and replays.
     let out = cli_ok(
         &s,
         &[
@@ -177,7 +188,7 @@ async fn a_failed_job_replayed_by_id_is_woken_by_notify_and_delivered_with_a_fre
             "--actor",
             "ana",
             "--reason",
-            "token renewed",
+            "payload fixed",
         ],
     )
     .await;
@@ -206,7 +217,7 @@ async fn a_failed_job_replayed_by_id_is_woken_by_notify_and_delivered_with_a_fre
         [(
             "ana".to_string(),
             "replay".to_string(),
-            Some("token renewed".to_string()),
+            Some("payload fixed".to_string()),
             vec![id],
             1
         )]
@@ -874,7 +885,7 @@ async fn jobs_show_prints_every_delivery_attempt_and_alert_and_never_the_token()
     s.move_to(a, 1).await;
     let job_a = job_of(&s, a).await;
     wait_for_status(&s, job_a, "done").await;
-    s.sandbox.push_fault(Fault::InvalidToken);
+    s.sandbox.push_fault(rejected());
     s.move_to(b, 1).await;
     let job_b = job_of(&s, b).await;
     wait_for_status(&s, job_b, "failed").await;
@@ -915,17 +926,17 @@ async fn jobs_show_prints_every_delivery_attempt_and_alert_and_never_the_token()
     assert!(text.contains(&hashed), "{text}");
 
     let text_b = cli_ok(&s, &["jobs", "show", &job_b.to_string()]).await;
-    assert!(text_b.contains("code 190/463"), "{text_b}");
+    assert!(text_b.contains("code 100/2804001"), "{text_b}");
     assert!(text_b.contains("fbtrace_id"), "{text_b}");
     assert!(
-        text_b.contains("alerts (1)") && text_b.contains("token_invalid"),
+        text_b.contains("alerts (1)") && text_b.contains("api_error"),
         "{text_b}"
     );
     assert!(text_b.contains("[redacted]"), "{text_b}");
     let json = cli_ok(&s, &["jobs", "show", &job_b.to_string(), "--json"]).await;
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["job"]["status"], "failed");
-    assert_eq!(v["deliveries"][0]["error_code"], "190");
+    assert_eq!(v["deliveries"][0]["error_code"], "100");
     assert_eq!(
         v["deliveries"][0]["trace_id"].as_str().map(str::len),
         Some(23)
@@ -934,7 +945,7 @@ async fn jobs_show_prints_every_delivery_attempt_and_alert_and_never_the_token()
         v["deliveries"][0]["response"]["error"]["access_token"],
         "[redacted]"
     );
-    assert_eq!(v["alerts"][0]["cause"], "token_invalid");
+    assert_eq!(v["alerts"][0]["cause"], "api_error");
     for out in [&text, &text_b, &json] {
         assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
         assert!(!out.contains(email) && !out.contains(&email.to_lowercase()));

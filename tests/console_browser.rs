@@ -1,6 +1,6 @@
 //! The admin console in a real browser: Debian's Chromium, headless, through chromedriver
-//! (tests/support/webdriver.rs). A job fails for real (a worker, the Graph sandbox refusing the
-//! token); an admin finds it, inspects it and replays it, and it is delivered; a stage's events
+//! (tests/support/webdriver.rs). A job fails for real (a worker, the Graph sandbox rejecting its
+//! event); an admin finds it, inspects it and replays it, and it is delivered; a stage's events
 //! are configured through the form (its hint script runs); a request without the token and an
 //! action without the CSRF token are refused.
 //!
@@ -66,8 +66,14 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     let c = s
         .customer(1, "maria@example.com", "+5511999990001", Some(149.9))
         .await;
-    // Meta refuses the token once: the Purchase fails at once, with a chat alert.
-    s.sandbox.push_fault(Fault::InvalidToken);
+    // Meta rejects the event once: the Purchase fails at once, with a chat alert. (An invalid
+    // token would hold the pixel instead of failing the job: tests/meta_holds.rs.)
+    s.sandbox.push_fault(Fault::Reject {
+        http: 400,
+        code: 100,
+        subcode: Some(2804001),
+        message: "Invalid parameter".into(),
+    });
     let worker = s.start_worker();
     s.move_to(c, 2).await;
     let id: i64 = wait_for("the stage change's job to fail", DEADLINE, || async {
@@ -102,18 +108,18 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
 
     // Inspect it: the attempt as sent (hashed), Meta's answer, the alert.
     b.click(&format!("a[href=\"/jobs/{id}\"]")).await;
-    b.wait_for_text("token_invalid").await;
+    b.wait_for_text("api_error").await;
     let page = b.source().await;
-    assert!(page.contains("190/"), "the Graph error code");
+    assert!(page.contains("100/2804001"), "the Graph error code");
     assert!(page.contains("\"em\""), "the hashed email as sent");
     assert!(!page.contains("maria@example.com"), "no raw PII");
     shots.take(&b, "job").await;
 
     b.goto(&console.url("/")).await;
-    b.wait_for_text("token_invalid").await;
+    b.wait_for_text("api_error").await;
     shots.take(&b, "overview").await;
     b.goto(&console.url(&format!("/jobs/{id}"))).await;
-    b.wait_for_text("token_invalid").await;
+    b.wait_for_text("api_error").await;
 
     // An action whose CSRF token is not the session's is refused, and changes nothing.
     b.execute("document.querySelector('#replay input[name=csrf]').value = 'forged';")
@@ -182,7 +188,7 @@ async fn an_admin_finds_inspects_and_replays_a_failed_job_and_configures_a_stage
     b.delete_cookies().await;
     b.goto(&console.url(&format!("/jobs/{id}"))).await;
     let page = b.source().await;
-    assert!(page.contains("name=\"token\"") && !page.contains("token_invalid"));
+    assert!(page.contains("name=\"token\"") && !page.contains("api_error"));
 
     worker.shutdown().await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! Failure modes of the Graph API, played by the sandbox: transient errors and timeouts are
 //! retried with the same event_id and delivered once; throttling pauses without spending
-//! attempts; an invalid token fails at once with an alert; one bad event in a batch is isolated.
+//! attempts; an invalid token holds the pixel at once with an alert; one bad event in a batch is
+//! isolated.
 
 mod support;
 
@@ -127,24 +128,33 @@ async fn throttling_pauses_the_pixel_without_spending_attempts() {
 }
 
 #[tokio::test]
-async fn an_invalid_token_fails_at_once_with_an_alert() {
+async fn an_invalid_token_holds_the_job_at_once_with_an_alert_and_no_attempt_spent() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
     s.sandbox.push_fault(Fault::InvalidToken);
-    let worker = s.start_worker();
+    let mut t = s.tuning();
+    t.meta.hold_recheck = Duration::from_millis(200);
+    let worker = s.start_worker_with(t);
     s.move_to(c, 1).await;
-    s.drained().await;
+    let (error, attempts): (Option<String>, i32) =
+        wait_for("the job to be held", DEADLINE, || async {
+            sqlx::query_as(
+                "SELECT last_error, attempts FROM stagecast.jobs \
+                  WHERE customer_id = $1 AND status = 'pending' AND last_error LIKE 'held:%'",
+            )
+            .bind(c)
+            .fetch_optional(s.pool())
+            .await
+            .unwrap()
+        })
+        .await;
     worker.shutdown().await.unwrap();
 
-    // `failed` is final (no retry can be scheduled for it), so one request is all there will be.
-    let jobs = s.jobs_of(c).await;
-    assert_eq!(jobs[0].0, "failed");
+    // Held, not failed: the same token is not sent again (a new one resumes the pixel:
+    // tests/meta_holds.rs).
+    assert_eq!(attempts, 0, "{error:?}");
     assert_eq!(s.sandbox.requests().len(), 1, "no retry after code 190");
-    assert!(
-        jobs[0].1.as_deref().unwrap_or("").contains("190"),
-        "{jobs:?}"
-    );
     assert_eq!(s.alert_causes(c).await, ["token_invalid"]);
     let alert = &s.chat_alerts(c).await[0];
     assert!(

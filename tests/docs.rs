@@ -2,6 +2,8 @@
 //!
 //! - docs/events.md names every event of `stagecast::catalog::all()` with its pt label, and its
 //!   catalog table is exactly the one generated here from the catalog;
+//! - the routing table of docs/events.md is what `decide_routing` decides, row by row, and covers
+//!   every messaging mode with and without business messaging;
 //! - docs/fallbacks.md names every `AlertCause::ALL` code, and quotes the pt message each cause
 //!   renders (`Alert::render`) for the example situation given below;
 //! - the runbook (docs/operations.md) and docs/fallbacks.md say a cause is "not raised" exactly
@@ -109,6 +111,94 @@ fn events_doc_catalog_table_is_generated_from_the_catalog() {
     );
 }
 
+const ROUTING_BEGIN: &str = "<!-- routing:begin -->";
+const ROUTING_END: &str = "<!-- routing:end -->";
+
+/// The text of a cell without its backticks.
+fn unquote(cell: &str) -> String {
+    cell.trim().replace('`', "")
+}
+
+#[test]
+fn events_doc_routing_table_is_what_the_code_decides() {
+    use stagecast::platforms::meta::payload::{decide_routing, MessagingMode, RoutingRefusal};
+    use stagecast::platforms::meta::ActionSource;
+    let doc = read_doc("events.md");
+    let table = between(&doc, ROUTING_BEGIN, ROUTING_END)
+        .expect("docs/events.md has the routing table between its markers");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for line in table.lines().skip(2).filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+        assert_eq!(cells.len(), 4, "a routing row has 4 cells: {line}");
+        let mode_text = unquote(cells[0]);
+        let mode = MessagingMode::parse(Some(&mode_text));
+        assert_eq!(mode.as_str(), mode_text, "unknown mode in: {line}");
+        let both = match cells[1].trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!("expected yes/no, got {other:?} in: {line}"),
+        };
+        let event_cell = unquote(cells[2]);
+        let (name, custom) = match event_cell.strip_suffix(" (custom)") {
+            Some(n) => (n.to_string(), true),
+            None => (event_cell.clone(), false),
+        };
+        let event = catalog::resolve(
+            Some(if custom {
+                catalog::OTHER
+            } else {
+                name.as_str()
+            }),
+            custom.then_some(name.as_str()),
+        )
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let decided = decide_routing(mode, ActionSource::PhysicalStore, both, both, &event);
+        let expected = match &decided {
+            Ok((ActionSource::BusinessMessaging, sent)) => format!("business_messaging, {sent}"),
+            Ok((_, sent)) => format!("the pixel's action_source, {sent}"),
+            Err(RoutingRefusal::BusinessMessagingOnly { .. }) => {
+                "not sent: business_messaging_only_event".to_string()
+            }
+            Err(RoutingRefusal::UnsupportedActionSource(_)) => {
+                "not sent: unsupported_action_source".to_string()
+            }
+        };
+        if unquote(cells[3]) != expected {
+            problems.push(format!(
+                "{line}
+  the code decides: {expected}"
+            ));
+        }
+        seen.insert((mode_text, both, custom, name));
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/events.md routing table:
+{}",
+        problems.join(
+            "
+"
+        )
+    );
+    // Every mode, with and without business messaging, for the names the docs single out.
+    for mode in ["auto", "always", "never"] {
+        for both in [true, false] {
+            for name in ["Lead", "Contact", "Schedule", "QualifiedLead"] {
+                assert!(
+                    seen.contains(&(mode.to_string(), both, false, name.to_string())),
+                    "the routing table lacks {mode} / {both} / {name}"
+                );
+            }
+            assert!(
+                seen.iter()
+                    .any(|(m, b, custom, _)| m == mode && *b == both && *custom),
+                "the routing table lacks a custom name for {mode} / {both}"
+            );
+        }
+    }
+}
+
 /// The situation each cause is illustrated with in docs/fallbacks.md.
 fn example(cause: AlertCause) -> AlertDetails {
     let d = |event: &str, stage: &str| AlertDetails {
@@ -174,6 +264,24 @@ fn example(cause: AlertCause) -> AlertDetails {
         AlertCause::AdWithoutClickId => AlertDetails::default(),
         AlertCause::MissingLeadId => AlertDetails {
             pixel: Some("111222333".into()),
+            ..d("Lead", "Qualificado")
+        },
+        AlertCause::RequestRefused => AlertDetails {
+            pixel,
+            code: Some("2500".into()),
+            trace_id: trace,
+            trace_name: Some("fbtrace_id"),
+            error: Some("Unknown path components".into()),
+            ..d("Lead", "Qualificado")
+        },
+        AlertCause::BusinessMessagingOnlyEvent => AlertDetails {
+            pixel,
+            suggestion: Some("Lead".into()),
+            ..d("QualifiedLead", "Qualificado")
+        },
+        AlertCause::UnsupportedActionSource => AlertDetails {
+            pixel,
+            error: Some("action_source website needs website or app data (event_source_url and client_user_agent, or app_data) that stagecast does not send".into()),
             ..d("Lead", "Qualificado")
         },
     }

@@ -570,3 +570,31 @@ async fn whatsapp_datasets_test_event_codes_and_old_click_ids_are_checked() {
         Some("Limited Data Use and opt-out"),
     );
 }
+
+#[tokio::test]
+async fn website_pixels_and_values_that_cannot_be_sent_are_reported() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.crm_exec(
+        r#"
+        UPDATE pixels SET action_source = 'website' WHERE id = 1;
+        INSERT INTO crm_stages (id, name, utm_event) VALUES
+          (3, 'Venda enorme', '[{"platform":"facebook","event_name":"Purchase","value":1e308}]');
+        "#,
+    )
+    .await;
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert_check(
+        &out.stdout,
+        "✗",
+        &format!("Pixel {PIXEL} \"Main\" (id 1): uses action_source website"),
+        Some("set pixels.action_source"),
+    );
+    assert_check(
+        &out.stdout,
+        "✗",
+        "entry 1: value 1e+308 is not a number from 0 to 1000000000",
+        None,
+    );
+}

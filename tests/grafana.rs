@@ -34,7 +34,7 @@ use stagecast::queue::WorkerStats;
 use stagecast_sandbox::Fault;
 use support::process::KillOnDrop;
 use support::stack::Stack;
-use support::wait::DEADLINE;
+use support::wait::{wait_until, DEADLINE};
 
 // ------------------------------------------------------------------------------------------
 // Files
@@ -625,8 +625,8 @@ async fn get(url: &str) -> (u16, String) {
     (status, r.text().await.unwrap_or_default())
 }
 
-/// Deliveries (one bulk update), a 5xx retry, a throttle, invalid identifiers, an invalid token
-/// and a configuration alert: every outcome the dashboard shows.
+/// Deliveries (one bulk update), a 5xx retry, a throttle, invalid identifiers, a rejected event,
+/// a configuration alert and an invalid token (held): every outcome the dashboard shows.
 async fn drive_traffic(s: &Stack) {
     s.seed_standard().await;
     for id in 1..=3 {
@@ -669,14 +669,29 @@ async fn drive_traffic(s: &Stack) {
     s.move_to(7, 1).await;
     s.drained().await;
 
-    // Last, as it fails the pixel's request for good.
+    // Meta rejects one event: the job fails.
     s.customer(8, "c8@example.com", "+5511999990008", None)
         .await;
-    s.sandbox.push_fault(Fault::InvalidToken);
+    s.sandbox.push_fault(Fault::Reject {
+        http: 400,
+        code: 100,
+        subcode: Some(2804001),
+        message: "Invalid parameter".into(),
+    });
     s.move_to(8, 1).await;
     s.drained().await;
     assert_eq!(s.alert_causes(7).await, ["no_campaign"]);
-    assert_eq!(s.alert_causes(8).await, ["token_invalid"]);
+    assert_eq!(s.alert_causes(8).await, ["api_error"]);
+
+    // Last, as it holds the pixel for good: an invalid token (the job waits, held).
+    s.customer(9, "c9@example.com", "+5511999990009", None)
+        .await;
+    s.sandbox.push_fault(Fault::InvalidToken);
+    s.move_to(9, 1).await;
+    wait_until("the token_invalid alert", DEADLINE, || async {
+        s.alert_causes(9).await == ["token_invalid"]
+    })
+    .await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -857,6 +872,7 @@ async fn every_dashboard_query_names_series_the_worker_exports() {
             1.0,
         ),
         ("stagecast_events_total", vec![("outcome", "failed")], 1.0),
+        ("stagecast_events_total", vec![("outcome", "held")], 1.0),
         (
             "stagecast_alerts_total",
             vec![("cause", "token_invalid")],
@@ -888,6 +904,11 @@ async fn every_dashboard_query_names_series_the_worker_exports() {
             1.0,
         ),
         (
+            "stagecast_jobs_completed_total",
+            vec![("kind", "stage_change"), ("outcome", "held")],
+            1.0,
+        ),
+        (
             "stagecast_jobs_claimed_total",
             vec![("kind", "stage_change_batch")],
             1.0,
@@ -905,7 +926,12 @@ async fn every_dashboard_query_names_series_the_worker_exports() {
         ),
         (
             "stagecast_request_duration_seconds_count",
-            vec![("outcome", "failed")],
+            vec![("outcome", "rejected")],
+            1.0,
+        ),
+        (
+            "stagecast_request_duration_seconds_count",
+            vec![("outcome", "held")],
             1.0,
         ),
         (

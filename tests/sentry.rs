@@ -203,14 +203,19 @@ async fn a_failed_job_is_reported_with_its_tags_and_nothing_personal() {
         .await;
     let worker = spawn_worker(&s, addr, &[]);
 
-    // Meta says the token expired.
-    s.sandbox.push_fault(Fault::InvalidToken);
+    // Meta rejects the event. (An expired token holds the pixel instead of failing the job.)
+    s.sandbox.push_fault(Fault::Reject {
+        http: 400,
+        code: 100,
+        subcode: Some(2804001),
+        message: "Invalid parameter".into(),
+    });
     s.move_to(a, 1).await;
     let job_a = stage_change_job(&s, a).await;
     wait_failed(&s, job_a).await;
     let event = sentry.failed_job_event(job_a).await;
     assert_eq!(tag(&event, "kind"), "stage_change");
-    assert_eq!(tag(&event, "cause"), "token_invalid");
+    assert_eq!(tag(&event, "cause"), "api_error");
     assert_eq!(tag(&event, "platform"), "facebook");
     assert_eq!(tag(&event, "destination"), format!("facebook:{PIXEL}"));
     assert_eq!(tag(&event, "attempt"), "1");
@@ -225,9 +230,9 @@ async fn a_failed_job_is_reported_with_its_tags_and_nothing_personal() {
     // An API error whose text echoes contact data and the token (Meta's messages may quote
     // what they reject): it reaches Sentry masked.
     s.sandbox.push_fault(Fault::Reject {
-        http: 403,
-        code: 10,
-        subcode: None,
+        http: 400,
+        code: 100,
+        subcode: Some(2804001),
         message: format!(
             "Permission denied for outro.cliente@example.com, +55 21 96666-5555, token {TOKEN}"
         ),
@@ -284,14 +289,23 @@ async fn a_failed_job_is_reported_with_its_tags_and_nothing_personal() {
 async fn concurrent_failing_jobs_keep_their_own_tags() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    // Two pixels whose tokens Meta does not know, one campaign each.
-    s.crm_exec(
-        "UPDATE pixels SET access_token = 'EAAunknown-token-one', access_token_enc = NULL WHERE id = 1;
-         INSERT INTO pixels (id, platform, pixel_id, access_token, active)
-           VALUES (2, 'facebook', '2222333344445555', 'EAAunknown-token-two', true);
-         INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Outono', 2);",
-    )
+    // Two pixels, one campaign each; Meta rejects the event of each request (an event-level
+    // error: the job fails; an invalid token would hold the pixel instead).
+    s.sandbox.add_pixel("2222333344445555", TOKEN);
+    s.crm_exec(&format!(
+        "INSERT INTO pixels (id, platform, pixel_id, access_token, active)
+           VALUES (2, 'facebook', '2222333344445555', '{TOKEN}', true);
+         INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Outono', 2);"
+    ))
     .await;
+    for _ in 0..2 {
+        s.sandbox.push_fault(Fault::Reject {
+            http: 400,
+            code: 100,
+            subcode: Some(2804001),
+            message: "Invalid parameter".into(),
+        });
+    }
     let a = s.customer(1, "a@example.com", "+5511999990001", None).await;
     let b = s.customer(2, "b@example.com", "+5511999990002", None).await;
     s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id = 2")
@@ -327,7 +341,7 @@ async fn concurrent_failing_jobs_keep_their_own_tags() {
         (&event_a, job_a, format!("facebook:{PIXEL}")),
         (&event_b, job_b, "facebook:2222333344445555".to_string()),
     ] {
-        assert_eq!(tag(event, "cause"), "token_invalid");
+        assert_eq!(tag(event, "cause"), "api_error");
         assert_eq!(tag(event, "destination"), destination, "{event:#}");
         // The batch hub's scope: this job's batch, not the other one running meanwhile.
         assert_eq!(tag(event, "batch_size"), "1", "{event:#}");

@@ -345,7 +345,14 @@ async fn a_stage_change_older_than_seven_days_is_not_sent_and_alerts() {
     s.drained().await;
     worker.shutdown().await.unwrap();
     assert!(s.sandbox.received().is_empty());
-    assert_failed_with_alert(&s, c, "event_too_old", "7-day window", "mais de 7 dias").await;
+    assert_failed_with_alert(
+        &s,
+        c,
+        "event_too_old",
+        "window for physical_store events",
+        "mais de 7 dias",
+    )
+    .await;
 }
 
 /// The Brazilian phone vectors of the pii module's unit tests (raw form → the E.164 digits sent

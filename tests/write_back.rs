@@ -104,7 +104,7 @@ async fn a_nul_byte_in_an_api_error_is_stored_sanitised_and_other_jobs_finish() 
     s.sandbox.push_fault(Fault::Reject {
         http: 400,
         code: 100,
-        subcode: None,
+        subcode: Some(2804001),
         message: "Invalid parameter\0 in field\0".into(),
     });
     let worker = s.start_worker();

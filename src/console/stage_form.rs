@@ -277,7 +277,7 @@ mod tests {
         let found: Vec<&str> = v.problems.iter().map(|c| c.found.as_str()).collect();
         assert!(found[0].contains("did you mean \"Purchase\""), "{found:?}");
         assert!(
-            found[1].contains("value must be a non-negative number"),
+            found[1].contains("is not a number from 0 to 1000000000"),
             "{found:?}"
         );
         // Disabled entries are checked too (e1 is disabled: no `on1`).

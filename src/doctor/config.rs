@@ -341,7 +341,7 @@ mod tests {
         assert!(
             texts[2].starts_with("Warning") && texts[2].contains("tiktok is not supported yet")
         );
-        assert!(texts[3].contains("value must be a non-negative number"));
+        assert!(texts[3].contains("is not a number from 0 to 1000000000"));
         assert!(
             texts[4].contains("Stage id 4: utm_event is a JSON string"),
             "{texts:#?}"

@@ -200,6 +200,40 @@ impl Pipeline {
                     response,
                 ));
             }
+            EventOutcome::Held {
+                until,
+                cause,
+                alert,
+            } => {
+                w.hold(until, p.platform);
+                let err = r.error.clone().unwrap_or_default();
+                if alert {
+                    w.alert(
+                        cause,
+                        AlertDetails {
+                            code: err.code.clone(),
+                            subcode: err.subcode,
+                            trace_id: err.trace_id.clone(),
+                            trace_name: Some(err.trace_name()),
+                            error: Some(err.message.clone()),
+                            ..p.details.clone()
+                        },
+                    );
+                }
+                // Audited when a request was refused; the events a hold keeps back without a
+                // request (every recheck) would only repeat it.
+                if r.http_status.is_some() {
+                    w.deliveries.push(delivery_row(
+                        &w.job,
+                        p,
+                        "held",
+                        r.http_status,
+                        error_text,
+                        r.error.as_ref(),
+                        response,
+                    ));
+                }
+            }
             EventOutcome::Failed { cause } => {
                 let err = r.error.clone().unwrap_or_default();
                 w.failures

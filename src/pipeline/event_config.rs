@@ -8,6 +8,16 @@ use crate::alerts::AlertCause;
 use crate::catalog::{self, CatalogError, EventName};
 use crate::platforms::Platform;
 
+/// The largest event value accepted (any currency). Meta documents no bound, but a value past
+/// this is a typo or a unit mistake, and a value that does not fit in JSON (`1e308` × 100 when
+/// rounded to cents, NaN, ∞) would go out as `null`, which Meta rejects on a Purchase.
+pub const MAX_VALUE: f64 = 1e9;
+
+/// A usable event value: finite, not negative, at most [`MAX_VALUE`].
+pub fn is_sane_value(v: f64) -> bool {
+    v.is_finite() && (0.0..=MAX_VALUE).contains(&v)
+}
+
 /// One entry of `crm_stages.utm_event`.
 #[derive(Debug, Clone)]
 pub struct EventConfig {
@@ -114,16 +124,15 @@ fn parse_entry(index: usize, entry: &Value) -> Result<Option<EventConfig>, Confi
         .map_err(|e| catalog_issue(index, platform, event_name, e))?;
     let value = match obj.get("value") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            number(v)
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| {
-                    issue(
-                        AlertCause::InvalidEventConfig,
-                        format!("entry {}: value must be a non-negative number", index + 1),
-                    )
-                })?,
-        ),
+        Some(v) => Some(number(v).filter(|n| is_sane_value(*n)).ok_or_else(|| {
+            issue(
+                AlertCause::InvalidEventConfig,
+                format!(
+                    "entry {}: value {v} is not a number from 0 to {MAX_VALUE:.0}",
+                    index + 1
+                ),
+            )
+        })?),
     };
     let currency = obj
         .get("currency")
@@ -246,6 +255,34 @@ mod tests {
         assert_eq!(unknown.cause, AlertCause::UnknownEventName);
         assert_eq!(unknown.suggestion.as_deref(), Some("Purchase"));
         assert!(out[1].as_ref().unwrap_err().message.contains("myspace"));
+    }
+
+    #[test]
+    fn values_outside_a_sane_range_are_refused_never_sent_as_null() {
+        for bad in [
+            json!(1e308),
+            json!("1e308"),
+            json!("NaN"),
+            json!("inf"),
+            json!(-0.01),
+            json!(1.5e9),
+            json!(true),
+        ] {
+            let out = parse(&json!([{"event_name": "Purchase", "value": bad}]));
+            let issue = out[0].as_ref().expect_err("refused");
+            assert_eq!(issue.cause, AlertCause::InvalidEventConfig, "{bad}");
+            assert!(
+                issue.message.contains("not a number from 0 to 1000000000"),
+                "{}",
+                issue.message
+            );
+        }
+        for good in [json!(0), json!(149.9), json!("1000000000")] {
+            assert!(
+                parse(&json!([{"event_name": "Purchase", "value": good}]))[0].is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]

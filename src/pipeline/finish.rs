@@ -35,6 +35,7 @@ impl Pipeline {
             retry_errors: &w.retry_errors,
             failures: &w.failures,
             throttled: w.throttled.map(|(until, p)| (until, p.code())),
+            held: w.held.map(|(until, p)| (until, p.code())),
             not_started: w.not_started,
             delivered: w.delivered,
             already_delivered: w.already_delivered,
@@ -64,6 +65,9 @@ impl Pipeline {
             Decision::Retry { at, error } => outcome_row(&w.job, "retry", Some(at), Some(error)),
             Decision::Throttled { until, error } => {
                 outcome_row(&w.job, "throttled", Some(until), Some(error))
+            }
+            Decision::Held { until, error } => {
+                outcome_row(&w.job, "held", Some(until), Some(error))
             }
             Decision::Released { at, error } => {
                 outcome_row(&w.job, "released", Some(at), Some(error))

@@ -5,7 +5,7 @@
 //!
 //! The order matters (docs/crm-integration.md §7): a lost lease writes nothing; any transient
 //! problem retries the job (a permanent problem beside it is retried too, and fails for good on
-//! the next attempt); then a throttle, then a shutdown, give the attempt back; then any
+//! the next attempt); then a hold, a throttle, then a shutdown, give the attempt back; then any
 //! permanent problem fails it; else it is done.
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,9 @@ pub struct JobFacts<'a> {
     pub failures: &'a [String],
     /// The latest end of a throttle, and the platform (contract code) that throttled.
     pub throttled: Option<(DateTime<Utc>, &'a str)>,
+    /// The latest end of a hold (a destination refused for its configuration, e.g. an invalid
+    /// token), and the platform that refused it.
+    pub held: Option<(DateTime<Utc>, &'a str)>,
     /// Events not sent because the worker is shutting down.
     pub not_started: bool,
     pub delivered: usize,
@@ -50,6 +53,9 @@ pub enum Decision {
     Retry { at: DateTime<Utc>, error: String },
     /// Again when the throttle ends, the attempt refunded.
     Throttled { until: DateTime<Utc>, error: String },
+    /// Again at `until` (to see whether the destination's configuration changed), the attempt
+    /// refunded: a held destination spends no attempts; only the age window fails its events.
+    Held { until: DateTime<Utc>, error: String },
     /// Again now, the attempt refunded: the worker stopped before sending.
     Released { at: DateTime<Utc>, error: String },
     /// For good: a permanent problem, or the retry budget is spent (then `gave_up` holds the
@@ -68,6 +74,7 @@ impl Decision {
             Decision::Done { .. } => "done",
             Decision::Retry { .. } => "retry",
             Decision::Throttled { .. } => "throttled",
+            Decision::Held { .. } => "held",
             Decision::Released { .. } => "released",
             Decision::Failed { .. } => "failed",
         })
@@ -100,6 +107,15 @@ pub fn decide(
                     ..AlertDetails::default()
                 })),
             },
+        };
+    }
+    if let Some((until, platform)) = facts.held {
+        return Decision::Held {
+            until,
+            error: format!(
+                "held: {} refused the destination's configuration; waiting for it to change without spending an attempt",
+                platform_display(Some(platform))
+            ),
         };
     }
     if let Some((until, platform)) = facts.throttled {
@@ -320,6 +336,35 @@ mod tests {
                 until: later(90),
                 error: "throttled by Meta; paused without spending an attempt".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_held_destination_refunds_the_attempt_before_a_throttle_or_a_permanent_problem() {
+        let failures = strings(&["Purchase to pixel 2: rejected"]);
+        let facts = JobFacts {
+            held: Some((later(60), "facebook")),
+            throttled: Some((later(90), "facebook")),
+            not_started: true,
+            failures: &failures,
+            ..JobFacts::default()
+        };
+        let decision = decide(&facts, unused, now());
+        assert_eq!(decision.outcome(), Some("held"));
+        let Decision::Held { until, error } = decision else {
+            panic!("expected held, got {decision:?}")
+        };
+        assert_eq!(until, later(60));
+        assert!(error.starts_with("held: Meta refused"), "{error}");
+        // A transient problem beside it still retries (and spends the attempt).
+        let errors = strings(&["Lead to pixel 1: timed out"]);
+        let both = JobFacts {
+            retry_errors: &errors,
+            ..facts
+        };
+        assert_eq!(
+            decide(&both, || RetryDecision::RetryAt(later(5)), now()).outcome(),
+            Some("retry")
         );
     }
 

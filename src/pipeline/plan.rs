@@ -166,6 +166,8 @@ impl Pipeline {
                         problem.cause,
                         AlertDetails {
                             pixel: Some(pixel.pixel_id.clone()),
+                            suggestion: problem.suggestion,
+                            error: Some(problem.message),
                             ..details
                         },
                     );

@@ -96,9 +96,11 @@ pub fn pixel<'p>(
 }
 
 /// Value: the customer's sale price when the config uses it (default) → the config's value →
-/// the stage default. A value of 0 counts as missing: a purchase is never reported as worth 0.
+/// the stage default. A value of 0 counts as missing: a purchase is never reported as worth 0;
+/// so does one outside what can be sent (`event_config::is_sane_value`: never `null` on the wire).
 pub fn value(ctx: &StageChangeContext, config: &EventConfig) -> Option<(f64, ValueSource)> {
-    let positive = |v: Option<f64>| v.filter(|x| x.is_finite() && *x > 0.0);
+    let positive =
+        |v: Option<f64>| v.filter(|x| *x > 0.0 && super::event_config::is_sane_value(*x));
     let sale = if config.use_sale_price {
         positive(ctx.sale_price)
     } else {

@@ -24,6 +24,8 @@ pub(super) struct JobWork {
     pub retry_platform: Option<Platform>,
     /// The latest end of a throttle among this job's destinations, and the platform.
     pub throttled: Option<(DateTime<Utc>, Platform)>,
+    /// The latest end of a hold among this job's destinations, and the platform.
+    pub held: Option<(DateTime<Utc>, Platform)>,
     pub not_started: bool,
     /// The worker could not confirm its lease: another worker takes the job over.
     pub lease_lost: bool,
@@ -53,6 +55,7 @@ impl JobWork {
             retry_errors: Vec::new(),
             retry_platform: None,
             throttled: None,
+            held: None,
             not_started: false,
             lease_lost: false,
             destinations: BTreeSet::new(),
@@ -97,6 +100,13 @@ impl JobWork {
         if self.retry_platform.is_none() {
             self.retry_platform = platform;
         }
+    }
+
+    pub fn hold(&mut self, until: DateTime<Utc>, platform: Platform) {
+        self.held = match self.held {
+            Some((t, p)) if t >= until => Some((t, p)),
+            _ => Some((until, platform)),
+        };
     }
 
     pub fn throttle(&mut self, until: DateTime<Utc>, platform: Platform) {

@@ -3,14 +3,15 @@
 //! At the base, what every platform shares: the neutral conversion event (`event`), the
 //! per-event outcome and the neutral delivery error every platform maps into (`outcome`), the
 //! interface ([`AdPlatform`], [`Destination`]), the [`Registry`] built at start, the platforms'
-//! flags (`args`), token reading (`credentials`) and the per-destination limiter
-//! (`rate_limit`). Then one module per platform, each split like Vector's HTTP sinks: config →
+//! flags (`args`), token reading (`credentials`), the per-destination limiter
+//! (`rate_limit`) and the holds of destinations refused for their configuration (`holds`). Then one module per platform, each split like Vector's HTTP sinks: config →
 //! request builder (`payload`) → service (`client`), with a `RetryLogic` (`retry`) deciding
 //! *whether* to retry, kept apart from the queue's backoff deciding *when*, and a sink.
 
 pub mod args;
 pub mod credentials;
 pub mod event;
+pub mod holds;
 pub mod meta;
 pub mod outcome;
 pub mod platform;

@@ -28,6 +28,15 @@ pub enum EventOutcome {
     Throttled {
         until: DateTime<Utc>,
     },
+    /// The destination is held: its requests are refused for a reason of configuration (an
+    /// invalid token, a missing permission), not for the events. Retried at `until` without
+    /// spending an attempt, and sent once the configuration changes. `alert` is set on one
+    /// event of the request that found the problem: one alert per hold, not per event.
+    Held {
+        until: DateTime<Utc>,
+        cause: AlertCause,
+        alert: bool,
+    },
     /// Permanent for this event (or for the destination), with the alert to raise.
     Failed {
         cause: AlertCause,
@@ -46,6 +55,7 @@ impl EventOutcome {
             EventOutcome::Delivered => "delivered",
             EventOutcome::Retry => "retry",
             EventOutcome::Throttled { .. } => "throttled",
+            EventOutcome::Held { .. } => "held",
             EventOutcome::Failed { .. } => "failed",
             EventOutcome::NotStarted => "not_started",
             EventOutcome::LeaseLost => "lease_lost",

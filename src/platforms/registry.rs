@@ -162,7 +162,7 @@ mod tests {
         bad.meta.api_version = "26".into();
         let e = Registry::from_config(&bad).unwrap_err();
         assert_eq!(e.platform, Platform::Facebook);
-        assert!(e.to_string().contains("expected the form v26.0"), "{e}");
+        assert!(e.to_string().contains("expected the form vNN.0"), "{e}");
         let (lenient, errors) = Registry::from_config_lenient(&bad);
         assert!(lenient.get(Platform::Facebook).is_none());
         assert_eq!(errors.len(), 1);

@@ -129,9 +129,82 @@ pub enum Fault {
     },
     /// 500 with `{code: 1, is_transient: true}` ("An unknown error occurred").
     Transient,
+    /// 503 with `{code: 2, is_transient: true}` and a `Retry-After: <seconds>` header.
+    RetryAfter { seconds: u64 },
+    /// A request-level error: the request, not its events, is refused, as Graph answers it.
+    RequestLevel(RequestError),
     /// No fault: the request is processed normally. Lets a test aim a later fault at a later
     /// request (faults are consumed one per request, in order).
     Pass,
+}
+
+/// The request-level errors of *error-handling* and *versions*: each refuses a request whatever
+/// its events, so a client must not split the batch to look for a bad event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// Code 100 without a subcode, e.g. "Invalid appsecret_proof provided in the API argument"
+    /// (an app that requires `appsecret_proof`).
+    AppSecretProof,
+    /// Code 102: the API session (user session behind the token) is no longer valid.
+    Session,
+    /// Code 104: no access token (*error-handling*; the sandbox also answers it for real when a
+    /// request carries no token).
+    TokenRequired,
+    /// Code 2500: unknown path components (e.g. a version that does not exist).
+    UnknownPath,
+    /// Code 2635: the requested API version is deprecated.
+    DeprecatedVersion,
+    /// Code 200 (permissions): the token lacks a permission on the dataset.
+    Permission,
+}
+
+impl RequestError {
+    pub const ALL: [RequestError; 6] = [
+        RequestError::AppSecretProof,
+        RequestError::Session,
+        RequestError::TokenRequired,
+        RequestError::UnknownPath,
+        RequestError::DeprecatedVersion,
+        RequestError::Permission,
+    ];
+
+    /// (HTTP status, code, subcode, message) as Graph answers it.
+    pub(crate) fn answer(self) -> (axum::http::StatusCode, i64, Option<i64>, &'static str) {
+        use axum::http::StatusCode as S;
+        match self {
+            RequestError::AppSecretProof => (
+                S::BAD_REQUEST,
+                100,
+                None,
+                "Invalid appsecret_proof provided in the API argument",
+            ),
+            RequestError::Session => (S::BAD_REQUEST, 102, None, "API Session: the session is invalid"),
+            RequestError::TokenRequired => (
+                S::BAD_REQUEST,
+                104,
+                None,
+                "An access token is required to request this resource.",
+            ),
+            RequestError::UnknownPath => (S::BAD_REQUEST, 2500, None, "Unknown path components"),
+            RequestError::DeprecatedVersion => (
+                S::BAD_REQUEST,
+                2635,
+                None,
+                "You are calling a deprecated version of the Ads API. Please update to the latest version.",
+            ),
+            RequestError::Permission => (
+                S::FORBIDDEN,
+                200,
+                None,
+                "Permissions error: the token lacks a permission on this dataset",
+            ),
+        }
+    }
+
+    /// The Graph error code this answers with.
+    pub fn code(self) -> i64 {
+        self.answer().1
+    }
 }
 
 /// Handle on a running sandbox. Clones share the same server; the server stops when the last clone

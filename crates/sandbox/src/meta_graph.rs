@@ -49,6 +49,8 @@ pub(crate) struct GraphError {
     event: Option<Box<EventDetail>>,
     /// Overrides the configured `X-Business-Use-Case-Usage` (throttling faults).
     usage: Option<HeaderValue>,
+    /// A `Retry-After` header, in seconds ([`Fault::RetryAfter`]).
+    retry_after: Option<u64>,
 }
 
 /// What a per-event validation error adds to the envelope.
@@ -75,6 +77,7 @@ impl GraphError {
             is_transient: false,
             event: None,
             usage: None,
+            retry_after: None,
         }
     }
 
@@ -155,12 +158,18 @@ impl GraphError {
             );
         }
         error.insert("fbtrace_id".into(), trace.clone().into());
-        json_response(
+        let mut response = json_response(
             self.status,
             json!({ "error": error }),
             &trace,
             self.usage.or(usage),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -538,6 +547,21 @@ fn fault_outcome(fault: &Fault, pixel_id: &str) -> Option<Outcome> {
             "An unknown error occurred",
         )
         .transient(),
+        Fault::RetryAfter { seconds } => {
+            let mut err = GraphError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                2,
+                None,
+                "Service temporarily unavailable",
+            )
+            .transient();
+            err.retry_after = Some(*seconds);
+            err
+        }
+        Fault::RequestLevel(kind) => {
+            let (status, code, subcode, message) = kind.answer();
+            GraphError::new(status, code, subcode, message)
+        }
         Fault::InvalidToken => GraphError::new(
             StatusCode::UNAUTHORIZED,
             190,

@@ -542,6 +542,7 @@ async fn raw_ids_and_cookies_in_their_documented_shape_pass() {
     let sb = sandbox().await;
     let mut ev = event("web");
     ev["action_source"] = json!("website");
+    ev["event_source_url"] = json!("https://shop.example.com/checkout");
     ev["user_data"]["fbc"] =
         json!("fb.1.1772366400000.IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk");
     ev["user_data"]["fbp"] = json!("fb.1.1596403881668.1116446470.AQYBAQIA");

@@ -31,6 +31,10 @@ pub const SUBCODE_INVALID: i64 = 2_804_001;
 
 /// `event_time` may be at most this old (*server-event*, *using-the-api*: 7 days, all-or-nothing).
 pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
+/// `physical_store` events may be up to 62 days old (*offline-events*: "upload transactions within
+/// 62 days of the conversion"; RudderStack enforces the same). Whether Graph itself accepts
+/// 8–62-day-old events is unverified; the sandbox follows the documented guidance.
+pub const PHYSICAL_STORE_MAX_AGE_SECS: i64 = 62 * 24 * 3600;
 /// Meta documents no upper bound; a timestamp this far ahead means a clock or unit bug in stagecast.
 pub const MAX_FUTURE_SECS: i64 = 10 * 60;
 /// Anything above this cannot be Unix seconds (it is the year 5138): it is milliseconds.
@@ -47,6 +51,21 @@ pub const ACTION_SOURCES: [&str; 9] = [
     "system_generated",
     "business_messaging",
     "other",
+];
+
+/// Event names *business-messaging* lists that are not pixel standard events: valid only with
+/// `action_source = business_messaging`.
+pub const BUSINESS_MESSAGING_ONLY_NAMES: [&str; 10] = [
+    "LeadSubmitted",
+    "QualifiedLead",
+    "OrderCreated",
+    "OrderShipped",
+    "OrderDelivered",
+    "OrderCanceled",
+    "OrderReturned",
+    "CartAbandoned",
+    "RatingProvided",
+    "ReviewProvided",
 ];
 
 /// `messaging_channel` values for `business_messaging` (*server-event*, *business-messaging*).
@@ -210,7 +229,12 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
         }
     };
 
-    check_event_time(index, event.get("event_time"), now)?;
+    let max_age = if event.get("action_source").and_then(Value::as_str) == Some("physical_store") {
+        PHYSICAL_STORE_MAX_AGE_SECS
+    } else {
+        MAX_AGE_SECS
+    };
+    check_event_time(index, event.get("event_time"), now, max_age)?;
 
     match event.get("event_id") {
         None => {}
@@ -290,6 +314,42 @@ pub fn validate_event(index: usize, event: &Value, now: i64) -> Result<(), Event
                 }
             }
         }
+    }
+
+    if action_source != "business_messaging" && BUSINESS_MESSAGING_ONLY_NAMES.contains(&event_name)
+    {
+        return Err(invalid(
+            index,
+            "event_name",
+            format!("{event_name} is a business messaging event: it is valid only with action_source business_messaging"),
+        ));
+    }
+    // *server-event*: website events need the page and the browser; app events the app data.
+    if action_source == "website" {
+        match event.get("event_source_url") {
+            Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => {}
+            _ => {
+                return Err(invalid(
+                    index,
+                    "event_source_url",
+                    "website events require event_source_url (the page's http(s) URL)",
+                ))
+            }
+        }
+        if !user_data.contains_key("client_user_agent") {
+            return Err(invalid(
+                index,
+                "user_data.client_user_agent",
+                "website events require user_data.client_user_agent",
+            ));
+        }
+    }
+    if action_source == "app" && !matches!(event.get("app_data"), Some(Value::Object(_))) {
+        return Err(invalid(
+            index,
+            "app_data",
+            "app events require app_data (with extinfo)",
+        ));
     }
 
     check_custom_data(index, event_name, event.get("custom_data"))?;
@@ -428,7 +488,12 @@ fn check_privacy(
     }
 }
 
-fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(), EventError> {
+fn check_event_time(
+    index: usize,
+    value: Option<&Value>,
+    now: i64,
+    max_age: i64,
+) -> Result<(), EventError> {
     let t = match value {
         None => {
             return Err(invalid(
@@ -466,7 +531,7 @@ fn check_event_time(index: usize, value: Option<&Value>, now: i64) -> Result<(),
             format!("event_time {t} looks like milliseconds; it must be Unix seconds"),
         ));
     }
-    if now.saturating_sub(t) > MAX_AGE_SECS {
+    if now.saturating_sub(t) > max_age {
         return Err(EventError::new(
             index,
             "event_time",
@@ -639,8 +704,18 @@ fn check_custom_data(
             ))
         }
     };
-    let value = custom.and_then(|m| m.get("value"));
+    // A null is no value: what a client sends when its number did not fit in JSON (NaN, ∞).
+    let value = custom.and_then(|m| m.get("value")).filter(|v| !v.is_null());
     let currency = custom.and_then(|m| m.get("currency"));
+    if custom.is_some_and(|m| m.get("value").is_some_and(Value::is_null))
+        && event_name != "Purchase"
+    {
+        return Err(invalid(
+            index,
+            "custom_data.value",
+            "custom_data.value must be a number, not null",
+        ));
+    }
     if value.is_some_and(|v| !v.is_number()) {
         return Err(invalid(
             index,
@@ -819,6 +894,12 @@ mod tests {
         assert_eq!(err(&ev).subcode, SUBCODE_TOO_OLD);
         ev["event_time"] = json!(NOW + MAX_FUTURE_SECS);
         validate_event(0, &ev, NOW).unwrap();
+        let mut store = base();
+        store["action_source"] = json!("physical_store");
+        store["event_time"] = json!(NOW - PHYSICAL_STORE_MAX_AGE_SECS);
+        validate_event(0, &store, NOW).unwrap();
+        store["event_time"] = json!(NOW - PHYSICAL_STORE_MAX_AGE_SECS - 1);
+        assert_eq!(err(&store).subcode, SUBCODE_TOO_OLD);
         ev["event_time"] = json!(NOW + MAX_FUTURE_SECS + 1);
         assert_eq!(err(&ev).field, "event_time");
         ev["event_time"] = json!(1.5e9);
@@ -871,6 +952,14 @@ mod tests {
                 json!({"action_source": "business_messaging"}),
                 "messaging_channel",
             ),
+            (json!({"event_name": "QualifiedLead"}), "event_name"),
+            (json!({"action_source": "website"}), "event_source_url"),
+            (
+                json!({"action_source": "website", "event_source_url": "https://example.com/"}),
+                "user_data.client_user_agent",
+            ),
+            (json!({"action_source": "app"}), "app_data"),
+            (json!({"custom_data": {"value": null}}), "custom_data.value"),
         ];
         for (patch, field) in cases {
             let mut ev = base();
@@ -881,6 +970,25 @@ mod tests {
             assert_eq!(e.field, field, "{patch}");
             assert_eq!(e.subcode, SUBCODE_INVALID, "{patch}");
         }
+    }
+
+    #[test]
+    fn business_messaging_names_pass_on_business_messaging_and_a_null_purchase_value_is_missing() {
+        let mut ev = base();
+        ev["event_name"] = json!("QualifiedLead");
+        ev["action_source"] = json!("business_messaging");
+        ev["messaging_channel"] = json!("whatsapp");
+        ev["user_data"] =
+            json!({"ph": [H], "ctwa_clid": "Aff-1", "whatsapp_business_account_id": "555"});
+        validate_event(0, &ev, NOW).unwrap();
+        let mut purchase = base();
+        purchase["event_name"] = json!("Purchase");
+        purchase["custom_data"] = json!({"value": null, "currency": "BRL"});
+        let e = err(&purchase);
+        assert_eq!(
+            (e.field.as_str(), e.subcode),
+            ("custom_data.value", SUBCODE_PURCHASE_VALUE)
+        );
     }
 
     #[test]

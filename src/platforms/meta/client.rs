@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
 use super::config::MetaConfig;
@@ -30,6 +30,8 @@ pub struct GraphResponse {
     /// platform's estimate of when access returns (in minutes), if any.
     pub usage_pct: Option<f64>,
     pub regain_minutes: Option<u64>,
+    /// `Retry-After` (seconds or an HTTP date), where the answer carried one.
+    pub retry_after: Option<Duration>,
     pub elapsed: Duration,
 }
 
@@ -173,6 +175,7 @@ async fn read_response(
 ) -> Result<GraphResponse, TransportError> {
     let status = response.status().as_u16();
     let (usage_pct, regain_minutes) = usage(response.headers());
+    let retry_after = retry_after(response.headers(), chrono::Utc::now());
     let bytes = response
         .bytes()
         .await
@@ -190,8 +193,20 @@ async fn read_response(
         text,
         usage_pct,
         regain_minutes,
+        retry_after,
         elapsed: started.elapsed(),
     })
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP date. Unreadable values are
+/// ignored (the queue's backoff applies then).
+fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (at.with_timezone(&chrono::Utc) - now).to_std().ok()
 }
 
 /// Read Meta's usage headers (*rate-limiting*): percentages of the hourly allowance, and
@@ -264,6 +279,24 @@ mod tests {
         assert_eq!(usage(&HeaderMap::new()), (None, None));
         h.insert("x-app-usage", HeaderValue::from_static("not json"));
         assert_eq!(usage(&h).1, Some(19));
+    }
+
+    #[test]
+    fn reads_retry_after_as_seconds_or_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Tue, 01 Dec 2026 12:01:30 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(90)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
     }
 
     #[test]

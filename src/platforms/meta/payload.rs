@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::config::ActionSource;
+use crate::catalog::{self, EventKind, EventName};
 use crate::match_quality::MatchKeys;
 use crate::platforms::event::ConversionEvent;
 
@@ -21,13 +22,16 @@ pub struct Routing {
 /// How a pixel wants events routed (`pixels.messaging_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessagingMode {
-    /// Business messaging when the customer has a ctwa_clid and the pixel a WABA id.
+    /// Business messaging when the customer has a ctwa_clid, the pixel a WABA id and the event a
+    /// business-messaging name.
     #[default]
     Auto,
     /// Always the pixel's action source.
     Never,
-    /// Business messaging whenever the pixel has a WABA id (events without a click id still
-    /// go this way, matched on phone).
+    /// Business messaging whenever the customer has a ctwa_clid and the pixel a WABA id, also
+    /// for events without a business-messaging name (sent unchanged). Without a click id the
+    /// event goes with the pixel's own action source: Meta refuses business messaging without
+    /// `ctwa_clid` (*business-messaging*).
     Always,
 }
 
@@ -39,11 +43,70 @@ impl MessagingMode {
             _ => MessagingMode::Auto,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessagingMode::Auto => "auto",
+            MessagingMode::Never => "never",
+            MessagingMode::Always => "always",
+        }
+    }
+}
+
+/// Why an event cannot be sent the way it is routed (raised by `Meta::check` as an alert).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingRefusal {
+    /// A business-messaging-only name (`QualifiedLead`, `OrderCreated` …) on another action
+    /// source, where Meta does not know it; with the standard name to configure instead.
+    BusinessMessagingOnly { suggestion: &'static str },
+    /// `website` / `app`: Meta requires `event_source_url` + `client_user_agent` / `app_data`,
+    /// which stagecast does not build from CRM data.
+    UnsupportedActionSource(ActionSource),
+}
+
+/// Whether stagecast can send events with this action source at all.
+pub fn supported_action_source(source: ActionSource) -> bool {
+    !matches!(source, ActionSource::Website | ActionSource::App)
+}
+
+/// The routing decision on its own (docs/events.md, "Routing table", pins it): the action
+/// source and the name sent, or why the event cannot be sent.
+pub fn decide_routing(
+    mode: MessagingMode,
+    pixel_action_source: ActionSource,
+    has_waba: bool,
+    has_click: bool,
+    event: &EventName,
+) -> Result<(ActionSource, String), RoutingRefusal> {
+    // Meta lists the events business messaging supports (*business-messaging*); in `auto` mode an
+    // event without a business-messaging name (e.g. Schedule) keeps the pixel's own source.
+    let has_bm_name = event.business_messaging_name().is_some();
+    let business_messaging = has_waba
+        && has_click
+        && match mode {
+            MessagingMode::Never => false,
+            MessagingMode::Auto => has_bm_name,
+            MessagingMode::Always => true,
+        };
+    if business_messaging {
+        let name = event.business_messaging_name().unwrap_or(event.as_str());
+        return Ok((ActionSource::BusinessMessaging, name.to_string()));
+    }
+    if event.kind() == EventKind::BusinessMessagingOnly {
+        return Err(RoutingRefusal::BusinessMessagingOnly {
+            suggestion: catalog::standard_alternative(event.as_str()),
+        });
+    }
+    if !supported_action_source(pixel_action_source) {
+        return Err(RoutingRefusal::UnsupportedActionSource(pixel_action_source));
+    }
+    Ok((pixel_action_source, event.as_str().to_string()))
 }
 
 /// Decide the action source (docs/attribution.md, "Routing"): CTWA customers go to the WABA's
 /// dataset as `business_messaging` with the business-messaging event name; everyone else gets
-/// the pixel's configured source.
+/// the pixel's configured source. An event [`decide_routing`] refuses is stopped by
+/// `Meta::check` before it is encoded; here it keeps the pixel's source.
 pub fn route(
     event: &ConversionEvent,
     pixel_action_source: ActionSource,
@@ -51,34 +114,34 @@ pub fn route(
     mode: MessagingMode,
 ) -> Routing {
     let waba = waba_id.map(str::trim).filter(|w| !w.is_empty());
-    let has_click = event.user.ctwa_clid.is_some();
-    // Meta lists the events business messaging supports (*business-messaging*); in `auto` mode an
-    // event without a business-messaging name (e.g. Schedule) keeps the pixel's own source.
-    let has_bm_name = event.event.business_messaging_name().is_some();
-    let business_messaging = match (mode, waba) {
-        (MessagingMode::Never, _) | (_, None) => false,
-        (MessagingMode::Auto, Some(_)) => has_click && has_bm_name,
-        (MessagingMode::Always, Some(_)) => true,
-    };
-    if business_messaging {
-        let name = event
-            .event
-            .business_messaging_name()
-            .unwrap_or(event.name.as_str())
-            .to_string();
-        Routing {
+    let decided = decide_routing(
+        mode,
+        pixel_action_source,
+        waba.is_some(),
+        event.user.ctwa_clid.is_some(),
+        &event.event,
+    );
+    match decided {
+        Ok((ActionSource::BusinessMessaging, name)) => Routing {
             action_source: ActionSource::BusinessMessaging,
             messaging_channel: Some("whatsapp"),
             whatsapp_business_account_id: waba.map(str::to_string),
             event_name: name,
+        },
+        Ok((action_source, _)) | Err(RoutingRefusal::UnsupportedActionSource(action_source)) => {
+            Routing {
+                action_source,
+                messaging_channel: None,
+                whatsapp_business_account_id: None,
+                event_name: event.name.clone(),
+            }
         }
-    } else {
-        Routing {
+        Err(RoutingRefusal::BusinessMessagingOnly { .. }) => Routing {
             action_source: pixel_action_source,
             messaging_channel: None,
             whatsapp_business_account_id: None,
             event_name: event.name.clone(),
-        }
+        },
     }
 }
 
@@ -319,6 +382,8 @@ mod tests {
             route(&plain, ActionSource::Chat, Some("555"), MessagingMode::Auto).action_source,
             ActionSource::Chat
         );
+        // `always` without a click id: Meta refuses business messaging without ctwa_clid, so
+        // the pixel's own source.
         assert_eq!(
             route(
                 &plain,
@@ -327,7 +392,7 @@ mod tests {
                 MessagingMode::Always
             )
             .action_source,
-            ActionSource::BusinessMessaging
+            ActionSource::Chat
         );
         assert_eq!(
             route(&ev, ActionSource::Chat, Some("555"), MessagingMode::Never).action_source,

@@ -8,7 +8,9 @@ use futures_util::future::BoxFuture;
 use tracing::warn;
 
 use super::config::{ActionSource, MetaConfig, MetaConfigError};
-use super::payload::{build_event, route, MessagingMode};
+use super::payload::{
+    build_event, decide_routing, route, supported_action_source, MessagingMode, RoutingRefusal,
+};
 use super::pixel_options::{self, PixelOptions};
 use super::sink::{MetaDestination, MetaSink};
 use super::verify::{dataset_verdict, verdict};
@@ -67,12 +69,47 @@ impl AdPlatform for Meta {
         pixel: &PixelRow,
         now: DateTime<Utc>,
     ) -> Result<(), LocalProblem> {
+        let action_source = pixel_action_source(pixel, self.config().default_action_source);
+        let waba = pixel
+            .waba_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
+        let routed = match decide_routing(
+            MessagingMode::parse(pixel.messaging_mode.as_deref()),
+            action_source,
+            waba.is_some(),
+            event.user.ctwa_clid.is_some(),
+            &event.event,
+        ) {
+            Ok((source, _)) => source,
+            Err(RoutingRefusal::BusinessMessagingOnly { suggestion }) => {
+                return Err(LocalProblem {
+                    cause: AlertCause::BusinessMessagingOnlyEvent,
+                    message: format!(
+                        "{} is valid only as business messaging (a click-to-WhatsApp customer, ctwa_clid, on a pixel with waba_id); configure {suggestion} instead",
+                        event.event.as_str()
+                    ),
+                    suggestion: Some(suggestion.to_string()),
+                });
+            }
+            Err(RoutingRefusal::UnsupportedActionSource(source)) => {
+                return Err(LocalProblem::new(
+                    AlertCause::UnsupportedActionSource,
+                    format!("action_source {source} needs website or app data (event_source_url and client_user_agent, or app_data) that stagecast does not send"),
+                ));
+            }
+        };
         self.check_conversion_lead(event, pixel)?;
         let age = now.signed_duration_since(event.event_time);
-        if age.to_std().is_ok_and(|a| a > self.config().max_event_age) {
+        let window = self.config().max_age_for(routed);
+        if age.to_std().is_ok_and(|a| a > window) {
             return Err(LocalProblem::new(
                 AlertCause::EventTooOld,
-                "the stage change is older than Meta's 7-day window",
+                format!(
+                    "the stage change is older than the {} window for {routed} events",
+                    humantime::format_duration(window)
+                ),
             ));
         }
         Ok(())
@@ -123,6 +160,13 @@ impl AdPlatform for Meta {
             return Err((
                 "has no pixel id (pixels.pixel_id is empty)".into(),
                 "set pixels.pixel_id to the dataset id from Meta's Events Manager".into(),
+            ));
+        }
+        let source = pixel_action_source(pixel, self.config().default_action_source);
+        if !supported_action_source(source) {
+            return Err((
+                format!("uses action_source {source}, which Meta accepts only with event_source_url and client_user_agent (website) or app_data (app); stagecast does not send those, so its events are refused"),
+                "set pixels.action_source to physical_store, chat, system_generated or another source stagecast supports".into(),
             ));
         }
         Ok(())

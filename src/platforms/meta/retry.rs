@@ -68,23 +68,70 @@ pub enum Classification {
     },
     /// Transient (network, 5xx, codes 1/2, `is_transient`): retry the same events later.
     Retry(ApiError),
-    /// Rate limited: pause the destination (for `regain` when Meta estimates it) and retry
-    /// without spending an attempt.
+    /// Rate limited, or told when to come back (`Retry-After`): pause the destination (for
+    /// `regain` when Meta estimates it) and retry without spending an attempt.
     Throttle {
         error: ApiError,
         regain: Option<Duration>,
     },
-    /// The batch holds at least one invalid event (code 100 family): batches are
-    /// all-or-nothing, so split it to isolate the bad events and deliver the rest.
+    /// An event-level validation error (code 100 with a 2804xxx-style subcode): batches are
+    /// all-or-nothing, so split the batch to isolate the bad events and deliver the rest.
     RejectEvents(ApiError),
-    /// Nothing sent to this destination can succeed until someone fixes its configuration
-    /// (invalid token, missing permission, unknown pixel).
-    FailDestination { error: ApiError, cause: AlertCause },
+    /// A request-level error: the request, not its events, is refused (invalid token, unknown
+    /// path or version, missing permission or `appsecret_proof`, unknown pixel). Every request to
+    /// this destination would fail the same way, so splitting is pointless: hold the destination
+    /// (no attempt spent) until its configuration changes, with one alert.
+    HoldDestination { error: ApiError, cause: AlertCause },
 }
 
 /// Throttling codes (*rate-limiting*): app, user, page, application, ad account, BUC.
 fn is_throttle_code(code: i64) -> bool {
     matches!(code, 4 | 17 | 32 | 341 | 613) || (80000..=80014).contains(&code)
+}
+
+/// The class of a Graph error code, by code and subcode alone (never the localised text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttled: pause, no attempt spent.
+    Throttle,
+    /// Try the same events again later.
+    Transient,
+    /// One or more events are invalid: isolate them.
+    Event,
+    /// The request or the destination's configuration is wrong, with the alert to raise.
+    Request(AlertCause),
+}
+
+/// Classify a Graph error (*error-handling*, *marketing-api error-reference*):
+/// - throttling codes first (they are transient, and come with `is_transient`);
+/// - 190 is the token (`token_invalid`);
+/// - request-level configuration errors: 102 (session), 104 (no token), 2500 (unknown path,
+///   e.g. a bad API version), 2635 (deprecated version), 3/10/200–299 (capability,
+///   permission), 100 with subcode 33 (unknown object or no access) and 100 *without* a subcode
+///   (the request as a whole is malformed, e.g. a missing `appsecret_proof`);
+/// - then `is_transient`, codes 1/2, 368 (policy block: later) and 5xx are transient;
+/// - code 100 with any other subcode is event-level (the 2804xxx validation family);
+/// - anything else, unknown to us, is request-level: splitting a batch cannot fix an error
+///   that does not name an event, and a hold costs one request instead of 2n − 1.
+pub fn classify_error(
+    code: Option<i64>,
+    subcode: Option<i64>,
+    transient: bool,
+    http_status: u16,
+) -> ErrorClass {
+    match code {
+        Some(c) if is_throttle_code(c) => ErrorClass::Throttle,
+        Some(190) => ErrorClass::Request(AlertCause::TokenInvalid),
+        Some(100) if subcode == Some(33) => ErrorClass::Request(AlertCause::RequestRefused),
+        Some(100) if subcode.is_none() => ErrorClass::Request(AlertCause::RequestRefused),
+        Some(102 | 104 | 2500 | 2635 | 3 | 10) => ErrorClass::Request(AlertCause::RequestRefused),
+        Some(c) if (200..=299).contains(&c) => ErrorClass::Request(AlertCause::RequestRefused),
+        _ if transient => ErrorClass::Transient,
+        Some(1 | 2 | 368) => ErrorClass::Transient,
+        _ if http_status >= 500 => ErrorClass::Transient,
+        Some(100) => ErrorClass::Event,
+        _ => ErrorClass::Request(AlertCause::RequestRefused),
+    }
 }
 
 pub fn classify_transport(e: &TransportError) -> Classification {
@@ -141,37 +188,28 @@ pub fn classify(resp: &GraphResponse) -> Classification {
             .map(str::to_string),
         message: truncate(title.unwrap_or(message), 300),
     };
-    match code {
-        Some(c) if is_throttle_code(c) => Classification::Throttle {
+    let class = classify_error(code, subcode, transient, resp.status);
+    match class {
+        ErrorClass::Throttle => Classification::Throttle {
             error: err,
-            regain: resp.regain_minutes.map(|m| Duration::from_secs(m * 60)),
+            regain: regain(resp),
         },
-        Some(190) => Classification::FailDestination {
+        ErrorClass::Request(cause) => Classification::HoldDestination { error: err, cause },
+        // Told when to come back: a pause, like a throttle, rather than our own backoff.
+        ErrorClass::Transient if resp.retry_after.is_some() => Classification::Throttle {
             error: err,
-            cause: AlertCause::TokenInvalid,
+            regain: resp.retry_after,
         },
-        // Unknown object or missing permission on it: the pixel id or token is wrong.
-        Some(100) if subcode == Some(33) => Classification::FailDestination {
-            error: err,
-            cause: AlertCause::ApiError,
-        },
-        Some(100) => Classification::RejectEvents(err),
-        Some(3) | Some(10) => Classification::FailDestination {
-            error: err,
-            cause: AlertCause::ApiError,
-        },
-        Some(c) if (200..=299).contains(&c) => Classification::FailDestination {
-            error: err,
-            cause: AlertCause::ApiError,
-        },
-        Some(1) | Some(2) => Classification::Retry(err),
-        // Temporarily blocked for policy reasons: later, not now.
-        Some(368) => Classification::Retry(err),
-        _ if transient => Classification::Retry(err),
-        _ if resp.status >= 500 => Classification::Retry(err),
-        // Any other documented error is permanent for these events; isolate them.
-        _ => Classification::RejectEvents(err),
+        ErrorClass::Transient => Classification::Retry(err),
+        ErrorClass::Event => Classification::RejectEvents(err),
     }
+}
+
+/// When access returns: Meta's usage estimate, else a `Retry-After` header.
+fn regain(resp: &GraphResponse) -> Option<Duration> {
+    resp.regain_minutes
+        .map(|m| Duration::from_secs(m * 60))
+        .or(resp.retry_after)
 }
 
 /// No Graph error envelope: go by the HTTP status alone.
@@ -191,17 +229,21 @@ fn classify_bare_status(resp: &GraphResponse) -> Classification {
     match resp.status {
         429 => Classification::Throttle {
             error: err,
-            regain: resp.regain_minutes.map(|m| Duration::from_secs(m * 60)),
+            regain: regain(resp),
         },
-        401 => Classification::FailDestination {
+        408 | 500..=599 if resp.retry_after.is_some() => Classification::Throttle {
+            error: err,
+            regain: resp.retry_after,
+        },
+        401 => Classification::HoldDestination {
             error: err,
             cause: AlertCause::TokenInvalid,
         },
         408 | 500..=599 => Classification::Retry(err),
         // 404 and friends from a wrong base URL or proxy: configuration, not the events.
-        _ => Classification::FailDestination {
+        _ => Classification::HoldDestination {
             error: err,
-            cause: AlertCause::ApiError,
+            cause: AlertCause::RequestRefused,
         },
     }
 }
@@ -243,6 +285,7 @@ mod tests {
             text: None,
             usage_pct: None,
             regain_minutes: None,
+            retry_after: None,
             elapsed: Duration::ZERO,
         }
     }
@@ -272,7 +315,7 @@ mod tests {
         // RudderStack's mocks pair a 190 body with HTTP 500: the code wins.
         assert!(matches!(
             classify(&resp(500, graph_error(190, Some(463), false))),
-            Classification::FailDestination {
+            Classification::HoldDestination {
                 cause: AlertCause::TokenInvalid,
                 ..
             }
@@ -282,7 +325,7 @@ mod tests {
         );
         assert!(matches!(
             classify(&resp(400, graph_error(100, Some(33), false))),
-            Classification::FailDestination { .. }
+            Classification::HoldDestination { .. }
         ));
         for code in [4, 17, 32, 341, 613, 80004, 80014] {
             assert!(
@@ -308,8 +351,82 @@ mod tests {
         ));
         assert!(matches!(
             classify(&resp(400, graph_error(200, None, false))),
-            Classification::FailDestination { .. }
+            Classification::HoldDestination { .. }
         ));
+    }
+
+    #[test]
+    fn request_level_errors_hold_the_destination_and_event_level_errors_split() {
+        for (code, subcode) in [
+            (102, None),
+            (104, None),
+            (2500, None),
+            (2635, None),
+            (100, None),
+            (100, Some(33)),
+            (3, None),
+            (10, None),
+            (200, None),
+            (294, None),
+            (99999, None),
+        ] {
+            assert!(
+                matches!(
+                    classify(&resp(400, graph_error(code, subcode, false))),
+                    Classification::HoldDestination {
+                        cause: AlertCause::RequestRefused,
+                        ..
+                    }
+                ),
+                "{code}/{subcode:?}"
+            );
+        }
+        assert!(matches!(
+            classify(&resp(401, graph_error(190, None, false))),
+            Classification::HoldDestination {
+                cause: AlertCause::TokenInvalid,
+                ..
+            }
+        ));
+        for subcode in [2804001, 2804003, 2804009, 2804050] {
+            assert!(
+                matches!(
+                    classify(&resp(400, graph_error(100, Some(subcode), false))),
+                    Classification::RejectEvents(_)
+                ),
+                "{subcode}"
+            );
+        }
+        // `is_transient` wins over an unknown code, not over the token or a configuration error.
+        assert!(matches!(
+            classify(&resp(400, graph_error(99999, None, true))),
+            Classification::Retry(_)
+        ));
+        assert!(matches!(
+            classify(&resp(400, graph_error(190, None, true))),
+            Classification::HoldDestination { .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_turns_a_transient_error_into_a_pause_of_that_length() {
+        let mut r = resp(503, graph_error(2, None, true));
+        r.retry_after = Some(Duration::from_secs(7));
+        assert!(
+            matches!(classify(&r), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(7))
+        );
+        let bare = GraphResponse {
+            status: 503,
+            body: None,
+            text: None,
+            usage_pct: None,
+            regain_minutes: None,
+            retry_after: Some(Duration::from_secs(3)),
+            elapsed: Duration::ZERO,
+        };
+        assert!(
+            matches!(classify(&bare), Classification::Throttle { regain: Some(d), .. } if d == Duration::from_secs(3))
+        );
     }
 
     #[test]
@@ -320,6 +437,7 @@ mod tests {
             text: Some("<html>bad gateway</html>".into()),
             usage_pct: None,
             regain_minutes: None,
+            retry_after: None,
             elapsed: Duration::ZERO,
         };
         assert!(matches!(classify(&html), Classification::Retry(_)));
@@ -337,7 +455,7 @@ mod tests {
         };
         assert!(matches!(
             classify(&not_found),
-            Classification::FailDestination { .. }
+            Classification::HoldDestination { .. }
         ));
     }
 

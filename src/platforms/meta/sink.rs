@@ -1,6 +1,8 @@
 //! Delivery to one pixel: chunks of ≤ `max_batch` events, rate limited per pixel, classified by
-//! the retry logic. A rejected batch (Meta batches are all-or-nothing) is split in halves until
-//! the bad events are isolated; the rest are delivered.
+//! the retry logic. A batch rejected for an event-level error (Meta batches are all-or-nothing)
+//! is split in halves until the bad events are isolated; the rest are delivered. A request-level
+//! error (invalid token, bad version, missing permission) holds the pixel instead: one request,
+//! one alert, no split, no attempt spent (`platforms::holds`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +17,7 @@ use super::client::MetaClient;
 use super::config::{MetaConfig, MetaConfigError};
 use super::payload::request_body;
 use super::retry::{classify, classify_transport, rejected_event_cause, ApiError, Classification};
+use crate::platforms::holds::{fingerprint, DestinationHolds, HoldState};
 use crate::platforms::outcome::{EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::platform::{DeliveryContext, Destination};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
@@ -56,6 +59,7 @@ impl Destination for MetaDestination {
 pub struct MetaSink {
     client: MetaClient,
     limiter: DestinationLimiter,
+    holds: DestinationHolds,
     config: MetaConfig,
 }
 
@@ -79,6 +83,7 @@ impl MetaSink {
         Ok(Self {
             client,
             limiter,
+            holds: DestinationHolds::new(config.hold_probe),
             config,
         })
     }
@@ -127,6 +132,45 @@ impl MetaSink {
             .rev()
             .map(<[PreparedEvent]>::to_vec)
             .collect();
+        // A pixel held for its configuration sends nothing while that configuration is the one
+        // in use (or one probe request when it is due): the events wait, no attempt spent.
+        let config_fingerprint = fingerprint(&[
+            &dest.pixel_id,
+            dest.token.expose(),
+            &self.config.api_version,
+        ]);
+        let hold_key = dest.batch_key.as_str();
+        let mut probing = false;
+        match self.holds.state(hold_key, &config_fingerprint) {
+            HoldState::Open => {}
+            HoldState::Probe => {
+                probing = true;
+                debug!(pixel = %dest.pixel_id, "held pixel: probing with one request");
+            }
+            HoldState::Held { cause, error } => {
+                let until = chrono::Utc::now()
+                    + chrono::Duration::from_std(self.config.hold_recheck)
+                        .unwrap_or(chrono::Duration::seconds(60));
+                for c in work.drain(..) {
+                    let results = c
+                        .into_iter()
+                        .map(|e| EventResult {
+                            key: e.key,
+                            outcome: EventOutcome::Held {
+                                until,
+                                cause,
+                                alert: false,
+                            },
+                            http_status: None,
+                            error: Some(error.clone()),
+                            response: None,
+                        })
+                        .collect();
+                    let _ = out.send(results);
+                }
+                return;
+            }
+        }
         while let Some(chunk) = work.pop() {
             match self.limiter.acquire(&dest.pixel_id, shutdown).await {
                 Slot::Ready { .. } => {}
@@ -206,7 +250,7 @@ impl MetaSink {
                 Classification::Retry(_) => "retry",
                 Classification::Throttle { .. } => "throttled",
                 Classification::RejectEvents(_) => "rejected",
-                Classification::FailDestination { .. } => "failed",
+                Classification::HoldDestination { .. } => "held",
             };
             metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
                 .record(elapsed);
@@ -215,6 +259,10 @@ impl MetaSink {
                     events_received, ..
                 } => {
                     self.limiter.succeeded(&dest.pixel_id);
+                    if self.holds.release(hold_key) || probing {
+                        warn!(pixel = %dest.pixel_id, "Meta accepts this pixel's requests again; its held events are sent");
+                        probing = false;
+                    }
                     if events_received.is_some_and(|n| n != chunk.len() as u64) {
                         warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
                     }
@@ -258,16 +306,37 @@ impl MetaSink {
                         body.as_ref(),
                     );
                 }
-                Classification::FailDestination { error, cause } => {
-                    warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's configuration; failing its events");
+                Classification::HoldDestination { error, cause } => {
+                    let neutral = error.to_delivery_error();
+                    let news = self
+                        .holds
+                        .hold(hold_key, &config_fingerprint, cause, neutral);
+                    if news {
+                        warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
+                    } else {
+                        debug!(pixel = %dest.pixel_id, %error, "held pixel still refused");
+                    }
+                    let until = chrono::Utc::now()
+                        + chrono::Duration::from_std(self.config.hold_recheck)
+                            .unwrap_or(chrono::Duration::seconds(60));
+                    // One alert per hold: on the first event of the request that found it.
+                    let mut alert = news;
                     for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(
-                            c,
-                            EventOutcome::Failed { cause },
-                            status,
-                            Some(&error),
-                            body.as_ref(),
-                        );
+                        let results = c
+                            .into_iter()
+                            .map(|e| EventResult {
+                                key: e.key,
+                                outcome: EventOutcome::Held {
+                                    until,
+                                    cause,
+                                    alert: std::mem::take(&mut alert),
+                                },
+                                http_status: status,
+                                error: Some(error.to_delivery_error()),
+                                response: body.clone(),
+                            })
+                            .collect();
+                        let _ = out.send(results);
                     }
                     break;
                 }

@@ -38,7 +38,7 @@ pub fn verdict(
         Classification::Delivered { .. } => {
             Verification::Ok("the Graph API accepts its token for this pixel".into())
         }
-        Classification::FailDestination {
+        Classification::HoldDestination {
             error,
             cause: AlertCause::TokenInvalid,
         } => problem(
@@ -48,7 +48,7 @@ pub fn verdict(
                 set_token(p)
             ),
         ),
-        Classification::FailDestination { error, .. }
+        Classification::HoldDestination { error, .. }
             if error.code == Some(100) && error.subcode == Some(33) =>
         {
             problem(
@@ -60,7 +60,7 @@ pub fn verdict(
                 "check pixels.pixel_id against Events Manager, and that the token was generated for this dataset".into(),
             )
         }
-        Classification::FailDestination { error, .. } | Classification::RejectEvents(error) => {
+        Classification::HoldDestination { error, .. } | Classification::RejectEvents(error) => {
             problem(
                 format!("Meta refused the check: {error}"),
                 "check the token's permissions on this dataset; give the fbtrace_id to Meta support if it persists".into(),
@@ -195,6 +195,7 @@ mod tests {
             text: None,
             usage_pct: None,
             regain_minutes: None,
+            retry_after: None,
             elapsed: Duration::ZERO,
         })
     }
