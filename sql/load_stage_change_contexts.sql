@@ -5,6 +5,7 @@
 SELECT c.job_id,
        cu.id AS customer_id, cu.name, cu.email, cu.phone, cu.sale_price::float8 AS sale_price,
        cu.currency, cu.utm_metadata, cu.client_ip, cu.client_user_agent, cu.fbclid, cu.fbclid_at,
+       cu.ttclid,
        cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
        s.id AS stage_id, s.name AS stage_name, s.funnel_category, s.utm_event,
        s.default_value::float8 AS stage_default_value,

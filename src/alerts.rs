@@ -26,10 +26,11 @@ pub enum AlertCause {
     DeliveryGaveUp,
     AdNotLinked,
     AdWithoutClickId,
+    EventNotOnPlatform,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 15] = [
+    pub const ALL: [AlertCause; 16] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -45,6 +46,7 @@ impl AlertCause {
         AlertCause::DeliveryGaveUp,
         AlertCause::AdNotLinked,
         AlertCause::AdWithoutClickId,
+        AlertCause::EventNotOnPlatform,
     ];
 
     pub fn code(self) -> &'static str {
@@ -64,6 +66,7 @@ impl AlertCause {
             AlertCause::DeliveryGaveUp => "delivery_gave_up",
             AlertCause::AdNotLinked => "ad_not_linked",
             AlertCause::AdWithoutClickId => "ad_without_click_id",
+            AlertCause::EventNotOnPlatform => "event_not_on_platform",
         }
     }
 
@@ -144,6 +147,11 @@ impl AlertCause {
                 pt: "Informação: o cliente chegou por um anúncio, mas a mensagem não trouxe o identificador de clique (ctwa_clid); as conversões serão atribuídas apenas pelos dados de contato.",
                 en: "Info: the customer came from an ad, but the message carried no click id (ctwa_clid); conversions will be matched on contact data only.",
                 es: "Información: el cliente llegó por un anuncio, pero el mensaje no trajo el identificador de clic (ctwa_clid); las conversiones se asociarán solo por los datos de contacto.",
+            },
+            AlertCause::EventNotOnPlatform => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: essa plataforma não tem evento equivalente{suggestion}. Escolha outro evento para o {platform} na configuração da etapa, ou use \"Other\" com um nome personalizado.",
+                en: "The {event} event ({stage}) was not sent to {platform}: that platform has no equivalent event{suggestion}. Pick another event for {platform} in the stage config, or use \"Other\" with a custom name.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: esa plataforma no tiene un evento equivalente{suggestion}. Elija otro evento para {platform} en la configuración de la etapa, o use \"Other\" con un nombre personalizado.",
             },
         }
     }

@@ -154,7 +154,10 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         },
         ..PipelineConfig::default()
     };
-    let platforms = Registry::from_config(&PlatformsConfig { meta })?;
+    let platforms = Registry::from_config(&PlatformsConfig {
+        meta,
+        ..PlatformsConfig::default()
+    })?;
     let pipeline = Pipeline::new(store.clone(), platforms, Some(keys), pipeline_config)?;
     let worker = Worker::new(
         store.clone(),

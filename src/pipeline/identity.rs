@@ -15,6 +15,8 @@ use crate::store::StageChangeContext;
 /// enough to keep payloads bounded.
 const MAX_PER_KEY: usize = 5;
 const MAX_USER_AGENT: usize = 512;
+/// A click id longer than this is corrupted data, not an id.
+const MAX_CLICK_ID: usize = 512;
 
 pub fn build(
     ctx: &StageChangeContext,
@@ -27,7 +29,16 @@ pub fn build(
         push_unique(&mut id.emails, normalizer.email(raw), "em");
     }
     for raw in ctx.phone.iter().map(String::as_str).chain(contacts.phones) {
-        push_unique(&mut id.phones, normalizer.phone(raw), "ph");
+        let hashed = normalizer.phone(raw);
+        // The same number in TikTok's form; an invalid one is counted once, below.
+        if hashed.is_ok() && id.phones_e164.len() < MAX_PER_KEY {
+            if let Ok(h) = normalizer.phone_e164(raw) {
+                if !id.phones_e164.contains(&h) {
+                    id.phones_e164.push(h);
+                }
+            }
+        }
+        push_unique(&mut id.phones, hashed, "ph");
     }
     if let Some(name) = ctx.name.as_deref() {
         let (first, last) = split_full_name(name);
@@ -70,6 +81,13 @@ pub fn build(
         fbc(fbclid, seen)
     });
     id.ctwa_clid = metadata_str(ctx.utm_metadata.as_ref(), "ctwa_clid");
+    id.ttclid = ctx
+        .ttclid
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= MAX_CLICK_ID)
+        .map(str::to_string);
+    id.tiktok_lead_id = metadata_str(ctx.utm_metadata.as_ref(), "tiktok_lead_id");
     id
 }
 

@@ -13,7 +13,10 @@ use crate::pii::Hashed;
 #[derive(Debug, Clone, Default)]
 pub struct UserIdentity {
     pub emails: Vec<Hashed>,
+    /// Meta's form: E.164 digits without `+`, hashed.
     pub phones: Vec<Hashed>,
+    /// TikTok's form: E.164 with `+`, hashed (the same numbers as `phones`).
+    pub phones_e164: Vec<Hashed>,
     pub first_name: Option<Hashed>,
     pub last_name: Option<Hashed>,
     pub external_id: Option<Hashed>,
@@ -28,6 +31,10 @@ pub struct UserIdentity {
     pub fbc: Option<String>,
     /// Click-to-WhatsApp click id from the first-touch ad data, verbatim.
     pub ctwa_clid: Option<String>,
+    /// TikTok's click id (`customers.ttclid`), verbatim.
+    pub ttclid: Option<String>,
+    /// TikTok's lead id (`utm_metadata.tiktok_lead_id`), for leads from TikTok lead generation.
+    pub tiktok_lead_id: Option<String>,
 }
 
 /// First-touch ad data, for `custom_data` (ad copy, not PII).

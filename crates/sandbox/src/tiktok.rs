@@ -336,7 +336,9 @@ async fn track(
         Some(TiktokFault::Throttle) => {
             Some((40100, "Too many requests. Please retry in some time."))
         }
-        Some(TiktokFault::InvalidToken) => Some((40105, "The access token is invalid or has been revoked.")),
+        Some(TiktokFault::InvalidToken) => {
+            Some((40105, "The access token is invalid or has been revoked."))
+        }
         Some(TiktokFault::NoPermission) => Some((
             40001,
             "No permission to operate pixel code. You must be an admin or operator of this pixel.",
@@ -349,7 +351,9 @@ async fn track(
     }
     let outcome = validate(&state, &headers, parsed.as_ref());
     let (code, message) = match &outcome {
-        Ok(_) if fault == Some(TiktokFault::PartialSuccess) => (20001, "Partial success".to_owned()),
+        Ok(_) if fault == Some(TiktokFault::PartialSuccess) => {
+            (20001, "Partial success".to_owned())
+        }
         Ok(_) => (0, "OK".to_owned()),
         Err(r) => (r.code, r.message.clone()),
     };
@@ -479,7 +483,9 @@ fn validate(state: &State, headers: &HeaderMap, body: Option<&Value>) -> Result<
 }
 
 fn is_sha256_lower(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// One `data[i]` object; the error names the field.
@@ -553,7 +559,8 @@ fn validate_event(e: &Value, event_source: &str) -> Result<(), String> {
         }
         match props.get("currency") {
             None => {}
-            Some(Value::String(c)) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => {}
+            Some(Value::String(c)) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
+            }
             Some(_) => return Err("properties.currency: must be an ISO 4217 code".into()),
         }
     }
@@ -610,15 +617,33 @@ mod tests {
     async fn validates_auth_shape_and_events() {
         let s = TiktokSandbox::start().await.unwrap();
         s.add_event_source("CRM1", "tok");
-        assert_eq!(post(&s, Some("tok"), body("crm", vec![event()])).await["code"], 0);
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", vec![event()])).await["code"],
+            0
+        );
         assert_eq!(s.delivered_count("e1"), 1);
-        assert_eq!(post(&s, None, body("crm", vec![event()])).await["code"], 40105);
-        assert_eq!(post(&s, Some("Bearer tok"), body("crm", vec![event()])).await["code"], 40105);
-        assert_eq!(post(&s, Some("other"), body("crm", vec![event()])).await["code"], 40105);
+        assert_eq!(
+            post(&s, None, body("crm", vec![event()])).await["code"],
+            40105
+        );
+        assert_eq!(
+            post(&s, Some("Bearer tok"), body("crm", vec![event()])).await["code"],
+            40105
+        );
+        assert_eq!(
+            post(&s, Some("other"), body("crm", vec![event()])).await["code"],
+            40105
+        );
         s.add_event_source("WEB1", "other");
-        assert_eq!(post(&s, Some("other"), body("crm", vec![event()])).await["code"], 40001);
+        assert_eq!(
+            post(&s, Some("other"), body("crm", vec![event()])).await["code"],
+            40001
+        );
         // A lead on a web pixel, a numeric event_id, milliseconds, raw email: 40002.
-        assert_eq!(post(&s, Some("tok"), body("web", vec![event()])).await["code"], 40002);
+        assert_eq!(
+            post(&s, Some("tok"), body("web", vec![event()])).await["code"],
+            40002
+        );
         for (k, v) in [
             ("event_id", json!(12)),
             ("event_time", json!(Utc::now().timestamp_millis())),
@@ -631,8 +656,14 @@ mod tests {
             assert_eq!(answer["code"], 40002, "{k}: {answer}");
         }
         let many = vec![event(); MAX_EVENTS + 1];
-        assert_eq!(post(&s, Some("tok"), body("crm", many)).await["code"], 40002);
-        assert_eq!(post(&s, Some("tok"), body("crm", vec![])).await["code"], 40002);
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", many)).await["code"],
+            40002
+        );
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", vec![])).await["code"],
+            40002
+        );
         assert_eq!(s.delivered_count("e1"), 1);
     }
 
@@ -643,9 +674,18 @@ mod tests {
         s.push_fault(TiktokFault::Throttle);
         s.push_fault(TiktokFault::ServerError);
         s.push_fault(TiktokFault::PartialSuccess);
-        assert_eq!(post(&s, Some("tok"), body("crm", vec![event()])).await["code"], 40100);
-        assert_eq!(post(&s, Some("tok"), body("crm", vec![event()])).await["code"], 50000);
-        assert_eq!(post(&s, Some("tok"), body("crm", vec![event()])).await["code"], 20001);
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", vec![event()])).await["code"],
+            40100
+        );
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", vec![event()])).await["code"],
+            50000
+        );
+        assert_eq!(
+            post(&s, Some("tok"), body("crm", vec![event()])).await["code"],
+            20001
+        );
         assert_eq!(s.delivered_count("e1"), 1);
         s.push_fault(TiktokFault::HttpError(503));
         let status = reqwest::Client::new()
