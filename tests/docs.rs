@@ -157,7 +157,7 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..d("Other", "Visita agendada")
         },
         AlertCause::UnsupportedPlatform => AlertDetails {
-            platform: Some("tiktok".into()),
+            platform: Some("google_ads".into()),
             ..d("Lead", "Qualificado")
         },
         AlertCause::DeliveryGaveUp => AlertDetails {
@@ -172,6 +172,11 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..AlertDetails::default()
         },
         AlertCause::AdWithoutClickId => AlertDetails::default(),
+        AlertCause::EventNotOnPlatform => AlertDetails {
+            platform: Some("tiktok".into()),
+            suggestion: Some("Purchase".into()),
+            ..d("Donate", "Doação")
+        },
     }
 }
 

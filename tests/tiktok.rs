@@ -103,7 +103,10 @@ async fn a_stage_change_sends_one_tiktok_event_and_one_meta_event() {
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert_eq!(destination, format!("tiktok:{TIKTOK_EVENT_SET}"));
+    assert_eq!(
+        destination, TIKTOK_EVENT_SET,
+        "the audit names the platform apart"
+    );
     assert_eq!(s.jobs_of(c).await[0].0, "done");
     assert!(s.alert_causes(c).await.is_empty());
 }
