@@ -418,3 +418,107 @@ where
         text
     })
 }
+
+/// `stagecast doctor` as the worker's role, against both sandboxes.
+async fn doctor(s: &Stack) -> (Option<i32>, String) {
+    let out = support::process::stagecast()
+        .arg("doctor")
+        .env("DATABASE_URL", &s.db.worker_url)
+        .env("STAGECAST_META_GRAPH_URL", s.sandbox.base_url())
+        .env("STAGECAST_TIKTOK_BASE_URL", s.tiktok.base_url())
+        .env("STAGECAST_DOCTOR_TIMEOUT", "5s")
+        .env("STAGECAST_KEYS", support::stack::KEYS)
+        .output()
+        .await
+        .expect("run stagecast doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains(TIKTOK_TOKEN) && !stderr.contains(TIKTOK_TOKEN),
+        "the token was printed:\n{stdout}\n{stderr}"
+    );
+    (out.status.code(), stdout)
+}
+
+#[tokio::test]
+async fn the_doctor_verifies_tiktok_credentials_against_the_events_api_without_sending_events() {
+    let (s, _) = stack_with_customer().await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("  ✓ ")
+            && l.contains(TIKTOK_EVENT_SET)
+            && l.contains("the TikTok Events API accepts its token")),
+        "{out}"
+    );
+    assert!(
+        out.contains("TikTok Events API: http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(s.tiktok.received().is_empty(), "the check sent no event");
+
+    // A token TikTok does not know: a problem naming the fix.
+    s.crm_exec(
+        "UPDATE pixels SET access_token = 'tt-revoked-token', access_token_enc = NULL WHERE id = 2",
+    )
+    .await;
+    let (code, out) = doctor(&s).await;
+    assert_eq!(code, Some(1), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("  ✗ ") && l.contains("TikTok refused the token"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lines[i].contains("40105"), "{out}");
+    assert!(
+        lines[i + 1].contains("stagecast pixel set-token 2"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn pixel_set_token_stores_a_tiktok_token_sealed_and_the_worker_delivers_with_it() {
+    use tokio::io::AsyncWriteExt;
+    let (s, c) = stack_with_customer().await;
+    const NEW: &str = "tt-rotated-token-77aa";
+    s.tiktok.add_event_source(TIKTOK_EVENT_SET, NEW);
+    let mut child = support::process::stagecast()
+        .args(["pixel", "set-token", TIKTOK_EVENT_SET])
+        .env("DATABASE_URL", &s.db.owner_url)
+        .env("STAGECAST_KEYS", support::stack::KEYS)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{NEW}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(NEW));
+    let (plain, enc): (Option<String>, String) =
+        sqlx::query_as("SELECT access_token, access_token_enc FROM pixels WHERE id = 2")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert!(plain.is_none());
+    assert!(!enc.contains(NEW));
+    assert_eq!(s.keys.open(&enc).unwrap().expose(), NEW);
+
+    // The old token is revoked: only the new one can deliver.
+    s.tiktok.revoke_token(TIKTOK_TOKEN);
+    let worker = s.start_worker();
+    s.move_to(c, 1).await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(s.tiktok.received().len(), 1);
+    assert_eq!(outcomes(&tiktok_audit(&s).await), ["delivered"]);
+}

@@ -207,6 +207,11 @@ impl TiktokSandbox {
             .insert(source_id.to_owned());
     }
 
+    /// Revoke `token`: from now on it is unknown (40105).
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.state.sources_by_token).remove(token);
+    }
+
     /// Queue a fault; each request takes the next one (FIFO).
     pub fn push_fault(&self, fault: TiktokFault) {
         lock(&self.state.faults).push_back(fault);
