@@ -14,8 +14,11 @@ use stagecast_sandbox::TiktokFault;
 use support::stack::{Stack, PIXEL, TIKTOK_EVENT_SET, TIKTOK_TOKEN};
 use support::wait::{wait_until, DEADLINE};
 
-/// (outcome, attempt, event_id, error_code, trace_id) of every TikTok audit row, in order.
-async fn tiktok_audit(s: &Stack) -> Vec<(String, i32, String, Option<String>, Option<String>)> {
+/// (outcome, attempt, event_id, error_code, trace_id) of one audit row.
+type AuditRow = (String, i32, String, Option<String>, Option<String>);
+
+/// Every TikTok audit row, in order.
+async fn tiktok_audit(s: &Stack) -> Vec<AuditRow> {
     sqlx::query_as(
         "SELECT outcome, attempt, event_id, error_code, trace_id FROM stagecast.deliveries \
          WHERE platform = 'tiktok' ORDER BY id",
@@ -25,7 +28,7 @@ async fn tiktok_audit(s: &Stack) -> Vec<(String, i32, String, Option<String>, Op
     .unwrap()
 }
 
-fn outcomes(rows: &[(String, i32, String, Option<String>, Option<String>)]) -> Vec<&str> {
+fn outcomes(rows: &[AuditRow]) -> Vec<&str> {
     rows.iter().map(|r| r.0.as_str()).collect()
 }
 

@@ -140,3 +140,88 @@ impl AdPlatform for Tiktok {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::event::UserIdentity;
+
+    fn pixel(action_source: Option<&str>) -> PixelRow {
+        PixelRow {
+            id: 2,
+            platform: "tiktok".into(),
+            name: None,
+            pixel_id: " CRM1 ".into(),
+            access_token: Some("tt-token".into()),
+            access_token_enc: None,
+            active: true,
+            is_default: true,
+            waba_id: None,
+            test_event_code: None,
+            action_source: action_source.map(str::to_string),
+            messaging_mode: None,
+        }
+    }
+
+    fn event(age: chrono::Duration) -> ConversionEvent {
+        ConversionEvent {
+            event_id: "e".into(),
+            event: crate::catalog::resolve(Some("Lead"), None).unwrap(),
+            name: "Lead".into(),
+            event_time: Utc::now() - age,
+            value: None,
+            currency: None,
+            stage_name: None,
+            funnel_category: None,
+            campaign_name: None,
+            user: Arc::new(UserIdentity::default()),
+            ad: None,
+        }
+    }
+
+    #[test]
+    fn the_rows_event_source_or_the_default() {
+        let t = Tiktok::new(TiktokConfig::default()).unwrap();
+        assert_eq!(t.event_source(&pixel(None)), EventSource::Crm);
+        assert_eq!(t.event_source(&pixel(Some(" WEB "))), EventSource::Web);
+        // A Meta action_source left on a TikTok row is not TikTok's: the default, no panic.
+        assert_eq!(
+            t.event_source(&pixel(Some("physical_store"))),
+            EventSource::Crm
+        );
+        let web = Tiktok::new(TiktokConfig {
+            default_event_source: EventSource::Web,
+            ..TiktokConfig::default()
+        })
+        .unwrap();
+        assert_eq!(web.event_source(&pixel(Some(""))), EventSource::Web);
+    }
+
+    #[test]
+    fn events_older_than_the_window_are_not_sent() {
+        let t = Tiktok::new(TiktokConfig::default()).unwrap();
+        let p = pixel(None);
+        assert!(t
+            .check(&event(chrono::Duration::hours(1)), &p, Utc::now())
+            .is_ok());
+        let old = t
+            .check(&event(chrono::Duration::days(8)), &p, Utc::now())
+            .unwrap_err();
+        assert_eq!(old.cause, AlertCause::EventTooOld);
+    }
+
+    #[test]
+    fn the_destination_trims_the_id_and_batches_per_row() {
+        let t = Tiktok::new(TiktokConfig::default()).unwrap();
+        let d = t.destination(&pixel(Some("web")), None).unwrap();
+        assert_eq!(d.batch_key(), "tiktok:2");
+        let mut none = pixel(None);
+        none.access_token = None;
+        let problem = t.destination(&none, None).err().unwrap();
+        assert_eq!(problem.cause, AlertCause::TokenMissing);
+        assert!(t.check_pixel(&pixel(None)).is_ok());
+        let mut empty = pixel(None);
+        empty.pixel_id = "  ".into();
+        assert!(t.check_pixel(&empty).is_err());
+    }
+}
