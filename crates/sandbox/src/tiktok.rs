@@ -603,8 +603,13 @@ mod tests {
         "a".repeat(64)
     }
 
+    /// Straight to 127.0.0.1, whatever HTTP_PROXY says.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
     async fn post(s: &TiktokSandbox, token: Option<&str>, body: Value) -> Value {
-        let mut req = reqwest::Client::new()
+        let mut req = client()
             .post(format!("{}{TRACK_PATH}", s.base_url()))
             .header("content-type", "application/json")
             .body(body.to_string());
@@ -693,7 +698,7 @@ mod tests {
         );
         assert_eq!(s.delivered_count("e1"), 1);
         s.push_fault(TiktokFault::HttpError(503));
-        let status = reqwest::Client::new()
+        let status = client()
             .post(format!("{}{TRACK_PATH}", s.base_url()))
             .body("{}")
             .send()
