@@ -7,6 +7,7 @@
 SELECT c.job_id,
        cu.id AS customer_id, cu.name, cu.email, cu.phone, cu.sale_price::float8 AS sale_price,
        cu.currency, cu.utm_metadata, cu.client_ip, cu.client_user_agent, cu.fbclid, cu.fbclid_at,
+       cu.ttclid,
        cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
        (SELECT jsonb_strip_nulls(jsonb_build_object('fbp', j ->> 'fbp', 'birth_date', j ->> 'birth_date',
                                                     'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id'))

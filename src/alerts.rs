@@ -30,10 +30,11 @@ pub enum AlertCause {
     RequestRefused,
     BusinessMessagingOnlyEvent,
     UnsupportedActionSource,
+    EventNotOnPlatform,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 19] = [
+    pub const ALL: [AlertCause; 20] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -53,6 +54,7 @@ impl AlertCause {
         AlertCause::RequestRefused,
         AlertCause::BusinessMessagingOnlyEvent,
         AlertCause::UnsupportedActionSource,
+        AlertCause::EventNotOnPlatform,
     ];
 
     pub fn code(self) -> &'static str {
@@ -76,6 +78,7 @@ impl AlertCause {
             AlertCause::RequestRefused => "request_refused",
             AlertCause::BusinessMessagingOnlyEvent => "business_messaging_only_event",
             AlertCause::UnsupportedActionSource => "unsupported_action_source",
+            AlertCause::EventNotOnPlatform => "event_not_on_platform",
         }
     }
 
@@ -176,6 +179,11 @@ impl AlertCause {
                 pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} envia Conversion Leads (action_source system_generated), que exigem o lead_id do formulário de Lead Ads, e o cliente não tem um válido (15 a 17 dígitos). Grave o lead_id do cliente, ou use outro action_source no pixel, e reenvie.",
                 en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} sends Conversion Leads (action_source system_generated), which need the Lead Ads form's lead_id, and the customer has no valid one (15 to 17 digits). Store the customer's lead_id, or give the pixel another action_source, and replay it.",
                 es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} envía Conversion Leads (action_source system_generated), que requieren el lead_id del formulario de Lead Ads, y el cliente no tiene uno válido (15 a 17 dígitos). Guarde el lead_id del cliente, o use otro action_source en el píxel, y reenvíelo.",
+            },
+            AlertCause::EventNotOnPlatform => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: essa plataforma não tem evento equivalente{suggestion}. Escolha outro evento para o {platform} na configuração da etapa, ou use \"Other\" com um nome personalizado.",
+                en: "The {event} event ({stage}) was not sent to {platform}: that platform has no equivalent event{suggestion}. Pick another event for {platform} in the stage config, or use \"Other\" with a custom name.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: esa plataforma no tiene un evento equivalente{suggestion}. Elija otro evento para {platform} en la configuración de la etapa, o use \"Other\" con un nombre personalizado.",
             },
         }
     }

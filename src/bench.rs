@@ -380,8 +380,11 @@ fn start_workers(
                 burst: std::num::NonZeroU32::new(1_000).expect("nonzero"),
                 ..MetaConfig::default()
             };
-            let platforms = Registry::from_config(&PlatformsConfig { meta })
-                .context("platform configuration")?;
+            let platforms = Registry::from_config(&PlatformsConfig {
+                meta,
+                ..PlatformsConfig::default()
+            })
+            .context("platform configuration")?;
             let pipeline = Pipeline::new(
                 store.clone(),
                 platforms,

@@ -1,7 +1,7 @@
 //! `stagecast demo`: the whole product on one machine in a few seconds. Finds or starts a
-//! Postgres, migrates a fresh demo database, starts the Graph API sandbox, runs a worker,
-//! moves demo customers through stages and prints what Meta received and which alerts agents
-//! got in their chats.
+//! Postgres, migrates a fresh demo database, starts the Graph API and TikTok Events API
+//! sandboxes, runs a worker, moves demo customers through stages (one stage sends to Meta and
+//! TikTok) and prints what each platform received and which alerts agents got in their chats.
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,12 @@ use crate::local_pg::{FindOptions, LocalPostgres};
 use crate::locale::Locale;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::platforms::meta::MetaConfig;
+use crate::platforms::tiktok::TiktokConfig;
 use crate::platforms::{PlatformsConfig, Registry};
 use crate::queue::{Backoff, RetryPolicy, Worker, WorkerConfig};
 use crate::secrets::KeyRing;
 use crate::store::Store;
-use stagecast_sandbox::MetaGraphSandbox;
+use stagecast_sandbox::{MetaGraphSandbox, TiktokSandbox};
 
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
@@ -32,6 +33,8 @@ pub struct DemoArgs {
 
 const DEMO_PIXEL_ID: &str = "1234567890";
 const DEMO_TOKEN: &str = "EAADEMO-plaintext-token-written-by-the-crm";
+const DEMO_TIKTOK_EVENT_SET: &str = "7300000000000000001";
+const DEMO_TIKTOK_TOKEN: &str = "TTDEMO-plaintext-token-written-by-the-crm";
 
 /// (customer id, name, stage id, stage name, what to expect)
 const MOVES: &[(i64, &str, i64, &str, &str)] = &[
@@ -56,7 +59,7 @@ const MOVES: &[(i64, &str, i64, &str, &str)] = &[
         "Maria Souza",
         4,
         "Comprou",
-        "Purchase with the sale price",
+        "Purchase with the sale price, to Meta and to TikTok",
     ),
     (
         5,
@@ -121,6 +124,15 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         sandbox.base_url()
     );
 
+    let tiktok = TiktokSandbox::start()
+        .await
+        .context("could not start the TikTok Events API sandbox")?;
+    tiktok.add_event_source(DEMO_TIKTOK_EVENT_SET, DEMO_TIKTOK_TOKEN);
+    println!(
+        "• TikTok Events API sandbox on {} (validates requests as TikTok documents)",
+        tiktok.base_url()
+    );
+
     let keys = match KeyRing::from_env()? {
         Some(k) => {
             println!(
@@ -139,7 +151,7 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await
         .context("seeding the demo CRM failed")?;
-    println!("• demo CRM seeded: 5 stages, 2 pixels, 2 campaigns, 6 customers with chats");
+    println!("• demo CRM seeded: 5 stages, 3 pixels (2 Meta, 1 TikTok), 2 campaigns, 6 customers with chats");
 
     let meta = MetaConfig {
         graph_url: sandbox.base_url(),
@@ -156,7 +168,13 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         },
         ..PipelineConfig::default()
     };
-    let platforms = Registry::from_config(&PlatformsConfig { meta })?;
+    let platforms = Registry::from_config(&PlatformsConfig {
+        meta,
+        tiktok: TiktokConfig {
+            base_url: tiktok.base_url(),
+            ..TiktokConfig::default()
+        },
+    })?;
     let pipeline = Pipeline::new(store.clone(), platforms, Some(keys), pipeline_config)?;
     let worker = Worker::new(
         store.clone(),
@@ -196,6 +214,7 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
     worker.shutdown().await?;
 
     print_events(&sandbox);
+    print_tiktok_events(&tiktok);
     print_alerts(&pool).await?;
     print_jobs(&pool).await?;
     print_tokens(&pool).await?;
@@ -243,6 +262,35 @@ fn print_events(sandbox: &MetaGraphSandbox) {
         println!(
             "\nThe first event as sent:\n{}",
             serde_json::to_string_pretty(&first.event).unwrap_or_default()
+        );
+    }
+    println!();
+}
+
+fn print_tiktok_events(tiktok: &TiktokSandbox) {
+    let events = tiktok.received();
+    println!(
+        "Events the TikTok Events API sandbox accepted ({}), hashed as TikTok specifies (phone E.164 with +):",
+        events.len()
+    );
+    println!(
+        "  {:<14} {:<6} {:>9} {:<5} {:<14} {:<14} {:<16} event_id",
+        "event", "source", "value", "cur", "email", "phone", "ttclid"
+    );
+    for r in &events {
+        let e = &r.event;
+        let user = e.get("user");
+        let props = e.get("properties");
+        println!(
+            "  {:<14} {:<6} {:>9} {:<5} {:<14} {:<14} {:<16} {}",
+            short(e.get("event"), 14),
+            r.event_source,
+            short(props.and_then(|p| p.get("value")), 9),
+            short(props.and_then(|p| p.get("currency")), 5),
+            short(user.and_then(|u| u.get("email")), 12),
+            short(user.and_then(|u| u.get("phone")), 12),
+            short(user.and_then(|u| u.get("ttclid")), 14),
+            short(e.get("event_id"), 12),
         );
     }
     println!();

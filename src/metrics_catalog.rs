@@ -65,6 +65,7 @@ pub const DB_QUERY_DURATION: &str = "stagecast_db_query_duration_seconds";
 pub const DEAD_ROWS: &str = "stagecast_dead_rows";
 pub const VACUUMS: &str = "stagecast_vacuums_total";
 pub const MAINTENANCE_SKIPPED: &str = "stagecast_maintenance_skipped_total";
+pub const PARTIAL_SUCCESSES: &str = "stagecast_partial_successes_total";
 
 /// Job outcomes written back (`OutcomeRow::outcome`).
 pub const JOB_OUTCOMES: [&str; 6] = ["done", "retry", "throttled", "held", "released", "failed"];
@@ -130,13 +131,13 @@ pub const CATALOG: &[MetricDef] = &[
         name: EVENTS,
         kind: MetricType::Counter,
         labels: &["platform", "destination", "outcome"],
-        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `held` (the platform refused the pixel's configuration, e.g. an invalid token: held without spending an attempt until it changes); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released); `lease_lost` (not sent: the worker could not confirm its lease, another worker takes the job over). `destination` is `facebook:<pixel id>`. Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
+        help: "Events handed to a platform, by result: `delivered`; `retry` (transient error, sent again later with the same event_id); `throttled` (the platform throttled the pixel: rescheduled without spending an attempt); `held` (the platform refused the pixel's configuration, e.g. an invalid token: held without spending an attempt until it changes); `failed` (permanent: the job fails with a chat alert); `not_started` (worker shutting down, released); `lease_lost` (not sent: the worker could not confirm its lease, another worker takes the job over). `destination` is `<platform>:<pixel id>` (`facebook:<dataset id>`, `tiktok:<event set id>`). Events stopped before sending (configuration problems) are not counted here but in `stagecast_alerts_total`.",
     },
     MetricDef {
         name: REQUEST_DURATION,
         kind: MetricType::Histogram,
         labels: &["platform", "outcome"],
-        help: "Duration of one Conversions API request (up to 1,000 events), by classification: `delivered`, `retry`, `throttled`, `rejected` (an event-level error: the batch is split to isolate bad events), `held` (a request-level error such as an invalid token or a bad API version: the pixel is held, nothing is split). The `_count` is the request rate.",
+        help: "Duration of one platform request (Meta Conversions API, TikTok Events API; up to 1,000 events), by classification: `delivered`, `retry`, `throttled`, `rejected` (an event-level error: the batch is split to isolate bad events), `held` (a request-level error such as an invalid token or a bad API version: the pixel is held, nothing is split). The `_count` is the request rate.",
     },
     MetricDef {
         name: BATCH_SIZE,
@@ -160,7 +161,13 @@ pub const CATALOG: &[MetricDef] = &[
         name: RATE_LIMIT_WAITS,
         kind: MetricType::Counter,
         labels: &["platform", "reason"],
-        help: "Requests not sent at once: `limiter` (held by the local per-pixel limiter, --meta-rate-limit), `paused` (the pixel is paused after the platform throttled it or its usage headers ran high; the events are rescheduled without spending an attempt).",
+        help: "Requests not sent at once: `limiter` (held by the local per-pixel limiter, --meta-rate-limit, --tiktok-rate-limit), `paused` (the pixel is paused after the platform throttled it or its usage headers ran high; the events are rescheduled without spending an attempt).",
+    },
+    MetricDef {
+        name: PARTIAL_SUCCESSES,
+        kind: MetricType::Counter,
+        labels: &["platform"],
+        help: "Requests the platform answered as a partial success, whose events stagecast counts as delivered: TikTok's code 20001, which TikTok does not document (docs/tiktok.md). Anything above zero is worth a look in the platform's events manager.",
     },
     MetricDef {
         name: JOBS_CLAIMED,
@@ -343,6 +350,7 @@ pub fn register_platform(platform: &'static str) {
     }
     // A histogram handle with no samples renders as empty buckets, which is enough for
     // `histogram_quantile` queries to find the series.
+    metrics::counter!(PARTIAL_SUCCESSES, "platform" => platform).increment(0);
     let _ = metrics::histogram!(BATCH_SIZE, "platform" => platform);
     let _ = metrics::histogram!(MATCH_QUALITY, "platform" => platform);
     let _ = metrics::histogram!(RATE_LIMIT_WAIT, "platform" => platform);

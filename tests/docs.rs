@@ -247,7 +247,7 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..d("Other", "Visita agendada")
         },
         AlertCause::UnsupportedPlatform => AlertDetails {
-            platform: Some("tiktok".into()),
+            platform: Some("google_ads".into()),
             ..d("Lead", "Qualificado")
         },
         AlertCause::DeliveryGaveUp => AlertDetails {
@@ -283,6 +283,11 @@ fn example(cause: AlertCause) -> AlertDetails {
             pixel,
             error: Some("action_source website needs website or app data (event_source_url and client_user_agent, or app_data) that stagecast does not send".into()),
             ..d("Lead", "Qualificado")
+        },
+        AlertCause::EventNotOnPlatform => AlertDetails {
+            platform: Some("tiktok".into()),
+            suggestion: Some("Purchase".into()),
+            ..d("Donate", "Doação")
         },
     }
 }

@@ -87,6 +87,9 @@ async fn drains_on(signal: &str) {
             "1s",
             "--meta-timeout",
             "6s",
+            // Every platform's requests must fit the lease (the settings rules).
+            "--tiktok-timeout",
+            "6s",
             "--drain-timeout",
             "60s",
         ],

@@ -36,7 +36,7 @@ async fn write_backs_waiting_on_a_lock(s: &Stack) -> Vec<i32> {
     .unwrap()
 }
 
-/// Stage 3 sends to TikTok, which this version does not support: the job fails with an alert.
+/// Stage 3 sends to TikTok, for which the CRM has no pixel: the job fails with an alert.
 async fn seed_alerting_stage(s: &Stack) {
     s.exec(
         r#"INSERT INTO crm_stages (id, name, funnel_category, utm_event)
@@ -81,7 +81,7 @@ async fn an_alert_the_crm_chat_refuses_is_kept_with_its_reason_and_other_jobs_fi
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert_eq!(alert.0, "unsupported_platform");
+    assert_eq!(alert.0, "pixel_missing");
     assert_eq!(alert.1, None, "nothing reached the chat");
     let reason = alert.2.expect("the reason is kept with the alert");
     assert!(

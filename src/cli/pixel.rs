@@ -12,7 +12,8 @@ use crate::secrets::{KeyRing, Secret};
 pub struct SetTokenArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
-    /// The pixel: its row id in `pixels`, or its Meta pixel/dataset id.
+    /// The pixel: its row id in `pixels`, or its platform id (Meta dataset id, TikTok event set
+    /// id or pixel code).
     pub pixel: String,
 }
 
@@ -36,7 +37,7 @@ pub async fn set_token(args: SetTokenArgs) -> anyhow::Result<()> {
     let updated = store.set_pixel_token(&args.pixel, &sealed).await?;
     match updated {
         0 => bail!(
-            "no pixel matches {:?} (give its row id or its Meta pixel id)",
+            "no pixel matches {:?} (give its row id, or its Meta dataset id or TikTok event set id)",
             args.pixel
         ),
         1 => {

@@ -292,8 +292,15 @@ mod tests {
         let v = validate(
             3,
             None,
-            &json!([{"platform": "tiktok", "event_name": "Lead"}]),
+            &json!([{"platform": "google_ads", "event_name": "Lead"}]),
         );
         assert!(v.saveable() && v.warnings[0].found.contains("not supported yet"));
+        // TikTok is delivered: no warning.
+        let v = validate(
+            3,
+            None,
+            &json!([{"platform": "tiktok", "event_name": "Lead"}]),
+        );
+        assert!(v.saveable() && v.warnings.is_empty(), "{:?}", v.warnings);
     }
 }

@@ -313,7 +313,7 @@ mod tests {
                 utm_event: Some(json!([
                     {"event_name": "Purchse"},
                     {"platform": "myspace", "event_name": "Lead"},
-                    {"platform": "tiktok", "event_name": "Lead"},
+                    {"platform": "google_ads", "event_name": "Lead"},
                     {"event_name": "Lead", "value": -1}
                 ])),
             },
@@ -339,7 +339,7 @@ mod tests {
             "{texts:#?}"
         );
         assert!(
-            texts[2].starts_with("Warning") && texts[2].contains("tiktok is not supported yet")
+            texts[2].starts_with("Warning") && texts[2].contains("google_ads is not supported yet")
         );
         assert!(texts[3].contains("is not a number from 0 to 1000000000"));
         assert!(

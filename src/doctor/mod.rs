@@ -26,7 +26,7 @@ pub(crate) use settings::value_args as checked_settings;
 pub use settings::RawSettings;
 // The admin console shows these findings from the doctor's own code (src/console/).
 pub use config::{campaigns as campaign_checks, stages as stage_checks};
-pub use pixels::{default_pixel, setup_problem};
+pub use pixels::{default_pixel, in_use as pixels_in_use, setup_problem};
 
 use crate::platforms::{registry, Registry};
 use crate::secrets::{KeyRing, Secret};
@@ -240,7 +240,7 @@ async fn with_database(
         }
         checks.extend(keys::tokens(ring, pixels));
         checks.extend(pixels::api(pixels, ring, platforms).await);
-        for platform in registry::available() {
+        for platform in registry::available().filter(|&p| pixels::in_use(pixels, p)) {
             checks.push(pixels::default_pixel(pixels, platform));
         }
         checks.push(pixels::test_event_codes(pixels));
@@ -260,7 +260,7 @@ async fn with_database(
         }
         match store.doctor_campaigns().await {
             Ok(campaigns) => {
-                for platform in registry::available() {
+                for platform in registry::available().filter(|&p| pixels::in_use(pixels, p)) {
                     checks.extend(config::campaigns(&campaigns, pixels, platform));
                 }
             }

@@ -159,6 +159,16 @@ pub fn check_id(base: &str, platform: Platform) -> String {
     }
 }
 
+/// Whether the per-platform checks (default pixel, campaigns) apply to `platform`: always for
+/// Meta, and for another platform once the CRM has a pixel row for it, so a CRM that never
+/// configured TikTok is not told its campaigns have no TikTok pixel.
+pub fn in_use(pixels: &[PixelRow], platform: Platform) -> bool {
+    platform == Platform::Facebook
+        || pixels
+            .iter()
+            .any(|p| Platform::parse(&p.platform) == Some(platform))
+}
+
 /// The default pixel of a platform: its campaigns without their own pixel use it.
 pub fn default_pixel(pixels: &[PixelRow], platform: Platform) -> Check {
     let c = Check::build(
@@ -302,18 +312,18 @@ mod tests {
 
     #[tokio::test]
     async fn local_problems_need_no_request() {
-        let mut tiktok = pixel(2, true, false);
-        tiktok.platform = "tiktok".into();
+        let mut google = pixel(2, true, false);
+        google.platform = "google_ads".into();
         let no_token = pixel(3, true, false);
         let inactive = pixel(4, false, false);
         let registry = Registry::from_config(&PlatformsConfig::default()).unwrap();
-        let checks = api(&[tiktok, no_token, inactive], &Ok(None), &registry).await;
+        let checks = api(&[google, no_token, inactive], &Ok(None), &registry).await;
         assert_eq!(checks.len(), 2, "inactive pixels are not checked");
         assert_eq!(checks[0].status, Status::Warning);
         assert!(
             checks[0]
                 .found
-                .contains("not supported yet: this version delivers only to Meta"),
+                .contains("not supported yet: this version delivers only to Meta, TikTok"),
             "{:?}",
             checks[0]
         );

@@ -263,6 +263,15 @@ impl Normalizer {
         Ok(Hashed::of(&digits))
     }
 
+    /// TikTok's phone: E.164 *with* `+` (`+5511987654321`), hashed. A digest passes through.
+    pub fn phone_e164(&self, raw: &str) -> Result<Hashed, PiiError> {
+        if let Some(h) = Hashed::from_hex(raw) {
+            return Ok(h);
+        }
+        let digits = self.phone_digits(raw)?;
+        Ok(Hashed::of(&format!("+{digits}")))
+    }
+
     /// E.164 digits without `+`, unhashed, for internal matching only (never log it).
     ///
     /// Parsed with the default region: `011 98765-4321` (BR) → `5511987654321`. A country code is

@@ -15,6 +15,8 @@ use crate::store::StageChangeContext;
 /// enough to keep payloads bounded.
 const MAX_PER_KEY: usize = 5;
 const MAX_USER_AGENT: usize = 512;
+/// A click id longer than this is corrupted data, not an id.
+const MAX_CLICK_ID: usize = 512;
 
 /// `now`: when the event is built; the creation time of an `fbc` whose capture time the CRM
 /// did not store (never the customer's creation time, which may precede the click).
@@ -29,7 +31,16 @@ pub fn build(
         push_unique(&mut id.emails, normalizer.email(raw), "em");
     }
     for raw in ctx.phone.iter().map(String::as_str).chain(contacts.phones) {
-        push_unique(&mut id.phones, normalizer.phone(raw), "ph");
+        let hashed = normalizer.phone(raw);
+        // The same number in TikTok's form; an invalid one is counted once, below.
+        if hashed.is_ok() && id.phones_e164.len() < MAX_PER_KEY {
+            if let Ok(h) = normalizer.phone_e164(raw) {
+                if !id.phones_e164.contains(&h) {
+                    id.phones_e164.push(h);
+                }
+            }
+        }
+        push_unique(&mut id.phones, hashed, "ph");
         // A Brazilian mobile stored without its 9th digit (as some WhatsApp ids are) is also
         // sent with it: which spelling Meta knows the person by is not derivable
         // (docs/events.md, "Brazilian mobiles").
@@ -106,6 +117,13 @@ pub fn build(
         }
         lead
     });
+    id.ttclid = ctx
+        .ttclid
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= MAX_CLICK_ID)
+        .map(str::to_string);
+    id.tiktok_lead_id = metadata_str(ctx.utm_metadata.as_ref(), "tiktok_lead_id");
     id
 }
 

@@ -10,12 +10,15 @@ use clap::Args;
 
 use super::meta::MetaArgs;
 use super::registry::PlatformsConfig;
+use super::tiktok::TiktokArgs;
 use super::Platform;
 
 #[derive(Debug, Args, Clone)]
 pub struct PlatformArgs {
     #[command(flatten)]
     pub meta: MetaArgs,
+    #[command(flatten)]
+    pub tiktok: TiktokArgs,
 }
 
 impl PlatformArgs {
@@ -23,17 +26,18 @@ impl PlatformArgs {
     pub fn config(&self) -> PlatformsConfig {
         PlatformsConfig {
             meta: self.meta.meta_config(),
+            tiktok: self.tiktok.tiktok_config(),
         }
     }
 
     /// One Settings line of the doctor per platform.
     pub fn settings_checks(&self) -> Vec<SettingsCheck> {
-        vec![self.meta.settings_check()]
+        vec![self.meta.settings_check(), self.tiktok.settings_check()]
     }
 
     /// What each platform's requests and event windows ask of the worker's settings.
     pub fn limits(&self) -> Vec<RequestLimits> {
-        vec![self.meta.limits()]
+        vec![self.meta.limits(), self.tiktok.limits()]
     }
 }
 

@@ -13,7 +13,10 @@ use crate::pii::Hashed;
 #[derive(Debug, Clone, Default)]
 pub struct UserIdentity {
     pub emails: Vec<Hashed>,
+    /// Meta's form: E.164 digits without `+`, hashed.
     pub phones: Vec<Hashed>,
+    /// TikTok's form: E.164 with `+`, hashed (the same numbers as `phones`).
+    pub phones_e164: Vec<Hashed>,
     pub first_name: Option<Hashed>,
     pub last_name: Option<Hashed>,
     pub external_id: Option<Hashed>,
@@ -34,6 +37,10 @@ pub struct UserIdentity {
     pub gender: Option<Hashed>,
     /// Meta Lead Ads id (15-17 digits), sent unhashed as an integer.
     pub lead_id: Option<u64>,
+    /// TikTok's click id (`customers.ttclid`), verbatim.
+    pub ttclid: Option<String>,
+    /// TikTok's lead id (`utm_metadata.tiktok_lead_id`), for leads from TikTok lead generation.
+    pub tiktok_lead_id: Option<String>,
 }
 
 /// First-touch ad data, for `custom_data` (ad copy, not PII).

@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod platform;
 pub mod rate_limit;
 pub mod registry;
+pub mod tiktok;
 
 pub use platform::{AdPlatform, Destination};
 pub use registry::{PlatformsConfig, Registry};
@@ -47,7 +48,7 @@ impl Platform {
         match self {
             Platform::Facebook => meta::API_NAME,
             Platform::GoogleAds => "the Google Ads API",
-            Platform::Tiktok => "the TikTok Events API",
+            Platform::Tiktok => tiktok::API_NAME,
         }
     }
 
@@ -55,7 +56,8 @@ impl Platform {
     pub fn trace_name(self) -> &'static str {
         match self {
             Platform::Facebook => meta::TRACE_NAME,
-            Platform::GoogleAds | Platform::Tiktok => "trace_id",
+            Platform::Tiktok => tiktok::TRACE_NAME,
+            Platform::GoogleAds => "trace_id",
         }
     }
 

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use super::meta::{Meta, MetaConfig};
 use super::platform::{AdCampaigns, AdPlatform};
+use super::tiktok::{Tiktok, TiktokConfig};
 use super::Platform;
 
 /// Every platform's configuration.
 #[derive(Debug, Clone, Default)]
 pub struct PlatformsConfig {
     pub meta: MetaConfig,
+    pub tiktok: TiktokConfig,
 }
 
 impl PlatformsConfig {
@@ -23,6 +25,7 @@ impl PlatformsConfig {
     /// doctor checks each destination within its own `--timeout`).
     pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.meta.timeout = timeout;
+        self.tiktok.timeout = timeout;
         self
     }
 }
@@ -52,11 +55,18 @@ type Build = fn(&PlatformsConfig) -> Result<Arc<dyn AdPlatform>, PlatformConfigE
 
 /// Every platform stagecast has, and how to build it from its configuration: one registration
 /// line each.
-const PLATFORMS: &[(Platform, Build)] = &[(Platform::Facebook, |c| {
-    Meta::new(c.meta.clone())
-        .map(shared)
-        .map_err(invalid(Platform::Facebook))
-})];
+const PLATFORMS: &[(Platform, Build)] = &[
+    (Platform::Facebook, |c| {
+        Meta::new(c.meta.clone())
+            .map(shared)
+            .map_err(invalid(Platform::Facebook))
+    }),
+    (Platform::Tiktok, |c| {
+        Tiktok::new(c.tiktok.clone())
+            .map(shared)
+            .map_err(invalid(Platform::Tiktok))
+    }),
+];
 
 /// The platforms this version can deliver to (whether or not their settings are valid).
 pub fn available() -> impl Iterator<Item = Platform> {
@@ -152,11 +162,9 @@ mod tests {
     fn builds_every_platform_and_reports_invalid_configurations() {
         let registry = Registry::from_config(&PlatformsConfig::default()).unwrap();
         assert!(registry.get(Platform::Facebook).is_some());
-        assert!(registry.get(Platform::Tiktok).is_none());
-        assert_eq!(
-            registry.only().map(|p| p.platform()),
-            Some(Platform::Facebook)
-        );
+        assert!(registry.get(Platform::Tiktok).is_some());
+        assert!(registry.get(Platform::GoogleAds).is_none());
+        assert!(registry.only().is_none(), "two platforms");
 
         let mut bad = PlatformsConfig::default();
         bad.meta.api_version = "26".into();
@@ -165,6 +173,16 @@ mod tests {
         assert!(e.to_string().contains("expected the form vNN.0"), "{e}");
         let (lenient, errors) = Registry::from_config_lenient(&bad);
         assert!(lenient.get(Platform::Facebook).is_none());
+        assert!(
+            lenient.get(Platform::Tiktok).is_some(),
+            "the others still build"
+        );
         assert_eq!(errors.len(), 1);
+
+        let mut bad = PlatformsConfig::default();
+        bad.tiktok.max_batch = 5000;
+        let e = Registry::from_config(&bad).unwrap_err();
+        assert_eq!(e.platform, Platform::Tiktok);
+        assert!(e.to_string().contains("1 to 1000 events"), "{e}");
     }
 }

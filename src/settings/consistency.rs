@@ -182,7 +182,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn settings(args: &[&str]) -> (WorkerArgs, Vec<RequestLimits>) {
+    fn all_settings(args: &[&str]) -> (WorkerArgs, Vec<RequestLimits>) {
         #[derive(Parser)]
         struct Both {
             #[command(flatten)]
@@ -199,8 +199,36 @@ mod tests {
         (both.worker, both.platforms.limits())
     }
 
+    /// The worker's settings and Meta's alone: the rules' arithmetic, tested on one platform.
+    fn meta_settings(args: &[&str]) -> (WorkerArgs, Vec<RequestLimits>) {
+        let (w, mut limits) = all_settings(args);
+        limits.retain(|l| l.platform == crate::platforms::Platform::Facebook);
+        (w, limits)
+    }
+
+    #[test]
+    fn every_platforms_requests_are_held_to_the_same_rules() {
+        let (w, m) = all_settings(&["--lease", "5s", "--retention-audit", "5days"]);
+        let found: Vec<_> = check(&w, &m).into_iter().map(|c| c.rule).collect();
+        for rule in [
+            "lease_meta_timeout",
+            "lease_tiktok_timeout",
+            "retention_event_age",
+            "retention_tiktok_event_age",
+        ] {
+            assert!(found.contains(&rule), "{rule} in {found:?}");
+        }
+        let (w, m) = all_settings(&["--drain-timeout", "10s", "--meta-timeout", "5s"]);
+        let c = check(&w, &m);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].rule, "drain_tiktok_timeout");
+        assert!(c[0]
+            .to_string()
+            .contains("--tiktok-timeout (STAGECAST_TIKTOK_TIMEOUT)"));
+    }
+
     fn rules(args: &[&str]) -> Vec<&'static str> {
-        let (w, m) = settings(args);
+        let (w, m) = meta_settings(args);
         check(&w, &m).into_iter().map(|c| c.rule).collect()
     }
 
@@ -211,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_lease_too_short_for_the_request_timeout_is_refused_with_the_shortest_that_fits() {
-        let (w, m) = settings(&["--lease", "5s", "--meta-timeout", "10s"]);
+        let (w, m) = meta_settings(&["--lease", "5s", "--meta-timeout", "10s"]);
         let c = check(&w, &m);
         assert_eq!(c.len(), 1, "{c:#?}");
         assert_eq!(c[0].rule, "lease_meta_timeout");

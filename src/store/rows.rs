@@ -41,6 +41,8 @@ pub struct StageChangeContext {
     pub client_user_agent: Option<String>,
     pub fbclid: Option<String>,
     pub fbclid_at: Option<DateTime<Utc>>,
+    /// TikTok's click id, as the CRM stored it.
+    pub ttclid: Option<String>,
     pub city: Option<String>,
     pub state: Option<String>,
     pub zip: Option<String>,

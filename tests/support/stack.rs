@@ -11,16 +11,20 @@ use std::time::Duration;
 
 use stagecast::pipeline::{Pipeline, PipelineConfig};
 use stagecast::platforms::meta::MetaConfig;
+use stagecast::platforms::tiktok::TiktokConfig;
 use stagecast::platforms::{PlatformsConfig, Registry};
 use stagecast::queue::{Backoff, RetryPolicy, Worker, WorkerConfig, WorkerHandle};
 use stagecast::secrets::KeyRing;
 use stagecast::store::Store;
-use stagecast_sandbox::MetaGraphSandbox;
+use stagecast_sandbox::{MetaGraphSandbox, TiktokSandbox};
 
 use super::TestDb;
 
 pub const PIXEL: &str = "1111222233334444";
 pub const TOKEN: &str = "EAAtest-secret-token-9f8e7d";
+/// The TikTok CRM event set of `seed_tiktok`, and its token.
+pub const TIKTOK_EVENT_SET: &str = "7301234567890123456";
+pub const TIKTOK_TOKEN: &str = "tt-secret-access-token-5c4b3a";
 pub const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Stack {
@@ -28,6 +32,8 @@ pub struct Stack {
     /// The worker role's store (what the in-process workers use).
     pub store: Store,
     pub sandbox: MetaGraphSandbox,
+    /// TikTok's Events API, played locally.
+    pub tiktok: TiktokSandbox,
     pub keys: KeyRing,
 }
 
@@ -35,6 +41,7 @@ pub struct Stack {
 #[derive(Clone)]
 pub struct Tuning {
     pub meta: MetaConfig,
+    pub tiktok: TiktokConfig,
     pub pipeline: PipelineConfig,
     pub worker: WorkerConfig,
 }
@@ -44,6 +51,7 @@ impl Tuning {
     pub fn registry(&self) -> Registry {
         Registry::from_config(&PlatformsConfig {
             meta: self.meta.clone(),
+            tiktok: self.tiktok.clone(),
         })
         .expect("platform config")
     }
@@ -55,11 +63,14 @@ impl Stack {
         let store = Store::new(db.worker_pool.clone());
         let sandbox = MetaGraphSandbox::start().await.expect("sandbox starts");
         sandbox.add_pixel(PIXEL, TOKEN);
+        let tiktok = TiktokSandbox::start().await.expect("tiktok sandbox starts");
+        tiktok.add_event_source(TIKTOK_EVENT_SET, TIKTOK_TOKEN);
         let keys = KeyRing::parse(KEYS).expect("test key ring");
         Stack {
             db,
             store,
             sandbox,
+            tiktok,
             keys,
         }
     }
@@ -87,6 +98,12 @@ impl Stack {
                 timeout: Duration::from_secs(5),
                 throttle_pause: Duration::from_millis(300),
                 ..MetaConfig::default()
+            },
+            tiktok: TiktokConfig {
+                base_url: self.tiktok.base_url(),
+                timeout: Duration::from_secs(5),
+                throttle_pause: Duration::from_millis(300),
+                ..TiktokConfig::default()
             },
             pipeline: PipelineConfig {
                 retry: RetryPolicy {
@@ -145,6 +162,7 @@ impl Stack {
         ])
         .env("DATABASE_URL", &self.db.worker_url)
         .env("STAGECAST_META_GRAPH_URL", self.sandbox.base_url())
+        .env("STAGECAST_TIKTOK_BASE_URL", self.tiktok.base_url())
         .env("STAGECAST_KEYS", KEYS)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -193,6 +211,27 @@ impl Stack {
             INSERT INTO crm_stages (id, name, funnel_category, utm_event) VALUES
               (1, 'Qualificado', 'meio', '[{"platform":"facebook","event_name":"Lead"}]'),
               (2, 'Comprou', 'fundo', '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true}]');
+            "#,
+        )
+        .await;
+    }
+
+    /// TikTok next to the standard CRM: pixel 2 (TikTok CRM event set, default for TikTok,
+    /// sealed token), and stages 1 and 2 sending to Meta and to TikTok.
+    pub async fn seed_tiktok(&self) {
+        sqlx::query(
+            "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, is_default) \
+             VALUES (2, 'tiktok', 'TikTok CRM', $1, $2, true, true)",
+        )
+        .bind(TIKTOK_EVENT_SET)
+        .bind(self.keys.seal(TIKTOK_TOKEN))
+        .execute(self.crm())
+        .await
+        .expect("insert tiktok pixel");
+        self.crm_exec(
+            r#"
+            UPDATE crm_stages SET utm_event = '[{"platform":"facebook","event_name":"Lead"},{"platform":"tiktok","event_name":"Lead"}]' WHERE id = 1;
+            UPDATE crm_stages SET utm_event = '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true},{"platform":"tiktok","event_name":"Purchase","use_sale_price":true}]' WHERE id = 2;
             "#,
         )
         .await;

@@ -1,4 +1,5 @@
-//! A local stand-in for Meta's Graph API, so tests, the demo and the benchmark never talk to real hosts.
+//! Local stand-ins for the ad platforms' APIs (Meta's Graph API; TikTok's Events API in
+//! [`tiktok`]), so tests, the demo and the benchmark never talk to real hosts.
 //!
 //! [`MetaGraphSandbox::start`] binds `127.0.0.1:0` and serves:
 //! - `POST /{version}/{pixel_id}/events`: the Conversions API edge, validating auth, body encodings
@@ -13,6 +14,7 @@
 //! [`MetaGraphSandbox::delivered_count`].
 
 mod meta_graph;
+pub mod tiktok;
 mod urlencoded;
 mod validate;
 
@@ -32,6 +34,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use tiktok::{TiktokEvent, TiktokFault, TiktokRequest, TiktokSandbox};
 
 /// One event of an accepted `/events` request, as Meta would have ingested it.
 #[derive(Debug, Clone)]

@@ -27,7 +27,13 @@ async fn render(app: &App, ctx: &Ctx) -> Result<Response, Fail> {
     let campaigns = store.doctor_campaigns().await?;
     let rows: Vec<_> = pixels.iter().map(|p| p.as_pixel_row()).collect();
     let mut general = Vec::new();
-    for platform in app.0.platforms.iter().map(|p| p.platform()) {
+    for platform in app
+        .0
+        .platforms
+        .iter()
+        .map(|p| p.platform())
+        .filter(|&p| doctor::pixels_in_use(&rows, p))
+    {
         general.push(doctor::default_pixel(&rows, platform));
         general.extend(doctor::campaign_checks(&campaigns, &rows, platform));
     }
