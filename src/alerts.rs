@@ -126,9 +126,9 @@ impl AlertCause {
                 es: "La compra ({stage}) no se envió a {platform}: no hay valor de venta. Complete el valor de venta del cliente (o un valor en la configuración del evento) y reenvíela; una compra nunca se envía con valor 0.",
             },
             AlertCause::EventTooOld => Localized {
-                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a mudança de etapa tem mais de 7 dias e a Meta recusa eventos tão antigos.",
-                en: "The {event} event ({stage}) was not sent to {platform}: the stage change is more than 7 days old and Meta refuses events that old.",
-                es: "El evento {event} ({stage}) no se envió a {platform}: el cambio de etapa tiene más de 7 días y Meta rechaza eventos tan antiguos.",
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: a mudança de etapa tem mais de {window}, o prazo dos eventos desse tipo no {platform}.",
+                en: "The {event} event ({stage}) was not sent to {platform}: the stage change is more than {window} old, past {platform}'s window for this kind of event.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el cambio de etapa tiene más de {window}, el plazo de los eventos de este tipo en {platform}.",
             },
             AlertCause::UnknownEventName => Localized {
                 pt: "A etapa {stage} está configurada com o evento desconhecido {event}{suggestion}. Corrija o nome na configuração da etapa ou use \"Other\" com um nome personalizado.",
@@ -221,6 +221,10 @@ pub struct AlertDetails {
     pub suggestion: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ad_id: Option<String>,
+    /// The age window applied to an `event_too_old` event, in seconds (absent: Meta's own
+    /// 7 days, e.g. when Meta refused the event with subcode 2804003).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
 }
 
 /// An alert ready to be recorded.
@@ -271,9 +275,32 @@ impl Alert {
             .replace("{error}", &none(&d.error))
             .replace("{ad_id}", &none(&d.ad_id))
             .replace("{suggestion_name}", &quoted(&d.suggestion))
-            .replace("{suggestion}", &suggestion);
+            .replace("{suggestion}", &suggestion)
+            .replace("{window}", &window_text(d.max_age_secs, locale));
         format!("⚠️ stagecast: {body}")
     }
+}
+
+/// An age window as people say it: whole days (rounded; the default 7 days less a 10-minute
+/// margin reads "7 days"), or hours below a day. Absent: Meta's documented 7 days.
+fn window_text(secs: Option<u64>, locale: Locale) -> String {
+    const DAY: u64 = 24 * 3600;
+    let secs = secs.unwrap_or(7 * DAY);
+    let (n, one, many) = if secs >= DAY {
+        let days = (secs + DAY / 2) / DAY;
+        match locale {
+            Locale::Pt => (days, "dia", "dias"),
+            Locale::En => (days, "day", "days"),
+            Locale::Es => (days, "día", "días"),
+        }
+    } else {
+        let hours = secs.div_ceil(3600).max(1);
+        match locale {
+            Locale::Pt | Locale::Es => (hours, "hora", "horas"),
+            Locale::En => (hours, "hour", "hours"),
+        }
+    };
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A bounded metrics label for a cause code read back from the database.
@@ -314,7 +341,53 @@ mod tests {
             error: Some("Invalid parameter".into()),
             suggestion: Some("Purchase".into()),
             ad_id: Some("120226305854810726".into()),
+            max_age_secs: None,
         }
+    }
+
+    #[test]
+    fn event_too_old_names_the_window_applied() {
+        let with = |secs: Option<u64>, platform: &str| AlertDetails {
+            max_age_secs: secs,
+            platform: Some(platform.into()),
+            ..details()
+        };
+        let meta_default = Some(7 * 24 * 3600 - 600);
+        let en =
+            Alert::new(AlertCause::EventTooOld, with(meta_default, "facebook")).render(Locale::En);
+        assert!(
+            en.contains("more than 7 days old") && en.contains("Meta"),
+            "{en}"
+        );
+        let store = Some(62 * 24 * 3600);
+        for (locale, want) in [
+            (Locale::Pt, "mais de 62 dias"),
+            (Locale::En, "more than 62 days"),
+            (Locale::Es, "más de 62 días"),
+        ] {
+            let text = Alert::new(AlertCause::EventTooOld, with(store, "facebook")).render(locale);
+            assert!(text.contains(want) && !text.contains("7 d"), "{text}");
+        }
+        let tiktok = Alert::new(
+            AlertCause::EventTooOld,
+            with(Some(28 * 24 * 3600), "tiktok"),
+        )
+        .render(Locale::Pt);
+        assert!(
+            tiktok.contains("mais de 28 dias")
+                && tiktok.contains("TikTok")
+                && !tiktok.contains("Meta"),
+            "{tiktok}"
+        );
+        let refused =
+            Alert::new(AlertCause::EventTooOld, with(None, "facebook")).render(Locale::Es);
+        assert!(
+            refused.contains("más de 7 días"),
+            "Meta's own refusal: its 7 days: {refused}"
+        );
+        let hours =
+            Alert::new(AlertCause::EventTooOld, with(Some(3600), "tiktok")).render(Locale::En);
+        assert!(hours.contains("more than 1 hour old"), "{hours}");
     }
 
     #[test]

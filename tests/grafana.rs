@@ -1355,6 +1355,66 @@ fn alert_rules_name_only_catalogued_series() {
     }
 }
 
+/// `promtool test rules`: `StagecastTokenProblem` fires for every cause that holds or stops a
+/// destination for its credentials or configuration (an invalid, missing or unreadable token,
+/// and `request_refused`: Meta refusing a pixel's requests), per cause, and not for event-level
+/// causes such as `api_error`.
+#[test]
+fn the_token_problem_rule_covers_request_refused() {
+    let Some(promtool) = which("promtool") else {
+        return skip_or_fail(
+            "promtool test rules of grafana/alerts.yml",
+            "no promtool on PATH",
+        );
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let series = |cause: &str, platform: &str, values: &str| {
+        format!(
+            "      - series: 'stagecast_alerts_total{{cause=\"{cause}\", platform=\"{platform}\", job=\"stagecast\", instance=\"w1\"}}'\n        values: '{values}'\n"
+        )
+    };
+    let expected = |cause: &str| {
+        format!(
+            "          - exp_labels: {{severity: warning, cause: {cause}}}\n            exp_annotations:\n              summary: \"{cause}: a destination's access token or configuration needs attention\"\n              runbook: docs/operations.md#token-invalid\n"
+        )
+    };
+    let mut test = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+        repo_file("grafana/alerts.yml").display()
+    );
+    for (cause, platform) in [
+        ("request_refused", "facebook"),
+        ("token_invalid", "tiktok"),
+        ("token_missing", "facebook"),
+        ("token_unreadable", "tiktok"),
+    ] {
+        test += &series(cause, platform, "0 1 1 1 1");
+    }
+    test += &series("api_error", "facebook", "0 5 9 9 9");
+    test += "    alert_rule_test:\n      - eval_time: 4m\n        alertname: StagecastTokenProblem\n        exp_alerts:\n";
+    for cause in [
+        "request_refused",
+        "token_invalid",
+        "token_missing",
+        "token_unreadable",
+    ] {
+        test += &expected(cause);
+    }
+    let file = dir.path().join("token_problem_test.yml");
+    std::fs::write(&file, test).unwrap();
+    let out = support::process::hermetic_std(promtool)
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(tool))

@@ -183,12 +183,15 @@ async fn the_age_window_is_seven_days_for_business_messaging_and_configurable_fo
     let clicked = s.customer(1, "a@example.com", "+5511999990001", None).await;
     with_click_id(&s, clicked, "ARAkLkA8rmlFeiCktEJQ").await;
     let store = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    let ancient = s.customer(3, "c@example.com", "+5511999990003", None).await;
     s.move_to(clicked, 1).await;
     s.move_to(store, 1).await;
-    // Both stage changes happened ten days ago (the worker was down, say).
-    s.exec(
-        "UPDATE stagecast.jobs SET payload = jsonb_set(payload, '{changed_at}', to_jsonb(now() - interval '10 days'))",
-    )
+    s.move_to(ancient, 1).await;
+    // The stage changes happened ten days ago (the worker was down, say); one 70 days ago.
+    s.exec(&format!(
+        "UPDATE stagecast.jobs SET payload = jsonb_set(payload, '{{changed_at}}', \
+           to_jsonb(now() - CASE WHEN customer_id = {ancient} THEN interval '70 days' ELSE interval '10 days' END))",
+    ))
     .await;
     let mut t = s.tuning();
     t.meta.physical_store_max_age = Some(Duration::from_secs(62 * 24 * 3600));
@@ -215,4 +218,18 @@ async fn the_age_window_is_seven_days_for_business_messaging_and_configurable_fo
         "{jobs:?}"
     );
     assert_eq!(s.alert_causes(clicked).await, ["event_too_old"]);
+    // Each alert names the window actually applied: 7 days for business messaging, the
+    // configured 62 days for a physical_store event past it.
+    let seven = s.chat_alerts(clicked).await;
+    assert!(
+        seven.iter().any(|a| a.contains("mais de 7 dias")),
+        "{seven:?}"
+    );
+    assert_eq!(s.alert_causes(ancient).await, ["event_too_old"]);
+    let long = s.chat_alerts(ancient).await;
+    assert!(
+        long.iter()
+            .any(|a| a.contains("mais de 62 dias") && !a.contains("7 dias")),
+        "{long:?}"
+    );
 }

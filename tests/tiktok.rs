@@ -221,20 +221,47 @@ async fn throttling_40100_pauses_the_event_source_without_spending_attempts() {
 }
 
 #[tokio::test]
-async fn an_invalid_token_fails_at_once_with_a_token_alert_and_meta_still_delivers() {
+async fn an_invalid_token_holds_the_event_source_and_a_new_token_resumes_it() {
     let (s, c) = stack_with_customer().await;
-    s.tiktok.push_fault(TiktokFault::InvalidToken);
-    let worker = s.start_worker();
+    // The event set's token was revoked: TikTok answers 40105 for every request.
+    sqlx::query("UPDATE pixels SET access_token_enc = $1 WHERE id = 2")
+        .bind(s.keys.seal("tt-revoked-token-0000"))
+        .execute(s.crm())
+        .await
+        .unwrap();
+    let mut t = s.tuning();
+    t.tiktok.hold_recheck = Duration::from_millis(200);
+    let worker = s.start_worker_with(t);
     s.move_to(c, 1).await;
-    s.drained().await;
-    worker.shutdown().await.unwrap();
-
-    let rows = tiktok_audit(&s).await;
-    assert_eq!(outcomes(&rows), ["failed"]);
-    assert_eq!(rows[0].3.as_deref(), Some("40105"));
-    assert_eq!(s.tiktok.requests().len(), 1, "no retry of a bad token");
+    wait_until("the job to be held", DEADLINE, || async {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM stagecast.jobs WHERE status = 'pending' AND last_error LIKE 'held:%'",
+        )
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+        held == 1
+    })
+    .await;
+    // Rechecks of the held job send nothing while the token is the one refused.
+    let since: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    wait_until("the held job to be rechecked", DEADLINE, || async {
+        let at: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT updated_at FROM stagecast.jobs WHERE kind = 'stage_change'")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+        at > since
+    })
+    .await;
+    let requests = s.tiktok.requests();
+    assert_eq!(requests.len(), 1, "held: one request, nothing sent again");
+    assert_eq!(requests[0].code, Some(40105));
     assert_eq!(s.sandbox.received().len(), 1, "Meta's event went out");
-    assert_eq!(s.alert_causes(c).await, ["token_invalid"]);
+    assert_eq!(s.alert_causes(c).await, ["token_invalid"], "one alert");
     let alerts = s.chat_alerts(c).await;
     assert!(
         alerts
@@ -242,9 +269,51 @@ async fn an_invalid_token_fails_at_once_with_a_token_alert_and_meta_still_delive
             .any(|a| a.contains("TikTok") && a.contains("40105")),
         "{alerts:?}"
     );
+    // Held, not failed (it may be mid-recheck, claimed, right now).
     let job = &s.jobs_of(c).await[0];
-    assert_eq!(job.0, "failed");
-    assert!(job.1.as_deref().unwrap().contains("40105"), "{job:?}");
+    assert!(matches!(job.0.as_str(), "pending" | "running"), "{job:?}");
+
+    // A new token is saved: the next recheck sends, without an operator's replay.
+    sqlx::query("UPDATE pixels SET access_token_enc = $1 WHERE id = 2")
+        .bind(s.keys.seal(TIKTOK_TOKEN))
+        .execute(s.crm())
+        .await
+        .unwrap();
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+
+    assert_eq!(s.tiktok.received().len(), 1);
+    assert_eq!(
+        s.sandbox.received().len(),
+        1,
+        "Meta's event was not sent again"
+    );
+    let rows = tiktok_audit(&s).await;
+    assert_eq!(outcomes(&rows).last(), Some(&"delivered"), "{rows:?}");
+    assert!(
+        outcomes(&rows[..rows.len() - 1])
+            .iter()
+            .all(|o| *o == "held"),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].3.as_deref(), Some("40105"));
+    assert!(
+        rows.iter().all(|r| r.2 == rows[0].2),
+        "same event_id throughout"
+    );
+    assert_eq!(s.jobs_of(c).await[0].0, "done");
+    let attempts: i32 = sqlx::query_scalar(
+        "SELECT attempts FROM stagecast.job_archive WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1, "the held rounds spent no attempt");
+    assert_eq!(
+        s.alert_causes(c).await,
+        ["token_invalid"],
+        "still one alert"
+    );
 }
 
 #[tokio::test]

@@ -55,8 +55,9 @@ struct Inner {
     locale: Locale,
     /// `Secure` cookies: everywhere but on loopback, where browsers may be given plain http.
     secure: bool,
-    /// The platforms' own checks of a pixel row (the destinations page). Built from default
-    /// settings: those checks read only the row, never a setting or the network.
+    /// The platforms' own checks of a pixel row (the destinations page) and of a stage's event
+    /// names (the stage form). Built from default settings: those checks read only the row or
+    /// the name, never a setting or the network.
     platforms: crate::platforms::registry::Registry,
 }
 

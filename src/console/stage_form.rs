@@ -1,6 +1,7 @@
 //! The stage form: `crm_stages.utm_event` as form rows and back, validated with the worker's
 //! own parser through the doctor's stage check (`doctor::stage_checks`, which runs
-//! `pipeline::event_config::parse`), so the form accepts exactly what a stage change can send.
+//! `pipeline::event_config::parse` and each platform's `event_name`), so the form accepts exactly
+//! what a stage change can send.
 
 use std::collections::HashMap;
 
@@ -184,7 +185,12 @@ impl Verdict {
 
 /// Check a value as the worker would read it, disabled entries included (the worker skips
 /// them, but they are sent once someone enables them, so they must be valid too).
-pub fn validate(stage_id: i64, name: Option<&str>, value: &Value) -> Verdict {
+pub fn validate(
+    stage_id: i64,
+    name: Option<&str>,
+    value: &Value,
+    platforms: &crate::platforms::registry::Registry,
+) -> Verdict {
     let forced = match value {
         Value::Array(items) => Value::Array(
             items
@@ -200,11 +206,14 @@ pub fn validate(stage_id: i64, name: Option<&str>, value: &Value) -> Verdict {
         ),
         other => other.clone(),
     };
-    let checks = crate::doctor::stage_checks(&[StageRow {
-        id: stage_id,
-        name: name.map(str::to_string),
-        utm_event: Some(forced),
-    }]);
+    let checks = crate::doctor::stage_checks(
+        &[StageRow {
+            id: stage_id,
+            name: name.map(str::to_string),
+            utm_event: Some(forced),
+        }],
+        platforms,
+    );
     let mut verdict = Verdict::default();
     for c in checks {
         match c.status {
@@ -246,7 +255,7 @@ mod tests {
         assert_eq!(built[0]["currency"], "BRL");
         assert_eq!(built[1]["value"], json!(49.9));
         assert_eq!(built[1]["platform"], "facebook");
-        assert!(validate(1, None, &built).saveable());
+        assert!(validate(1, None, &built, &registry()).saveable());
     }
 
     #[test]
@@ -272,7 +281,7 @@ mod tests {
             2,
             "the empty new row is left out"
         );
-        let v = validate(3, Some("Venda"), &built);
+        let v = validate(3, Some("Venda"), &built, &registry());
         assert!(!v.saveable());
         let found: Vec<&str> = v.problems.iter().map(|c| c.found.as_str()).collect();
         assert!(found[0].contains("did you mean \"Purchase\""), "{found:?}");
@@ -285,7 +294,7 @@ mod tests {
         fields.insert("v1".into(), "10".into());
         fields.insert("cur1".into(), "reais".into());
         let built = build_value(&rows_from_form(&fields), &Value::Null);
-        let v = validate(3, None, &built);
+        let v = validate(3, None, &built, &registry());
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.bad_currencies, [1]);
         // Unsupported platforms are a warning, as in the doctor.
@@ -293,6 +302,7 @@ mod tests {
             3,
             None,
             &json!([{"platform": "google_ads", "event_name": "Lead"}]),
+            &registry(),
         );
         assert!(v.saveable() && v.warnings[0].found.contains("not supported yet"));
         // TikTok is delivered: no warning.
@@ -300,7 +310,24 @@ mod tests {
             3,
             None,
             &json!([{"platform": "tiktok", "event_name": "Lead"}]),
+            &registry(),
         );
         assert!(v.saveable() && v.warnings.is_empty(), "{:?}", v.warnings);
+        // …but not an event TikTok has no counterpart for: the worker would refuse it.
+        let v = validate(
+            3,
+            None,
+            &json!([{"platform": "tiktok", "event_name": "Donate"}]),
+            &registry(),
+        );
+        assert!(!v.saveable(), "{v:?}");
+        assert!(v.problems[0].found.contains("Donate"), "{:?}", v.problems);
+    }
+
+    fn registry() -> crate::platforms::registry::Registry {
+        crate::platforms::registry::Registry::from_config_lenient(
+            &crate::platforms::registry::PlatformsConfig::default(),
+        )
+        .0
     }
 }

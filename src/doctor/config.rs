@@ -1,7 +1,8 @@
 //! CRM configuration: every campaign resolves to an active pixel, every stage's `utm_event`
-//! parses, and no problem recorded by the `utm_event` trigger is still open. Each check runs the
-//! worker's own code (`pipeline::resolve::pixel`, `pipeline::event_config::parse`), so the
-//! doctor reports exactly what a stage change would run into.
+//! parses into events its platform can take, and no problem recorded by the `utm_event` trigger
+//! is still open. Each check runs the worker's own code (`pipeline::resolve::pixel`,
+//! `pipeline::event_config::parse`, the platform's `event_name`), so the doctor reports exactly
+//! what a stage change would run into.
 
 use super::keys::pixel_label;
 use super::pixels::check_id;
@@ -9,7 +10,8 @@ use super::report::{list, named, Check, Group};
 use crate::alerts::AlertCause;
 use crate::pipeline::event_config::{self, ConfigIssue};
 use crate::pipeline::resolve;
-use crate::platforms::{registry, Platform};
+use crate::platforms::platform::LocalProblem;
+use crate::platforms::{registry, Platform, Registry};
 use crate::store::doctor::{CampaignRow, ConfigProblemRow, StageRow};
 use crate::store::{PixelRow, StageChangeContext};
 
@@ -128,8 +130,21 @@ fn issue_fix(issue: &ConfigIssue) -> String {
     }
 }
 
-/// Every stage's `utm_event` through the worker's parser.
-pub fn stages(stages: &[StageRow]) -> Vec<Check> {
+/// How to fix an entry naming an event its platform has no counterpart for.
+fn name_fix(problem: &LocalProblem, platform: Platform, index: usize) -> String {
+    let instead = match &problem.suggestion {
+        Some(s) => format!("{s:?} or "),
+        None => String::new(),
+    };
+    format!(
+        "set \"event_name\" of entry {} ({platform}) to {instead}\"Other\" with a \"custom_event_name\" (docs/events.md)",
+        index + 1
+    )
+}
+
+/// Every stage's `utm_event` through the worker's parser, and each entry's event through its
+/// platform's `event_name` (the name the worker would send), for the platforms in `platforms`.
+pub fn stages(stages: &[StageRow], platforms: &Registry) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut sending = 0;
     for s in stages {
@@ -166,7 +181,24 @@ pub fn stages(stages: &[StageRow]) -> Vec<Check> {
                         ),
                     ),
                 ),
-                Ok(_) => {}
+                Ok(config) => {
+                    let named = platforms
+                        .get(config.platform)
+                        .map(|p| p.event_name(&config.event));
+                    if let Some(Err(problem)) = named {
+                        checks.push(
+                            Check::build(Group::StageEvents, id, stage_title(s)).problem(
+                                format!(
+                                    "entry {}: {} ({}): the event is not sent",
+                                    config.index + 1,
+                                    problem.message,
+                                    problem.cause.code()
+                                ),
+                                name_fix(&problem, config.platform, config.index),
+                            ),
+                        );
+                    }
+                }
             }
         }
     }
@@ -237,6 +269,65 @@ mod tests {
     use crate::doctor::keys::tests::pixel;
     use crate::doctor::report::Status;
     use serde_json::json;
+
+    fn registry() -> Registry {
+        Registry::from_config_lenient(&crate::platforms::registry::PlatformsConfig::default()).0
+    }
+
+    #[test]
+    fn an_event_a_platform_has_no_counterpart_for_is_a_problem_with_its_suggestion() {
+        let rows = [StageRow {
+            id: 5,
+            name: Some("Doação".into()),
+            utm_event: Some(json!([
+                {"platform": "tiktok", "event_name": "Donate"},
+                {"platform": "facebook", "event_name": "Donate"},
+                {"platform": "tiktok", "event_name": "PageView"},
+                {"platform": "tiktok", "event_name": "Lead"}
+            ])),
+        }];
+        let checks = stages(&rows, &registry());
+        let texts: Vec<String> = checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:?} {} {}: {} | {:?}",
+                    c.status, c.id, c.title, c.found, c.fix
+                )
+            })
+            .collect();
+        assert_eq!(
+            checks.len(),
+            2,
+            "Meta's Donate and TikTok's Lead are fine: {texts:#?}"
+        );
+        assert_eq!(checks[0].status, Status::Problem, "{texts:#?}");
+        assert_eq!(checks[0].id, "stage_events.5.1");
+        assert!(
+            texts[0].contains("entry 1: TikTok has no event equivalent to Donate")
+                && texts[0].contains("event_not_on_platform")
+                && checks[0]
+                    .fix
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("\"Purchase\""),
+            "{texts:#?}"
+        );
+        assert_eq!(checks[1].id, "stage_events.5.3");
+        assert!(
+            texts[1].contains("PageView")
+                && checks[1]
+                    .fix
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("\"ViewContent\""),
+            "{texts:#?}"
+        );
+        // The same function the worker uses decides: without a built platform, no verdict.
+        assert!(stages(&rows, &Registry::default())
+            .iter()
+            .all(|c| c.status == Status::Ok));
+    }
 
     fn campaign(id: i64, name: &str, pixel_id: Option<i64>) -> CampaignRow {
         CampaignRow {
@@ -323,7 +414,7 @@ mod tests {
                 utm_event: Some(json!("Purchase")),
             },
         ];
-        let checks = stages(&stages_rows);
+        let checks = stages(&stages_rows, &registry());
         let texts: Vec<String> = checks
             .iter()
             .map(|c| format!("{:?} {}: {} | {:?}", c.status, c.title, c.found, c.fix))
@@ -350,16 +441,19 @@ mod tests {
         assert_eq!(checks[0].id, "stage_events.3.1");
         assert_eq!(checks[4].id, "stage_events.4.value");
 
-        let fine = stages(&stages_rows[..1]);
+        let fine = stages(&stages_rows[..1], &registry());
         assert_eq!(
             fine[0].found,
             "1 stage(s), 1 send events; every entry is valid"
         );
-        let silent = stages(&[StageRow {
-            id: 9,
-            name: None,
-            utm_event: Some(json!([{"event_name": "Lead", "enabled": false}])),
-        }]);
+        let silent = stages(
+            &[StageRow {
+                id: 9,
+                name: None,
+                utm_event: Some(json!([{"event_name": "Lead", "enabled": false}])),
+            }],
+            &registry(),
+        );
         assert_eq!(silent[0].status, Status::Warning, "{silent:?}");
     }
 

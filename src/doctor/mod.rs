@@ -281,7 +281,7 @@ async fn with_database(
 
     let stages = match store.doctor_stages().await {
         Ok(stages) => {
-            checks.extend(config::stages(&stages));
+            checks.extend(config::stages(&stages, platforms));
             stages
         }
         Err(e) => {

@@ -167,6 +167,7 @@ impl Pipeline {
                         AlertDetails {
                             pixel: Some(pixel.pixel_id.clone()),
                             suggestion: problem.suggestion,
+                            max_age_secs: problem.max_age.map(|w| w.as_secs()),
                             error: Some(problem.message),
                             ..details
                         },

@@ -135,6 +135,8 @@ pub struct LocalProblem {
     pub message: String,
     /// What to write instead, when there is an obvious candidate (an event name).
     pub suggestion: Option<String>,
+    /// The age window applied, for `event_too_old`: the alert names it.
+    pub max_age: Option<std::time::Duration>,
 }
 
 impl LocalProblem {
@@ -143,6 +145,15 @@ impl LocalProblem {
             cause,
             message: message.into(),
             suggestion: None,
+            max_age: None,
+        }
+    }
+
+    /// `event_too_old` for an event past `window`.
+    pub fn too_old(window: std::time::Duration, message: impl Into<String>) -> Self {
+        Self {
+            max_age: Some(window),
+            ..Self::new(AlertCause::EventTooOld, message)
         }
     }
 }

@@ -36,7 +36,7 @@ pub async fn list(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Res
                     tr { th { "ID" } th { (t.s(K::Stage)) } th { (t.s(K::Events)) } th { (t.s(K::Findings)) } th {} }
                     @for s in &stages {
                         @let value = s.utm_event.clone().unwrap_or(Value::Null);
-                        @let verdict = stage_form::validate(s.id, s.name.as_deref(), &value);
+                        @let verdict = stage_form::validate(s.id, s.name.as_deref(), &value, &app.0.platforms);
                         tr {
                             td { (s.id) }
                             td { (s.name.as_deref().unwrap_or("")) }
@@ -94,7 +94,7 @@ pub async fn show(
         let s = stage(&app, &id).await?;
         let base = s.utm_event.clone().unwrap_or(Value::Null);
         let rows = stage_form::rows_from_value(&base);
-        let verdict = stage_form::validate(s.id, s.name.as_deref(), &base);
+        let verdict = stage_form::validate(s.id, s.name.as_deref(), &base, &app.0.platforms);
         let notice = match field(&q, "saved") {
             Some("1") => Some(("success", ctx.tr().s(K::Saved).to_string())),
             Some("0") => Some(("note", ctx.tr().s(K::Unchanged).to_string())),
@@ -133,7 +133,7 @@ pub async fn save(
             .unwrap_or(Value::Null);
         let rows = stage_form::rows_from_form(&fields);
         let value = stage_form::build_value(&rows, &base);
-        let verdict = stage_form::validate(s.id, s.name.as_deref(), &value);
+        let verdict = stage_form::validate(s.id, s.name.as_deref(), &value, &app.0.platforms);
         let saving = field(&fields, "action") == Some("save");
         if !saving {
             let notice = verdict

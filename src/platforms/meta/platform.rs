@@ -91,6 +91,7 @@ impl AdPlatform for Meta {
                         event.event.as_str()
                     ),
                     suggestion: Some(suggestion.to_string()),
+                    max_age: None,
                 });
             }
             Err(RoutingRefusal::UnsupportedActionSource(source)) => {
@@ -104,8 +105,8 @@ impl AdPlatform for Meta {
         let age = now.signed_duration_since(event.event_time);
         let window = self.config().max_age_for(routed);
         if age.to_std().is_ok_and(|a| a > window) {
-            return Err(LocalProblem::new(
-                AlertCause::EventTooOld,
+            return Err(LocalProblem::too_old(
+                window,
                 format!(
                     "the stage change is older than the {} window for {routed} events",
                     humantime::format_duration(window)

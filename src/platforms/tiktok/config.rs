@@ -32,6 +32,11 @@ pub struct TiktokConfig {
     pub max_event_age: Duration,
     /// First pause of an event source TikTok throttled (40100 carries no estimate).
     pub throttle_pause: Duration,
+    /// An event source held for its token (40105/40104): its jobs look again this often whether
+    /// the token changed (no request is sent while it has not).
+    pub hold_recheck: Duration,
+    /// …and one request is let through this often anyway, in case it was fixed at TikTok's side.
+    pub hold_probe: Duration,
 }
 
 impl Default for TiktokConfig {
@@ -46,6 +51,8 @@ impl Default for TiktokConfig {
             lead_event_source: "stagecast".to_string(),
             max_event_age: Duration::from_secs(7 * 24 * 3600 - 10 * 60),
             throttle_pause: Duration::from_secs(60),
+            hold_recheck: Duration::from_secs(60),
+            hold_probe: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -12,7 +12,6 @@ use super::names::tiktok_name;
 use super::payload::build_event;
 use super::sink::{TiktokDestination, TiktokSink};
 use super::verify::verdict;
-use crate::alerts::AlertCause;
 use crate::catalog::EventName;
 use crate::platforms::credentials::access_token;
 use crate::platforms::event::ConversionEvent;
@@ -75,9 +74,10 @@ impl AdPlatform for Tiktok {
         now: DateTime<Utc>,
     ) -> Result<(), LocalProblem> {
         let age = now.signed_duration_since(event.event_time);
-        if age.to_std().is_ok_and(|a| a > self.config().max_event_age) {
-            return Err(LocalProblem::new(
-                AlertCause::EventTooOld,
+        let window = self.config().max_event_age;
+        if age.to_std().is_ok_and(|a| a > window) {
+            return Err(LocalProblem::too_old(
+                window,
                 "the stage change is older than the TikTok event window (--tiktok-max-event-age)",
             ));
         }
@@ -144,6 +144,7 @@ impl AdPlatform for Tiktok {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertCause;
     use crate::platforms::event::UserIdentity;
 
     fn pixel(action_source: Option<&str>) -> PixelRow {
@@ -210,6 +211,20 @@ mod tests {
             .check(&event(chrono::Duration::days(8)), &p, Utc::now())
             .unwrap_err();
         assert_eq!(old.cause, AlertCause::EventTooOld);
+        assert_eq!(old.max_age, Some(TiktokConfig::default().max_event_age));
+        let long = Tiktok::new(TiktokConfig {
+            max_event_age: std::time::Duration::from_secs(28 * 24 * 3600),
+            ..TiktokConfig::default()
+        })
+        .unwrap();
+        let past = long
+            .check(&event(chrono::Duration::days(30)), &p, Utc::now())
+            .unwrap_err();
+        assert_eq!(
+            past.max_age,
+            Some(std::time::Duration::from_secs(28 * 24 * 3600)),
+            "the alert names the window configured"
+        );
     }
 
     #[test]

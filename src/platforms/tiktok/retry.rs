@@ -7,7 +7,7 @@
 //! | 0 | delivered |
 //! | 20001 | delivered (integrations treat it as a partial success; its meaning is undocumented, so it is logged and counted) |
 //! | 40100 | throttled: pause the destination, retry without spending an attempt |
-//! | 40105, 40104 | the token: fail the destination with `token_invalid` |
+//! | 40105, 40104 | the token: hold the destination (`token_invalid`, no attempt spent) until its token changes |
 //! | 40001 | no permission on the pixel / event set: fail the destination |
 //! | 40002 and other 4xxxx | invalid events: split the batch to isolate them |
 //! | 5xxxx, HTTP 5xx, 408, timeouts | retry with the same `event_id` |
@@ -71,6 +71,9 @@ pub enum Classification {
     Throttle(ApiError),
     /// At least one event is invalid: split the batch to isolate it.
     RejectEvents(ApiError),
+    /// The token was refused: nothing sent with it can succeed, so the destination is held
+    /// (no attempt spent) until its token changes (`platforms::holds`).
+    HoldDestination { error: ApiError, cause: AlertCause },
     /// Nothing sent to this destination can succeed until its configuration is fixed.
     FailDestination { error: ApiError, cause: AlertCause },
 }
@@ -119,7 +122,7 @@ pub fn classify(resp: &TrackResponse) -> Classification {
             partial: true,
         },
         40100 => Classification::Throttle(err),
-        40104 | 40105 => Classification::FailDestination {
+        40104 | 40105 => Classification::HoldDestination {
             error: err,
             cause: AlertCause::TokenInvalid,
         },
@@ -153,7 +156,7 @@ fn classify_bare_status(resp: &TrackResponse) -> Classification {
         // were taken, and a resend carries the same event ids.
         200..=299 => Classification::Retry(err),
         429 => Classification::Throttle(err),
-        401 | 403 => Classification::FailDestination {
+        401 | 403 => Classification::HoldDestination {
             error: err,
             cause: AlertCause::TokenInvalid,
         },
@@ -218,7 +221,7 @@ mod tests {
         for code in [40104, 40105] {
             assert!(matches!(
                 classify(&answer(code)),
-                Classification::FailDestination {
+                Classification::HoldDestination {
                     cause: AlertCause::TokenInvalid,
                     ..
                 }
@@ -257,7 +260,7 @@ mod tests {
         assert!(matches!(classify(&bare(429)), Classification::Throttle(_)));
         assert!(matches!(
             classify(&bare(401)),
-            Classification::FailDestination {
+            Classification::HoldDestination {
                 cause: AlertCause::TokenInvalid,
                 ..
             }

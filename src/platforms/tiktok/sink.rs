@@ -3,7 +3,9 @@
 //! events (40002) is split in halves until the bad events are isolated; the rest are delivered.
 //! Whether TikTok drops only the bad events of a batch is not documented, and splitting is
 //! right in both cases: the good events of a refused batch were not taken, and a re-send of any
-//! that were carries the same `event_id`, which TikTok deduplicates.
+//! that were carries the same `event_id`, which TikTok deduplicates. An invalid token
+//! (40105/40104) holds the event source instead, as Meta's code 190 holds a pixel: one request,
+//! one alert, no attempt spent, resumed when the token changes (`platforms::holds`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +21,7 @@ use super::config::{EventSource, TiktokConfig, TiktokConfigError};
 use super::payload::request_body;
 use super::retry::{classify, classify_transport, ApiError, Classification};
 use crate::alerts::AlertCause;
+use crate::platforms::holds::{fingerprint, DestinationHolds, HoldState};
 use crate::platforms::outcome::{EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::platform::{DeliveryContext, Destination};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
@@ -58,6 +61,7 @@ impl Destination for TiktokDestination {
 pub struct TiktokSink {
     client: TiktokClient,
     limiter: DestinationLimiter,
+    holds: DestinationHolds,
     config: TiktokConfig,
 }
 
@@ -81,6 +85,7 @@ impl TiktokSink {
         Ok(Self {
             client,
             limiter,
+            holds: DestinationHolds::new(config.hold_probe),
             config,
         })
     }
@@ -91,6 +96,13 @@ impl TiktokSink {
 
     pub fn client(&self) -> &TiktokClient {
         &self.client
+    }
+
+    /// When a held event source's jobs look again.
+    fn hold_until(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::from_std(self.config.hold_recheck)
+                .unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Send `events` to `dest`, streaming the results of each request to `out` as soon as it
@@ -129,6 +141,38 @@ impl TiktokSink {
             .rev()
             .map(<[PreparedEvent]>::to_vec)
             .collect();
+        // An event source held for its token sends nothing while that token is the one in use
+        // (or one probe request when it is due): the events wait, no attempt spent.
+        let config_fingerprint = fingerprint(&[&dest.source_id, dest.token.expose()]);
+        let mut probing = false;
+        match self.holds.state(key, &config_fingerprint) {
+            HoldState::Open => {}
+            HoldState::Probe => {
+                probing = true;
+                debug!(event_source = %dest.source_id, "held event source: probing with one request");
+            }
+            HoldState::Held { cause, error } => {
+                let until = self.hold_until();
+                for c in work.drain(..) {
+                    let results = c
+                        .into_iter()
+                        .map(|e| EventResult {
+                            key: e.key,
+                            outcome: EventOutcome::Held {
+                                until,
+                                cause,
+                                alert: false,
+                            },
+                            http_status: None,
+                            error: Some(error.clone()),
+                            response: None,
+                        })
+                        .collect();
+                    let _ = out.send(results);
+                }
+                return;
+            }
+        }
         while let Some(chunk) = work.pop() {
             match self.limiter.acquire(key, shutdown).await {
                 Slot::Ready { .. } => {}
@@ -196,6 +240,7 @@ impl TiktokSink {
                 Classification::Retry(_) => "retry",
                 Classification::Throttle(_) => "throttled",
                 Classification::RejectEvents(_) => "rejected",
+                Classification::HoldDestination { .. } => "held",
                 Classification::FailDestination { .. } => "failed",
             };
             metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
@@ -206,6 +251,10 @@ impl TiktokSink {
                     request_id,
                 } => {
                     self.limiter.succeeded(key);
+                    if self.holds.release(key) || probing {
+                        warn!(event_source = %dest.source_id, "TikTok accepts this event source's token again; its held events are sent");
+                        probing = false;
+                    }
                     if partial {
                         // Code 20001: integrations count it as accepted; TikTok does not
                         // document which events, if any, it dropped.
@@ -254,6 +303,37 @@ impl TiktokSink {
                         Some(&error),
                         body.as_ref(),
                     );
+                }
+                Classification::HoldDestination { error, cause } => {
+                    let news =
+                        self.holds
+                            .hold(key, &config_fingerprint, cause, error.to_delivery_error());
+                    if news {
+                        warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
+                    } else {
+                        debug!(event_source = %dest.source_id, %error, "held event source still refused");
+                    }
+                    let until = self.hold_until();
+                    // One alert per hold: on the first event of the request that found it.
+                    let mut alert = news;
+                    for c in std::iter::once(chunk).chain(work.drain(..)) {
+                        let results = c
+                            .into_iter()
+                            .map(|e| EventResult {
+                                key: e.key,
+                                outcome: EventOutcome::Held {
+                                    until,
+                                    cause,
+                                    alert: std::mem::take(&mut alert),
+                                },
+                                http_status: status,
+                                error: Some(error.to_delivery_error()),
+                                response: body.clone(),
+                            })
+                            .collect();
+                        let _ = out.send(results);
+                    }
+                    break;
                 }
                 Classification::FailDestination { error, cause } => {
                     warn!(event_source = %dest.source_id, %error, "TikTok refused this destination's configuration; failing its events");

@@ -41,7 +41,7 @@ pub fn verdict(
         Classification::RejectEvents(ApiError {
             code: Some(40002), ..
         }) => ok(),
-        Classification::FailDestination {
+        Classification::HoldDestination {
             error,
             cause: AlertCause::TokenInvalid,
         } => problem(
@@ -58,7 +58,9 @@ pub fn verdict(
             ),
             "check pixels.pixel_id against Events Manager, and that the token was generated for this event set".into(),
         ),
-        Classification::FailDestination { error, .. } | Classification::RejectEvents(error) => {
+        Classification::HoldDestination { error, .. }
+        | Classification::FailDestination { error, .. }
+        | Classification::RejectEvents(error) => {
             problem(
                 format!("TikTok refused the check: {error}"),
                 "check STAGECAST_TIKTOK_BASE_URL and the event set; give the request_id to TikTok support if it persists".into(),
