@@ -68,7 +68,7 @@ fn pixel(login: Option<&str>) -> PixelRow {
 fn event(n: usize) -> ConversionEvent {
     let norm = Normalizer::new("BR").unwrap();
     let user = UserIdentity {
-        gclid: (n % 2 == 0).then(|| format!("Cj0KCQ-{n}")),
+        gclid: n.is_multiple_of(2).then(|| format!("Cj0KCQ-{n}")),
         google_emails: vec![norm.google_email(&format!("lead.{n}@gmail.com")).unwrap()],
         ..UserIdentity::default()
     };
