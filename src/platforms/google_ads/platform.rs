@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 
 use super::config::{GoogleAdsConfig, GoogleAdsConfigError};
 use super::oauth::TokenError;
-use super::payload::{build_conversion, customer_digits, matchable};
+use super::payload::{build_conversion, customer_digits};
 use super::sink::{GoogleAdsDestination, GoogleAdsSink};
 use crate::alerts::AlertCause;
 use crate::catalog::EventName;
@@ -109,12 +109,9 @@ impl AdPlatform for GoogleAds {
                 ),
             ));
         }
-        if !matchable(event) {
-            return Err(LocalProblem::new(
-                AlertCause::AdWithoutClickId,
-                "no Google click id (gclid, gbraid, wbraid) and no email or phone to match the conversion with",
-            ));
-        }
+        // A row with neither a click id nor an email or phone is still sent: Google's own
+        // answer for it becomes the failure (`api_error` with Google's code), which names the
+        // problem better than any local alert text would.
         Ok(())
     }
 
