@@ -10,7 +10,9 @@ SELECT c.job_id,
        cu.ttclid,
        cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
        (SELECT jsonb_strip_nulls(jsonb_build_object('fbp', j ->> 'fbp', 'birth_date', j ->> 'birth_date',
-                                                    'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id'))
+                                                    'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id',
+                                                    'gclid', j ->> 'gclid', 'gbraid', j ->> 'gbraid',
+                                                    'wbraid', j ->> 'wbraid'))
           FROM (SELECT to_jsonb(cu) AS j) r) AS optional,
        s.id AS stage_id, s.name AS stage_name, s.funnel_category, s.utm_event,
        s.default_value::float8 AS stage_default_value,

@@ -31,10 +31,11 @@ pub enum AlertCause {
     BusinessMessagingOnlyEvent,
     UnsupportedActionSource,
     EventNotOnPlatform,
+    ClickTooOld,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 20] = [
+    pub const ALL: [AlertCause; 21] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -55,6 +56,7 @@ impl AlertCause {
         AlertCause::BusinessMessagingOnlyEvent,
         AlertCause::UnsupportedActionSource,
         AlertCause::EventNotOnPlatform,
+        AlertCause::ClickTooOld,
     ];
 
     pub fn code(self) -> &'static str {
@@ -79,6 +81,7 @@ impl AlertCause {
             AlertCause::BusinessMessagingOnlyEvent => "business_messaging_only_event",
             AlertCause::UnsupportedActionSource => "unsupported_action_source",
             AlertCause::EventNotOnPlatform => "event_not_on_platform",
+            AlertCause::ClickTooOld => "click_too_old",
         }
     }
 
@@ -184,6 +187,11 @@ impl AlertCause {
                 pt: "O evento {event} ({stage}) não foi enviado ao {platform}: essa plataforma não tem evento equivalente{suggestion}. Escolha outro evento para o {platform} na configuração da etapa, ou use \"Other\" com um nome personalizado.",
                 en: "The {event} event ({stage}) was not sent to {platform}: that platform has no equivalent event{suggestion}. Pick another event for {platform} in the stage config, or use \"Other\" with a custom name.",
                 es: "El evento {event} ({stage}) no se envió a {platform}: esa plataforma no tiene un evento equivalente{suggestion}. Elija otro evento para {platform} en la configuración de la etapa, o use \"Other\" con un nombre personalizado.",
+            },
+            AlertCause::ClickTooOld => Localized {
+                pt: "O evento {event} ({stage}) não foi aceito pelo {platform}: o clique no anúncio é mais antigo que a janela de conversão da ação ({code}). A conversão não pode mais ser atribuída a esse clique; se isso for frequente, aumente a janela de conversão da ação no {platform}.",
+                en: "The {event} event ({stage}) was not accepted by {platform}: the ad click is older than the conversion action's click-through window ({code}). The conversion can no longer be attributed to that click; if this is frequent, widen the conversion action's window in {platform}.",
+                es: "El evento {event} ({stage}) no fue aceptado por {platform}: el clic en el anuncio es más antiguo que la ventana de conversión de la acción ({code}). La conversión ya no se puede atribuir a ese clic; si ocurre con frecuencia, amplíe la ventana de conversión de la acción en {platform}.",
             },
         }
     }

@@ -174,6 +174,8 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
             base_url: tiktok.base_url(),
             ..TiktokConfig::default()
         },
+        // The demo has no Google Ads pixel: nothing is sent there.
+        ..PlatformsConfig::default()
     })?;
     let pipeline = Pipeline::new(store.clone(), platforms, Some(keys), pipeline_config)?;
     let worker = Worker::new(

@@ -247,7 +247,7 @@ fn example(cause: AlertCause) -> AlertDetails {
             ..d("Other", "Visita agendada")
         },
         AlertCause::UnsupportedPlatform => AlertDetails {
-            platform: Some("google_ads".into()),
+            platform: Some("tiktok".into()),
             ..d("Lead", "Qualificado")
         },
         AlertCause::DeliveryGaveUp => AlertDetails {
@@ -288,6 +288,11 @@ fn example(cause: AlertCause) -> AlertDetails {
             platform: Some("tiktok".into()),
             suggestion: Some("Purchase".into()),
             ..d("Donate", "Doação")
+        },
+        AlertCause::ClickTooOld => AlertDetails {
+            platform: Some("google_ads".into()),
+            code: Some("EXPIRED_EVENT".into()),
+            ..d("Purchase", "Venda fechada")
         },
     }
 }

@@ -90,6 +90,9 @@ async fn drains_on(signal: &str) {
             // Every platform's requests must fit the lease (the settings rules).
             "--tiktok-timeout",
             "6s",
+            // Google Ads: a token refresh and an upload, each within this.
+            "--google-ads-timeout",
+            "3s",
             "--drain-timeout",
             "60s",
         ],

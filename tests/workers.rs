@@ -110,6 +110,8 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_resends_exactly_what_was_in
             "1500ms",
             "--tiktok-timeout",
             "1500ms",
+            "--google-ads-timeout",
+            "750ms",
         ])
         .env("STAGECAST_LOG", "warn")
         .stdout(Stdio::null())

@@ -254,6 +254,30 @@ impl Normalizer {
         })
     }
 
+    /// Google's form of an email (Google Ads enhanced conversions share the Data Manager
+    /// formatting rules, developers.google.com/data-manager/api/devguides/concepts/formatting):
+    /// [`Normalizer::email`]'s trim + lowercase, and for `gmail.com` / `googlemail.com` only,
+    /// every `.` and any `+tag` removed from the local part.
+    pub fn google_email(&self, raw: &str) -> Result<Hashed, PiiError> {
+        // Validate exactly as Meta's form does, so both forms accept the same addresses.
+        self.email(raw)?;
+        hash_with(raw, Field::Email, |canon| {
+            let (local, domain) = canon.rsplit_once('@').ok_or(PiiError::InvalidEmail {
+                reason: "email has no @",
+            })?;
+            if !matches!(domain, "gmail.com" | "googlemail.com") {
+                return Ok(canon.to_owned());
+            }
+            let local = local.split('+').next().unwrap_or_default().replace('.', "");
+            if local.is_empty() {
+                return Err(PiiError::InvalidEmail {
+                    reason: "email has nothing before @",
+                });
+            }
+            Ok(format!("{local}@{domain}"))
+        })
+    }
+
     /// `ph`: E.164 digits without `+`, hashed. See [`Normalizer::phone_digits`].
     pub fn phone(&self, raw: &str) -> Result<Hashed, PiiError> {
         if let Some(h) = Hashed::from_hex(raw) {

@@ -483,3 +483,30 @@ proptest! {
         prop_assert_eq!(br().phone_digits(&national).ok(), Some(format!("55{area}9{rest}")));
     }
 }
+
+#[test]
+fn google_emails_drop_gmail_dots_and_plus_tags_only_for_gmail() {
+    let n = Normalizer::new("BR").unwrap();
+    // Google's documented examples (Data Manager API, "Format user data").
+    assert_eq!(
+        n.google_email("cloudy.sanfrancisco+shopping@gmail.com")
+            .unwrap(),
+        n.email("cloudysanfrancisco@gmail.com").unwrap()
+    );
+    assert_eq!(
+        n.google_email(" J.O.H.N@GoogleMail.com ").unwrap(),
+        n.email("john@googlemail.com").unwrap()
+    );
+    assert_eq!(
+        n.google_email("user.name+NYC@Example.com").unwrap(),
+        n.email("user.name+nyc@example.com").unwrap()
+    );
+    assert!(n.google_email("+tag@gmail.com").is_err());
+    assert!(n.google_email("not an email").is_err());
+    let hex = crate::pii::sha256_hex("x@gmail.com");
+    assert_eq!(
+        n.google_email(&hex).unwrap().as_str(),
+        hex,
+        "a digest is not hashed twice"
+    );
+}

@@ -29,6 +29,11 @@ pub fn build(
     let contacts = contacts(ctx.contacts.as_ref());
     for raw in ctx.email.iter().map(String::as_str).chain(contacts.emails) {
         push_unique(&mut id.emails, normalizer.email(raw), "em");
+        if let Ok(h) = normalizer.google_email(raw) {
+            if id.google_emails.len() < MAX_PER_KEY && !id.google_emails.contains(&h) {
+                id.google_emails.push(h);
+            }
+        }
     }
     for raw in ctx.phone.iter().map(String::as_str).chain(contacts.phones) {
         let hashed = normalizer.phone(raw);
@@ -124,6 +129,15 @@ pub fn build(
         .filter(|t| !t.is_empty() && t.len() <= MAX_CLICK_ID)
         .map(str::to_string);
     id.tiktok_lead_id = metadata_str(ctx.utm_metadata.as_ref(), "tiktok_lead_id");
+    let click_id = |key| {
+        // The customer's own column first (`customers.gclid`), then the first-touch ad data.
+        metadata_str(optional, key)
+            .or_else(|| metadata_str(ctx.utm_metadata.as_ref(), key))
+            .filter(|c| c.len() <= MAX_CLICK_ID)
+    };
+    id.gclid = click_id("gclid");
+    id.gbraid = click_id("gbraid");
+    id.wbraid = click_id("wbraid");
     id
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::google_ads::GoogleAdsArgs;
 use super::meta::MetaArgs;
 use super::registry::PlatformsConfig;
 use super::tiktok::TiktokArgs;
@@ -19,6 +20,8 @@ pub struct PlatformArgs {
     pub meta: MetaArgs,
     #[command(flatten)]
     pub tiktok: TiktokArgs,
+    #[command(flatten)]
+    pub google_ads: GoogleAdsArgs,
 }
 
 impl PlatformArgs {
@@ -27,17 +30,26 @@ impl PlatformArgs {
         PlatformsConfig {
             meta: self.meta.meta_config(),
             tiktok: self.tiktok.tiktok_config(),
+            google_ads: self.google_ads.google_ads_config(),
         }
     }
 
     /// One Settings line of the doctor per platform.
     pub fn settings_checks(&self) -> Vec<SettingsCheck> {
-        vec![self.meta.settings_check(), self.tiktok.settings_check()]
+        vec![
+            self.meta.settings_check(),
+            self.tiktok.settings_check(),
+            self.google_ads.settings_check(),
+        ]
     }
 
     /// What each platform's requests and event windows ask of the worker's settings.
     pub fn limits(&self) -> Vec<RequestLimits> {
-        vec![self.meta.limits(), self.tiktok.limits()]
+        vec![
+            self.meta.limits(),
+            self.tiktok.limits(),
+            self.google_ads.limits(),
+        ]
     }
 }
 

@@ -13,6 +13,8 @@ use crate::pii::Hashed;
 #[derive(Debug, Clone, Default)]
 pub struct UserIdentity {
     pub emails: Vec<Hashed>,
+    /// Google's form of the same emails (Gmail dots and `+tags` removed), hashed.
+    pub google_emails: Vec<Hashed>,
     /// Meta's form: E.164 digits without `+`, hashed.
     pub phones: Vec<Hashed>,
     /// TikTok's form: E.164 with `+`, hashed (the same numbers as `phones`).
@@ -41,6 +43,11 @@ pub struct UserIdentity {
     pub ttclid: Option<String>,
     /// TikTok's lead id (`utm_metadata.tiktok_lead_id`), for leads from TikTok lead generation.
     pub tiktok_lead_id: Option<String>,
+    /// Google Ads click ids (`customers.gclid`, `gbraid`, `wbraid` when the CRM has those
+    /// columns, else the same keys of `utm_metadata`), verbatim.
+    pub gclid: Option<String>,
+    pub gbraid: Option<String>,
+    pub wbraid: Option<String>,
 }
 
 /// First-touch ad data, for `custom_data` (ad copy, not PII).

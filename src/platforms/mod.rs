@@ -11,6 +11,7 @@
 pub mod args;
 pub mod credentials;
 pub mod event;
+pub mod google_ads;
 pub mod holds;
 pub mod meta;
 pub mod outcome;
@@ -47,7 +48,7 @@ impl Platform {
     pub fn api_name(self) -> &'static str {
         match self {
             Platform::Facebook => meta::API_NAME,
-            Platform::GoogleAds => "the Google Ads API",
+            Platform::GoogleAds => google_ads::API_NAME,
             Platform::Tiktok => tiktok::API_NAME,
         }
     }
@@ -57,7 +58,7 @@ impl Platform {
         match self {
             Platform::Facebook => meta::TRACE_NAME,
             Platform::Tiktok => tiktok::TRACE_NAME,
-            Platform::GoogleAds => "trace_id",
+            Platform::GoogleAds => google_ads::TRACE_NAME,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::google_ads::{GoogleAds, GoogleAdsConfig};
 use super::meta::{Meta, MetaConfig};
 use super::platform::{AdCampaigns, AdPlatform};
 use super::tiktok::{Tiktok, TiktokConfig};
@@ -18,6 +19,7 @@ use super::Platform;
 pub struct PlatformsConfig {
     pub meta: MetaConfig,
     pub tiktok: TiktokConfig,
+    pub google_ads: GoogleAdsConfig,
 }
 
 impl PlatformsConfig {
@@ -26,6 +28,7 @@ impl PlatformsConfig {
     pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.meta.timeout = timeout;
         self.tiktok.timeout = timeout;
+        self.google_ads.timeout = timeout;
         self
     }
 }
@@ -65,6 +68,11 @@ const PLATFORMS: &[(Platform, Build)] = &[
         Tiktok::new(c.tiktok.clone())
             .map(shared)
             .map_err(invalid(Platform::Tiktok))
+    }),
+    (Platform::GoogleAds, |c| {
+        GoogleAds::new(c.google_ads.clone())
+            .map(shared)
+            .map_err(invalid(Platform::GoogleAds))
     }),
 ];
 
@@ -163,8 +171,8 @@ mod tests {
         let registry = Registry::from_config(&PlatformsConfig::default()).unwrap();
         assert!(registry.get(Platform::Facebook).is_some());
         assert!(registry.get(Platform::Tiktok).is_some());
-        assert!(registry.get(Platform::GoogleAds).is_none());
-        assert!(registry.only().is_none(), "two platforms");
+        assert!(registry.get(Platform::GoogleAds).is_some());
+        assert!(registry.only().is_none(), "three platforms");
 
         let mut bad = PlatformsConfig::default();
         bad.meta.api_version = "26".into();

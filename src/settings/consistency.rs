@@ -213,6 +213,7 @@ mod tests {
         for rule in [
             "lease_meta_timeout",
             "lease_tiktok_timeout",
+            "lease_google_ads_timeout",
             "retention_event_age",
             "retention_tiktok_event_age",
         ] {
@@ -220,11 +221,16 @@ mod tests {
         }
         let (w, m) = all_settings(&["--drain-timeout", "10s", "--meta-timeout", "5s"]);
         let c = check(&w, &m);
-        assert_eq!(c.len(), 1, "{c:#?}");
+        // TikTok's 10s request, and Google Ads' token refresh plus upload (2 × 10s).
+        assert_eq!(c.len(), 2, "{c:#?}");
         assert_eq!(c[0].rule, "drain_tiktok_timeout");
         assert!(c[0]
             .to_string()
             .contains("--tiktok-timeout (STAGECAST_TIKTOK_TIMEOUT)"));
+        assert_eq!(c[1].rule, "drain_google_ads_timeout");
+        assert!(c[1]
+            .to_string()
+            .contains("--google-ads-timeout (STAGECAST_GOOGLE_ADS_TIMEOUT)"));
     }
 
     fn rules(args: &[&str]) -> Vec<&'static str> {

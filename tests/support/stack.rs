@@ -52,6 +52,7 @@ impl Tuning {
         Registry::from_config(&PlatformsConfig {
             meta: self.meta.clone(),
             tiktok: self.tiktok.clone(),
+            ..PlatformsConfig::default()
         })
         .expect("platform config")
     }

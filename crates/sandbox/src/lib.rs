@@ -13,6 +13,7 @@
 //! "Meta" accepted with [`MetaGraphSandbox::received`], [`MetaGraphSandbox::requests`] and
 //! [`MetaGraphSandbox::delivered_count`].
 
+pub mod google_ads;
 mod meta_graph;
 pub mod tiktok;
 mod urlencoded;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use google_ads::{GoogleAdsFault, GoogleAdsSandbox, UploadRequest};
 pub use tiktok::{TiktokEvent, TiktokFault, TiktokRequest, TiktokSandbox};
 
 /// One event of an accepted `/events` request, as Meta would have ingested it.
