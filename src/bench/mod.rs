@@ -100,32 +100,34 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         return analyze_drained_queue(&store, &pool, args).await;
     }
     let keys = KeyRing::parse(&KeyRing::generate_key_entry("bench")?)?;
-    sqlx::raw_sql(include_str!("../sql/bench/seed.sql"))
+    sqlx::raw_sql(include_str!("../../sql/bench/seed.sql"))
         .execute(&pool)
         .await?;
-    sqlx::query(include_str!("../sql/bench/insert_pixel.sql"))
+    sqlx::query(include_str!("../../sql/bench/insert_pixel.sql"))
         .bind(PIXEL)
         .bind(keys.seal(TOKEN))
         .execute(&pool)
         .await?;
-    sqlx::query(include_str!("../sql/bench/insert_campaign.sql"))
+    sqlx::query(include_str!("../../sql/bench/insert_campaign.sql"))
         .execute(&pool)
         .await?;
     let singles = args.overhead_singles as i64;
     let total = args.customers + args.overhead_rows + args.latency_probes as i64 + singles + 10;
     let t = Instant::now();
-    sqlx::query(include_str!("../sql/bench/insert_customers.sql"))
+    sqlx::query(include_str!("../../sql/bench/insert_customers.sql"))
         .bind(total)
         .execute(&pool)
         .await?;
-    sqlx::raw_sql(include_str!("../sql/bench/create_bare_customers.sql"))
+    sqlx::raw_sql(include_str!("../../sql/bench/create_bare_customers.sql"))
         .execute(&pool)
         .await?;
     // Statistics for everything but the customers (analyzed after scenario B below), taken
     // while stagecast.jobs is still empty, as on a fresh install.
-    sqlx::raw_sql(include_str!("../sql/bench/analyze_all_but_customers.sql"))
-        .execute(&pool)
-        .await?;
+    sqlx::raw_sql(include_str!(
+        "../../sql/bench/analyze_all_but_customers.sql"
+    ))
+    .execute(&pool)
+    .await?;
     println!(
         "seeded {total} customers in {:.1}s\n",
         t.elapsed().as_secs_f64()
@@ -184,7 +186,7 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     let workers = start_workers(&store, &sandbox, &keys, args)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
-    sqlx::query(include_str!("../sql/bench/move_range.sql"))
+    sqlx::query(include_str!("../../sql/bench/move_range.sql"))
         .bind(1_i64)
         .bind(args.customers)
         .bind(2_i64)
@@ -203,7 +205,7 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         bail!("the queue did not drain within 10 minutes");
     }
     let drained = Instant::now();
-    let delivered: i64 = sqlx::query_scalar(include_str!("../sql/bench/delivered_count.sql"))
+    let delivered: i64 = sqlx::query_scalar(include_str!("../../sql/bench/delivered_count.sql"))
         .fetch_one(&pool)
         .await?;
     let requests = sandbox.requests().len();
@@ -237,7 +239,7 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let before = sandbox.accepted_events();
         let id = base + 1 + i;
-        sqlx::query(include_str!("../sql/bench/move_range.sql"))
+        sqlx::query(include_str!("../../sql/bench/move_range.sql"))
             .bind(id)
             .bind(id)
             .bind(1_i64)
@@ -286,25 +288,25 @@ async fn analyze_drained_queue(
         ("analyzed while drained, then a burst", false),
         ("the same burst with fresh statistics", true),
     ] {
-        sqlx::query(include_str!("../sql/bench/drain_jobs.sql"))
+        sqlx::query(include_str!("../../sql/bench/drain_jobs.sql"))
             .execute(pool)
             .await?;
-        sqlx::query(include_str!("../sql/bench/burst_jobs.sql"))
+        sqlx::query(include_str!("../../sql/bench/burst_jobs.sql"))
             .bind(n)
             .execute(pool)
             .await?;
-        sqlx::query(include_str!("../sql/bench/drain_jobs.sql"))
+        sqlx::query(include_str!("../../sql/bench/drain_jobs.sql"))
             .execute(pool)
             .await?;
-        sqlx::raw_sql(include_str!("../sql/bench/vacuum_analyze_jobs.sql"))
+        sqlx::raw_sql(include_str!("../../sql/bench/vacuum_analyze_jobs.sql"))
             .execute(pool)
             .await?;
-        sqlx::query(include_str!("../sql/bench/burst_jobs.sql"))
+        sqlx::query(include_str!("../../sql/bench/burst_jobs.sql"))
             .bind(n)
             .execute(pool)
             .await?;
         if analyze_after_burst {
-            sqlx::raw_sql(include_str!("../sql/bench/vacuum_analyze_jobs.sql"))
+            sqlx::raw_sql(include_str!("../../sql/bench/vacuum_analyze_jobs.sql"))
                 .execute(pool)
                 .await?;
         }
@@ -427,9 +429,9 @@ impl Overhead {
             // Alternate which side goes first, so caching and dead tuples favour neither.
             for trigger in [round % 2 == 0, round % 2 == 1] {
                 let sql = if trigger {
-                    include_str!("../sql/bench/move_range.sql")
+                    include_str!("../../sql/bench/move_range.sql")
                 } else {
-                    include_str!("../sql/bench/move_range_bare.sql")
+                    include_str!("../../sql/bench/move_range_bare.sql")
                 };
                 let d = rolled_back(
                     conn,
@@ -461,9 +463,9 @@ impl Overhead {
         for (i, &id) in self.singles.iter().enumerate() {
             for trigger in [i % 2 == 0, i % 2 == 1] {
                 let sql = if trigger {
-                    include_str!("../sql/bench/move_one.sql")
+                    include_str!("../../sql/bench/move_one.sql")
                 } else {
-                    include_str!("../sql/bench/move_one_bare.sql")
+                    include_str!("../../sql/bench/move_one_bare.sql")
                 };
                 let d = rolled_back(conn, sqlx::query(sql).bind(id).bind(2_i64)).await?;
                 if trigger {
