@@ -8,7 +8,8 @@
 //!   the text interpolates values; every `AlertCause::ALL` has such a heading and quote, so a new
 //!   cause fails here until the guides document it;
 //! - every event name in the catalog tables (between `<!-- guide:events:begin -->` and
-//!   `<!-- guide:events:end -->`) is in `stagecast::catalog`, and every catalog event is there;
+//!   `<!-- guide:events:end -->`) is in `stagecast::catalog`, and every catalog event has its row
+//!   there with the catalog's label and "when to use" in the guide's language;
 //! - the three languages have the same sections: the same headings at each level, in the same
 //!   order, identified by their number ("4.3") or the alert code in them;
 //! - the README links the guides first.
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use stagecast::alerts::{Alert, AlertCause, AlertDetails};
-use stagecast::catalog;
+use stagecast::catalog::{self, EventKind};
 use stagecast::locale::Locale;
 use stagecast::pipeline::event_config;
 
@@ -358,7 +359,7 @@ fn event_like_names(text: &str) -> Vec<String> {
 #[test]
 fn the_catalog_tables_name_catalog_events_and_all_of_them() {
     let mut problems = Vec::new();
-    for (path, _) in GUIDES {
+    for (path, locale) in GUIDES {
         let doc = read(path);
         let (Some(begin), Some(end)) = (doc.find(EVENTS_BEGIN), doc.find(EVENTS_END)) else {
             problems.push(format!("{path} lacks {EVENTS_BEGIN} … {EVENTS_END}"));
@@ -377,13 +378,31 @@ fn the_catalog_tables_name_catalog_events_and_all_of_them() {
             }
         }
         for def in catalog::all() {
-            // Each event's own row: its name as the first cell.
-            let row = format!("| `{}` |", def.name);
-            if !region.lines().any(|l| l.starts_with(&row)) {
-                problems.push(format!(
-                    "{path}: the catalog tables have no row for `{}`",
-                    def.name
+            // Each event's own row: its name, then the catalog's label and "when to use" in the
+            // guide's language (what the console's stage form shows), then, for the
+            // business-messaging-only names, the standard event to use instead.
+            let start = format!("| `{}` |", def.name);
+            let mut want = format!(
+                "{start} {} | {} |",
+                def.label.get(locale),
+                def.when_to_use.get(locale)
+            );
+            if def.kind == EventKind::BusinessMessagingOnly {
+                want.push_str(&format!(
+                    " `{}` |",
+                    catalog::standard_alternative(def.name)
                 ));
+            }
+            match region.lines().find(|l| l.starts_with(&start)) {
+                None => problems.push(format!(
+                    "{path}: the catalog tables have no row for `{}`; expected:\n{want}",
+                    def.name
+                )),
+                Some(row) if row.trim_end() != want => problems.push(format!(
+                    "{path}: the row of `{}` is not the catalog's; expected:\n{want}",
+                    def.name
+                )),
+                Some(_) => {}
             }
         }
         assert!(!named.is_empty(), "{path}: no event names in the tables");
