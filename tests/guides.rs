@@ -12,6 +12,7 @@
 //!   there with the catalog's label and "when to use" in the guide's language;
 //! - the three languages have the same sections: the same headings at each level, in the same
 //!   order, identified by their number ("4.3") or the alert code in them;
+//! - every link of the guides leads to a file or a heading that exists;
 //! - the README links the guides first.
 //!
 //! Other docs get the JSON and alert checks by being added to `OTHER_DOCS` below (the technical
@@ -388,10 +389,7 @@ fn the_catalog_tables_name_catalog_events_and_all_of_them() {
                 def.when_to_use.get(locale)
             );
             if def.kind == EventKind::BusinessMessagingOnly {
-                want.push_str(&format!(
-                    " `{}` |",
-                    catalog::standard_alternative(def.name)
-                ));
+                want.push_str(&format!(" `{}` |", catalog::standard_alternative(def.name)));
             }
             match region.lines().find(|l| l.starts_with(&start)) {
                 None => problems.push(format!(
@@ -455,11 +453,81 @@ fn the_readme_links_the_guides_first() {
         .filter(|l| l.starts_with("| [") || l.starts_with("- ["))
         .take(1)
         .collect();
-    let first = first_links.first().expect("the documentation list has rows");
+    let first = first_links
+        .first()
+        .expect("the documentation list has rows");
     for (path, _) in GUIDES {
         assert!(
             first.contains(&format!("({path})")),
             "the first documentation row of README.md does not link {path}: {first}"
         );
     }
+}
+
+/// The anchor GitHub gives a heading: lowercase, letters, digits, `-` and `_` kept, spaces
+/// become `-`, everything else dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .chars()
+        .flat_map(char::to_lowercase)
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The targets of the Markdown links `](target)` of a doc, outside code blocks.
+fn link_targets(doc: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        for (_, rest) in line.match_indices("](").map(|(i, _)| line.split_at(i + 2)) {
+            if let Some(end) = rest.find(')') {
+                out.push(rest[..end].to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_guides_links_lead_somewhere() {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (path, _) in GUIDES {
+        let doc = read(path);
+        let anchors: BTreeSet<String> = headings(&doc)
+            .iter()
+            .map(|(_, text)| github_anchor(text))
+            .collect();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(path)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        for target in link_targets(&doc) {
+            checked += 1;
+            if target.starts_with("http") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            if !file.is_empty() && !dir.join(file).exists() {
+                problems.push(format!("{path}: the link {target} leads to no file"));
+            }
+            if file.is_empty() && !anchors.contains(anchor) {
+                problems.push(format!("{path}: the link {target} leads to no heading"));
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} links found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
