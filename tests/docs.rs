@@ -746,3 +746,9 @@ fn no_file_points_into_the_private_research_notes() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+// ------------------------------------------------------------------------------------------
+// docs/CONVERSION_EVENTS.md: its examples and tables against the code
+
+#[path = "docs/conversion_events.rs"]
+mod conversion_events;
