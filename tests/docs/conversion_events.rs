@@ -7,6 +7,7 @@
 //!   event id) produces for that input, `request` is the request body around it, `utm_event` a
 //!   stage config that parses, `graph-answer` an answer the retry logic classifies as the marker
 //!   says;
+//! - each payload example, posted as the sink posts it, is accepted by the Graph API sandbox;
 //! - the error table is what `retry::classify_error` decides, row by row, and the rejected-event
 //!   table what `retry::rejected_event_cause` raises;
 //! - the alert table names exactly `AlertCause::ALL`, and every "alert `x`" in the page is a
@@ -664,4 +665,61 @@ fn conversion_events_is_linked_from_the_readme_and_the_architecture_page() {
     let readme = std::fs::read_to_string(super::repo("README.md")).unwrap();
     assert!(readme.contains("](docs/CONVERSION_EVENTS.md)"));
     assert!(super::read_doc("architecture.md").contains("](CONVERSION_EVENTS.md)"));
+}
+
+/// The payload examples are also requests Meta would take: each one, with its `event_time`
+/// moved to now (the sandbox, like Meta, refuses events older than 7 days), is posted in the
+/// request body the sink builds to the Graph API sandbox, which validates it as Meta documents
+/// (docs/sandbox.md) and must accept it unchanged.
+#[tokio::test]
+async fn conversion_events_payload_examples_are_accepted_by_the_graph_api_sandbox() {
+    let doc = doc();
+    let examples = examples(&doc);
+    let sandbox = stagecast_sandbox::MetaGraphSandbox::start().await.unwrap();
+    const TOKEN: &str = "EAADOCS-token";
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut sent = 0;
+    for ex in examples.iter().filter(|e| e.kind == "payload") {
+        let name = ex.name.as_deref().unwrap();
+        let input = input(&examples, name);
+        let pixel_id = input.pixel.pixel_id.clone();
+        sandbox.add_pixel(&pixel_id, TOKEN);
+        if let Some(waba) = &input.pixel.waba_id {
+            sandbox.link_waba(waba, &pixel_id, TOKEN);
+        }
+        let mut event = ex.json.clone();
+        event["event_time"] = json!(Utc::now().timestamp());
+        let bytes = event.to_string().into_bytes();
+        let body = request_body(
+            &[bytes.as_slice()],
+            &MetaConfig::default().partner_agent,
+            input.pixel.test_event_code.as_deref(),
+        );
+        let answer = client
+            .post(format!(
+                "{}/{}/{pixel_id}/events",
+                sandbox.base_url(),
+                stagecast::platforms::meta::config::DEFAULT_API_VERSION
+            ))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "the `{name}` example is refused by the sandbox: {status} {text}"
+        );
+        sent += 1;
+        let received = sandbox.received();
+        assert_eq!(
+            received.last().map(|r| &r.event),
+            Some(&event),
+            "the sandbox recorded the `{name}` event as sent"
+        );
+    }
+    assert!(sent >= 3, "only {sent} payload examples");
 }
