@@ -365,9 +365,13 @@ fn conversion_events_payload_examples_are_what_the_encoder_builds() {
     for ex in &examples {
         let name = ex.name.as_deref().unwrap_or("");
         match ex.kind.as_str() {
-            "crm-rows" | "input" => {}
-            "utm_event" => {
-                for (i, entry) in event_config::parse(&ex.json).into_iter().enumerate() {
+            "crm-rows" => {}
+            "utm_event" | "input" => {
+                let config = match ex.kind.as_str() {
+                    "input" => &ex.json["stage"]["utm_event"],
+                    _ => &ex.json,
+                };
+                for (i, entry) in event_config::parse(config).into_iter().enumerate() {
                     if let Err(issue) = entry {
                         problems.push(format!(
                             "line {}: utm_event entry {} does not parse: {}",
