@@ -13,6 +13,9 @@
 //!   CRM following the doc would have; this one needs the database);
 //! - the doctor sample's migration count and newest migration are those of `migrations/`;
 //! - one statement on whether Meta drops re-sent events, and no doc or help text claiming it does;
+//! - docs/CONVERSION_EVENTS.md: its payloads are what Meta's encoder builds and the sandbox
+//!   accepts, its tables what the retry logic decides, its alerts and links exist
+//!   (`conversion_events`);
 //! - no file of the repository points into the project's private research notes (which
 //!   maintainers do not have): facts are cited from their public page or stated in docs/.
 
@@ -746,3 +749,9 @@ fn no_file_points_into_the_private_research_notes() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+// ------------------------------------------------------------------------------------------
+// docs/CONVERSION_EVENTS.md: its examples and tables against the code
+
+#[path = "docs/conversion_events.rs"]
+mod conversion_events;
