@@ -16,7 +16,7 @@
 //!
 //! Tests script failures with [`GoogleAdsFault`]s (consumed FIFO, one per upload request).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -30,6 +30,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::faults::FaultQueue;
 
 pub const MAX_CONVERSIONS: usize = 2000;
 
@@ -79,7 +81,7 @@ struct State {
     access_tokens: Mutex<HashSet<String>>,
     /// customer → the manager it must be reached through.
     managers: Mutex<HashMap<String, String>>,
-    faults: Mutex<VecDeque<GoogleAdsFault>>,
+    faults: FaultQueue<GoogleAdsFault>,
     log: Mutex<Log>,
 }
 
@@ -117,7 +119,7 @@ impl GoogleAdsSandbox {
             refresh_tokens: Mutex::default(),
             access_tokens: Mutex::default(),
             managers: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             log: Mutex::default(),
         });
         let app = Router::new()
@@ -163,7 +165,7 @@ impl GoogleAdsSandbox {
     }
 
     pub fn push_fault(&self, fault: GoogleAdsFault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Every conversion row Google recorded, in arrival order.
@@ -342,7 +344,7 @@ async fn upload(
         .get("login-customer-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let fault = lock(&state.faults).pop_front();
+    let fault = state.faults.next();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let rows: Vec<Value> = parsed
         .as_ref()

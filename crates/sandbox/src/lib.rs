@@ -13,6 +13,7 @@
 //! "Meta" accepted with [`MetaGraphSandbox::received`], [`MetaGraphSandbox::requests`] and
 //! [`MetaGraphSandbox::delivered_count`].
 
+mod faults;
 pub mod google_ads;
 mod meta_graph;
 pub mod tiktok;
@@ -22,7 +23,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use faults::FaultQueue;
 
 pub use google_ads::{GoogleAdsFault, GoogleAdsSandbox, UploadRequest};
 pub use tiktok::{TiktokEvent, TiktokFault, TiktokRequest, TiktokSandbox};
@@ -293,12 +296,12 @@ impl MetaGraphSandbox {
 
     /// Queue a fault; each `/events` request takes the next one (FIFO) before anything else.
     pub fn push_fault(&self, fault: Fault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Faults not yet consumed.
     pub fn pending_faults(&self) -> usize {
-        lock(&self.state.faults).len()
+        self.state.faults.pending()
     }
 
     /// Delay added to every `/events` response (faults included).
@@ -413,7 +416,7 @@ impl MetaGraphSandbox {
     /// Forget received events, requests, delivery counts and queued faults. Pixels, ads, latency
     /// and the usage header stay configured.
     pub fn clear(&self) {
-        lock(&self.state.faults).clear();
+        self.state.faults.clear();
         let mut log = lock(&self.state.log);
         *log = Log::default();
         self.state.accepted.send_replace(0);
@@ -444,7 +447,7 @@ impl Drop for Server {
 /// Shared by the handle and the HTTP handlers.
 pub(crate) struct State {
     registry: Mutex<Registry>,
-    faults: Mutex<VecDeque<Fault>>,
+    faults: FaultQueue<Fault>,
     latency_nanos: AtomicU64,
     usage_header: Mutex<Option<HeaderValue>>,
     record_events: AtomicBool,
@@ -499,7 +502,7 @@ impl State {
     fn new() -> Self {
         Self {
             registry: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             latency_nanos: AtomicU64::new(0),
             usage_header: Mutex::default(),
             record_events: AtomicBool::new(true),
@@ -512,7 +515,7 @@ impl State {
     }
 
     fn next_fault(&self) -> Option<Fault> {
-        lock(&self.faults).pop_front()
+        self.faults.next()
     }
 
     fn latency(&self) -> Duration {

@@ -19,7 +19,7 @@
 //! "TikTok" accepted with [`TiktokSandbox::received`], [`TiktokSandbox::requests`] and
 //! [`TiktokSandbox::delivered_count`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,6 +37,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::faults::FaultQueue;
 
 /// The Events API 2.0 path (`/open_api/v1.3/event/track/`).
 pub const TRACK_PATH: &str = "/open_api/v1.3/event/track/";
@@ -154,7 +156,7 @@ struct Log {
 struct State {
     /// token → event source ids (pixel codes, CRM event set ids) it may send to.
     sources_by_token: Mutex<HashMap<String, HashSet<String>>>,
-    faults: Mutex<VecDeque<TiktokFault>>,
+    faults: FaultQueue<TiktokFault>,
     log: Mutex<Log>,
     accepted: watch::Sender<usize>,
 }
@@ -170,7 +172,7 @@ impl TiktokSandbox {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             sources_by_token: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             log: Mutex::default(),
             accepted: watch::Sender::new(0),
         });
@@ -214,7 +216,7 @@ impl TiktokSandbox {
 
     /// Queue a fault; each request takes the next one (FIFO).
     pub fn push_fault(&self, fault: TiktokFault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Every event of every accepted request, in arrival order.
@@ -297,7 +299,7 @@ async fn track(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fault = lock(&state.faults).pop_front();
+    let fault = state.faults.next();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let source_id = parsed
         .as_ref()
