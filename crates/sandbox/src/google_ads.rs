@@ -17,7 +17,6 @@
 //! Tests script failures with [`GoogleAdsFault`]s (consumed FIFO, one per upload request).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
@@ -28,10 +27,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::faults::FaultQueue;
+use crate::server::{Nagle, Server};
 
 pub const MAX_CONVERSIONS: usize = 2000;
 
@@ -95,24 +93,9 @@ pub struct GoogleAdsSandbox {
     server: Arc<Server>,
 }
 
-struct Server {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        self.task.abort();
-    }
-}
-
 impl GoogleAdsSandbox {
     /// Start a sandbox on 127.0.0.1 whose OAuth client is `client_id` / `client_secret`.
     pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
@@ -126,16 +109,10 @@ impl GoogleAdsSandbox {
             .route("/token", post(token))
             .route("/{version}/customers/{call}", post(upload))
             .with_state(state.clone());
-        let cancel = CancellationToken::new();
-        let signal = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await;
-        });
+        let server = Server::start(app, Nagle::Default, "google ads").await?;
         Ok(Self {
             state,
-            server: Arc::new(Server { addr, cancel, task }),
+            server: Arc::new(server),
         })
     }
 
