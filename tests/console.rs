@@ -254,7 +254,7 @@ async fn a_viewer_reads_every_page_but_cannot_act() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let (c, viewer) = Console::start_signed_in(&s.db, VIEWER_TOKEN).await;
+    let (_console, viewer) = Console::start_signed_in(&s.db, VIEWER_TOKEN).await;
     let job_page = format!("/jobs/{job}");
     for path in PAGES.iter().copied().chain([job_page.as_str()]) {
         let res = viewer.get(path).await;
@@ -308,7 +308,7 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let html = admin
         .get(&format!("/jobs/{job}"))
         .await
@@ -366,7 +366,7 @@ async fn a_bulk_replay_shows_the_count_first_and_acts_on_exactly_that_set() {
     s.seed_standard().await;
     let a = failed_job(&s, 7).await;
     let b = failed_job(&s, 8).await;
-    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let preview = admin
         .get("/jobs/bulk?action=replay&status=failed&pixel=1111222233334444&since=2h")
         .await;
@@ -470,7 +470,7 @@ async fn utm_event(s: &Stack, stage: i64) -> Value {
 async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let base = utm_event(&s, 1).await.to_string();
 
     // A name the worker would not send: refused with the worker's words, nothing saved.
