@@ -6,7 +6,9 @@ mod support;
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::console::{client, hidden, login_form, sign_in, Console, ADMIN_TOKEN, VIEWER_TOKEN};
+use support::console::{
+    client, hidden, login_form, post_login, sign_in, Console, ADMIN_TOKEN, VIEWER_TOKEN,
+};
 use support::stack::Stack;
 
 /// A failed job as a worker leaves it after Meta refused the token, with its delivery attempt
@@ -115,40 +117,26 @@ async fn without_a_valid_token_every_page_and_action_is_refused() {
 
     // Signing in: a wrong token, and a right token without the form's CSRF cookie, are refused.
     let (cookie, csrf) = login_form(&c.base).await;
-    let res = http
-        .post(c.url("/login"))
-        .header(COOKIE, &cookie)
-        .form(&[
-            ("token", "not-the-token-not-the-token-not-the"),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let wrong = [
+        ("token", "not-the-token-not-the-token-not-the"),
+        ("csrf", csrf.as_str()),
+    ];
+    let res = post_login(&http, &c.base, Some(&cookie), &wrong).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(support::console::set_cookie(&res, "stagecast_console").is_none());
-    let res = http
-        .post(c.url("/login"))
-        .form(&[("token", ADMIN_TOKEN), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
+    let no_cookie = [("token", ADMIN_TOKEN), ("csrf", csrf.as_str())];
+    let res = post_login(&http, &c.base, None, &no_cookie).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN, "login CSRF");
     assert!(support::console::set_cookie(&res, "stagecast_console").is_none());
 
     // The right token: a session cookie with safe flags, and the pages open.
     let (cookie, csrf) = login_form(&c.base).await;
-    let res = http
-        .post(c.url("/login"))
-        .header(COOKIE, &cookie)
-        .form(&[
-            ("token", ADMIN_TOKEN),
-            ("csrf", &csrf),
-            ("next", "//evil.example/"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let right = [
+        ("token", ADMIN_TOKEN),
+        ("csrf", csrf.as_str()),
+        ("next", "//evil.example/"),
+    ];
+    let res = post_login(&http, &c.base, Some(&cookie), &right).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], "/", "no open redirect");
     let set = res
@@ -177,8 +165,7 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let other = sign_in(&c.base, ADMIN_TOKEN).await;
     assert_ne!(admin.csrf, other.csrf, "one CSRF token per session");
     let replay = format!("/jobs/{job}/replay");
@@ -221,9 +208,7 @@ async fn actions_without_the_sessions_csrf_token_are_rejected_and_change_nothing
     assert_eq!(bulk.status(), StatusCode::FORBIDDEN);
     // A cross-site form post is refused even with the right token (Sec-Fetch-Site).
     let res = admin
-        .http
-        .post(c.url(&replay))
-        .header(COOKIE, &admin.cookie)
+        .post_request(&replay)
         .header("sec-fetch-site", "cross-site")
         .form(&[("reason", "x"), ("csrf", admin.csrf.as_str())])
         .send()
@@ -269,8 +254,7 @@ async fn a_viewer_reads_every_page_but_cannot_act() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let c = Console::start(&s.db).await;
-    let viewer = sign_in(&c.base, VIEWER_TOKEN).await;
+    let (_console, viewer) = Console::start_signed_in(&s.db, VIEWER_TOKEN).await;
     let job_page = format!("/jobs/{job}");
     for path in PAGES.iter().copied().chain([job_page.as_str()]) {
         let res = viewer.get(path).await;
@@ -324,8 +308,7 @@ async fn the_job_page_shows_every_attempt_the_answer_and_the_chat_refusal() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let html = admin
         .get(&format!("/jobs/{job}"))
         .await
@@ -383,8 +366,7 @@ async fn a_bulk_replay_shows_the_count_first_and_acts_on_exactly_that_set() {
     s.seed_standard().await;
     let a = failed_job(&s, 7).await;
     let b = failed_job(&s, 8).await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let preview = admin
         .get("/jobs/bulk?action=replay&status=failed&pixel=1111222233334444&since=2h")
         .await;
@@ -488,8 +470,7 @@ async fn utm_event(s: &Stack, stage: i64) -> Value {
 async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited() {
     let s = Stack::new().await;
     s.seed_standard().await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (_console, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let base = utm_event(&s, 1).await.to_string();
 
     // A name the worker would not send: refused with the worker's words, nothing saved.
@@ -608,8 +589,7 @@ async fn stage_events_are_validated_by_the_workers_parser_saved_once_and_audited
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let s = Stack::new().await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let anonymous = client().get(c.url("/login")).send().await.unwrap();
     let refused = client().get(c.url("/jobs")).send().await.unwrap();
     let page = admin.get("/jobs").await;
@@ -648,8 +628,7 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
     let s = Stack::new().await;
     s.seed_standard().await;
     let job = failed_job(&s, 7).await;
-    let c = Console::start(&s.db).await;
-    let admin = sign_in(&c.base, ADMIN_TOKEN).await;
+    let (c, admin) = Console::start_signed_in(&s.db, ADMIN_TOKEN).await;
     let long = "x".repeat(100_000);
     let gets = [
         "/jobs/abc".to_string(),
@@ -753,9 +732,7 @@ async fn garbage_input_gets_a_clear_answer_never_a_server_error() {
     // Bodies that are not forms at all.
     for body in ["\u{0}\u{1}", "%", "a=%ZZ&&&==="] {
         let res = admin
-            .http
-            .post(c.url(&replay))
-            .header(COOKIE, &admin.cookie)
+            .post_request(&replay)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()

@@ -18,6 +18,8 @@ pub mod outcome;
 pub mod platform;
 pub mod rate_limit;
 pub mod registry;
+pub mod response;
+pub mod send_loop;
 pub mod tiktok;
 
 pub use platform::{AdPlatform, Destination};

@@ -42,6 +42,13 @@ impl Console {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The console on `db` (as [`Console::start`]) and a user signed in to it with `token`.
+    pub async fn start_signed_in(db: &TestDb, token: &str) -> (Console, Signed) {
+        let console = Console::start(db).await;
+        let user = sign_in(&console.base, token).await;
+        (console, user)
+    }
 }
 
 /// A client that follows no redirects (tests look at them) and uses no proxy.
@@ -84,6 +91,13 @@ pub struct Signed {
 }
 
 impl Signed {
+    /// A POST to `path` carrying the session cookie, for a test to finish (headers, body).
+    pub fn post_request(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.http
             .get(format!("{}{path}", self.base))
@@ -94,13 +108,7 @@ impl Signed {
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, &self.cookie)
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+        self.post_request(path).form(form).send().await.unwrap()
     }
 
     /// `post` with the session's CSRF token added.
@@ -122,17 +130,27 @@ pub async fn login_form(base: &str) -> (String, String) {
     (cookie, csrf)
 }
 
+/// `POST /login` of the console at `base` with `form`, with the sign-in form's CSRF cookie
+/// when there is one.
+pub async fn post_login(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> Response {
+    let mut request = http.post(format!("{base}/login"));
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    request.form(form).send().await.unwrap()
+}
+
 /// Sign in to the console at `base` with `token`; panics unless it works.
 pub async fn sign_in(base: &str, token: &str) -> Signed {
     let (cookie, csrf) = login_form(base).await;
     let http = client();
-    let res = http
-        .post(format!("{base}/login"))
-        .header(COOKIE, &cookie)
-        .form(&[("token", token), ("csrf", &csrf), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
+    let form = [("token", token), ("csrf", csrf.as_str()), ("next", "/")];
+    let res = post_login(&http, base, Some(&cookie), &form).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signing in");
     let session = set_cookie(&res, "stagecast_console").expect("a session cookie");
     let page = http

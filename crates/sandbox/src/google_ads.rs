@@ -16,8 +16,7 @@
 //!
 //! Tests script failures with [`GoogleAdsFault`]s (consumed FIFO, one per upload request).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
@@ -28,8 +27,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use crate::faults::FaultQueue;
+use crate::server::{Nagle, Server};
 
 pub const MAX_CONVERSIONS: usize = 2000;
 
@@ -79,7 +79,7 @@ struct State {
     access_tokens: Mutex<HashSet<String>>,
     /// customer → the manager it must be reached through.
     managers: Mutex<HashMap<String, String>>,
-    faults: Mutex<VecDeque<GoogleAdsFault>>,
+    faults: FaultQueue<GoogleAdsFault>,
     log: Mutex<Log>,
 }
 
@@ -93,47 +93,26 @@ pub struct GoogleAdsSandbox {
     server: Arc<Server>,
 }
 
-struct Server {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        self.task.abort();
-    }
-}
-
 impl GoogleAdsSandbox {
     /// Start a sandbox on 127.0.0.1 whose OAuth client is `client_id` / `client_secret`.
     pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             refresh_tokens: Mutex::default(),
             access_tokens: Mutex::default(),
             managers: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             log: Mutex::default(),
         });
         let app = Router::new()
             .route("/token", post(token))
             .route("/{version}/customers/{call}", post(upload))
             .with_state(state.clone());
-        let cancel = CancellationToken::new();
-        let signal = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await;
-        });
+        let server = Server::start(app, Nagle::Default, "google ads").await?;
         Ok(Self {
             state,
-            server: Arc::new(Server { addr, cancel, task }),
+            server: Arc::new(server),
         })
     }
 
@@ -163,7 +142,7 @@ impl GoogleAdsSandbox {
     }
 
     pub fn push_fault(&self, fault: GoogleAdsFault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Every conversion row Google recorded, in arrival order.
@@ -342,7 +321,7 @@ async fn upload(
         .get("login-customer-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let fault = lock(&state.faults).pop_front();
+    let fault = state.faults.next();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let rows: Vec<Value> = parsed
         .as_ref()

@@ -13,8 +13,10 @@
 //! "Meta" accepted with [`MetaGraphSandbox::received`], [`MetaGraphSandbox::requests`] and
 //! [`MetaGraphSandbox::delivered_count`].
 
+mod faults;
 pub mod google_ads;
 mod meta_graph;
+mod server;
 pub mod tiktok;
 mod urlencoded;
 mod validate;
@@ -22,19 +24,18 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use axum::serve::ListenerExt;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use faults::FaultQueue;
+use server::{Nagle, Server};
 
 pub use google_ads::{GoogleAdsFault, GoogleAdsSandbox, UploadRequest};
 pub use tiktok::{TiktokEvent, TiktokFault, TiktokRequest, TiktokSandbox};
@@ -224,28 +225,12 @@ pub struct MetaGraphSandbox {
 impl MetaGraphSandbox {
     /// Start a sandbox on an ephemeral port of 127.0.0.1.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
-        // Small request/response pairs on keep-alive connections: without TCP_NODELAY, Nagle and
-        // delayed ACKs can add tens of milliseconds per request and ruin the benchmark.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let state = Arc::new(State::new());
         let app = meta_graph::router(state.clone());
-        let cancel = CancellationToken::new();
-        let signal = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                tracing::warn!(error = %err, "meta graph sandbox server stopped");
-            }
-        });
+        let server = Server::start(app, Nagle::Off, "meta graph").await?;
         Ok(Self {
             state,
-            server: Arc::new(Server { addr, cancel, task }),
+            server: Arc::new(server),
         })
     }
 
@@ -293,12 +278,12 @@ impl MetaGraphSandbox {
 
     /// Queue a fault; each `/events` request takes the next one (FIFO) before anything else.
     pub fn push_fault(&self, fault: Fault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Faults not yet consumed.
     pub fn pending_faults(&self) -> usize {
-        lock(&self.state.faults).len()
+        self.state.faults.pending()
     }
 
     /// Delay added to every `/events` response (faults included).
@@ -413,38 +398,17 @@ impl MetaGraphSandbox {
     /// Forget received events, requests, delivery counts and queued faults. Pixels, ads, latency
     /// and the usage header stay configured.
     pub fn clear(&self) {
-        lock(&self.state.faults).clear();
+        self.state.faults.clear();
         let mut log = lock(&self.state.log);
         *log = Log::default();
         self.state.accepted.send_replace(0);
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    fn stop(&self) {
-        // Cancelling lets axum tell open keep-alive connections to close; aborting stops the accept
-        // loop (and frees the port) without waiting for in-flight requests such as a Timeout fault.
-        self.cancel.cancel();
-        self.task.abort();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Shared by the handle and the HTTP handlers.
 pub(crate) struct State {
     registry: Mutex<Registry>,
-    faults: Mutex<VecDeque<Fault>>,
+    faults: FaultQueue<Fault>,
     latency_nanos: AtomicU64,
     usage_header: Mutex<Option<HeaderValue>>,
     record_events: AtomicBool,
@@ -499,7 +463,7 @@ impl State {
     fn new() -> Self {
         Self {
             registry: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             latency_nanos: AtomicU64::new(0),
             usage_header: Mutex::default(),
             record_events: AtomicBool::new(true),
@@ -512,7 +476,7 @@ impl State {
     }
 
     fn next_fault(&self) -> Option<Fault> {
-        lock(&self.faults).pop_front()
+        self.faults.next()
     }
 
     fn latency(&self) -> Duration {

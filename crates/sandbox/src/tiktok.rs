@@ -19,9 +19,8 @@
 //! "TikTok" accepted with [`TiktokSandbox::received`], [`TiktokSandbox::requests`] and
 //! [`TiktokSandbox::delivered_count`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -35,8 +34,9 @@ use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use crate::faults::FaultQueue;
+use crate::server::{Nagle, Server};
 
 /// The Events API 2.0 path (`/open_api/v1.3/event/track/`).
 pub const TRACK_PATH: &str = "/open_api/v1.3/event/track/";
@@ -131,19 +131,6 @@ pub struct TiktokSandbox {
     server: Arc<Server>,
 }
 
-struct Server {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        self.task.abort();
-    }
-}
-
 #[derive(Default)]
 struct Log {
     received: Vec<TiktokEvent>,
@@ -154,7 +141,7 @@ struct Log {
 struct State {
     /// token → event source ids (pixel codes, CRM event set ids) it may send to.
     sources_by_token: Mutex<HashMap<String, HashSet<String>>>,
-    faults: Mutex<VecDeque<TiktokFault>>,
+    faults: FaultQueue<TiktokFault>,
     log: Mutex<Log>,
     accepted: watch::Sender<usize>,
 }
@@ -166,11 +153,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl TiktokSandbox {
     /// Start a sandbox on an ephemeral port of 127.0.0.1.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             sources_by_token: Mutex::default(),
-            faults: Mutex::default(),
+            faults: FaultQueue::default(),
             log: Mutex::default(),
             accepted: watch::Sender::new(0),
         });
@@ -178,19 +163,10 @@ impl TiktokSandbox {
             .route(TRACK_PATH, post(track))
             .fallback(unknown_path)
             .with_state(state.clone());
-        let cancel = CancellationToken::new();
-        let signal = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                tracing::warn!(error = %err, "tiktok sandbox server stopped");
-            }
-        });
+        let server = Server::start(app, Nagle::Default, "tiktok").await?;
         Ok(Self {
             state,
-            server: Arc::new(Server { addr, cancel, task }),
+            server: Arc::new(server),
         })
     }
 
@@ -214,7 +190,7 @@ impl TiktokSandbox {
 
     /// Queue a fault; each request takes the next one (FIFO).
     pub fn push_fault(&self, fault: TiktokFault) {
-        lock(&self.state.faults).push_back(fault);
+        self.state.faults.push(fault);
     }
 
     /// Every event of every accepted request, in arrival order.
@@ -297,7 +273,7 @@ async fn track(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let fault = lock(&state.faults).pop_front();
+    let fault = state.faults.next();
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let source_id = parsed
         .as_ref()

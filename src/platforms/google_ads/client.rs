@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
-use serde_json::Value;
-
 use super::config::{GoogleAdsConfig, GoogleAdsConfigError};
+use crate::platforms::response::{transport_text, ApiResponse};
 use crate::secrets::Secret;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 
 #[derive(Debug, Clone)]
 pub struct GoogleAdsClient {
@@ -19,14 +18,7 @@ pub struct GoogleAdsClient {
 }
 
 /// What the API answered.
-#[derive(Debug, Clone)]
-pub struct UploadResponse {
-    pub status: u16,
-    /// The JSON body, when it was JSON.
-    pub body: Option<Value>,
-    /// Start of a non-JSON body (a gateway's page), for the audit.
-    pub text: Option<String>,
-}
+pub type UploadResponse = ApiResponse;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
@@ -91,15 +83,9 @@ impl GoogleAdsClient {
             .send()
             .await
             .map_err(|e| transport_error(e, self.timeout))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
+        ApiResponse::read(response)
             .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let text = (body.is_none() && !bytes.is_empty())
-            .then(|| String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned());
-        Ok(UploadResponse { status, body, text })
+            .map_err(|e| transport_error(e, self.timeout))
     }
 }
 
@@ -107,18 +93,7 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> TransportError {
     if e.is_timeout() {
         return TransportError::Timeout(timeout);
     }
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    TransportError::Other(text)
+    TransportError::Other(transport_text(e))
 }
 
 #[cfg(test)]

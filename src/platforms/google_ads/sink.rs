@@ -10,10 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use futures_util::future::BoxFuture;
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::client::GoogleAdsClient;
@@ -24,9 +20,11 @@ use super::retry::{classify, classify_transport, Classification, RowOutcome};
 use crate::alerts::AlertCause;
 use crate::platforms::holds::{fingerprint, DestinationHolds, HoldState};
 use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
-use crate::platforms::platform::{DeliveryContext, Destination};
-use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
-use crate::queue::Lease;
+use crate::platforms::platform::DeliveryContext;
+use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
+use crate::platforms::send_loop::{
+    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+};
 use crate::secrets::Secret;
 
 /// A destination and its credentials, resolved for one delivery.
@@ -40,22 +38,7 @@ pub struct GoogleAdsDestination {
     pub batch_key: String,
 }
 
-impl Destination for GoogleAdsDestination {
-    fn batch_key(&self) -> &str {
-        &self.batch_key
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        events: Vec<PreparedEvent>,
-        ctx: DeliveryContext<'a>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(
-            self.sink
-                .deliver(self, events, ctx.shutdown, ctx.lease, ctx.results),
-        )
-    }
-}
+sink_destination!(GoogleAdsDestination);
 
 pub struct GoogleAdsSink {
     client: GoogleAdsClient,
@@ -118,63 +101,17 @@ impl GoogleAdsSink {
     }
 
     fn held_until(&self) -> chrono::DateTime<Utc> {
-        Utc::now()
-            + chrono::Duration::from_std(self.config.hold_probe)
-                .unwrap_or(chrono::Duration::minutes(15))
+        held_until(self.config.hold_probe, chrono::Duration::minutes(15))
     }
 
-    /// Send `events` to `dest`, streaming the results of each request to `out` (exactly one
-    /// result per event in total).
+    /// Send `events` to `dest`, streaming the results of each request to `ctx.results` (exactly
+    /// one result per event in total).
     pub async fn deliver(
         &self,
         dest: &GoogleAdsDestination,
         events: Vec<PreparedEvent>,
-        shutdown: &CancellationToken,
-        lease: &Lease,
-        out: &mpsc::UnboundedSender<Vec<EventResult>>,
+        ctx: DeliveryContext<'_>,
     ) {
-        let emit = |chunk: Vec<PreparedEvent>,
-                    outcome: EventOutcome,
-                    status: Option<u16>,
-                    error: Option<&DeliveryError>,
-                    body: Option<&Arc<str>>| {
-            let results = chunk
-                .into_iter()
-                .map(|e| EventResult {
-                    key: e.key,
-                    outcome: outcome.clone(),
-                    http_status: status,
-                    error: error.cloned(),
-                    response: body.cloned(),
-                })
-                .collect();
-            let _ = out.send(results);
-        };
-        // Held events: the first result carries the alert when the hold is news.
-        let emit_held = |work: Vec<Vec<PreparedEvent>>,
-                         cause: AlertCause,
-                         error: &DeliveryError,
-                         alert: bool| {
-            let until = self.held_until();
-            let mut first = alert;
-            for c in work {
-                let results = c
-                    .into_iter()
-                    .map(|e| EventResult {
-                        key: e.key,
-                        outcome: EventOutcome::Held {
-                            until,
-                            cause,
-                            alert: std::mem::take(&mut first),
-                        },
-                        http_status: error.http_status,
-                        error: Some(error.clone()),
-                        response: None,
-                    })
-                    .collect();
-                let _ = out.send(results);
-            }
-        };
         let key = dest.batch_key.as_str();
         let config_fingerprint = fingerprint(&[
             &dest.customer_id,
@@ -182,240 +119,219 @@ impl GoogleAdsSink {
             dest.refresh_token.expose(),
             &self.config.client_id,
         ]);
-        let mut work: Vec<Vec<PreparedEvent>> = events
-            .chunks(self.config.max_batch.max(1))
-            .rev()
-            .map(<[PreparedEvent]>::to_vec)
-            .collect();
+        let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
         match self.holds.state(key, &config_fingerprint) {
             HoldState::Open | HoldState::Probe => {}
             HoldState::Held { cause, error } => {
-                emit_held(work, cause, &error, false);
+                let all = chunks.take_all();
+                self.emit_held(&chunks, all, cause, &error, false);
                 return;
             }
         }
-        let mut refreshed_after_401 = false;
-        while let Some(chunk) = work.pop() {
-            match self.limiter.acquire(key, shutdown).await {
-                Slot::Ready { .. } => {}
-                Slot::Shutdown => {
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(c, EventOutcome::NotStarted, None, None, None);
-                    }
-                    break;
-                }
-                Slot::Paused { until } => {
-                    let error = DeliveryError {
-                        http_status: None,
-                        code: None,
-                        subcode: None,
-                        trace_id: None,
-                        trace_name: super::TRACE_NAME,
-                        message: "destination paused after Google Ads throttled it".into(),
-                    };
-                    emit(
-                        chunk,
-                        EventOutcome::Throttled {
-                            until: instant_to_utc(until),
-                        },
-                        None,
-                        Some(&error),
-                        None,
-                    );
-                    continue;
-                }
-            }
+        let send_loop = SendLoop {
+            limiter: &self.limiter,
+            limiter_key: key,
+            destination: &dest.customer_id,
             // The token refresh and the upload each run within the timeout.
-            if !lease.valid_for(self.config.timeout * 2) {
-                warn!(customer = %dest.customer_id, "the lease on these jobs may lapse before a request could end; not sending them (another worker will)");
-                for c in std::iter::once(chunk).chain(work.drain(..)) {
-                    emit(c, EventOutcome::LeaseLost, None, None, None);
-                }
-                break;
+            request_time: self.config.timeout * 2,
+            platform_name: "Google Ads",
+            trace_name: super::TRACE_NAME,
+        };
+        let mut uploads = Uploads {
+            sink: self,
+            dest,
+            config_fingerprint,
+            refreshed_after_401: false,
+        };
+        send_loop
+            .run(chunks, ctx.shutdown, ctx.lease, &mut uploads)
+            .await;
+    }
+
+    /// Held events: the first result carries the alert when the hold is news.
+    fn emit_held(
+        &self,
+        chunks: &Chunks<'_>,
+        held: Vec<Vec<PreparedEvent>>,
+        cause: AlertCause,
+        error: &DeliveryError,
+        alert: bool,
+    ) {
+        let until = self.held_until();
+        chunks.emit_held(held, until, cause, alert, error.http_status, error, None);
+    }
+}
+
+/// The upload requests of one delivery to one destination.
+struct Uploads<'a> {
+    sink: &'a GoogleAdsSink,
+    dest: &'a GoogleAdsDestination,
+    config_fingerprint: String,
+    refreshed_after_401: bool,
+}
+
+impl SendChunk for Uploads<'_> {
+    async fn send(&mut self, chunk: Vec<PreparedEvent>, chunks: &mut Chunks<'_>) {
+        let (sink, dest) = (self.sink, self.dest);
+        let key = dest.batch_key.as_str();
+        let config_fingerprint = self.config_fingerprint.as_str();
+        let token = match sink.tokens.access_token(&dest.refresh_token).await {
+            Ok(t) => t,
+            Err(e) if e.is_permanent() => {
+                let error = token_error(&e);
+                let news = sink.holds.hold(
+                    key,
+                    config_fingerprint,
+                    AlertCause::TokenInvalid,
+                    error.clone(),
+                );
+                warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
+                let all = chunks.with_rest(chunk);
+                sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
+                return;
             }
-            let token = match self.tokens.access_token(&dest.refresh_token).await {
-                Ok(t) => t,
-                Err(e) if e.is_permanent() => {
-                    let error = token_error(&e);
-                    let news = self.holds.hold(
-                        key,
-                        &config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    );
-                    warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
-                    emit_held(
-                        std::iter::once(chunk).chain(work.drain(..)).collect(),
-                        AlertCause::TokenInvalid,
-                        &error,
-                        news,
-                    );
-                    break;
+            Err(e) => {
+                debug!(customer = %dest.customer_id, error = %e, "token refresh failed; will retry");
+                let error = token_error(&e);
+                for c in chunks.with_rest(chunk) {
+                    chunks.emit(c, EventOutcome::Retry, None, Some(&error), None);
                 }
-                Err(e) => {
-                    debug!(customer = %dest.customer_id, error = %e, "token refresh failed; will retry");
-                    let error = token_error(&e);
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(c, EventOutcome::Retry, None, Some(&error), None);
-                    }
-                    break;
-                }
-            };
-            let started = Instant::now();
-            let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
-            let body = request_body(&parts);
-            let response = self
-                .client
-                .upload(
-                    &dest.customer_id,
-                    dest.login_customer_id.as_deref(),
-                    &token,
-                    body,
-                )
-                .await;
-            let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!("stagecast_batch_size", "platform" => super::LABEL)
-                .record(chunk.len() as f64);
-            let (classification, status, body): (_, _, Option<Arc<str>>) = match &response {
-                Ok(r) => (
-                    classify(r, chunk.len(), Utc::now()),
-                    Some(r.status),
-                    r.body
-                        .as_ref()
-                        .map(|b| Arc::from(b.to_string()))
-                        .or_else(|| {
-                            r.text
-                                .as_ref()
-                                .map(|t| Arc::from(Value::String(t.clone()).to_string()))
-                        }),
-                ),
-                Err(e) => (classify_transport(e), None, None),
-            };
-            let label = match &classification {
-                Classification::Rows(_) => "delivered",
-                Classification::Retry(_) | Classification::Unauthenticated(_) => "retry",
-                Classification::Throttle(..) | Classification::QuotaSpent(..) => "throttled",
-                Classification::Fail(_) => "rejected",
-                Classification::Hold(..) => "failed",
-            };
-            metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
-                .record(elapsed);
-            match classification {
-                Classification::Rows(rows) => {
-                    self.limiter.succeeded(key);
-                    self.holds.release(key);
-                    let results = chunk
-                        .into_iter()
-                        .zip(rows)
-                        .map(|(e, row)| {
-                            let (outcome, error) = match row {
-                                RowOutcome::Delivered | RowOutcome::AlreadyDelivered => {
-                                    (EventOutcome::Delivered, None)
-                                }
-                                RowOutcome::Retry(err) => (EventOutcome::Retry, Some(err)),
-                                RowOutcome::Later(err, wait) => (
-                                    EventOutcome::Throttled {
-                                        until: Utc::now()
-                                            + chrono::Duration::from_std(wait)
-                                                .unwrap_or(chrono::Duration::hours(6)),
-                                    },
-                                    Some(err),
-                                ),
-                                RowOutcome::Failed(err, cause) => {
-                                    (EventOutcome::Failed { cause }, Some(err))
-                                }
-                            };
-                            EventResult {
-                                key: e.key,
-                                outcome,
-                                http_status: status,
-                                error,
-                                response: body.clone(),
+                return;
+            }
+        };
+        let started = Instant::now();
+        let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
+        let body = request_body(&parts);
+        let response = sink
+            .client
+            .upload(
+                &dest.customer_id,
+                dest.login_customer_id.as_deref(),
+                &token,
+                body,
+            )
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (classification, status, body) = match &response {
+            Ok(r) => (
+                classify(r, chunk.len(), Utc::now()),
+                Some(r.status),
+                r.audit(),
+            ),
+            Err(e) => (classify_transport(e), None, None),
+        };
+        let label = match &classification {
+            Classification::Rows(_) => "delivered",
+            Classification::Retry(_) | Classification::Unauthenticated(_) => "retry",
+            Classification::Throttle(..) | Classification::QuotaSpent(..) => "throttled",
+            Classification::Fail(_) => "rejected",
+            Classification::Hold(..) => "failed",
+        };
+        record_request(super::LABEL, chunk.len(), label, elapsed);
+        match classification {
+            Classification::Rows(rows) => {
+                sink.limiter.succeeded(key);
+                sink.holds.release(key);
+                let results = chunk
+                    .into_iter()
+                    .zip(rows)
+                    .map(|(e, row)| {
+                        let (outcome, error) = match row {
+                            RowOutcome::Delivered | RowOutcome::AlreadyDelivered => {
+                                (EventOutcome::Delivered, None)
                             }
-                        })
-                        .collect();
-                    let _ = out.send(results);
-                }
-                Classification::Retry(error) => {
-                    debug!(customer = %dest.customer_id, %error, "transient Google Ads failure; will retry");
-                    emit(
-                        chunk,
-                        EventOutcome::Retry,
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::Throttle(error, delay) => {
-                    let until = instant_to_utc(self.limiter.throttled(key, delay));
-                    warn!(customer = %dest.customer_id, %error, %until, "Google Ads throttled this destination; pausing it");
-                    emit(
-                        chunk,
+                            RowOutcome::Retry(err) => (EventOutcome::Retry, Some(err)),
+                            RowOutcome::Later(err, wait) => (
+                                EventOutcome::Throttled {
+                                    until: Utc::now()
+                                        + chrono::Duration::from_std(wait)
+                                            .unwrap_or(chrono::Duration::hours(6)),
+                                },
+                                Some(err),
+                            ),
+                            RowOutcome::Failed(err, cause) => {
+                                (EventOutcome::Failed { cause }, Some(err))
+                            }
+                        };
+                        EventResult {
+                            key: e.key,
+                            outcome,
+                            http_status: status,
+                            error,
+                            response: body.clone(),
+                        }
+                    })
+                    .collect();
+                chunks.report(results);
+            }
+            Classification::Retry(error) => {
+                debug!(customer = %dest.customer_id, %error, "transient Google Ads failure; will retry");
+                chunks.emit(
+                    chunk,
+                    EventOutcome::Retry,
+                    status,
+                    Some(&error),
+                    body.as_ref(),
+                );
+            }
+            Classification::Throttle(error, delay) => {
+                let until = instant_to_utc(sink.limiter.throttled(key, delay));
+                warn!(customer = %dest.customer_id, %error, %until, "Google Ads throttled this destination; pausing it");
+                chunks.emit(
+                    chunk,
+                    EventOutcome::Throttled { until },
+                    status,
+                    Some(&error),
+                    body.as_ref(),
+                );
+            }
+            Classification::QuotaSpent(error, until) => {
+                warn!(customer = %dest.customer_id, %error, %until, "Google Ads daily quota spent; retrying the next day");
+                for c in chunks.with_rest(chunk) {
+                    chunks.emit(
+                        c,
                         EventOutcome::Throttled { until },
                         status,
                         Some(&error),
                         body.as_ref(),
                     );
                 }
-                Classification::QuotaSpent(error, until) => {
-                    warn!(customer = %dest.customer_id, %error, %until, "Google Ads daily quota spent; retrying the next day");
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(
-                            c,
-                            EventOutcome::Throttled { until },
-                            status,
-                            Some(&error),
-                            body.as_ref(),
-                        );
-                    }
-                    break;
-                }
-                Classification::Unauthenticated(error) if !refreshed_after_401 => {
-                    // Once per delivery: a fresh token, then the same rows again.
-                    debug!(customer = %dest.customer_id, %error, "Google Ads answered 401; refreshing the access token");
-                    refreshed_after_401 = true;
-                    self.tokens.forget(&dest.refresh_token).await;
-                    work.push(chunk);
-                }
-                Classification::Unauthenticated(error) => {
-                    let news = self.holds.hold(
-                        key,
-                        &config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    );
-                    emit_held(
-                        std::iter::once(chunk).chain(work.drain(..)).collect(),
-                        AlertCause::TokenInvalid,
-                        &error,
-                        news,
-                    );
-                    break;
-                }
-                Classification::Hold(error, cause) => {
-                    let news = self
-                        .holds
-                        .hold(key, &config_fingerprint, cause, error.clone());
-                    warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
-                    emit_held(
-                        std::iter::once(chunk).chain(work.drain(..)).collect(),
-                        cause,
-                        &error,
-                        news,
-                    );
-                    break;
-                }
-                Classification::Fail(error) => {
-                    emit(
-                        chunk,
-                        EventOutcome::Failed {
-                            cause: AlertCause::ApiError,
-                        },
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
+            }
+            Classification::Unauthenticated(error) if !self.refreshed_after_401 => {
+                // Once per delivery: a fresh token, then the same rows again.
+                debug!(customer = %dest.customer_id, %error, "Google Ads answered 401; refreshing the access token");
+                self.refreshed_after_401 = true;
+                sink.tokens.forget(&dest.refresh_token).await;
+                chunks.again(chunk);
+            }
+            Classification::Unauthenticated(error) => {
+                let news = sink.holds.hold(
+                    key,
+                    config_fingerprint,
+                    AlertCause::TokenInvalid,
+                    error.clone(),
+                );
+                let all = chunks.with_rest(chunk);
+                sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
+            }
+            Classification::Hold(error, cause) => {
+                let news = sink
+                    .holds
+                    .hold(key, config_fingerprint, cause, error.clone());
+                warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
+                let all = chunks.with_rest(chunk);
+                sink.emit_held(chunks, all, cause, &error, news);
+            }
+            Classification::Fail(error) => {
+                chunks.emit(
+                    chunk,
+                    EventOutcome::Failed {
+                        cause: AlertCause::ApiError,
+                    },
+                    status,
+                    Some(&error),
+                    body.as_ref(),
+                );
             }
         }
     }

@@ -2,12 +2,14 @@
 //! No retry decisions here (that is `retry`), and the token travels only in the Authorization
 //! header, so it never appears in a URL, a log line or an error.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
 use super::config::MetaConfig;
+use crate::platforms::response::{audit_text, parse_body, transport_text};
 use crate::secrets::Secret;
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,13 @@ pub struct GraphResponse {
     /// `Retry-After` (seconds or an HTTP date), where the answer carried one.
     pub retry_after: Option<Duration>,
     pub elapsed: Duration,
+}
+
+impl GraphResponse {
+    /// The answer as the audit stores it (`EventResult::response`).
+    pub fn audit(&self) -> Option<Arc<str>> {
+        audit_text(self.body.as_ref(), self.text.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -144,23 +153,12 @@ impl MetaClient {
 }
 
 fn transport_error(e: reqwest::Error, timeout: Duration) -> TransportError {
-    // reqwest's Display is generic ("error sending request"); the cause chain says what went
-    // wrong (connection refused, DNS, TLS). The URL never carries the token (header auth).
+    // The URL never carries the token (header auth), and is left out anyway.
     if e.is_timeout() {
         return TransportError::Timeout(timeout);
     }
     let connect = e.is_connect();
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    let text = transport_text(e);
     if connect {
         TransportError::Connect(text)
     } else {
@@ -180,13 +178,7 @@ async fn read_response(
         .bytes()
         .await
         .map_err(|e| transport_error(e, timeout))?;
-    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let text = if body.is_none() && !bytes.is_empty() {
-        let snippet = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-        Some(snippet)
-    } else {
-        None
-    };
+    let (body, text) = parse_body(&bytes);
     Ok(GraphResponse {
         status,
         body,

@@ -7,21 +7,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::client::MetaClient;
 use super::config::{MetaConfig, MetaConfigError};
 use super::payload::request_body;
-use super::retry::{classify, classify_transport, rejected_event_cause, ApiError, Classification};
+use super::retry::{classify, classify_transport, rejected_event_cause, Classification};
 use crate::platforms::holds::{fingerprint, DestinationHolds, HoldState};
-use crate::platforms::outcome::{EventOutcome, EventResult, PreparedEvent};
-use crate::platforms::platform::{DeliveryContext, Destination};
-use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
-use crate::queue::Lease;
+use crate::platforms::outcome::{EventOutcome, PreparedEvent};
+use crate::platforms::platform::DeliveryContext;
+use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
+use crate::platforms::send_loop::{
+    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+};
 use crate::secrets::Secret;
 
 /// Usage above this share of Meta's allowance makes us pause before Meta throttles us.
@@ -39,22 +37,7 @@ pub struct MetaDestination {
     pub batch_key: String,
 }
 
-impl Destination for MetaDestination {
-    fn batch_key(&self) -> &str {
-        &self.batch_key
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        events: Vec<PreparedEvent>,
-        ctx: DeliveryContext<'a>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(
-            self.sink
-                .deliver(self, events, ctx.shutdown, ctx.lease, ctx.results),
-        )
-    }
-}
+sink_destination!(MetaDestination);
 
 pub struct MetaSink {
     client: MetaClient,
@@ -96,42 +79,17 @@ impl MetaSink {
         &self.client
     }
 
-    /// Send `events` to `dest`, streaming the results of each request to `out` as soon as it
-    /// answers (exactly one result per event in total), so the caller can write outcomes back
-    /// per request instead of per batch. A request starts only while `lease` is known to
-    /// outlast it (the request timeout).
+    /// Send `events` to `dest`, streaming the results of each request to `ctx.results` as soon
+    /// as it answers (exactly one result per event in total), so the caller can write outcomes
+    /// back per request instead of per batch. A request starts only while `ctx.lease` is known
+    /// to outlast it (the request timeout).
     pub async fn deliver(
         &self,
         dest: &MetaDestination,
         events: Vec<PreparedEvent>,
-        shutdown: &CancellationToken,
-        lease: &Lease,
-        out: &mpsc::UnboundedSender<Vec<EventResult>>,
+        ctx: DeliveryContext<'_>,
     ) {
-        // A send fails only if the caller stopped listening; the results have nowhere to go then.
-        let emit = |chunk: Vec<PreparedEvent>,
-                    outcome: EventOutcome,
-                    status: Option<u16>,
-                    error: Option<&ApiError>,
-                    body: Option<&Arc<str>>| {
-            let results = chunk
-                .into_iter()
-                .map(|e| EventResult {
-                    key: e.key,
-                    outcome: outcome.clone(),
-                    http_status: status,
-                    error: error.map(ApiError::to_delivery_error),
-                    response: body.cloned(),
-                })
-                .collect();
-            let _ = out.send(results);
-        };
-        // A stack of chunks: halves of a rejected chunk are pushed back and sent next.
-        let mut work: Vec<Vec<PreparedEvent>> = events
-            .chunks(self.config.max_batch.max(1))
-            .rev()
-            .map(<[PreparedEvent]>::to_vec)
-            .collect();
+        let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
         // A pixel held for its configuration sends nothing while that configuration is the one
         // in use (or one probe request when it is due): the events wait, no attempt spent.
         let config_fingerprint = fingerprint(&[
@@ -139,207 +97,148 @@ impl MetaSink {
             dest.token.expose(),
             &self.config.api_version,
         ]);
-        let hold_key = dest.batch_key.as_str();
         let mut probing = false;
-        match self.holds.state(hold_key, &config_fingerprint) {
+        match self.holds.state(&dest.batch_key, &config_fingerprint) {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
                 debug!(pixel = %dest.pixel_id, "held pixel: probing with one request");
             }
             HoldState::Held { cause, error } => {
-                let until = chrono::Utc::now()
-                    + chrono::Duration::from_std(self.config.hold_recheck)
-                        .unwrap_or(chrono::Duration::seconds(60));
-                for c in work.drain(..) {
-                    let results = c
-                        .into_iter()
-                        .map(|e| EventResult {
-                            key: e.key,
-                            outcome: EventOutcome::Held {
-                                until,
-                                cause,
-                                alert: false,
-                            },
-                            http_status: None,
-                            error: Some(error.clone()),
-                            response: None,
-                        })
-                        .collect();
-                    let _ = out.send(results);
-                }
+                let until = self.hold_until();
+                let all = chunks.take_all();
+                chunks.emit_held(all, until, cause, false, None, &error, None);
                 return;
             }
         }
-        while let Some(chunk) = work.pop() {
-            match self.limiter.acquire(&dest.pixel_id, shutdown).await {
-                Slot::Ready { .. } => {}
-                Slot::Shutdown => {
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(c, EventOutcome::NotStarted, None, None, None);
-                    }
-                    break;
+        let send_loop = SendLoop {
+            limiter: &self.limiter,
+            limiter_key: &dest.pixel_id,
+            destination: &dest.pixel_id,
+            request_time: self.config.timeout,
+            platform_name: "Meta",
+            trace_name: super::TRACE_NAME,
+        };
+        let mut requests = PixelRequests {
+            sink: self,
+            dest,
+            config_fingerprint,
+            probing,
+        };
+        send_loop
+            .run(chunks, ctx.shutdown, ctx.lease, &mut requests)
+            .await;
+    }
+
+    /// When a held pixel's jobs look again.
+    fn hold_until(&self) -> chrono::DateTime<chrono::Utc> {
+        held_until(self.config.hold_recheck, chrono::Duration::seconds(60))
+    }
+}
+
+/// The Conversions API requests of one delivery to one pixel.
+struct PixelRequests<'a> {
+    sink: &'a MetaSink,
+    dest: &'a MetaDestination,
+    config_fingerprint: String,
+    /// The pixel is held and this delivery is its probe.
+    probing: bool,
+}
+
+impl SendChunk for PixelRequests<'_> {
+    async fn send(&mut self, chunk: Vec<PreparedEvent>, chunks: &mut Chunks<'_>) {
+        let (sink, dest) = (self.sink, self.dest);
+        let hold_key = dest.batch_key.as_str();
+        let started = Instant::now();
+        let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
+        let body = request_body(
+            &parts,
+            &sink.config.partner_agent,
+            dest.test_event_code.as_deref(),
+        );
+        let response = sink
+            .client
+            .post_events(&dest.pixel_id, &dest.token, body)
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (classification, status, body) = match &response {
+            Ok(r) => {
+                if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
+                    let pause = r
+                        .regain_minutes
+                        .map(|m| std::time::Duration::from_secs(m * 60))
+                        .unwrap_or(std::time::Duration::from_secs(30));
+                    sink.limiter.slow_down(&dest.pixel_id, pause);
+                    warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
                 }
-                Slot::Paused { until } => {
-                    let error = ApiError {
-                        message: "destination paused after Meta throttled it".into(),
-                        ..ApiError::default()
-                    };
-                    emit(
-                        chunk,
-                        EventOutcome::Throttled {
-                            until: instant_to_utc(until),
-                        },
-                        None,
-                        Some(&error),
-                        None,
-                    );
-                    continue;
-                }
+                (classify(r), Some(r.status), r.audit())
             }
-            // Checked after the limiter's wait, right before sending: the wait may be long.
-            if !lease.valid_for(self.config.timeout) {
-                warn!(pixel = %dest.pixel_id, events = chunk.len() + work.iter().map(Vec::len).sum::<usize>(),
-                    "the lease on these jobs may lapse before a request could end; not sending them (another worker will)");
-                for c in std::iter::once(chunk).chain(work.drain(..)) {
-                    emit(c, EventOutcome::LeaseLost, None, None, None);
+            Err(e) => (classify_transport(e), None, None),
+        };
+        let label = match &classification {
+            Classification::Delivered { .. } => "delivered",
+            Classification::Retry(_) => "retry",
+            Classification::Throttle { .. } => "throttled",
+            Classification::RejectEvents(_) => "rejected",
+            Classification::HoldDestination { .. } => "held",
+        };
+        record_request(super::LABEL, chunk.len(), label, elapsed);
+        match classification {
+            Classification::Delivered {
+                events_received, ..
+            } => {
+                sink.limiter.succeeded(&dest.pixel_id);
+                if sink.holds.release(hold_key) || self.probing {
+                    warn!(pixel = %dest.pixel_id, "Meta accepts this pixel's requests again; its held events are sent");
+                    self.probing = false;
                 }
-                break;
+                if events_received.is_some_and(|n| n != chunk.len() as u64) {
+                    warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
+                }
+                chunks.emit(chunk, EventOutcome::Delivered, status, None, body.as_ref());
             }
-            let started = Instant::now();
-            let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
-            let body = request_body(
-                &parts,
-                &self.config.partner_agent,
-                dest.test_event_code.as_deref(),
-            );
-            let response = self
-                .client
-                .post_events(&dest.pixel_id, &dest.token, body)
-                .await;
-            let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!("stagecast_batch_size", "platform" => super::LABEL)
-                .record(chunk.len() as f64);
-            let (classification, status, body): (_, _, Option<Arc<str>>) = match &response {
-                Ok(r) => {
-                    if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
-                        let pause = r
-                            .regain_minutes
-                            .map(|m| std::time::Duration::from_secs(m * 60))
-                            .unwrap_or(std::time::Duration::from_secs(30));
-                        self.limiter.slow_down(&dest.pixel_id, pause);
-                        warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
-                    }
-                    (
-                        classify(r),
-                        Some(r.status),
-                        r.body
-                            .as_ref()
-                            .map(|b| Arc::from(b.to_string()))
-                            .or_else(|| {
-                                r.text
-                                    .as_ref()
-                                    .map(|t| Arc::from(Value::String(t.clone()).to_string()))
-                            }),
-                    )
+            Classification::Retry(error) => {
+                debug!(pixel = %dest.pixel_id, %error, "transient Meta failure; will retry");
+                let error = error.to_delivery_error();
+                chunks.emit(
+                    chunk,
+                    EventOutcome::Retry,
+                    status,
+                    Some(&error),
+                    body.as_ref(),
+                );
+            }
+            Classification::Throttle { error, regain } => {
+                let until = instant_to_utc(sink.limiter.throttled(&dest.pixel_id, regain));
+                warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
+                let error = error.to_delivery_error();
+                let outcome = EventOutcome::Throttled { until };
+                chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
+            }
+            Classification::RejectEvents(error) if chunk.len() > 1 => {
+                debug!(pixel = %dest.pixel_id, size = chunk.len(), %error, "batch rejected; splitting to isolate the bad events");
+                chunks.split(chunk);
+            }
+            Classification::RejectEvents(error) => {
+                let cause = rejected_event_cause(&error);
+                let error = error.to_delivery_error();
+                let outcome = EventOutcome::Failed { cause };
+                chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
+            }
+            Classification::HoldDestination { error, cause } => {
+                let neutral = error.to_delivery_error();
+                let news =
+                    sink.holds
+                        .hold(hold_key, &self.config_fingerprint, cause, neutral.clone());
+                if news {
+                    warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
+                } else {
+                    debug!(pixel = %dest.pixel_id, %error, "held pixel still refused");
                 }
-                Err(e) => (classify_transport(e), None, None),
-            };
-            let label = match &classification {
-                Classification::Delivered { .. } => "delivered",
-                Classification::Retry(_) => "retry",
-                Classification::Throttle { .. } => "throttled",
-                Classification::RejectEvents(_) => "rejected",
-                Classification::HoldDestination { .. } => "held",
-            };
-            metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
-                .record(elapsed);
-            match classification {
-                Classification::Delivered {
-                    events_received, ..
-                } => {
-                    self.limiter.succeeded(&dest.pixel_id);
-                    if self.holds.release(hold_key) || probing {
-                        warn!(pixel = %dest.pixel_id, "Meta accepts this pixel's requests again; its held events are sent");
-                        probing = false;
-                    }
-                    if events_received.is_some_and(|n| n != chunk.len() as u64) {
-                        warn!(pixel = %dest.pixel_id, sent = chunk.len(), events_received, "Meta counted a different number of events than sent");
-                    }
-                    emit(chunk, EventOutcome::Delivered, status, None, body.as_ref());
-                }
-                Classification::Retry(error) => {
-                    debug!(pixel = %dest.pixel_id, %error, "transient Meta failure; will retry");
-                    emit(
-                        chunk,
-                        EventOutcome::Retry,
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::Throttle { error, regain } => {
-                    let until = instant_to_utc(self.limiter.throttled(&dest.pixel_id, regain));
-                    warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
-                    emit(
-                        chunk,
-                        EventOutcome::Throttled { until },
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::RejectEvents(error) if chunk.len() > 1 => {
-                    debug!(pixel = %dest.pixel_id, size = chunk.len(), %error, "batch rejected; splitting to isolate the bad events");
-                    let mut first = chunk;
-                    let second = first.split_off(first.len() / 2);
-                    work.push(second);
-                    work.push(first);
-                }
-                Classification::RejectEvents(error) => {
-                    let cause = rejected_event_cause(&error);
-                    emit(
-                        chunk,
-                        EventOutcome::Failed { cause },
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::HoldDestination { error, cause } => {
-                    let neutral = error.to_delivery_error();
-                    let news = self
-                        .holds
-                        .hold(hold_key, &config_fingerprint, cause, neutral);
-                    if news {
-                        warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
-                    } else {
-                        debug!(pixel = %dest.pixel_id, %error, "held pixel still refused");
-                    }
-                    let until = chrono::Utc::now()
-                        + chrono::Duration::from_std(self.config.hold_recheck)
-                            .unwrap_or(chrono::Duration::seconds(60));
-                    // One alert per hold: on the first event of the request that found it.
-                    let mut alert = news;
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        let results = c
-                            .into_iter()
-                            .map(|e| EventResult {
-                                key: e.key,
-                                outcome: EventOutcome::Held {
-                                    until,
-                                    cause,
-                                    alert: std::mem::take(&mut alert),
-                                },
-                                http_status: status,
-                                error: Some(error.to_delivery_error()),
-                                response: body.clone(),
-                            })
-                            .collect();
-                        let _ = out.send(results);
-                    }
-                    break;
-                }
+                let until = sink.hold_until();
+                // One alert per hold: on the first event of the request that found it.
+                let all = chunks.with_rest(chunk);
+                chunks.emit_held(all, until, cause, news, status, &neutral, body.as_ref());
             }
         }
     }

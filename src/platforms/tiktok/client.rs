@@ -2,12 +2,12 @@
 //! back. No retry decisions here (that is `retry`). The token travels only in its header, raw
 //! (TikTok refuses `Bearer`), so it never appears in a URL, a log line or an error.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
-use serde_json::Value;
 
 use super::config::{TiktokConfig, TiktokConfigError, TRACK_PATH};
+use crate::platforms::response::{transport_text, ApiResponse};
 use crate::secrets::Secret;
 
 const ACCESS_TOKEN: &str = "Access-Token";
@@ -20,15 +20,7 @@ pub struct TiktokClient {
 }
 
 /// What the Events API answered.
-#[derive(Debug, Clone)]
-pub struct TrackResponse {
-    pub status: u16,
-    /// The JSON body, when it was JSON.
-    pub body: Option<Value>,
-    /// Start of a non-JSON body (a gateway's page), for the audit.
-    pub text: Option<String>,
-    pub elapsed: Duration,
-}
+pub type TrackResponse = ApiResponse;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
@@ -72,7 +64,6 @@ impl TiktokClient {
         token: &Secret,
         body: Vec<u8>,
     ) -> Result<TrackResponse, TransportError> {
-        let started = Instant::now();
         let response = self
             .http
             .post(self.track_url.clone())
@@ -82,40 +73,18 @@ impl TiktokClient {
             .send()
             .await
             .map_err(|e| transport_error(e, self.timeout))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
+        ApiResponse::read(response)
             .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let text = (body.is_none() && !bytes.is_empty())
-            .then(|| String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned());
-        Ok(TrackResponse {
-            status,
-            body,
-            text,
-            elapsed: started.elapsed(),
-        })
+            .map_err(|e| transport_error(e, self.timeout))
     }
 }
 
 fn transport_error(e: reqwest::Error, timeout: Duration) -> TransportError {
-    // reqwest's Display is generic; the cause chain says what went wrong (refused, DNS, TLS).
     if e.is_timeout() {
         return TransportError::Timeout(timeout);
     }
     let connect = e.is_connect();
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    let text = transport_text(e);
     if connect {
         TransportError::Connect(text)
     } else {

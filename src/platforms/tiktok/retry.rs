@@ -183,14 +183,12 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::Duration;
 
     fn resp(status: u16, body: Value) -> TrackResponse {
         TrackResponse {
             status,
             body: Some(body),
             text: None,
-            elapsed: Duration::ZERO,
         }
     }
 
@@ -253,7 +251,6 @@ mod tests {
             status,
             body: None,
             text: Some("<html>".into()),
-            elapsed: Duration::ZERO,
         };
         assert!(matches!(classify(&bare(502)), Classification::Retry(_)));
         assert!(matches!(classify(&bare(200)), Classification::Retry(_)));

@@ -10,22 +10,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::client::TiktokClient;
 use super::config::{EventSource, TiktokConfig, TiktokConfigError};
 use super::payload::request_body;
-use super::retry::{classify, classify_transport, ApiError, Classification};
+use super::retry::{classify, classify_transport, Classification};
 use crate::alerts::AlertCause;
 use crate::platforms::holds::{fingerprint, DestinationHolds, HoldState};
-use crate::platforms::outcome::{EventOutcome, EventResult, PreparedEvent};
-use crate::platforms::platform::{DeliveryContext, Destination};
-use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
-use crate::queue::Lease;
+use crate::platforms::outcome::{EventOutcome, PreparedEvent};
+use crate::platforms::platform::DeliveryContext;
+use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
+use crate::platforms::send_loop::{
+    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+};
 use crate::secrets::Secret;
 
 /// A pixel row (event source) and its credentials, resolved for one delivery.
@@ -41,22 +39,7 @@ pub struct TiktokDestination {
     pub batch_key: String,
 }
 
-impl Destination for TiktokDestination {
-    fn batch_key(&self) -> &str {
-        &self.batch_key
-    }
-
-    fn deliver<'a>(
-        &'a self,
-        events: Vec<PreparedEvent>,
-        ctx: DeliveryContext<'a>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(
-            self.sink
-                .deliver(self, events, ctx.shutdown, ctx.lease, ctx.results),
-        )
-    }
-}
+sink_destination!(TiktokDestination);
 
 pub struct TiktokSink {
     client: TiktokClient,
@@ -100,47 +83,20 @@ impl TiktokSink {
 
     /// When a held event source's jobs look again.
     fn hold_until(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-            + chrono::Duration::from_std(self.config.hold_recheck)
-                .unwrap_or(chrono::Duration::seconds(60))
+        held_until(self.config.hold_recheck, chrono::Duration::seconds(60))
     }
 
-    /// Send `events` to `dest`, streaming the results of each request to `out` as soon as it
-    /// answers (exactly one result per event in total). A request starts only while `lease` is
-    /// known to outlast it (the request timeout).
+    /// Send `events` to `dest`, streaming the results of each request to `ctx.results` as soon
+    /// as it answers (exactly one result per event in total). A request starts only while
+    /// `ctx.lease` is known to outlast it (the request timeout).
     pub async fn deliver(
         &self,
         dest: &TiktokDestination,
         events: Vec<PreparedEvent>,
-        shutdown: &CancellationToken,
-        lease: &Lease,
-        out: &mpsc::UnboundedSender<Vec<EventResult>>,
+        ctx: DeliveryContext<'_>,
     ) {
-        // A send fails only if the caller stopped listening; the results have nowhere to go then.
-        let emit = |chunk: Vec<PreparedEvent>,
-                    outcome: EventOutcome,
-                    status: Option<u16>,
-                    error: Option<&ApiError>,
-                    body: Option<&Arc<str>>| {
-            let results = chunk
-                .into_iter()
-                .map(|e| EventResult {
-                    key: e.key,
-                    outcome: outcome.clone(),
-                    http_status: status,
-                    error: error.map(ApiError::to_delivery_error),
-                    response: body.cloned(),
-                })
-                .collect();
-            let _ = out.send(results);
-        };
         let key = dest.batch_key.as_str();
-        // A stack of chunks: halves of a refused chunk are pushed back and sent next.
-        let mut work: Vec<Vec<PreparedEvent>> = events
-            .chunks(self.config.max_batch.max(1))
-            .rev()
-            .map(<[PreparedEvent]>::to_vec)
-            .collect();
+        let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
         // An event source held for its token sends nothing while that token is the one in use
         // (or one probe request when it is due): the events wait, no attempt spent.
         let config_fingerprint = fingerprint(&[&dest.source_id, dest.token.expose()]);
@@ -153,200 +109,137 @@ impl TiktokSink {
             }
             HoldState::Held { cause, error } => {
                 let until = self.hold_until();
-                for c in work.drain(..) {
-                    let results = c
-                        .into_iter()
-                        .map(|e| EventResult {
-                            key: e.key,
-                            outcome: EventOutcome::Held {
-                                until,
-                                cause,
-                                alert: false,
-                            },
-                            http_status: None,
-                            error: Some(error.clone()),
-                            response: None,
-                        })
-                        .collect();
-                    let _ = out.send(results);
-                }
+                let all = chunks.take_all();
+                chunks.emit_held(all, until, cause, false, None, &error, None);
                 return;
             }
         }
-        while let Some(chunk) = work.pop() {
-            match self.limiter.acquire(key, shutdown).await {
-                Slot::Ready { .. } => {}
-                Slot::Shutdown => {
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(c, EventOutcome::NotStarted, None, None, None);
-                    }
-                    break;
+        let send_loop = SendLoop {
+            limiter: &self.limiter,
+            limiter_key: key,
+            destination: &dest.source_id,
+            request_time: self.config.timeout,
+            platform_name: "TikTok",
+            trace_name: super::TRACE_NAME,
+        };
+        let mut requests = TrackRequests {
+            sink: self,
+            dest,
+            config_fingerprint,
+            probing,
+        };
+        send_loop
+            .run(chunks, ctx.shutdown, ctx.lease, &mut requests)
+            .await;
+    }
+}
+
+/// The Events API requests of one delivery to one event source.
+struct TrackRequests<'a> {
+    sink: &'a TiktokSink,
+    dest: &'a TiktokDestination,
+    config_fingerprint: String,
+    /// The event source is held and this delivery is its probe.
+    probing: bool,
+}
+
+impl SendChunk for TrackRequests<'_> {
+    async fn send(&mut self, chunk: Vec<PreparedEvent>, chunks: &mut Chunks<'_>) {
+        let (sink, dest) = (self.sink, self.dest);
+        let key = dest.batch_key.as_str();
+        let started = Instant::now();
+        let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
+        let body = request_body(
+            dest.source,
+            &dest.source_id,
+            dest.test_event_code.as_deref(),
+            &parts,
+        );
+        let response = sink.client.track(&dest.token, body).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (classification, status, body) = match &response {
+            Ok(r) => (classify(r), Some(r.status), r.audit()),
+            Err(e) => (classify_transport(e), None, None),
+        };
+        let label = match &classification {
+            Classification::Delivered { .. } => "delivered",
+            Classification::Retry(_) => "retry",
+            Classification::Throttle(_) => "throttled",
+            Classification::RejectEvents(_) => "rejected",
+            Classification::HoldDestination { .. } => "held",
+            Classification::FailDestination { .. } => "failed",
+        };
+        record_request(super::LABEL, chunk.len(), label, elapsed);
+        match classification {
+            Classification::Delivered {
+                partial,
+                request_id,
+            } => {
+                sink.limiter.succeeded(key);
+                if sink.holds.release(key) || self.probing {
+                    warn!(event_source = %dest.source_id, "TikTok accepts this event source's token again; its held events are sent");
+                    self.probing = false;
                 }
-                Slot::Paused { until } => {
-                    let error = ApiError {
-                        message: "destination paused after TikTok throttled it".into(),
-                        ..ApiError::default()
-                    };
-                    emit(
-                        chunk,
-                        EventOutcome::Throttled {
-                            until: instant_to_utc(until),
-                        },
-                        None,
-                        Some(&error),
-                        None,
-                    );
-                    continue;
+                if partial {
+                    // Code 20001: integrations count it as accepted; TikTok does not
+                    // document which events, if any, it dropped.
+                    metrics::counter!(crate::metrics_catalog::PARTIAL_SUCCESSES, "platform" => super::LABEL)
+                        .increment(1);
+                    warn!(event_source = %dest.source_id, events = chunk.len(), ?request_id,
+                        "TikTok answered 20001 (partial success); counting the events as delivered");
                 }
+                chunks.emit(chunk, EventOutcome::Delivered, status, None, body.as_ref());
             }
-            // Checked after the limiter's wait, right before sending: the wait may be long.
-            if !lease.valid_for(self.config.timeout) {
-                warn!(event_source = %dest.source_id, events = chunk.len() + work.iter().map(Vec::len).sum::<usize>(),
-                    "the lease on these jobs may lapse before a request could end; not sending them (another worker will)");
-                for c in std::iter::once(chunk).chain(work.drain(..)) {
-                    emit(c, EventOutcome::LeaseLost, None, None, None);
-                }
-                break;
+            Classification::Retry(error) => {
+                debug!(event_source = %dest.source_id, %error, "transient TikTok failure; will retry");
+                let error = error.to_delivery_error();
+                chunks.emit(
+                    chunk,
+                    EventOutcome::Retry,
+                    status,
+                    Some(&error),
+                    body.as_ref(),
+                );
             }
-            let started = Instant::now();
-            let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
-            let body = request_body(
-                dest.source,
-                &dest.source_id,
-                dest.test_event_code.as_deref(),
-                &parts,
-            );
-            let response = self.client.track(&dest.token, body).await;
-            let elapsed = started.elapsed().as_secs_f64();
-            metrics::histogram!("stagecast_batch_size", "platform" => super::LABEL)
-                .record(chunk.len() as f64);
-            let (classification, status, body): (_, _, Option<Arc<str>>) = match &response {
-                Ok(r) => (
-                    classify(r),
-                    Some(r.status),
-                    r.body
-                        .as_ref()
-                        .map(|b| Arc::from(b.to_string()))
-                        .or_else(|| {
-                            r.text
-                                .as_ref()
-                                .map(|t| Arc::from(Value::String(t.clone()).to_string()))
-                        }),
-                ),
-                Err(e) => (classify_transport(e), None, None),
-            };
-            let label = match &classification {
-                Classification::Delivered { .. } => "delivered",
-                Classification::Retry(_) => "retry",
-                Classification::Throttle(_) => "throttled",
-                Classification::RejectEvents(_) => "rejected",
-                Classification::HoldDestination { .. } => "held",
-                Classification::FailDestination { .. } => "failed",
-            };
-            metrics::histogram!("stagecast_request_duration_seconds", "platform" => super::LABEL, "outcome" => label)
-                .record(elapsed);
-            match classification {
-                Classification::Delivered {
-                    partial,
-                    request_id,
-                } => {
-                    self.limiter.succeeded(key);
-                    if self.holds.release(key) || probing {
-                        warn!(event_source = %dest.source_id, "TikTok accepts this event source's token again; its held events are sent");
-                        probing = false;
-                    }
-                    if partial {
-                        // Code 20001: integrations count it as accepted; TikTok does not
-                        // document which events, if any, it dropped.
-                        metrics::counter!(crate::metrics_catalog::PARTIAL_SUCCESSES, "platform" => super::LABEL)
-                            .increment(1);
-                        warn!(event_source = %dest.source_id, events = chunk.len(), ?request_id,
-                            "TikTok answered 20001 (partial success); counting the events as delivered");
-                    }
-                    emit(chunk, EventOutcome::Delivered, status, None, body.as_ref());
+            Classification::Throttle(error) => {
+                let until = instant_to_utc(sink.limiter.throttled(key, None));
+                warn!(event_source = %dest.source_id, %error, %until, "TikTok throttled this event source; pausing it");
+                let error = error.to_delivery_error();
+                let outcome = EventOutcome::Throttled { until };
+                chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
+            }
+            Classification::RejectEvents(error) if chunk.len() > 1 => {
+                debug!(event_source = %dest.source_id, size = chunk.len(), %error, "batch refused; splitting to isolate the bad events");
+                chunks.split(chunk);
+            }
+            Classification::RejectEvents(error) => {
+                let error = error.to_delivery_error();
+                let outcome = EventOutcome::Failed {
+                    cause: AlertCause::ApiError,
+                };
+                chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
+            }
+            Classification::HoldDestination { error, cause } => {
+                let neutral = error.to_delivery_error();
+                let news = sink
+                    .holds
+                    .hold(key, &self.config_fingerprint, cause, neutral.clone());
+                if news {
+                    warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
+                } else {
+                    debug!(event_source = %dest.source_id, %error, "held event source still refused");
                 }
-                Classification::Retry(error) => {
-                    debug!(event_source = %dest.source_id, %error, "transient TikTok failure; will retry");
-                    emit(
-                        chunk,
-                        EventOutcome::Retry,
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::Throttle(error) => {
-                    let until = instant_to_utc(self.limiter.throttled(key, None));
-                    warn!(event_source = %dest.source_id, %error, %until, "TikTok throttled this event source; pausing it");
-                    emit(
-                        chunk,
-                        EventOutcome::Throttled { until },
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::RejectEvents(error) if chunk.len() > 1 => {
-                    debug!(event_source = %dest.source_id, size = chunk.len(), %error, "batch refused; splitting to isolate the bad events");
-                    let mut first = chunk;
-                    let second = first.split_off(first.len() / 2);
-                    work.push(second);
-                    work.push(first);
-                }
-                Classification::RejectEvents(error) => {
-                    emit(
-                        chunk,
-                        EventOutcome::Failed {
-                            cause: AlertCause::ApiError,
-                        },
-                        status,
-                        Some(&error),
-                        body.as_ref(),
-                    );
-                }
-                Classification::HoldDestination { error, cause } => {
-                    let news =
-                        self.holds
-                            .hold(key, &config_fingerprint, cause, error.to_delivery_error());
-                    if news {
-                        warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
-                    } else {
-                        debug!(event_source = %dest.source_id, %error, "held event source still refused");
-                    }
-                    let until = self.hold_until();
-                    // One alert per hold: on the first event of the request that found it.
-                    let mut alert = news;
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        let results = c
-                            .into_iter()
-                            .map(|e| EventResult {
-                                key: e.key,
-                                outcome: EventOutcome::Held {
-                                    until,
-                                    cause,
-                                    alert: std::mem::take(&mut alert),
-                                },
-                                http_status: status,
-                                error: Some(error.to_delivery_error()),
-                                response: body.clone(),
-                            })
-                            .collect();
-                        let _ = out.send(results);
-                    }
-                    break;
-                }
-                Classification::FailDestination { error, cause } => {
-                    warn!(event_source = %dest.source_id, %error, "TikTok refused this destination's configuration; failing its events");
-                    for c in std::iter::once(chunk).chain(work.drain(..)) {
-                        emit(
-                            c,
-                            EventOutcome::Failed { cause },
-                            status,
-                            Some(&error),
-                            body.as_ref(),
-                        );
-                    }
-                    break;
+                let until = sink.hold_until();
+                // One alert per hold: on the first event of the request that found it.
+                let all = chunks.with_rest(chunk);
+                chunks.emit_held(all, until, cause, news, status, &neutral, body.as_ref());
+            }
+            Classification::FailDestination { error, cause } => {
+                warn!(event_source = %dest.source_id, %error, "TikTok refused this destination's configuration; failing its events");
+                let error = error.to_delivery_error();
+                for c in chunks.with_rest(chunk) {
+                    let outcome = EventOutcome::Failed { cause };
+                    chunks.emit(c, outcome, status, Some(&error), body.as_ref());
                 }
             }
         }

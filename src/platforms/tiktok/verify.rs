@@ -81,7 +81,6 @@ pub fn verdict(
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::Duration;
 
     fn pixel() -> PixelRow {
         PixelRow {
@@ -106,7 +105,6 @@ mod tests {
             status: 200,
             body: Some(json!({"code": code, "message": "m", "request_id": "R"})),
             text: None,
-            elapsed: Duration::ZERO,
         })
     }
 

@@ -1,0 +1,253 @@
+//! The send loop every platform's sink runs (`Destination::deliver`): events in chunks of at
+//! most `max_batch`, each chunk waiting for the destination's rate limiter, then sent only if
+//! the jobs' lease outlasts the request. What a request is and what its answer means is the
+//! platform's ([`SendChunk`]); what happens around it is the same for all of them:
+//!
+//! - the limiter says shutdown: nothing more is sent, every event left is `NotStarted`;
+//! - the destination is paused (the platform throttled it): the chunk is `Throttled`;
+//! - the lease may lapse before a request could end: every event left is `LeaseLost` (another
+//!   worker will send them).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::alerts::AlertCause;
+use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
+use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
+use crate::queue::Lease;
+
+/// `Destination` for a platform's destination struct that has `sink: Arc<Sink>` and
+/// `batch_key: String`, its sink having `deliver(&self, &Dest, Vec<PreparedEvent>,
+/// DeliveryContext)`.
+macro_rules! sink_destination {
+    ($dest:ty) => {
+        impl $crate::platforms::platform::Destination for $dest {
+            fn batch_key(&self) -> &str {
+                &self.batch_key
+            }
+
+            fn deliver<'a>(
+                &'a self,
+                events: Vec<$crate::platforms::outcome::PreparedEvent>,
+                ctx: $crate::platforms::platform::DeliveryContext<'a>,
+            ) -> futures_util::future::BoxFuture<'a, ()> {
+                Box::pin(self.sink.deliver(self, events, ctx))
+            }
+        }
+    };
+}
+pub(crate) use sink_destination;
+
+/// One platform's request for one chunk: build it, send it, classify the answer and report
+/// the chunk's results (or put it back) through [`Chunks`].
+pub trait SendChunk {
+    /// Called with the chunk's limiter slot taken and the lease checked. Taking every chunk
+    /// left ([`Chunks::with_rest`]) ends the delivery.
+    fn send(
+        &mut self,
+        chunk: Vec<PreparedEvent>,
+        chunks: &mut Chunks<'_>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The chunks of a delivery not yet sent, and where their results go.
+pub struct Chunks<'a> {
+    /// A stack: the next chunk to send is the last one; chunks put back are sent next.
+    work: Vec<Vec<PreparedEvent>>,
+    out: &'a mpsc::UnboundedSender<Vec<EventResult>>,
+}
+
+impl<'a> Chunks<'a> {
+    pub fn new(
+        events: Vec<PreparedEvent>,
+        max_batch: usize,
+        out: &'a mpsc::UnboundedSender<Vec<EventResult>>,
+    ) -> Self {
+        let work = events
+            .chunks(max_batch.max(1))
+            .rev()
+            .map(<[PreparedEvent]>::to_vec)
+            .collect();
+        Self { work, out }
+    }
+
+    fn next(&mut self) -> Option<Vec<PreparedEvent>> {
+        self.work.pop()
+    }
+
+    /// How many events are still waiting to be sent (the current chunk not included).
+    pub fn pending(&self) -> usize {
+        self.work.iter().map(Vec::len).sum()
+    }
+
+    /// Send `chunk` again, next.
+    pub fn again(&mut self, chunk: Vec<PreparedEvent>) {
+        self.work.push(chunk);
+    }
+
+    /// Send `chunk` again as two halves, the first half next (to isolate the events a
+    /// platform refuses a whole batch for).
+    pub fn split(&mut self, mut chunk: Vec<PreparedEvent>) {
+        let second = chunk.split_off(chunk.len() / 2);
+        self.work.push(second);
+        self.work.push(chunk);
+    }
+
+    /// Every chunk not yet sent, taken out: nothing more will be sent.
+    pub fn take_all(&mut self) -> Vec<Vec<PreparedEvent>> {
+        std::mem::take(&mut self.work)
+    }
+
+    /// `chunk` and every chunk not yet sent, taken out: nothing more will be sent.
+    pub fn with_rest(&mut self, chunk: Vec<PreparedEvent>) -> Vec<Vec<PreparedEvent>> {
+        std::iter::once(chunk).chain(self.work.drain(..)).collect()
+    }
+
+    /// Report results. A send fails only if the caller stopped listening; the results have
+    /// nowhere to go then.
+    pub fn report(&self, results: Vec<EventResult>) {
+        let _ = self.out.send(results);
+    }
+
+    /// The same result for every event of `chunk`.
+    pub fn emit(
+        &self,
+        chunk: Vec<PreparedEvent>,
+        outcome: EventOutcome,
+        status: Option<u16>,
+        error: Option<&DeliveryError>,
+        body: Option<&Arc<str>>,
+    ) {
+        self.report(
+            chunk
+                .into_iter()
+                .map(|e| EventResult {
+                    key: e.key,
+                    outcome: outcome.clone(),
+                    http_status: status,
+                    error: error.cloned(),
+                    response: body.cloned(),
+                })
+                .collect(),
+        );
+    }
+
+    /// `Held` for every event of `chunks`; only the first result carries `alert` (one alert
+    /// per hold).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_held(
+        &self,
+        chunks: Vec<Vec<PreparedEvent>>,
+        until: DateTime<Utc>,
+        cause: AlertCause,
+        alert: bool,
+        status: Option<u16>,
+        error: &DeliveryError,
+        body: Option<&Arc<str>>,
+    ) {
+        let mut alert = alert;
+        for chunk in chunks {
+            self.report(
+                chunk
+                    .into_iter()
+                    .map(|e| EventResult {
+                        key: e.key,
+                        outcome: EventOutcome::Held {
+                            until,
+                            cause,
+                            alert: std::mem::take(&mut alert),
+                        },
+                        http_status: status,
+                        error: Some(error.clone()),
+                        response: body.cloned(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+}
+
+/// What the loop needs of a destination, besides its chunks.
+pub struct SendLoop<'a> {
+    pub limiter: &'a DestinationLimiter,
+    /// The destination's key in the limiter.
+    pub limiter_key: &'a str,
+    /// The destination as logs name it (pixel id, event source id, customer id).
+    pub destination: &'a str,
+    /// How long the lease must still run for a request to start: the longest a request (and
+    /// what it needs first, such as a token refresh) may take.
+    pub request_time: Duration,
+    /// How the platform's API is named in messages ("Meta", "TikTok", "Google Ads").
+    pub platform_name: &'static str,
+    /// `DeliveryError::trace_name` for the platform.
+    pub trace_name: &'static str,
+}
+
+impl SendLoop<'_> {
+    /// Send every chunk through `sender`, reporting exactly one result per event in total.
+    pub async fn run<S: SendChunk>(
+        &self,
+        mut chunks: Chunks<'_>,
+        shutdown: &CancellationToken,
+        lease: &Lease,
+        sender: &mut S,
+    ) {
+        while let Some(chunk) = chunks.next() {
+            match self.limiter.acquire(self.limiter_key, shutdown).await {
+                Slot::Ready { .. } => {}
+                Slot::Shutdown => {
+                    for c in chunks.with_rest(chunk) {
+                        chunks.emit(c, EventOutcome::NotStarted, None, None, None);
+                    }
+                    break;
+                }
+                Slot::Paused { until } => {
+                    let error = DeliveryError {
+                        trace_name: self.trace_name,
+                        ..DeliveryError::local(format!(
+                            "destination paused after {} throttled it",
+                            self.platform_name
+                        ))
+                    };
+                    let until = instant_to_utc(until);
+                    chunks.emit(
+                        chunk,
+                        EventOutcome::Throttled { until },
+                        None,
+                        Some(&error),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            // Checked after the limiter's wait, right before sending: the wait may be long.
+            if !lease.valid_for(self.request_time) {
+                warn!(destination = %self.destination, events = chunk.len() + chunks.pending(),
+                    "the lease on these jobs may lapse before a request could end; not sending them (another worker will)");
+                for c in chunks.with_rest(chunk) {
+                    chunks.emit(c, EventOutcome::LeaseLost, None, None, None);
+                }
+                break;
+            }
+            sender.send(chunk, &mut chunks).await;
+        }
+    }
+}
+
+/// Records a request's metrics: its batch size and its duration by outcome.
+pub fn record_request(platform: &'static str, size: usize, outcome: &'static str, seconds: f64) {
+    metrics::histogram!("stagecast_batch_size", "platform" => platform).record(size as f64);
+    metrics::histogram!("stagecast_request_duration_seconds", "platform" => platform, "outcome" => outcome)
+        .record(seconds);
+}
+
+/// When a held destination's jobs look again: `after` from now (`fallback` if out of range).
+pub fn held_until(after: Duration, fallback: chrono::Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(after).unwrap_or(fallback)
+}
