@@ -238,9 +238,15 @@ impl AdPlatform for GoogleAds {
                         fix: "create a new refresh token for the adwords scope with the configured OAuth client and save it with `stagecast pixel set-token` (docs/google-ads.md)".into(),
                     }
                 }
+                // Unreachable is a problem, as for the other platforms: the worker could not
+                // get a token either.
+                Err(TokenError::Transport(e)) => Verification::Problem {
+                    found: format!("cannot reach the Google token endpoint at {url}: {e}"),
+                    fix: "check that it is reachable from this host, or set STAGECAST_GOOGLE_ADS_TOKEN_URL (normally https://oauth2.googleapis.com/token)".into(),
+                },
                 Err(e) => Verification::Warning {
                     found: format!("could not check the credentials: {e}"),
-                    fix: format!("check that {url} is reachable"),
+                    fix: format!("retry later; if it persists, check {url}"),
                 },
             }
         })
