@@ -629,7 +629,10 @@ async fn google_ads_credentials_are_checked_by_a_token_exchange() {
         vec![
             ("STAGECAST_GOOGLE_ADS_BASE_URL", s.google.base_url()),
             ("STAGECAST_GOOGLE_ADS_TOKEN_URL", token_url),
-            ("STAGECAST_GOOGLE_ADS_CLIENT_ID", GOOGLE_CLIENT_ID.to_string()),
+            (
+                "STAGECAST_GOOGLE_ADS_CLIENT_ID",
+                GOOGLE_CLIENT_ID.to_string(),
+            ),
             (
                 "STAGECAST_GOOGLE_ADS_CLIENT_SECRET",
                 GOOGLE_CLIENT_SECRET.to_string(),
@@ -657,7 +660,10 @@ async fn google_ads_credentials_are_checked_by_a_token_exchange() {
     assert_check(
         &ok.stdout,
         "✓",
-        &format!("{TITLE}: the token endpoint {} issued an access token", s.google.token_url()),
+        &format!(
+            "{TITLE}: the token endpoint {} issued an access token",
+            s.google.token_url()
+        ),
         None,
     );
     assert_eq!(s.google.token_requests(), 1, "one token exchange");

@@ -209,7 +209,11 @@ async fn a_5xx_is_retried_with_the_same_order_id_and_date_and_google_keeps_one()
         ["retry", "retry", "delivered"]
     );
     let dates: HashSet<&Value> = rows.iter().map(|r| &r.1["conversionDateTime"]).collect();
-    assert_eq!(dates.len(), 1, "the same conversionDateTime on every attempt");
+    assert_eq!(
+        dates.len(),
+        1,
+        "the same conversionDateTime on every attempt"
+    );
     assert_eq!(
         s.google.accepted()[0]["conversionDateTime"],
         *rows[0].1.get("conversionDateTime").unwrap()
@@ -251,7 +255,11 @@ async fn row_errors_land_on_the_rows_their_index_names() {
     assert_eq!(not_found.0, "failed");
     assert_eq!(not_found.3.as_deref(), Some("CLICK_NOT_FOUND"));
     assert_eq!(audit_of_order(&s, &order[2]).await[0].0, "delivered");
-    assert_eq!(s.google.accepted().len(), 1, "the sandbox recorded row 0 only");
+    assert_eq!(
+        s.google.accepted().len(),
+        1,
+        "the sandbox recorded row 0 only"
+    );
 
     let lost = customer_of_order(&s, &order[1]).await;
     assert!(customers.contains(&lost));
@@ -261,7 +269,10 @@ async fn row_errors_land_on_the_rows_their_index_names() {
         alert.contains("não encontrou nesta conta o clique") && alert.contains("CLICK_NOT_FOUND"),
         "{alert}"
     );
-    assert!(!alert.contains("recusado"), "not an API error text: {alert}");
+    assert!(
+        !alert.contains("recusado"),
+        "not an API error text: {alert}"
+    );
     assert_eq!(s.jobs_of(lost).await[0].0, "failed");
     for other in customers.iter().filter(|c| **c != lost) {
         assert!(s.alert_causes(*other).await.is_empty());
@@ -301,7 +312,10 @@ async fn throttling_pauses_the_destination_and_the_daily_quota_waits_for_the_nex
     })
     .await;
     worker.shutdown().await.unwrap();
-    assert!(hours > 0.9, "retried from the next quota day, {hours} h away");
+    assert!(
+        hours > 0.9,
+        "retried from the next quota day, {hours} h away"
+    );
     assert_eq!(attempts, 0, "no attempt spent on the quota");
     assert!(s.alert_causes(d).await.is_empty());
     let last = google_audit(&s).await.pop().unwrap();
@@ -312,8 +326,10 @@ async fn throttling_pauses_the_destination_and_the_daily_quota_waits_for_the_nex
 #[tokio::test]
 async fn too_recent_event_is_retried_hours_later_with_the_same_order_id() {
     let (s, c) = stack_with_customer().await;
-    s.google
-        .push_fault(GoogleAdsFault::RowErrors(vec![(0, "TOO_RECENT_EVENT".into())]));
+    s.google.push_fault(GoogleAdsFault::RowErrors(vec![(
+        0,
+        "TOO_RECENT_EVENT".into(),
+    )]));
     let worker = s.start_worker();
     s.move_to(c, 2).await;
     let hours: f64 = wait_for("the job to wait for Google", DEADLINE, || async {
@@ -371,12 +387,11 @@ async fn invalid_grant_holds_the_destination_with_one_alert_until_a_new_token_is
         .await
         .unwrap();
     assert_eq!(alerts, ["token_invalid"], "one alert for the destination");
-    let attempts: i32 = sqlx::query_scalar(
-        "SELECT max(attempts) FROM stagecast.jobs WHERE kind = 'stage_change'",
-    )
-    .fetch_one(s.pool())
-    .await
-    .unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT max(attempts) FROM stagecast.jobs WHERE kind = 'stage_change'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
     assert_eq!(attempts, 0, "held without spending attempts");
 
     // A new refresh token, sealed on the pixel: the held conversions go out by themselves.
@@ -433,4 +448,3 @@ async fn bad_configuration_is_an_alert_naming_the_destination_never_a_panic() {
     assert!(accepted[0].get("consent").is_none(), "{:?}", accepted[0]);
     assert!(s.alert_causes(d).await.is_empty());
 }
-

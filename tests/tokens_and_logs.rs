@@ -321,7 +321,10 @@ async fn worker_logs_never_contain_google_refresh_tokens_client_secrets_or_acces
     {
         assert!(!logs.contains(needle), "logs contain {needle:?}:\n{logs}");
     }
-    assert!(!logs.contains("ya29."), "no access token, whole or cut:\n{logs}");
+    assert!(
+        !logs.contains("ya29."),
+        "no access token, whole or cut:\n{logs}"
+    );
 }
 
 const K3: &str = "k3:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";

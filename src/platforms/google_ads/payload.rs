@@ -204,7 +204,10 @@ mod tests {
             crate::pii::sha256_hex("+5511987654321")
         );
         assert!(keys.click_id && keys.em && keys.ph);
-        assert!(row.get("consent").is_none(), "no consent unless the row sets it");
+        assert!(
+            row.get("consent").is_none(),
+            "no consent unless the row sets it"
+        );
         assert_eq!(Consent::parse(" granted"), Some(Consent::Granted));
         assert_eq!(Consent::parse("UNSPECIFIED"), None);
     }

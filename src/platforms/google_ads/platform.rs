@@ -132,10 +132,7 @@ impl AdPlatform for GoogleAds {
             // sends the agent to the pixel rather than to the stage's configuration.
             return Err(LocalProblem::new(
                 AlertCause::ConversionActionMissing,
-                format!(
-                    "Google Ads pixel {} has no conversion_action_id",
-                    pixel.id
-                ),
+                format!("Google Ads pixel {} has no conversion_action_id", pixel.id),
             ));
         }
         // A row with neither a click id nor an email or phone is still sent: Google's own
@@ -153,12 +150,8 @@ impl AdPlatform for GoogleAds {
             Some(ConsentOption::Status(c)) => Some(c),
             _ => None,
         };
-        let (json, keys) = build_conversion(
-            event,
-            &customer_digits(&pixel.pixel_id),
-            &action,
-            consent,
-        );
+        let (json, keys) =
+            build_conversion(event, &customer_digits(&pixel.pixel_id), &action, consent);
         Encoded {
             event_name: event.name.clone(),
             json: json.to_string().into(),
