@@ -32,10 +32,12 @@ pub enum AlertCause {
     UnsupportedActionSource,
     EventNotOnPlatform,
     ClickTooOld,
+    ClickNotFound,
+    ConversionActionMissing,
 }
 
 impl AlertCause {
-    pub const ALL: [AlertCause; 21] = [
+    pub const ALL: [AlertCause; 23] = [
         AlertCause::NoCampaign,
         AlertCause::PixelMissing,
         AlertCause::PixelInactive,
@@ -57,6 +59,8 @@ impl AlertCause {
         AlertCause::UnsupportedActionSource,
         AlertCause::EventNotOnPlatform,
         AlertCause::ClickTooOld,
+        AlertCause::ClickNotFound,
+        AlertCause::ConversionActionMissing,
     ];
 
     pub fn code(self) -> &'static str {
@@ -82,6 +86,8 @@ impl AlertCause {
             AlertCause::UnsupportedActionSource => "unsupported_action_source",
             AlertCause::EventNotOnPlatform => "event_not_on_platform",
             AlertCause::ClickTooOld => "click_too_old",
+            AlertCause::ClickNotFound => "click_not_found",
+            AlertCause::ConversionActionMissing => "conversion_action_missing",
         }
     }
 
@@ -192,6 +198,16 @@ impl AlertCause {
                 pt: "O evento {event} ({stage}) não foi aceito pelo {platform}: o clique no anúncio é mais antigo que a janela de conversão da ação ({code}). A conversão não pode mais ser atribuída a esse clique; se isso for frequente, aumente a janela de conversão da ação no {platform}.",
                 en: "The {event} event ({stage}) was not accepted by {platform}: the ad click is older than the conversion action's click-through window ({code}). The conversion can no longer be attributed to that click; if this is frequent, widen the conversion action's window in {platform}.",
                 es: "El evento {event} ({stage}) no fue aceptado por {platform}: el clic en el anuncio es más antiguo que la ventana de conversión de la acción ({code}). La conversión ya no se puede atribuir a ese clic; si ocurre con frecuencia, amplíe la ventana de conversión de la acción en {platform}.",
+            },
+            AlertCause::ClickNotFound => Localized {
+                pt: "O evento {event} ({stage}) não foi aceito pelo {platform}: o {platform} não encontrou nesta conta o clique no anúncio deste cliente ({code}). Normalmente o cliente não veio de um anúncio desta conta, ou o identificador de clique (gclid) gravado é de outra conta ou está incompleto. Nada a fazer para este cliente; se acontecer com todos, peça ao administrador para conferir se o pixel {pixel} tem o ID de cliente da conta que recebe os cliques.",
+                en: "The {event} event ({stage}) was not accepted by {platform}: {platform} found no ad click of this customer in this account ({code}). Usually the customer did not come from an ad of this account, or the stored click id (gclid) belongs to another account or is truncated. Nothing to do for this customer; if it happens to every customer, ask an administrator to check that pixel {pixel} has the customer id of the account that gets the clicks.",
+                es: "El evento {event} ({stage}) no fue aceptado por {platform}: {platform} no encontró en esta cuenta el clic en el anuncio de este cliente ({code}). Normalmente el cliente no vino de un anuncio de esta cuenta, o el identificador de clic (gclid) guardado es de otra cuenta o está incompleto. Nada que hacer para este cliente; si ocurre con todos, pida al administrador que revise que el píxel {pixel} tenga el ID de cliente de la cuenta que recibe los clics.",
+            },
+            AlertCause::ConversionActionMissing => Localized {
+                pt: "O evento {event} ({stage}) não foi enviado ao {platform}: o pixel {pixel} não tem a ação de conversão (conversion_action_id). Peça ao administrador para preencher no pixel o ID da ação de conversão do {platform} do tipo Importação de cliques e reenvie; a configuração da etapa está correta.",
+                en: "The {event} event ({stage}) was not sent to {platform}: pixel {pixel} has no conversion action (conversion_action_id). Ask an administrator to fill in the pixel's {platform} conversion action id (an Import from clicks action) and replay it; the stage's configuration is fine.",
+                es: "El evento {event} ({stage}) no se envió a {platform}: el píxel {pixel} no tiene la acción de conversión (conversion_action_id). Pida al administrador que complete en el píxel el ID de la acción de conversión de {platform} del tipo Importación de clics y reenvíelo; la configuración de la etapa es correcta.",
             },
         }
     }

@@ -1,7 +1,8 @@
 //! `stagecast demo`: the whole product on one machine in a few seconds. Finds or starts a
-//! Postgres, migrates a fresh demo database, starts the Graph API and TikTok Events API
-//! sandboxes, runs a worker, moves demo customers through stages (one stage sends to Meta and
-//! TikTok) and prints what each platform received and which alerts agents got in their chats.
+//! Postgres, migrates a fresh demo database, starts the Graph API, TikTok Events API and Google
+//! Ads (with its OAuth token endpoint) sandboxes, runs a worker, moves demo customers through
+//! stages (one stage sends to Meta, TikTok and Google Ads) and prints what each platform
+//! received and which alerts agents got in their chats.
 
 use std::time::{Duration, Instant};
 
@@ -13,13 +14,14 @@ use sqlx::postgres::PgPoolOptions;
 use crate::local_pg::{FindOptions, LocalPostgres};
 use crate::locale::Locale;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::platforms::google_ads::GoogleAdsConfig;
 use crate::platforms::meta::MetaConfig;
 use crate::platforms::tiktok::TiktokConfig;
 use crate::platforms::{PlatformsConfig, Registry};
 use crate::queue::{Backoff, RetryPolicy, Worker, WorkerConfig};
-use crate::secrets::KeyRing;
+use crate::secrets::{KeyRing, Secret};
 use crate::store::Store;
-use stagecast_sandbox::{MetaGraphSandbox, TiktokSandbox};
+use stagecast_sandbox::{GoogleAdsSandbox, MetaGraphSandbox, TiktokSandbox};
 
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
@@ -35,6 +37,9 @@ const DEMO_PIXEL_ID: &str = "1234567890";
 const DEMO_TOKEN: &str = "EAADEMO-plaintext-token-written-by-the-crm";
 const DEMO_TIKTOK_EVENT_SET: &str = "7300000000000000001";
 const DEMO_TIKTOK_TOKEN: &str = "TTDEMO-plaintext-token-written-by-the-crm";
+const DEMO_GOOGLE_REFRESH: &str = "1//DEMO-plaintext-refresh-token-written-by-the-crm";
+const DEMO_GOOGLE_CLIENT_ID: &str = "demo.apps.googleusercontent.com";
+const DEMO_GOOGLE_CLIENT_SECRET: &str = "GOCSPX-demo-client-secret";
 
 /// (customer id, name, stage id, stage name, what to expect)
 const MOVES: &[(i64, &str, i64, &str, &str)] = &[
@@ -59,7 +64,7 @@ const MOVES: &[(i64, &str, i64, &str, &str)] = &[
         "Maria Souza",
         4,
         "Comprou",
-        "Purchase with the sale price, to Meta and to TikTok",
+        "Purchase with the sale price, to Meta, TikTok and Google Ads",
     ),
     (
         5,
@@ -133,6 +138,15 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         tiktok.base_url()
     );
 
+    let google = GoogleAdsSandbox::start(DEMO_GOOGLE_CLIENT_ID, DEMO_GOOGLE_CLIENT_SECRET)
+        .await
+        .context("could not start the Google Ads sandbox")?;
+    google.add_refresh_token(DEMO_GOOGLE_REFRESH);
+    println!(
+        "• Google Ads sandbox on {} (OAuth token endpoint and uploadClickConversions, validated as Google documents)",
+        google.base_url()
+    );
+
     let keys = match KeyRing::from_env()? {
         Some(k) => {
             println!(
@@ -151,7 +165,7 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await
         .context("seeding the demo CRM failed")?;
-    println!("• demo CRM seeded: 5 stages, 3 pixels (2 Meta, 1 TikTok), 2 campaigns, 6 customers with chats");
+    println!("• demo CRM seeded: 5 stages, 4 pixels (2 Meta, 1 TikTok, 1 Google Ads), 2 campaigns, 6 customers with chats");
 
     let meta = MetaConfig {
         graph_url: sandbox.base_url(),
@@ -174,8 +188,13 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
             base_url: tiktok.base_url(),
             ..TiktokConfig::default()
         },
-        // The demo has no Google Ads pixel: nothing is sent there.
-        ..PlatformsConfig::default()
+        google_ads: GoogleAdsConfig {
+            base_url: google.base_url(),
+            token_url: google.token_url(),
+            client_id: DEMO_GOOGLE_CLIENT_ID.into(),
+            client_secret: Some(Secret::new(DEMO_GOOGLE_CLIENT_SECRET)),
+            ..GoogleAdsConfig::default()
+        },
     })?;
     let pipeline = Pipeline::new(store.clone(), platforms, Some(keys), pipeline_config)?;
     let worker = Worker::new(
@@ -217,6 +236,7 @@ async fn demo(url: &str, db_name: &str, args: &DemoArgs) -> anyhow::Result<()> {
 
     print_events(&sandbox);
     print_tiktok_events(&tiktok);
+    print_google_conversions(&google);
     print_alerts(&pool).await?;
     print_jobs(&pool).await?;
     print_tokens(&pool).await?;
@@ -293,6 +313,35 @@ fn print_tiktok_events(tiktok: &TiktokSandbox) {
             short(user.and_then(|u| u.get("phone")), 12),
             short(user.and_then(|u| u.get("ttclid")), 14),
             short(e.get("event_id"), 12),
+        );
+    }
+    println!();
+}
+
+fn print_google_conversions(google: &GoogleAdsSandbox) {
+    let rows = google.accepted();
+    println!(
+        "Click conversions the Google Ads sandbox accepted ({}), identifiers hashed as Google specifies:",
+        rows.len()
+    );
+    println!(
+        "  {:<25} {:>9} {:<5} {:<16} {:<9} {:<14} orderId",
+        "conversionDateTime", "value", "cur", "gclid", "consent", "email"
+    );
+    for r in &rows {
+        let email = r
+            .get("userIdentifiers")
+            .and_then(Value::as_array)
+            .and_then(|ids| ids.iter().find_map(|i| i.get("hashedEmail")));
+        println!(
+            "  {:<25} {:>9} {:<5} {:<16} {:<9} {:<14} {}",
+            short(r.get("conversionDateTime"), 25),
+            short(r.get("conversionValue"), 9),
+            short(r.get("currencyCode"), 5),
+            short(r.get("gclid"), 14),
+            short(r.pointer("/consent/adUserData"), 9),
+            short(email, 12),
+            short(r.get("orderId"), 12),
         );
     }
     println!();

@@ -297,6 +297,17 @@ fn example(cause: AlertCause) -> AlertDetails {
             code: Some("EXPIRED_EVENT".into()),
             ..d("Purchase", "Venda fechada")
         },
+        AlertCause::ClickNotFound => AlertDetails {
+            platform: Some("google_ads".into()),
+            pixel: Some("123-456-7890".into()),
+            code: Some("CLICK_NOT_FOUND".into()),
+            ..d("Purchase", "Venda fechada")
+        },
+        AlertCause::ConversionActionMissing => AlertDetails {
+            platform: Some("google_ads".into()),
+            pixel: Some("123-456-7890".into()),
+            ..d("Purchase", "Venda fechada")
+        },
     }
 }
 

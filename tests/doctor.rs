@@ -5,7 +5,9 @@
 
 mod support;
 
-use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+use support::stack::{
+    Stack, GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, GOOGLE_REFRESH, KEYS, PIXEL, TOKEN,
+};
 use support::wait;
 
 /// A token the sandbox does not know: Meta answers 190.
@@ -22,9 +24,21 @@ struct Output {
 /// Run the doctor with a clean environment: only what the test passes, so settings from the
 /// machine running the tests cannot change the outcome.
 async fn doctor(database_url: &str, graph_url: &str, keys: Option<&str>, args: &[&str]) -> Output {
+    doctor_with(database_url, graph_url, keys, args, &[]).await
+}
+
+/// `doctor` with more environment (another platform's settings).
+async fn doctor_with(
+    database_url: &str,
+    graph_url: &str,
+    keys: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut cmd = support::process::stagecast();
     cmd.arg("doctor")
         .args(args)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("STAGECAST_META_GRAPH_URL", graph_url)
         .env("STAGECAST_DOCTOR_TIMEOUT", "5s");
@@ -37,7 +51,14 @@ async fn doctor(database_url: &str, graph_url: &str, keys: Option<&str>, args: &
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    for secret in [TOKEN, EXPIRED_TOKEN, KEY_MATERIAL, "hunter2secret"] {
+    for secret in [
+        TOKEN,
+        EXPIRED_TOKEN,
+        KEY_MATERIAL,
+        "hunter2secret",
+        GOOGLE_REFRESH,
+        GOOGLE_CLIENT_SECRET,
+    ] {
         assert!(
             !out.stdout.contains(secret) && !out.stderr.contains(secret),
             "a secret was printed:\n{}\n{}",
@@ -596,5 +617,76 @@ async fn website_pixels_and_values_that_cannot_be_sent_are_reported() {
         "✗",
         "entry 1: value 1e+308 is not a number from 0 to 1000000000",
         None,
+    );
+}
+
+#[tokio::test]
+async fn google_ads_credentials_are_checked_by_a_token_exchange() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.seed_google().await;
+    let google = |token_url: String| {
+        vec![
+            ("STAGECAST_GOOGLE_ADS_BASE_URL", s.google.base_url()),
+            ("STAGECAST_GOOGLE_ADS_TOKEN_URL", token_url),
+            (
+                "STAGECAST_GOOGLE_ADS_CLIENT_ID",
+                GOOGLE_CLIENT_ID.to_string(),
+            ),
+            (
+                "STAGECAST_GOOGLE_ADS_CLIENT_SECRET",
+                GOOGLE_CLIENT_SECRET.to_string(),
+            ),
+        ]
+    };
+    let run = |env: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            doctor_with(
+                &s.db.worker_url,
+                &s.sandbox.base_url(),
+                Some(KEYS),
+                &[],
+                &env,
+            )
+            .await
+        }
+    };
+    const TITLE: &str = "Pixel 123-456-7890 \"Google Ads - Venda\" (id 3)";
+
+    let ok = run(google(s.google.token_url())).await;
+    assert_eq!(ok.code, Some(0), "{}\n{}", ok.stdout, ok.stderr);
+    assert_check(
+        &ok.stdout,
+        "✓",
+        &format!(
+            "{TITLE}: the token endpoint {} issued an access token",
+            s.google.token_url()
+        ),
+        None,
+    );
+    assert_eq!(s.google.token_requests(), 1, "one token exchange");
+    assert!(s.google.requests().is_empty(), "nothing uploaded");
+
+    // The refresh token revoked: a problem naming invalid_grant and the fix.
+    s.google.revoke_refresh_token(GOOGLE_REFRESH);
+    let revoked = run(google(s.google.token_url())).await;
+    assert_eq!(revoked.code, Some(1), "{}", revoked.stdout);
+    assert_check(
+        &revoked.stdout,
+        "✗",
+        &format!("{TITLE}: Google refused the refresh token (invalid_grant)"),
+        Some("stagecast pixel set-token"),
+    );
+
+    // The token endpoint out of reach.
+    let unreachable = run(google("http://127.0.0.1:1/token".into())).await;
+    assert_eq!(unreachable.code, Some(1), "{}", unreachable.stdout);
+    assert_check(
+        &unreachable.stdout,
+        "✗",
+        &format!("{TITLE}: cannot reach the Google token endpoint at http://127.0.0.1:1/token"),
+        Some("STAGECAST_GOOGLE_ADS_TOKEN_URL"),
     );
 }

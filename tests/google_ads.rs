@@ -300,3 +300,58 @@ async fn quota_exhaustion_waits_for_the_next_day_and_a_401_refreshes_once() {
     assert_eq!(r[0].outcome, EventOutcome::Delivered, "{r:?}");
     assert_eq!(s.token_requests(), 2, "a fresh token after the 401");
 }
+
+#[tokio::test]
+async fn consent_is_sent_as_ad_user_data_and_the_sandbox_refuses_ad_personalization() {
+    let s = sandbox().await;
+    let g = platform(&s);
+    let mut p = pixel(None);
+    p.options.as_mut().unwrap()["ad_user_data_consent"] = "denied".into();
+    let r = deliver(&g, &p, &[event(0)]).await;
+    assert_eq!(r[0].outcome, EventOutcome::Delivered, "{r:?}");
+    assert_eq!(
+        s.accepted()[0]["consent"],
+        serde_json::json!({"adUserData": "DENIED"})
+    );
+
+    // adPersonalization is not a field of click conversions: Google's Consent reference allows
+    // it for OfflineUserDataJobService and UserDataService only.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token: serde_json::Value = http
+        .post(s.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token={REFRESH}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = serde_json::json!({
+        "gclid": "Cj0KCQ-x", "orderId": "o-consent",
+        "conversionAction": format!("customers/{CUSTOMER}/conversionActions/1"),
+        "conversionDateTime": "2026-11-30 12:00:00+00:00",
+        "consent": {"adUserData": "GRANTED", "adPersonalization": "GRANTED"}});
+    let answer: serde_json::Value = http
+        .post(format!(
+            "{}/v26/customers/{CUSTOMER}:uploadClickConversions",
+            s.base_url()
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({"conversions": [row], "partialFailure": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["partialFailureError"]["details"][0]["errors"][0]["errorCode"]
+            ["conversionUploadError"],
+        "INVALID_CONSENT",
+        "{answer}"
+    );
+    assert_eq!(s.recorded("o-consent"), 0);
+}

@@ -1,6 +1,7 @@
 //! Tokens at rest and in logs: a plaintext token written by the CRM is sealed and cleared (and
 //! used meanwhile), key rotation re-seals through the CLI, and the worker's captured logs never
-//! contain a token or raw email/phone.
+//! contain a token or raw email/phone, nor Google's refresh token, client secret or access
+//! tokens through a refresh and a refused grant.
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use stagecast::secrets::KeyRing;
-use support::stack::{Stack, KEYS, PIXEL, TOKEN};
+use support::stack::{Stack, GOOGLE_CLIENT_SECRET, GOOGLE_REFRESH, KEYS, PIXEL, TOKEN};
 use support::wait::{wait_until, DEADLINE};
 
 const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
@@ -265,6 +266,65 @@ async fn worker_logs_never_contain_tokens_or_raw_contact_data() {
     ] {
         assert!(!logs.contains(needle), "logs contain {needle:?}:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn worker_logs_never_contain_google_refresh_tokens_client_secrets_or_access_tokens() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.seed_google().await;
+    let a = s
+        .customer(1, "ana@example.com", "+55 11 95555-1234", Some(10.0))
+        .await;
+    let b = s
+        .customer(2, "bia@example.com", "+55 11 94444-1234", Some(20.0))
+        .await;
+    // The first upload is answered 401: the worker drops its access token and refreshes.
+    s.google
+        .push_fault(stagecast_sandbox::GoogleAdsFault::Unauthenticated);
+    let mut child = s
+        .worker_command()
+        .env("STAGECAST_LOG", "debug")
+        .spawn()
+        .unwrap();
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    s.move_to(a, 2).await;
+    wait_until("the conversion after the refresh", DEADLINE, || async {
+        s.google.accepted().len() == 1
+    })
+    .await;
+    // Then the refresh token is revoked: the next upload's 401 leads to invalid_grant.
+    s.google.revoke_refresh_token(GOOGLE_REFRESH);
+    s.move_to(b, 2).await;
+    wait_until("the token_invalid alert", DEADLINE, || async {
+        s.alert_causes(b).await == ["token_invalid"]
+    })
+    .await;
+    support::process::signal(&child, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the worker stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "graceful exit");
+    let logs = format!("{}{}", stdout.await.unwrap(), stderr.await.unwrap());
+    assert!(
+        logs.contains("refreshing the access token")
+            && logs.contains("Google refused this destination's OAuth credentials"),
+        "the refresh and the refusal were logged:\n{logs}"
+    );
+    let issued = s.google.issued_access_tokens();
+    assert_eq!(issued.len(), 2, "a token, then another after the 401");
+    for needle in [GOOGLE_REFRESH, GOOGLE_CLIENT_SECRET]
+        .into_iter()
+        .chain(issued.iter().map(String::as_str))
+    {
+        assert!(!logs.contains(needle), "logs contain {needle:?}:\n{logs}");
+    }
+    assert!(
+        !logs.contains("ya29."),
+        "no access token, whole or cut:\n{logs}"
+    );
 }
 
 const K3: &str = "k3:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";

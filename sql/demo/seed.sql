@@ -1,18 +1,23 @@
--- Demo CRM: stages with event configs (one legacy object, one typo, one sending to Meta and
--- TikTok), three pixels (Meta's with a plaintext token the worker will seal, an inactive one, a
--- TikTok CRM event set), campaigns, customers and their chats.
+-- Demo CRM: stages with event configs (one legacy object, one typo, one sending to Meta, TikTok
+-- and Google Ads), four pixels (Meta's with a plaintext token the worker will seal, an inactive
+-- one, a TikTok CRM event set, a Google Ads conversion action with a plaintext OAuth refresh
+-- token), campaigns, customers and their chats.
 INSERT INTO crm_stages (id, name, funnel_category, position, utm_event) VALUES
   (1, 'Novo lead',      'topo',  1, '[]'),
   (2, 'Qualificado',    'meio',  2, '{"platform": "facebook", "event_name": "Lead"}'),
   (3, 'Agendou visita', 'meio',  3, '[{"platform": "facebook", "event_name": "Schedule", "enabled": true}]'),
   (4, 'Comprou',        'fundo', 4, '[{"platform": "facebook", "event_name": "Purchase", "enabled": true, "use_sale_price": true},
-                                         {"platform": "tiktok", "event_name": "Purchase", "enabled": true, "use_sale_price": true}]'),
+                                         {"platform": "tiktok", "event_name": "Purchase", "enabled": true, "use_sale_price": true},
+                                         {"platform": "google_ads", "event_name": "Purchase", "enabled": true, "use_sale_price": true}]'),
   (5, 'Retorno',        'fundo', 5, '[{"platform": "facebook", "event_name": "Purchse"}]');
 
 INSERT INTO pixels (id, platform, name, pixel_id, access_token, active, is_default, waba_id) VALUES
   (1, 'facebook', 'Pixel principal', '1234567890', 'EAADEMO-plaintext-token-written-by-the-crm', true, true, '555000111'),
   (2, 'facebook', 'Pixel antigo', '999000', 'EAADEMO-old-token', false, false, NULL),
   (3, 'tiktok', 'TikTok CRM', '7300000000000000001', 'TTDEMO-plaintext-token-written-by-the-crm', true, true, NULL);
+
+INSERT INTO pixels (id, platform, name, pixel_id, access_token, active, is_default, conversion_action_id, ad_user_data_consent) VALUES
+  (4, 'google_ads', 'Google Ads - Venda', '123-456-7890', '1//DEMO-plaintext-refresh-token-written-by-the-crm', true, true, '987654321', 'GRANTED');
 
 INSERT INTO utm_campaigns (id, name, facebook_campaign_id, facebook_ad_ids, pixel_id) VALUES
   (1, 'Verão 2026', '120226300000000001', ARRAY['120226305854810726'], 1),
@@ -28,7 +33,7 @@ INSERT INTO customers (id, name, email, phone, utm_campaign_id, sale_price, clie
   (5, 'Carla Dias',   'carla@example.com', '+55 11 91234-5678', 1, NULL, NULL, '{}'),
   (6, 'Bruno Costa',  'bruno@example.com', NULL, 1, 300.00, NULL, '{}');
 
-UPDATE customers SET ttclid = 'E.C.P.demo-ttclid-0001' WHERE id = 1;
+UPDATE customers SET ttclid = 'E.C.P.demo-ttclid-0001', gclid = 'Cj0KCQiA-demo-gclid-0001' WHERE id = 1;
 
 INSERT INTO customer_contacts (customer_id, kind, value, is_primary) VALUES
   (1, 'whatsapp', '5511987654321@s.whatsapp.net', true),

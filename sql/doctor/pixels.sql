@@ -6,7 +6,10 @@ SELECT id, platform, name, pixel_id, access_token, access_token_enc, active, is_
        waba_id, test_event_code, action_source, NULL::text AS messaging_mode,
        (SELECT jsonb_strip_nulls(jsonb_build_object(
                    'lead_event_source', j -> 'lead_event_source', 'limited_data_use', j -> 'limited_data_use',
-                   'ldu_country', j -> 'ldu_country', 'ldu_state', j -> 'ldu_state', 'opt_out', j -> 'opt_out'))
+                   'ldu_country', j -> 'ldu_country', 'ldu_state', j -> 'ldu_state', 'opt_out', j -> 'opt_out',
+                   'conversion_action_id', j -> 'conversion_action_id',
+                   'login_customer_id', j -> 'login_customer_id',
+                   'ad_user_data_consent', j -> 'ad_user_data_consent'))
           FROM (SELECT to_jsonb(p) - 'access_token' - 'access_token_enc' AS j) r) AS options
   FROM stagecast.crm_pixels p
  ORDER BY id

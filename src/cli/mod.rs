@@ -51,7 +51,7 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Run a worker until SIGTERM/SIGINT (finishes in-flight work, then exits).
     Run(Box<RunArgs>),
-    /// End-to-end demo on a local Postgres and a local sandbox of the Graph API.
+    /// End-to-end demo on a local Postgres and local sandboxes of Meta, TikTok and Google Ads.
     Demo(crate::demo::DemoArgs),
     /// Benchmark: events/s end to end, CRM UPDATE overhead of the trigger, idle latency.
     Bench(crate::bench::BenchArgs),

@@ -84,7 +84,8 @@ pub struct PixelRow {
     /// auto | always | never: routing of click-to-WhatsApp customers to business messaging.
     pub messaging_mode: Option<String>,
     /// The contract's optional pixel columns present in the view, by name (`lead_event_source`,
-    /// `limited_data_use`, `ldu_country`, `ldu_state`, `opt_out`); read by each platform.
+    /// `limited_data_use`, `ldu_country`, `ldu_state`, `opt_out`, `conversion_action_id`,
+    /// `login_customer_id`, `ad_user_data_consent`); read by each platform.
     pub options: Option<serde_json::Value>,
 }
 

@@ -1,5 +1,5 @@
-//! A whole stagecast stack for integration tests: a fresh database, the Graph API sandbox, and
-//! in-process workers tuned for fast tests (short backoff, polls and pauses).
+//! A whole stagecast stack for integration tests: a fresh database, the Graph API, TikTok and
+//! Google Ads sandboxes, and in-process workers tuned for fast tests (short backoff, polls and pauses).
 //!
 //! Workers (in-process and spawned) run as the database's worker role, the CRM helpers
 //! (`seed_standard`, `customer`, `move_to`, `crm_exec`) as its CRM role and `admin_exec` (replay,
@@ -10,13 +10,14 @@
 use std::time::Duration;
 
 use stagecast::pipeline::{Pipeline, PipelineConfig};
+use stagecast::platforms::google_ads::GoogleAdsConfig;
 use stagecast::platforms::meta::MetaConfig;
 use stagecast::platforms::tiktok::TiktokConfig;
 use stagecast::platforms::{PlatformsConfig, Registry};
 use stagecast::queue::{Backoff, RetryPolicy, Worker, WorkerConfig, WorkerHandle};
-use stagecast::secrets::KeyRing;
+use stagecast::secrets::{KeyRing, Secret};
 use stagecast::store::Store;
-use stagecast_sandbox::{MetaGraphSandbox, TiktokSandbox};
+use stagecast_sandbox::{GoogleAdsSandbox, MetaGraphSandbox, TiktokSandbox};
 
 use super::TestDb;
 
@@ -25,6 +26,13 @@ pub const TOKEN: &str = "EAAtest-secret-token-9f8e7d";
 /// The TikTok CRM event set of `seed_tiktok`, and its token.
 pub const TIKTOK_EVENT_SET: &str = "7301234567890123456";
 pub const TIKTOK_TOKEN: &str = "tt-secret-access-token-5c4b3a";
+/// The Google Ads destination of `seed_google`: its customer, conversion action, the OAuth
+/// client every worker of the stack uses, and the destination's refresh token.
+pub const GOOGLE_CUSTOMER: &str = "1234567890";
+pub const GOOGLE_ACTION: &str = "987654321";
+pub const GOOGLE_CLIENT_ID: &str = "stagecast-test.apps.googleusercontent.com";
+pub const GOOGLE_CLIENT_SECRET: &str = "GOCSPX-test-client-secret-7q6w5e";
+pub const GOOGLE_REFRESH: &str = "1//0g-test-refresh-token-4r3t2y";
 pub const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Stack {
@@ -34,6 +42,8 @@ pub struct Stack {
     pub sandbox: MetaGraphSandbox,
     /// TikTok's Events API, played locally.
     pub tiktok: TiktokSandbox,
+    /// Google's OAuth token endpoint and the Google Ads API, played locally.
+    pub google: GoogleAdsSandbox,
     pub keys: KeyRing,
 }
 
@@ -42,6 +52,7 @@ pub struct Stack {
 pub struct Tuning {
     pub meta: MetaConfig,
     pub tiktok: TiktokConfig,
+    pub google_ads: GoogleAdsConfig,
     pub pipeline: PipelineConfig,
     pub worker: WorkerConfig,
 }
@@ -52,7 +63,7 @@ impl Tuning {
         Registry::from_config(&PlatformsConfig {
             meta: self.meta.clone(),
             tiktok: self.tiktok.clone(),
-            ..PlatformsConfig::default()
+            google_ads: self.google_ads.clone(),
         })
         .expect("platform config")
     }
@@ -66,12 +77,17 @@ impl Stack {
         sandbox.add_pixel(PIXEL, TOKEN);
         let tiktok = TiktokSandbox::start().await.expect("tiktok sandbox starts");
         tiktok.add_event_source(TIKTOK_EVENT_SET, TIKTOK_TOKEN);
+        let google = GoogleAdsSandbox::start(GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET)
+            .await
+            .expect("google ads sandbox starts");
+        google.add_refresh_token(GOOGLE_REFRESH);
         let keys = KeyRing::parse(KEYS).expect("test key ring");
         Stack {
             db,
             store,
             sandbox,
             tiktok,
+            google,
             keys,
         }
     }
@@ -105,6 +121,16 @@ impl Stack {
                 timeout: Duration::from_secs(5),
                 throttle_pause: Duration::from_millis(300),
                 ..TiktokConfig::default()
+            },
+            google_ads: GoogleAdsConfig {
+                base_url: self.google.base_url(),
+                token_url: self.google.token_url(),
+                client_id: GOOGLE_CLIENT_ID.into(),
+                client_secret: Some(Secret::new(GOOGLE_CLIENT_SECRET)),
+                // A delivery may refresh a token and upload: twice this stays under the lease.
+                timeout: Duration::from_secs(3),
+                throttle_pause: Duration::from_millis(300),
+                ..GoogleAdsConfig::default()
             },
             pipeline: PipelineConfig {
                 retry: RetryPolicy {
@@ -164,6 +190,12 @@ impl Stack {
         .env("DATABASE_URL", &self.db.worker_url)
         .env("STAGECAST_META_GRAPH_URL", self.sandbox.base_url())
         .env("STAGECAST_TIKTOK_BASE_URL", self.tiktok.base_url())
+        .env("STAGECAST_GOOGLE_ADS_BASE_URL", self.google.base_url())
+        .env("STAGECAST_GOOGLE_ADS_TOKEN_URL", self.google.token_url())
+        .env("STAGECAST_GOOGLE_ADS_CLIENT_ID", GOOGLE_CLIENT_ID)
+        .env("STAGECAST_GOOGLE_ADS_CLIENT_SECRET", GOOGLE_CLIENT_SECRET)
+        // Under the stack's 10 s lease: a delivery may refresh a token and upload.
+        .env("STAGECAST_GOOGLE_ADS_TIMEOUT", "4s")
         .env("STAGECAST_KEYS", KEYS)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -234,6 +266,25 @@ impl Stack {
             UPDATE crm_stages SET utm_event = '[{"platform":"facebook","event_name":"Lead"},{"platform":"tiktok","event_name":"Lead"}]' WHERE id = 1;
             UPDATE crm_stages SET utm_event = '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true},{"platform":"tiktok","event_name":"Purchase","use_sale_price":true}]' WHERE id = 2;
             "#,
+        )
+        .await;
+    }
+
+    /// Google Ads next to the standard CRM: pixel 3 (customer `GOOGLE_CUSTOMER`, conversion
+    /// action `GOOGLE_ACTION`, default for Google Ads, sealed refresh token), and stage 2
+    /// ("Comprou") sending to Meta and to Google Ads.
+    pub async fn seed_google(&self) {
+        sqlx::query(
+            "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, conversion_action_id, active, is_default) \
+             VALUES (3, 'google_ads', 'Google Ads - Venda', '123-456-7890', $1, $2, true, true)",
+        )
+        .bind(self.keys.seal(GOOGLE_REFRESH))
+        .bind(GOOGLE_ACTION)
+        .execute(self.crm())
+        .await
+        .expect("insert google ads pixel");
+        self.crm_exec(
+            r#"UPDATE crm_stages SET utm_event = '[{"platform":"facebook","event_name":"Purchase","use_sale_price":true},{"platform":"google_ads","event_name":"Purchase","use_sale_price":true}]' WHERE id = 2;"#,
         )
         .await;
     }

@@ -9,7 +9,9 @@
 //! with `partialFailure: true` and 1 to 2,000 `conversions`, each with a `conversionAction`
 //! resource name of that customer, a `conversionDateTime` of the form
 //! `yyyy-mm-dd hh:mm:ss+hh:mm`, exactly one of `gclid` / `gbraid` / `wbraid` or else
-//! `userIdentifiers` (lowercase 64-hex `hashedEmail` / `hashedPhoneNumber`), never both braids.
+//! `userIdentifiers` (lowercase 64-hex `hashedEmail` / `hashedPhoneNumber`), never both braids,
+//! and a `consent` (when present) of `adUserData` only, `GRANTED` / `DENIED` / `UNSPECIFIED`
+//! (this sandbox names a refused one `INVALID_CONSENT`).
 //! Invalid rows are refused one by one in `partialFailureError`, located by
 //! `fieldPathElements[].index`, as Google does with partial failure on; a second row with an
 //! `orderId` already taken for the action answers `ORDER_ID_ALREADY_IN_USE`.
@@ -70,6 +72,7 @@ struct Log {
     /// (conversion action, order id) → times accepted.
     orders: HashMap<(String, String), usize>,
     token_requests: usize,
+    issued: Vec<String>,
 }
 
 struct State {
@@ -164,6 +167,11 @@ impl GoogleAdsSandbox {
             .sum()
     }
 
+    /// Every access token the token endpoint issued (tests check none of them is logged).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        lock(&self.state.log).issued.clone()
+    }
+
     pub fn token_requests(&self) -> usize {
         lock(&self.state.log).token_requests
     }
@@ -206,6 +214,7 @@ async fn token(AxumState(state): AxumState<Arc<State>>, body: Bytes) -> Response
     }
     let access = format!("ya29.{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
     lock(&state.access_tokens).insert(access.clone());
+    lock(&state.log).issued.push(access.clone());
     Json(
         json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer",
                 "scope": "https://www.googleapis.com/auth/adwords"}),
@@ -275,6 +284,20 @@ fn row_problem(row: &Value, customer: &str) -> Option<&'static str> {
         .is_some_and(date_time_ok)
     {
         return Some("INVALID_CONVERSION_DATE_TIME");
+    }
+    if let Some(consent) = row.get("consent") {
+        // ClickConversion.consent takes adUserData only: Google's Consent reference says
+        // adPersonalization can be set for OfflineUserDataJobService and UserDataService only.
+        let ok = consent.as_object().is_some_and(|c| {
+            !c.is_empty()
+                && c.iter().all(|(k, v)| {
+                    k == "adUserData"
+                        && matches!(v.as_str(), Some("GRANTED" | "DENIED" | "UNSPECIFIED"))
+                })
+        });
+        if !ok {
+            return Some("INVALID_CONSENT");
+        }
     }
     let has = |k| {
         row.get(k)

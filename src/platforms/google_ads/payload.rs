@@ -48,11 +48,40 @@ pub fn matchable(event: &ConversionEvent) -> bool {
         || !event.user.phones_e164.is_empty()
 }
 
+/// A `ConsentStatus` ("Consent", "ConsentStatus" in the API reference). Only `adUserData` is
+/// sent: Google documents `adPersonalization` as settable only for OfflineUserDataJobService
+/// and UserDataService, not for click conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    Granted,
+    Denied,
+}
+
+impl Consent {
+    /// `GRANTED` / `DENIED`, any case.
+    pub fn parse(s: &str) -> Option<Consent> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "GRANTED" => Some(Consent::Granted),
+            "DENIED" => Some(Consent::Denied),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consent::Granted => "GRANTED",
+            Consent::Denied => "DENIED",
+        }
+    }
+}
+
 /// One `conversions[]` row. `order_id` falls back to the event id (also deterministic).
+/// `consent`: the destination's `adUserData` status, when it sets one.
 pub fn build_conversion(
     event: &ConversionEvent,
     customer_id: &str,
     action_id: &str,
+    consent: Option<Consent>,
 ) -> (Value, MatchKeys) {
     let mut row = Map::new();
     let mut keys = MatchKeys::default();
@@ -74,6 +103,9 @@ pub fn build_conversion(
     }
     if let Some(c) = &event.currency {
         row.insert("currencyCode".into(), Value::String(c.clone()));
+    }
+    if let Some(c) = consent {
+        row.insert("consent".into(), json!({"adUserData": c.as_str()}));
     }
     let order = event.order_id.as_deref().unwrap_or(&event.event_id);
     row.insert("orderId".into(), Value::String(order.to_string()));
@@ -151,7 +183,7 @@ mod tests {
             wbraid: Some("wb".into()),
             ..UserIdentity::default()
         };
-        let (row, keys) = build_conversion(&event(user), "1234567890", "987");
+        let (row, keys) = build_conversion(&event(user), "1234567890", "987", None);
         assert_eq!(row["gclid"], "Cj0KCQ");
         assert!(row.get("wbraid").is_none(), "one click id");
         assert_eq!(
@@ -172,6 +204,12 @@ mod tests {
             crate::pii::sha256_hex("+5511987654321")
         );
         assert!(keys.click_id && keys.em && keys.ph);
+        assert!(
+            row.get("consent").is_none(),
+            "no consent unless the row sets it"
+        );
+        assert_eq!(Consent::parse(" granted"), Some(Consent::Granted));
+        assert_eq!(Consent::parse("UNSPECIFIED"), None);
     }
 
     #[test]
@@ -183,10 +221,11 @@ mod tests {
             wbraid: Some("wb".into()),
             ..UserIdentity::default()
         };
-        let (row, _) = build_conversion(&event(user), "1", "2");
+        let (row, _) = build_conversion(&event(user), "1", "2", Some(Consent::Denied));
         assert_eq!(row["gbraid"], "gb");
         assert!(row.get("wbraid").is_none());
         assert!(row.get("userIdentifiers").is_none());
+        assert_eq!(row["consent"], json!({"adUserData": "DENIED"}));
     }
 
     #[test]
@@ -198,7 +237,7 @@ mod tests {
         });
         e.order_id = None;
         assert!(matchable(&e));
-        let (row, _) = build_conversion(&e, "1", "2");
+        let (row, _) = build_conversion(&e, "1", "2", None);
         assert!(row.get("gclid").is_none());
         assert_eq!(
             row["orderId"], "ev-1",

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 
 use super::config::{GoogleAdsConfig, GoogleAdsConfigError};
 use super::oauth::TokenError;
-use super::payload::{build_conversion, customer_digits};
+use super::payload::{build_conversion, customer_digits, Consent};
 use super::sink::{GoogleAdsDestination, GoogleAdsSink};
 use crate::alerts::AlertCause;
 use crate::catalog::EventName;
@@ -39,6 +39,32 @@ pub struct GoogleAds {
 pub struct RowOptions {
     pub conversion_action_id: Option<String>,
     pub login_customer_id: Option<String>,
+    /// `ad_user_data_consent`, when the row sets it.
+    pub ad_user_data: Option<ConsentOption>,
+}
+
+/// The row's `ad_user_data_consent`: a status Google takes, or text it would not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentOption {
+    Status(Consent),
+    Invalid(String),
+}
+
+fn consent_option(pixel: &PixelRow) -> Option<ConsentOption> {
+    let raw = pixel
+        .options
+        .as_ref()?
+        .get("ad_user_data_consent")?
+        .as_str()?
+        .trim()
+        .to_string();
+    if raw.is_empty() {
+        return None;
+    }
+    Some(match Consent::parse(&raw) {
+        Some(c) => ConsentOption::Status(c),
+        None => ConsentOption::Invalid(raw),
+    })
 }
 
 /// A digits-only id from `options.<key>` (a JSON string or number; hyphens dropped).
@@ -56,6 +82,7 @@ pub fn row_options(pixel: &PixelRow) -> RowOptions {
     RowOptions {
         conversion_action_id: option_id(pixel, "conversion_action_id"),
         login_customer_id: option_id(pixel, "login_customer_id"),
+        ad_user_data: consent_option(pixel),
     }
 }
 
@@ -101,12 +128,11 @@ impl AdPlatform for GoogleAds {
             ));
         }
         if row_options(pixel).conversion_action_id.is_none() {
+            // The destination row is incomplete, not the stage: its own cause, so the text
+            // sends the agent to the pixel rather than to the stage's configuration.
             return Err(LocalProblem::new(
-                AlertCause::InvalidEventConfig,
-                format!(
-                    "Google Ads pixel {} has no options.conversion_action_id",
-                    pixel.id
-                ),
+                AlertCause::ConversionActionMissing,
+                format!("Google Ads pixel {} has no conversion_action_id", pixel.id),
             ));
         }
         // A row with neither a click id nor an email or phone is still sent: Google's own
@@ -116,8 +142,16 @@ impl AdPlatform for GoogleAds {
     }
 
     fn encode(&self, event: &ConversionEvent, pixel: &PixelRow, _now: DateTime<Utc>) -> Encoded {
-        let action = row_options(pixel).conversion_action_id.unwrap_or_default();
-        let (json, keys) = build_conversion(event, &customer_digits(&pixel.pixel_id), &action);
+        let options = row_options(pixel);
+        let action = options.conversion_action_id.unwrap_or_default();
+        // An unreadable consent value is sent as no consent (what Google assumes without
+        // one); the doctor reports the value.
+        let consent = match options.ad_user_data {
+            Some(ConsentOption::Status(c)) => Some(c),
+            _ => None,
+        };
+        let (json, keys) =
+            build_conversion(event, &customer_digits(&pixel.pixel_id), &action, consent);
         Encoded {
             event_name: event.name.clone(),
             json: json.to_string().into(),
@@ -159,8 +193,14 @@ impl AdPlatform for GoogleAds {
         }
         if row_options(pixel).conversion_action_id.is_none() {
             return Err((
-                "has no conversion action (options.conversion_action_id is missing)".into(),
-                "set pixels.options to {\"conversion_action_id\": \"<id of an UPLOAD_CLICKS conversion action>\"}".into(),
+                "has no conversion action (conversion_action_id is empty)".into(),
+                "set pixels.conversion_action_id to the id of an UPLOAD_CLICKS conversion action (docs/google-ads.md)".into(),
+            ));
+        }
+        if let Some(ConsentOption::Invalid(v)) = row_options(pixel).ad_user_data {
+            return Err((
+                format!("has ad_user_data_consent {v:?}, which Google does not take (conversions go without consent)"),
+                "set pixels.ad_user_data_consent to GRANTED, DENIED or NULL (docs/google-ads.md, \"Consent\")".into(),
             ));
         }
         Ok(())
@@ -191,9 +231,15 @@ impl AdPlatform for GoogleAds {
                         fix: "create a new refresh token for the adwords scope with the configured OAuth client and save it with `stagecast pixel set-token` (docs/google-ads.md)".into(),
                     }
                 }
+                // Unreachable is a problem, as for the other platforms: the worker could not
+                // get a token either.
+                Err(TokenError::Transport(e)) => Verification::Problem {
+                    found: format!("cannot reach the Google token endpoint at {url}: {e}"),
+                    fix: "check that it is reachable from this host, or set STAGECAST_GOOGLE_ADS_TOKEN_URL (normally https://oauth2.googleapis.com/token)".into(),
+                },
                 Err(e) => Verification::Warning {
                     found: format!("could not check the credentials: {e}"),
-                    fix: format!("check that {url} is reachable"),
+                    fix: format!("retry later; if it persists, check {url}"),
                 },
             }
         })
@@ -231,7 +277,8 @@ mod tests {
             row_options(&p),
             RowOptions {
                 conversion_action_id: Some("987".into()),
-                login_customer_id: Some("1112223333".into())
+                login_customer_id: Some("1112223333".into()),
+                ad_user_data: None,
             }
         );
         let g = GoogleAds::new(GoogleAdsConfig::default()).unwrap();
@@ -242,6 +289,19 @@ mod tests {
             .starts_with("google_ads:1234567890:1112223333:"));
         assert!(!d.batch_key().contains("refresh-token"));
         assert!(g.check_pixel(&pixel(None)).is_err());
+        let consent = |v: &str| {
+            pixel(Some(
+                serde_json::json!({"conversion_action_id": "9", "ad_user_data_consent": v}),
+            ))
+        };
+        assert_eq!(
+            row_options(&consent(" granted ")).ad_user_data,
+            Some(ConsentOption::Status(Consent::Granted))
+        );
+        assert_eq!(row_options(&consent("")).ad_user_data, None);
+        assert!(g.check_pixel(&consent("DENIED")).is_ok());
+        let (found, _) = g.check_pixel(&consent("yes")).unwrap_err();
+        assert!(found.contains("\"yes\""), "{found}");
         let mut none = pixel(None);
         none.access_token = None;
         assert_eq!(

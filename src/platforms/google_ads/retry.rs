@@ -122,6 +122,11 @@ fn row_outcome(code: &str, error: DeliveryError) -> RowOutcome {
             RowOutcome::Later(error, TOO_RECENT_WAIT)
         }
         "EXPIRED_EVENT" | "EXPIRED_CLICK" => RowOutcome::Failed(error, AlertCause::ClickTooOld),
+        // The click is not this account's (or not Google's): nothing to fix for the row, and
+        // an agent should read that, not a raw API error ("ConversionUploadError").
+        "CLICK_NOT_FOUND" | "INVALID_CUSTOMER_FOR_CLICK" => {
+            RowOutcome::Failed(error, AlertCause::ClickNotFound)
+        }
         "INTERNAL_ERROR" | "TRANSIENT_ERROR" | "DEADLINE_EXCEEDED" | "CONCURRENT_MODIFICATION" => {
             RowOutcome::Retry(error)
         }
@@ -308,8 +313,10 @@ mod tests {
             row_error(1, "ORDER_ID_ALREADY_IN_USE"),
             row_error(2, "TOO_RECENT_EVENT"),
             row_error(0, "UNPARSEABLE_GCLID"),
+            row_error(4, "CLICK_NOT_FOUND"),
+            row_error(5, "INVALID_CUSTOMER_FOR_CLICK"),
         ]);
-        let Classification::Rows(rows) = classify(&answer(200, body), 5, now) else {
+        let Classification::Rows(rows) = classify(&answer(200, body), 7, now) else {
             panic!("rows");
         };
         assert!(
@@ -321,7 +328,15 @@ mod tests {
             &rows[3],
             RowOutcome::Failed(_, AlertCause::ClickTooOld)
         ));
-        assert_eq!(rows[4], RowOutcome::Delivered);
+        assert!(matches!(
+            &rows[4],
+            RowOutcome::Failed(_, AlertCause::ClickNotFound)
+        ));
+        assert!(matches!(
+            &rows[5],
+            RowOutcome::Failed(_, AlertCause::ClickNotFound)
+        ));
+        assert_eq!(rows[6], RowOutcome::Delivered);
     }
 
     #[test]
