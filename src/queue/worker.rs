@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
 use super::lease::{Lease, LeaseClock};
+use super::liveness;
 use crate::store::{
     ClaimedJob, OutcomeRow, Retention, Store, StoreError, WriteBack, WriteBackReport,
 };
@@ -45,6 +46,14 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention: Retention,
+    /// How often the liveness lock is checked and dead workers' jobs are looked for
+    /// (src/queue/liveness.rs).
+    pub rescue_interval: Duration,
+    /// How long a worker's lock must stay missing before its jobs are released.
+    pub rescue_grace: Duration,
+    /// Nothing is released this long after the server started: every lock vanished with the
+    /// restart, and live workers need the time to take theirs again.
+    pub restart_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +68,11 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(10),
             retention: Retention::default(),
+            // A dead worker's jobs are claimable 2–3 s after its death (grace + one interval),
+            // and the next claim (the rescuer's, woken) takes them up.
+            rescue_interval: Duration::from_millis(500),
+            rescue_grace: Duration::from_secs(2),
+            restart_grace: Duration::from_secs(10),
         }
     }
 }
@@ -235,6 +249,10 @@ pub struct WorkerStats {
     /// Maintenance steps skipped because a table they need was locked past their lock bound
     /// (or the statement ran past its bound): tried again on the next tick.
     pub maintenance_skipped: AtomicU64,
+    /// Times this worker lost (or could not confirm) its liveness lock.
+    pub liveness_lock_losses: AtomicU64,
+    /// Jobs of dead workers this worker released for a claim.
+    pub dead_worker_jobs_released: AtomicU64,
 }
 
 impl WorkerStats {
@@ -333,10 +351,29 @@ impl<H: JobHandler> Worker<H> {
             // them up again.
             let expiring: Arc<Mutex<HashSet<i64>>> = Arc::default();
             let mut listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
+            // Whether this worker holds its liveness lock: it claims, beats and rescues only then.
+            let (held_tx, held) = watch::channel(false);
+            let mut lock_keeper = tokio::spawn(liveness::keep_lock(
+                self.store.clone(),
+                cfg.clone(),
+                clock.clone(),
+                held_tx,
+                background.clone(),
+                stats.clone(),
+            ));
+            let mut rescuer = tokio::spawn(liveness::rescue(
+                self.store.clone(),
+                cfg.clone(),
+                held.clone(),
+                wake.clone(),
+                background.clone(),
+                stats.clone(),
+            ));
             let mut heartbeat = tokio::spawn(heartbeat(
                 self.store.clone(),
                 cfg.clone(),
                 clock.clone(),
+                held.clone(),
                 background.clone(),
                 stats.clone(),
                 expiring.clone(),
@@ -360,7 +397,7 @@ impl<H: JobHandler> Worker<H> {
                 self.handler.clone(),
             ));
 
-            let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
+            let result = self.produce(&shutdown, &wake, done_tx, &clock, held, &expiring, &stats).await;
 
             // The producer returned: every batch it started was drained or cut off at the
             // drain timeout, and the completer's senders are gone. The last write-back gets
@@ -390,7 +427,7 @@ impl<H: JobHandler> Worker<H> {
             }
             background.cancel();
             let joined = tokio::time::timeout(Duration::from_secs(2), async {
-                let _ = tokio::join!(&mut listener, &mut heartbeat, &mut maintenance);
+                let _ = tokio::join!(&mut listener, &mut heartbeat, &mut maintenance, &mut lock_keeper, &mut rescuer);
             })
             .await;
             if joined.is_err() {
@@ -398,6 +435,8 @@ impl<H: JobHandler> Worker<H> {
                 listener.abort();
                 heartbeat.abort();
                 maintenance.abort();
+                lock_keeper.abort();
+                rescuer.abort();
             }
             info!(
                 claimed = stats.get(&stats.claimed),
@@ -417,6 +456,7 @@ impl<H: JobHandler> Worker<H> {
         wake: &Notify,
         done_tx: mpsc::Sender<WriteBack>,
         clock: &LeaseClock,
+        mut held: watch::Receiver<bool>,
         expiring: &Arc<Mutex<HashSet<i64>>>,
         stats: &Arc<WorkerStats>,
     ) -> Result<(), WorkerError> {
@@ -441,7 +481,18 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            if !*held.borrow_and_update() {
+                // Without its liveness lock a worker's new leases could be cut short at once
+                // by a rescuer: wait until it holds the lock (again).
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = held.wait_for(|h| *h) => {}
+                }
+                continue;
+            }
             let want = free.min(cfg.batch_size);
+            // Read before the claim: a lock lost while it runs makes this batch lost as well.
+            let generation = clock.generation();
             let claim_started = Instant::now();
             let jobs = match self
                 .store
@@ -487,7 +538,7 @@ impl<H: JobHandler> Worker<H> {
                     }
                 }
             }
-            let lease = clock.register(claim_started);
+            let lease = clock.register_since(claim_started, generation);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats, self.handler.kinds());
             // Only this loop acquires permits and it claimed no more than were free.
@@ -832,6 +883,7 @@ async fn heartbeat(
     store: Store,
     cfg: WorkerConfig,
     clock: Arc<LeaseClock>,
+    held: watch::Receiver<bool>,
     stop: CancellationToken,
     stats: Arc<WorkerStats>,
     expiring: Arc<Mutex<HashSet<i64>>>,
@@ -845,6 +897,11 @@ async fn heartbeat(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !*held.borrow() {
+            // Its leases are lost already (LeaseClock::lose_all); extending them would only
+            // delay their rescue.
+            continue;
         }
         let excluded: Vec<i64> = expiring
             .lock()
