@@ -10,7 +10,8 @@
 -- Postgres restart or crash) while live workers still have requests in flight:
 -- - a lock must be seen missing on two rescues at least $1 apart (lock_missing_since), and
 -- - nothing is released in the first $2 seconds after the server started,
--- time for the live workers to reconnect and take their locks again (they retry every 250 ms).
+-- time for the live workers to reconnect and take their locks again (they retry every 250 ms,
+-- WorkerConfig::lock_retry).
 -- `updated_at < now()`: a worker that took its lock back after `live` was read can only have
 -- claimed after this statement began (its claim's now() is later), and those jobs are its own.
 --

@@ -121,9 +121,15 @@ impl LeaseClock {
 }
 
 impl Lease {
+    /// Whether the worker lost its liveness lock since this batch was claimed: its jobs may be
+    /// released by a rescuer at any time, and what it did not start is given back.
+    pub fn lost_to_lock(&self) -> bool {
+        self.generation.load(Ordering::SeqCst) != self.state.generation
+    }
+
     /// Whether the lease is known to last at least `d` more: a request of at most `d` may start.
     pub fn valid_for(&self, d: Duration) -> bool {
-        if self.generation.load(Ordering::SeqCst) != self.state.generation {
+        if self.lost_to_lock() {
             return false;
         }
         let until =
@@ -205,7 +211,9 @@ mod tests {
         clock.renewed(beat, beat + Duration::from_millis(1));
         assert!(!held.valid_for(Duration::ZERO), "a beat does not heal it");
         // Claims after the loss are valid.
-        assert!(clock.register(Instant::now()).valid_for(Duration::from_secs(9)));
+        assert!(clock
+            .register(Instant::now())
+            .valid_for(Duration::from_secs(9)));
     }
 
     #[test]

@@ -35,9 +35,6 @@ use crate::store::{LockSession, Store};
 /// How long the lock check may take before the lock counts as lost (a slow answer is not a lost
 /// lock, but the worker cannot tell them apart, and a rescuer may act after `rescue_grace`).
 pub const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Pause between attempts to take the lock again (the old session may still be ending, or the
-/// server restarting): short, because a restart's grace waits for live workers to be back.
-pub const LOCK_RETRY: Duration = Duration::from_millis(250);
 
 /// Hold this worker's lock for its whole life, publishing whether it is held (`held`). Stops
 /// on `stop`, closing the session (which releases the lock: whatever the worker still holds is
@@ -61,7 +58,9 @@ pub(super) async fn keep_lock(
             other => {
                 failures += 1;
                 let why = match other {
-                    Ok(Ok(_)) => "the lock is still held by this worker's previous session".to_string(),
+                    Ok(Ok(_)) => {
+                        "the lock is still held by this worker's previous session".to_string()
+                    }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no answer within {:?}", LOCK_CHECK_TIMEOUT * 2),
                 };
@@ -72,7 +71,7 @@ pub(super) async fn keep_lock(
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(LOCK_RETRY) => continue,
+                    _ = tokio::time::sleep(cfg.lock_retry) => continue,
                 }
             }
         };
@@ -80,6 +79,7 @@ pub(super) async fn keep_lock(
             info!(attempts = failures + 1, "liveness lock taken again");
         }
         failures = 0;
+        stats.liveness_locks_taken.fetch_add(1, Ordering::Relaxed);
         let _ = held.send(true);
         metrics::gauge!(crate::metrics_catalog::LIVENESS_LOCK_HELD).set(1.0);
         let mut tick = tokio::time::interval(cfg.rescue_interval);
@@ -110,8 +110,12 @@ pub(super) async fn keep_lock(
         stats.liveness_lock_losses.fetch_add(1, Ordering::Relaxed);
         warn!(error = %lost, "lost this worker's liveness lock: its leases count as lost (nothing more is sent for them) and it claims nothing until it holds the lock again");
         // Dropping the session closes it if it is still open; the server then releases the
-        // lock, and the next try takes it on a new session.
+        // lock, and a later try takes it on a new session.
         drop(session);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(cfg.lock_retry) => {}
+        }
     }
 }
 
@@ -142,12 +146,15 @@ pub(super) async fn rescue(
             _ = stop.cancelled() => return,
             r = step => r,
         };
+        stats.rescue_runs.fetch_add(1, Ordering::Relaxed);
         if result.is_ok() {
             failures = 0;
         }
         match result {
             Ok(r) if r.released > 0 || !r.dead.is_empty() => {
-                stats.dead_worker_jobs_released.fetch_add(r.released, Ordering::Relaxed);
+                stats
+                    .dead_worker_jobs_released
+                    .fetch_add(r.released, Ordering::Relaxed);
                 metrics::counter!(crate::metrics_catalog::DEAD_WORKER_JOBS_RELEASED)
                     .increment(r.released);
                 if r.released > 0 {

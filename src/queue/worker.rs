@@ -54,6 +54,9 @@ pub struct WorkerConfig {
     /// Nothing is released this long after the server started: every lock vanished with the
     /// restart, and live workers need the time to take theirs again.
     pub restart_grace: Duration,
+    /// Pause between attempts to take the liveness lock (again): short, because after a
+    /// restart live workers must be back within the grace.
+    pub lock_retry: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -73,6 +76,7 @@ impl Default for WorkerConfig {
             rescue_interval: Duration::from_millis(500),
             rescue_grace: Duration::from_secs(2),
             restart_grace: Duration::from_secs(10),
+            lock_retry: Duration::from_millis(250),
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct BatchContext {
     pub lease: Lease,
     completer: mpsc::Sender<WriteBack>,
     completed: std::sync::Mutex<HashSet<i64>>,
+    /// Jobs given up for a lease in doubt (a subset of `completed`).
+    abandoned: std::sync::Mutex<HashSet<i64>>,
     stats: Arc<WorkerStats>,
     expiring: Arc<Mutex<HashSet<i64>>>,
 }
@@ -152,6 +158,10 @@ impl BatchContext {
     /// written for it (another worker may hold it now); lease expiry and fencing take over.
     pub fn abandon(&self, job_id: i64) {
         self.completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job_id);
+        self.abandoned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job_id);
@@ -249,8 +259,12 @@ pub struct WorkerStats {
     /// Maintenance steps skipped because a table they need was locked past their lock bound
     /// (or the statement ran past its bound): tried again on the next tick.
     pub maintenance_skipped: AtomicU64,
+    /// Times this worker took its liveness lock (at start, and again after each loss).
+    pub liveness_locks_taken: AtomicU64,
     /// Times this worker lost (or could not confirm) its liveness lock.
     pub liveness_lock_losses: AtomicU64,
+    /// Dead-worker rescues this worker ran (whatever they found).
+    pub rescue_runs: AtomicU64,
     /// Jobs of dead workers this worker released for a claim.
     pub dead_worker_jobs_released: AtomicU64,
 }
@@ -555,6 +569,7 @@ impl<H: JobHandler> Worker<H> {
                 lease,
                 completer: done_tx.clone(),
                 completed: std::sync::Mutex::new(HashSet::new()),
+                abandoned: std::sync::Mutex::new(HashSet::new()),
                 stats: stats.clone(),
                 expiring: expiring.clone(),
             };
@@ -647,6 +662,29 @@ async fn run_handler<H: JobHandler>(
             .map(|o| o.id)
             .chain(finalized.iter().copied()),
     );
+    // A batch lost with the liveness lock: once the handler returned, no request of this
+    // worker is in flight for it, so what it gave up unsent is given back at once (fenced on
+    // locked_by and attempts, in the same write-back as the ledger of what it did send) instead
+    // of waiting for its lease. A job a rescuer took meanwhile is not touched.
+    if ctx.lease.lost_to_lock() {
+        let abandoned = ctx
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for &(id, attempt) in expected.iter().filter(|(id, _)| abandoned.contains(id)) {
+            write_back.outcomes.push(OutcomeRow {
+                id,
+                attempt,
+                outcome: "released",
+                run_at: Some(chrono::Utc::now()),
+                error: Some(
+                    "released: this worker lost its liveness lock before sending the rest".into(),
+                ),
+                destinations: None,
+            });
+        }
+    }
     for (id, attempt) in expected {
         if !covered.contains(&id) {
             write_back.outcomes.push(OutcomeRow {
