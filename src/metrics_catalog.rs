@@ -236,19 +236,19 @@ pub const CATALOG: &[MetricDef] = &[
         name: LIVENESS_LOCK_HELD,
         kind: MetricType::Gauge,
         labels: &[],
-        help: "1 while this worker holds its liveness lock (a session-level advisory lock on a connection of its own), 0 while it takes it (again): without it the worker claims nothing (runbook: Dead-worker rescue).",
+        help: "1 while this worker holds its liveness lock (a session-level advisory lock on a connection of its own), 0 while it takes it (again): without it the worker claims nothing (runbook: Liveness lock lost).",
     },
     MetricDef {
         name: LIVENESS_LOCK_LOSSES,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Times this worker lost its liveness lock or could not confirm it in time (its lock connection dropped, the server restarted, a proxy in between): every lease it held counts as lost at once, no further request is started for those jobs, and it takes the lock again on a new session (runbook: Dead-worker rescue).",
+        help: "Times this worker lost its liveness lock or could not confirm it in time (its lock connection dropped, the server restarted, a proxy in between): every lease it held counts as lost at once, no further request is started for those jobs, what it did not send is given back, and it takes the lock again on a new session (runbook: Liveness lock lost).",
     },
     MetricDef {
         name: DEAD_WORKER_JOBS_RELEASED,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Jobs of dead workers (their liveness lock gone for the rescue grace) whose lease this worker cut short, so that a claim takes them up seconds after the crash instead of after the lease; the claim then counts them in `stagecast_lease_expiries_total` (runbook: Dead-worker rescue).",
+        help: "Jobs of dead workers (their liveness lock gone for the rescue grace) whose lease this worker cut short, so that a claim takes them up seconds after the crash instead of after the lease; the claim then counts them in `stagecast_lease_expiries_total` (docs/operations.md, Dead-worker rescue; runbook: Lease expiries).",
     },
     MetricDef {
         name: ALERTS,
