@@ -13,10 +13,12 @@
 //! - **Fencing the survivor.** A worker that cannot confirm its lock (the check fails or does not
 //!   answer in time) counts every lease it holds as lost at once ([`LeaseClock::lose_all`]):
 //!   no new request starts for those jobs, exactly as for a lease that may have lapsed, and its
-//!   heartbeat, claims and rescues stop until it holds the lock again, on a new session. Only
-//!   requests already in flight at that moment can be sent twice, as after a crash (same event
-//!   ids). Jobs it still holds afterwards are left to their lease (nothing else can release
-//!   them), so a Postgres restart never hands a live worker's job to another.
+//!   heartbeat, claims and rescues stop until it holds the lock again, on a new session. Once a
+//!   lost batch's requests in flight have answered, what it did not send is given back
+//!   (`released`, fenced, with the ledger of what it did send: see `run_handler`). Only
+//!   requests in flight at the loss can be sent twice, and only if a rescuer took the job over
+//!   meanwhile, as after a crash (same event ids). After a Postgres restart live workers take
+//!   their locks back within the grace, so nothing of theirs is taken over.
 //! - **The lease stays the fallback**: a worker of an older version (not registered), or one
 //!   whose session the server keeps alive, is rescued when its lease expires, as before.
 
