@@ -411,7 +411,8 @@ impl<H: JobHandler> Worker<H> {
                 self.handler.clone(),
             ));
 
-            let result = self.produce(&shutdown, &wake, done_tx, &clock, held, &expiring, &stats).await;
+            let leases = Leases { clock: &clock, held };
+            let result = self.produce(&shutdown, &wake, done_tx, leases, &expiring, &stats).await;
 
             // The producer returned: every batch it started was drained or cut off at the
             // drain timeout, and the completer's senders are gone. The last write-back gets
@@ -469,12 +470,12 @@ impl<H: JobHandler> Worker<H> {
         shutdown: &CancellationToken,
         wake: &Notify,
         done_tx: mpsc::Sender<WriteBack>,
-        clock: &LeaseClock,
-        mut held: watch::Receiver<bool>,
+        leases: Leases<'_>,
         expiring: &Arc<Mutex<HashSet<i64>>>,
         stats: &Arc<WorkerStats>,
     ) -> Result<(), WorkerError> {
         let cfg = &self.config;
+        let Leases { clock, mut held } = leases;
         let capacity = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claim_failures = 0u32;
@@ -606,6 +607,12 @@ impl<H: JobHandler> Worker<H> {
         drop(done_tx);
         Ok(())
     }
+}
+
+/// What the producer needs of the leases: the clock, and whether the liveness lock is held.
+struct Leases<'a> {
+    clock: &'a LeaseClock,
+    held: watch::Receiver<bool>,
 }
 
 /// Consecutive claim failures tolerated (logged at WARN, about 3 s of backoff) before it is an
