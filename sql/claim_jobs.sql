@@ -1,6 +1,7 @@
 -- Lease up to $1 jobs for worker $2 for $3 seconds.
 -- Expired leases (a worker died or stalled) are reclaimed by this same query, so crash rescue
--- needs no separate sweeper; `rescued` tells the caller which ones (lease-expiry metric).
+-- needs no separate sweeper (sql/rescue_dead_workers.sql only cuts a dead worker's leases short);
+-- `rescued` tells the caller which ones (lease-expiry metric).
 -- Each CTE is an optimisation fence (Oban's lesson): the LIMIT applies before the UPDATE.
 -- Plan-proofing (the settings are in claim_settings.sql): the queue is often analyzed while
 -- drained, and then the planner believes a burst of 100,000 jobs is an empty table. Joining the

@@ -56,6 +56,9 @@ pub const WRITE_BACK_ISOLATED: &str = "stagecast_write_back_isolated_total";
 pub const CHAT_ALERT_ERRORS: &str = "stagecast_chat_alert_errors_total";
 pub const HEARTBEAT_FAILURES: &str = "stagecast_heartbeat_failures_total";
 pub const LEASE_LOST_JOBS: &str = "stagecast_lease_lost_jobs_total";
+pub const LIVENESS_LOCK_HELD: &str = "stagecast_liveness_lock_held";
+pub const LIVENESS_LOCK_LOSSES: &str = "stagecast_liveness_lock_losses_total";
+pub const DEAD_WORKER_JOBS_RELEASED: &str = "stagecast_dead_worker_jobs_released_total";
 pub const ALERTS: &str = "stagecast_alerts_total";
 pub const QUEUE_JOBS: &str = "stagecast_queue_jobs";
 pub const QUEUE_OLDEST_AGE: &str = "stagecast_queue_oldest_job_age_seconds";
@@ -230,6 +233,24 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Jobs this worker gave up because it could not confirm its lease in time (the heartbeat kept failing): no further request is started for them and nothing but the ledger of what they delivered is written; another worker rescues them after the lease (runbook: Lease lost).",
     },
     MetricDef {
+        name: LIVENESS_LOCK_HELD,
+        kind: MetricType::Gauge,
+        labels: &[],
+        help: "1 while this worker holds its liveness lock (a session-level advisory lock on a connection of its own), 0 while it takes it (again): without it the worker claims nothing (runbook: Liveness lock lost).",
+    },
+    MetricDef {
+        name: LIVENESS_LOCK_LOSSES,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Times this worker lost its liveness lock or could not confirm it in time (its lock connection dropped, the server restarted, a proxy in between): every lease it held counts as lost at once, no further request is started for those jobs, what it did not send is given back, and it takes the lock again on a new session (runbook: Liveness lock lost).",
+    },
+    MetricDef {
+        name: DEAD_WORKER_JOBS_RELEASED,
+        kind: MetricType::Counter,
+        labels: &[],
+        help: "Jobs of dead workers (their liveness lock gone for the rescue grace) whose lease this worker cut short, so that a claim takes them up seconds after the crash instead of after the lease; the claim then counts them in `stagecast_lease_expiries_total` (docs/operations.md, Dead-worker rescue; runbook: Lease expiries).",
+    },
+    MetricDef {
         name: ALERTS,
         kind: MetricType::Counter,
         labels: &["cause"],
@@ -323,6 +344,9 @@ pub fn register() {
     metrics::counter!(CHAT_ALERT_ERRORS).increment(0);
     metrics::counter!(HEARTBEAT_FAILURES).increment(0);
     metrics::counter!(LEASE_LOST_JOBS).increment(0);
+    metrics::gauge!(LIVENESS_LOCK_HELD).set(0.0);
+    metrics::counter!(LIVENESS_LOCK_LOSSES).increment(0);
+    metrics::counter!(DEAD_WORKER_JOBS_RELEASED).increment(0);
 }
 
 /// Create the series of one job kind (its `kind` label) at zero. The worker calls it for every

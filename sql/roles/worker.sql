@@ -29,6 +29,9 @@ GRANT SELECT, INSERT, DELETE ON stagecast.deliveries TO :"worker";
 GRANT SELECT, INSERT, UPDATE (chat_message_id, chat_error), DELETE ON stagecast.alerts TO :"worker";
 -- Stage changes a trigger had to park: the worker moves them back into the queue.
 GRANT SELECT, DELETE ON stagecast.enqueue_failures TO :"worker";
+-- Dead-worker rescue: each worker registers itself (INSERT, UPDATE on a re-register) and every
+-- worker's rescue marks locks it finds missing (UPDATE) and forgets dead workers (DELETE).
+GRANT SELECT, INSERT, UPDATE, DELETE ON stagecast.workers TO :"worker";
 -- Read by `stagecast doctor` only (it lists the stage configs the trigger found invalid).
 GRANT SELECT ON stagecast.config_problems TO :"worker";
 

@@ -16,6 +16,11 @@
 //!
 //! The sink starts a request only while the deadline is at least one request timeout away, so
 //! a request this worker starts always ends before the job could be rescued.
+//!
+//! The liveness lock (src/queue/liveness.rs) can end every lease at once: once the worker
+//! cannot confirm its lock, a rescuer may release its jobs before their deadline. So the clock
+//! has a generation, moved by [`LeaseClock::lose_all`]: a batch registered under an older one is
+//! lost for good, like a lapsed lease, and so is a batch whose claim started before the loss.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,6 +32,8 @@ pub struct LeaseClock {
     lease: Duration,
     epoch: Instant,
     batches: Mutex<Vec<Weak<BatchState>>>,
+    /// Moved on every loss of the liveness lock.
+    generation: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -37,6 +44,8 @@ struct BatchState {
     /// Nanoseconds since the epoch until which the lease is known valid. Once a beat could
     /// not confirm it in time it never moves again: every later beat finishes later still.
     valid_until: AtomicU64,
+    /// The clock's generation when the claim started.
+    generation: u64,
 }
 
 /// One batch's lease, as the handler and the sink see it. Cheap to clone.
@@ -44,6 +53,7 @@ struct BatchState {
 pub struct Lease {
     state: Arc<BatchState>,
     epoch: Instant,
+    generation: Arc<AtomicU64>,
 }
 
 impl LeaseClock {
@@ -52,7 +62,19 @@ impl LeaseClock {
             lease,
             epoch: Instant::now(),
             batches: Mutex::new(Vec::new()),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The current generation: read it before a claim starts, and register the batch with it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The liveness lock could not be confirmed: every lease held so far may be cut short by a
+    /// rescuer, so none is valid any more (and none registered with an older generation).
+    pub fn lose_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -61,9 +83,16 @@ impl LeaseClock {
 
     /// A batch whose claim statement started at `claim_started` and has just returned.
     pub fn register(&self, claim_started: Instant) -> Lease {
+        self.register_since(claim_started, self.generation())
+    }
+
+    /// Like [`LeaseClock::register`], for a claim that started in `generation`: if the lock
+    /// was lost since, the batch is lost too.
+    pub fn register_since(&self, claim_started: Instant, generation: u64) -> Lease {
         let state = Arc::new(BatchState {
             registered: self.nanos(Instant::now()),
             valid_until: AtomicU64::new(self.nanos(claim_started + self.lease)),
+            generation,
         });
         let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
         // Batches that finished are dropped here rather than on a timer.
@@ -72,6 +101,7 @@ impl LeaseClock {
         Lease {
             state,
             epoch: self.epoch,
+            generation: self.generation.clone(),
         }
     }
 
@@ -91,8 +121,17 @@ impl LeaseClock {
 }
 
 impl Lease {
+    /// Whether the worker lost its liveness lock since this batch was claimed: its jobs may be
+    /// released by a rescuer at any time, and what it did not start is given back.
+    pub fn lost_to_lock(&self) -> bool {
+        self.generation.load(Ordering::SeqCst) != self.state.generation
+    }
+
     /// Whether the lease is known to last at least `d` more: a request of at most `d` may start.
     pub fn valid_for(&self, d: Duration) -> bool {
+        if self.lost_to_lock() {
+            return false;
+        }
         let until =
             self.epoch + Duration::from_nanos(self.state.valid_until.load(Ordering::Relaxed));
         Instant::now() + d <= until
@@ -156,6 +195,25 @@ mod tests {
             !lease.valid_for(Duration::ZERO),
             "another worker may hold the job by now"
         );
+    }
+
+    #[test]
+    fn losing_the_lock_ends_every_lease_for_good() {
+        let clock = LeaseClock::new(LEASE);
+        let before = clock.generation();
+        let held = clock.register(Instant::now());
+        clock.lose_all();
+        assert!(!held.valid_for(Duration::ZERO));
+        // A claim that started before the loss and returned after it is lost as well.
+        let straddling = clock.register_since(Instant::now(), before);
+        assert!(!straddling.valid_for(Duration::ZERO));
+        let beat = Instant::now() + Duration::from_millis(1);
+        clock.renewed(beat, beat + Duration::from_millis(1));
+        assert!(!held.valid_for(Duration::ZERO), "a beat does not heal it");
+        // Claims after the loss are valid.
+        assert!(clock
+            .register(Instant::now())
+            .valid_for(Duration::from_secs(9)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod lease;
+pub mod liveness;
 mod worker;
 
 pub use backoff::{Backoff, RetryDecision, RetryPolicy};

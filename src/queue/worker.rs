@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
 use super::lease::{Lease, LeaseClock};
+use super::liveness;
 use crate::store::{
     ClaimedJob, OutcomeRow, Retention, Store, StoreError, WriteBack, WriteBackReport,
 };
@@ -45,6 +46,17 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention: Retention,
+    /// How often the liveness lock is checked and dead workers' jobs are looked for
+    /// (src/queue/liveness.rs).
+    pub rescue_interval: Duration,
+    /// How long a worker's lock must stay missing before its jobs are released.
+    pub rescue_grace: Duration,
+    /// Nothing is released this long after the server started: every lock vanished with the
+    /// restart, and live workers need the time to take theirs again.
+    pub restart_grace: Duration,
+    /// Pause between attempts to take the liveness lock (again): short, because after a
+    /// restart live workers must be back within the grace.
+    pub lock_retry: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +71,12 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(10),
             retention: Retention::default(),
+            // A dead worker's jobs are claimable 2–3 s after its death (grace + one interval),
+            // and the next claim (the rescuer's, woken) takes them up.
+            rescue_interval: Duration::from_millis(500),
+            rescue_grace: Duration::from_secs(2),
+            restart_grace: Duration::from_secs(10),
+            lock_retry: Duration::from_millis(250),
         }
     }
 }
@@ -114,6 +132,8 @@ pub struct BatchContext {
     pub lease: Lease,
     completer: mpsc::Sender<WriteBack>,
     completed: std::sync::Mutex<HashSet<i64>>,
+    /// Jobs given up for a lease in doubt (a subset of `completed`).
+    abandoned: std::sync::Mutex<HashSet<i64>>,
     stats: Arc<WorkerStats>,
     expiring: Arc<Mutex<HashSet<i64>>>,
 }
@@ -138,6 +158,10 @@ impl BatchContext {
     /// written for it (another worker may hold it now); lease expiry and fencing take over.
     pub fn abandon(&self, job_id: i64) {
         self.completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job_id);
+        self.abandoned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job_id);
@@ -235,6 +259,14 @@ pub struct WorkerStats {
     /// Maintenance steps skipped because a table they need was locked past their lock bound
     /// (or the statement ran past its bound): tried again on the next tick.
     pub maintenance_skipped: AtomicU64,
+    /// Times this worker took its liveness lock (at start, and again after each loss).
+    pub liveness_locks_taken: AtomicU64,
+    /// Times this worker lost (or could not confirm) its liveness lock.
+    pub liveness_lock_losses: AtomicU64,
+    /// Dead-worker rescues this worker ran (whatever they found).
+    pub rescue_runs: AtomicU64,
+    /// Jobs of dead workers this worker released for a claim.
+    pub dead_worker_jobs_released: AtomicU64,
 }
 
 impl WorkerStats {
@@ -333,10 +365,29 @@ impl<H: JobHandler> Worker<H> {
             // them up again.
             let expiring: Arc<Mutex<HashSet<i64>>> = Arc::default();
             let mut listener = tokio::spawn(listen(self.store.clone(), wake.clone(), background.clone(), stats.clone()));
+            // Whether this worker holds its liveness lock: it claims, beats and rescues only then.
+            let (held_tx, held) = watch::channel(false);
+            let mut lock_keeper = tokio::spawn(liveness::keep_lock(
+                self.store.clone(),
+                cfg.clone(),
+                clock.clone(),
+                held_tx,
+                background.clone(),
+                stats.clone(),
+            ));
+            let mut rescuer = tokio::spawn(liveness::rescue(
+                self.store.clone(),
+                cfg.clone(),
+                held.clone(),
+                wake.clone(),
+                background.clone(),
+                stats.clone(),
+            ));
             let mut heartbeat = tokio::spawn(heartbeat(
                 self.store.clone(),
                 cfg.clone(),
                 clock.clone(),
+                held.clone(),
                 background.clone(),
                 stats.clone(),
                 expiring.clone(),
@@ -360,7 +411,8 @@ impl<H: JobHandler> Worker<H> {
                 self.handler.clone(),
             ));
 
-            let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
+            let leases = Leases { clock: &clock, held };
+            let result = self.produce(&shutdown, &wake, done_tx, leases, &expiring, &stats).await;
 
             // The producer returned: every batch it started was drained or cut off at the
             // drain timeout, and the completer's senders are gone. The last write-back gets
@@ -390,7 +442,7 @@ impl<H: JobHandler> Worker<H> {
             }
             background.cancel();
             let joined = tokio::time::timeout(Duration::from_secs(2), async {
-                let _ = tokio::join!(&mut listener, &mut heartbeat, &mut maintenance);
+                let _ = tokio::join!(&mut listener, &mut heartbeat, &mut maintenance, &mut lock_keeper, &mut rescuer);
             })
             .await;
             if joined.is_err() {
@@ -398,6 +450,8 @@ impl<H: JobHandler> Worker<H> {
                 listener.abort();
                 heartbeat.abort();
                 maintenance.abort();
+                lock_keeper.abort();
+                rescuer.abort();
             }
             info!(
                 claimed = stats.get(&stats.claimed),
@@ -416,11 +470,12 @@ impl<H: JobHandler> Worker<H> {
         shutdown: &CancellationToken,
         wake: &Notify,
         done_tx: mpsc::Sender<WriteBack>,
-        clock: &LeaseClock,
+        leases: Leases<'_>,
         expiring: &Arc<Mutex<HashSet<i64>>>,
         stats: &Arc<WorkerStats>,
     ) -> Result<(), WorkerError> {
         let cfg = &self.config;
+        let Leases { clock, mut held } = leases;
         let capacity = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut claim_failures = 0u32;
@@ -441,7 +496,18 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            if !*held.borrow_and_update() {
+                // Without its liveness lock a worker's new leases could be cut short at once
+                // by a rescuer: wait until it holds the lock (again).
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = held.wait_for(|h| *h) => {}
+                }
+                continue;
+            }
             let want = free.min(cfg.batch_size);
+            // Read before the claim: a lock lost while it runs makes this batch lost as well.
+            let generation = clock.generation();
             let claim_started = Instant::now();
             let jobs = match self
                 .store
@@ -487,7 +553,7 @@ impl<H: JobHandler> Worker<H> {
                     }
                 }
             }
-            let lease = clock.register(claim_started);
+            let lease = clock.register_since(claim_started, generation);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats, self.handler.kinds());
             // Only this loop acquires permits and it claimed no more than were free.
@@ -504,6 +570,7 @@ impl<H: JobHandler> Worker<H> {
                 lease,
                 completer: done_tx.clone(),
                 completed: std::sync::Mutex::new(HashSet::new()),
+                abandoned: std::sync::Mutex::new(HashSet::new()),
                 stats: stats.clone(),
                 expiring: expiring.clone(),
             };
@@ -540,6 +607,12 @@ impl<H: JobHandler> Worker<H> {
         drop(done_tx);
         Ok(())
     }
+}
+
+/// What the producer needs of the leases: the clock, and whether the liveness lock is held.
+struct Leases<'a> {
+    clock: &'a LeaseClock,
+    held: watch::Receiver<bool>,
 }
 
 /// Consecutive claim failures tolerated (logged at WARN, about 3 s of backoff) before it is an
@@ -596,6 +669,29 @@ async fn run_handler<H: JobHandler>(
             .map(|o| o.id)
             .chain(finalized.iter().copied()),
     );
+    // A batch lost with the liveness lock: once the handler returned, no request of this
+    // worker is in flight for it, so what it gave up unsent is given back at once (fenced on
+    // locked_by and attempts, in the same write-back as the ledger of what it did send) instead
+    // of waiting for its lease. A job a rescuer took meanwhile is not touched.
+    if ctx.lease.lost_to_lock() {
+        let abandoned = ctx
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for &(id, attempt) in expected.iter().filter(|(id, _)| abandoned.contains(id)) {
+            write_back.outcomes.push(OutcomeRow {
+                id,
+                attempt,
+                outcome: "released",
+                run_at: Some(chrono::Utc::now()),
+                error: Some(
+                    "released: this worker lost its liveness lock before sending the rest".into(),
+                ),
+                destinations: None,
+            });
+        }
+    }
     for (id, attempt) in expected {
         if !covered.contains(&id) {
             write_back.outcomes.push(OutcomeRow {
@@ -832,6 +928,7 @@ async fn heartbeat(
     store: Store,
     cfg: WorkerConfig,
     clock: Arc<LeaseClock>,
+    held: watch::Receiver<bool>,
     stop: CancellationToken,
     stats: Arc<WorkerStats>,
     expiring: Arc<Mutex<HashSet<i64>>>,
@@ -845,6 +942,11 @@ async fn heartbeat(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !*held.borrow() {
+            // Its leases are lost already (LeaseClock::lose_all); extending them would only
+            // delay their rescue.
+            continue;
         }
         let excluded: Vec<i64> = expiring
             .lock()

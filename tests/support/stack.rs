@@ -157,7 +157,13 @@ impl Stack {
         self.start_worker_with(self.tuning())
     }
 
-    pub fn start_worker_with(&self, t: Tuning) -> WorkerHandle {
+    /// Each worker gets a worker id of its own, even from a cloned `Tuning` (the id is made
+    /// when the tuning is): two workers under one id would share their leases, and the second
+    /// could never take the first one's liveness lock.
+    pub fn start_worker_with(&self, mut t: Tuning) -> WorkerHandle {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        t.worker.worker_id = format!("{}-{n}", t.worker.worker_id);
         let pipeline = Pipeline::new(
             self.store.clone(),
             t.registry(),
