@@ -4,12 +4,14 @@
 
 pub mod admin;
 pub mod doctor;
+mod limits;
 mod rows;
 pub mod sanitize;
 mod session;
 mod vacuum;
 mod write_back;
 
+pub use limits::{HoldRow, NewHold, RequestSlot};
 pub use rows::*;
 pub use session::pool_options;
 pub use vacuum::VacuumStatus;

@@ -73,6 +73,10 @@ impl GoogleAds {
 }
 
 impl AdPlatform for GoogleAds {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
     fn platform(&self) -> Platform {
         Platform::GoogleAds
     }

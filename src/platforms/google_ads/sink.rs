@@ -109,6 +109,13 @@ impl GoogleAdsSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
     pub fn config(&self) -> &GoogleAdsConfig {
         &self.config
     }
@@ -237,12 +244,15 @@ impl GoogleAdsSink {
                 Ok(t) => t,
                 Err(e) if e.is_permanent() => {
                     let error = token_error(&e);
-                    let news = self.holds.hold(
-                        key,
-                        &config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    );
+                    let news = self
+                        .holds
+                        .hold(
+                            key,
+                            &config_fingerprint,
+                            AlertCause::TokenInvalid,
+                            error.clone(),
+                        )
+                        .await;
                     warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
                     emit_held(
                         std::iter::once(chunk).chain(work.drain(..)).collect(),
@@ -378,12 +388,15 @@ impl GoogleAdsSink {
                     work.push(chunk);
                 }
                 Classification::Unauthenticated(error) => {
-                    let news = self.holds.hold(
-                        key,
-                        &config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    );
+                    let news = self
+                        .holds
+                        .hold(
+                            key,
+                            &config_fingerprint,
+                            AlertCause::TokenInvalid,
+                            error.clone(),
+                        )
+                        .await;
                     emit_held(
                         std::iter::once(chunk).chain(work.drain(..)).collect(),
                         AlertCause::TokenInvalid,
@@ -395,7 +408,8 @@ impl GoogleAdsSink {
                 Classification::Hold(error, cause) => {
                     let news = self
                         .holds
-                        .hold(key, &config_fingerprint, cause, error.clone());
+                        .hold(key, &config_fingerprint, cause, error.clone())
+                        .await;
                     warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
                     emit_held(
                         std::iter::once(chunk).chain(work.drain(..)).collect(),

@@ -49,6 +49,10 @@ impl Meta {
 }
 
 impl AdPlatform for Meta {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
     fn platform(&self) -> Platform {
         Platform::Facebook
     }

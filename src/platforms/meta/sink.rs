@@ -88,6 +88,13 @@ impl MetaSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
     pub fn config(&self) -> &MetaConfig {
         &self.config
     }
@@ -310,7 +317,8 @@ impl MetaSink {
                     let neutral = error.to_delivery_error();
                     let news = self
                         .holds
-                        .hold(hold_key, &config_fingerprint, cause, neutral);
+                        .hold(hold_key, &config_fingerprint, cause, neutral)
+                        .await;
                     if news {
                         warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
                     } else {

@@ -55,6 +55,10 @@ impl Tiktok {
 }
 
 impl AdPlatform for Tiktok {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
     fn platform(&self) -> Platform {
         Platform::Tiktok
     }

@@ -90,6 +90,13 @@ impl TiktokSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
     pub fn config(&self) -> &TiktokConfig {
         &self.config
     }
@@ -305,9 +312,10 @@ impl TiktokSink {
                     );
                 }
                 Classification::HoldDestination { error, cause } => {
-                    let news =
-                        self.holds
-                            .hold(key, &config_fingerprint, cause, error.to_delivery_error());
+                    let news = self
+                        .holds
+                        .hold(key, &config_fingerprint, cause, error.to_delivery_error())
+                        .await;
                     if news {
                         warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
                     } else {
