@@ -58,6 +58,8 @@ struct Shared {
     trace_name: &'static str,
     /// When the map was last read from the database (None: never), and whether a read is out.
     refresh: Arc<Mutex<(Option<Instant>, bool)>>,
+    /// True once the first read finished (answered or not): see [`DestinationHolds::ready`].
+    loaded: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,7 @@ impl DestinationHolds {
             platform,
             trace_name,
             refresh: Arc::new(Mutex::new((None, false))),
+            loaded: Arc::new(tokio::sync::watch::Sender::new(false)),
         });
         self.refresh_if_due();
     }
@@ -126,6 +129,7 @@ impl DestinationHolds {
             (shared.limits.clone(), shared.platform, shared.trace_name);
         let (holds, generation) = (Arc::clone(&self.holds), Arc::clone(&self.generation));
         let refresh = Arc::clone(&shared.refresh);
+        let loaded = Arc::clone(&shared.loaded);
         let started = generation.load(Ordering::SeqCst);
         tokio::spawn(async move {
             let rows = limits
@@ -146,7 +150,23 @@ impl DestinationHolds {
             }
             let mut refresh = refresh.lock().unwrap_or_else(|p| p.into_inner());
             *refresh = (Some(Instant::now()), false);
+            loaded.send_replace(true);
         });
+    }
+
+    /// Wait (briefly) for the first read of the shared holds, so a worker that just started
+    /// knows the holds other workers found before it sends its first request.
+    pub async fn ready(&self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let mut loaded = shared.loaded.subscribe();
+        if *loaded.borrow() {
+            return;
+        }
+        self.refresh_if_due();
+        let bound = super::shared_limits::DB_TIMEOUT * 2;
+        let _ = tokio::time::timeout(bound, loaded.wait_for(|done| *done)).await;
     }
 
     /// Whether `key` may send with the configuration `fingerprint`. A changed fingerprint lifts

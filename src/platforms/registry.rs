@@ -162,6 +162,13 @@ impl Registry {
         }
     }
 
+    /// Resolves when every platform's shared state was read once (at once afterwards).
+    pub async fn limits_ready(&self) {
+        for p in self.iter() {
+            p.limits_ready().await;
+        }
+    }
+
     pub fn register_metrics(&self) {
         for p in self.iter() {
             crate::metrics_catalog::register_platform(p.label());

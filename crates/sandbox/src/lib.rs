@@ -296,6 +296,16 @@ impl MetaGraphSandbox {
         lock(&self.state.faults).push_back(fault);
     }
 
+    /// A fault answered to every `/events` request for `pixel_id` while set (after the FIFO
+    /// ones), e.g. one dataset that Meta keeps throttling among many; `None` clears it.
+    pub fn set_pixel_fault(&self, pixel_id: &str, fault: Option<Fault>) {
+        let mut faults = lock(&self.state.pixel_faults);
+        match fault {
+            Some(f) => faults.insert(pixel_id.to_string(), f),
+            None => faults.remove(pixel_id),
+        };
+    }
+
     /// Faults not yet consumed.
     pub fn pending_faults(&self) -> usize {
         lock(&self.state.faults).len()
@@ -445,6 +455,7 @@ impl Drop for Server {
 pub(crate) struct State {
     registry: Mutex<Registry>,
     faults: Mutex<VecDeque<Fault>>,
+    pixel_faults: Mutex<HashMap<String, Fault>>,
     latency_nanos: AtomicU64,
     usage_header: Mutex<Option<HeaderValue>>,
     record_events: AtomicBool,
@@ -500,6 +511,7 @@ impl State {
         Self {
             registry: Mutex::default(),
             faults: Mutex::default(),
+            pixel_faults: Mutex::default(),
             latency_nanos: AtomicU64::new(0),
             usage_header: Mutex::default(),
             record_events: AtomicBool::new(true),
@@ -511,8 +523,10 @@ impl State {
         }
     }
 
-    fn next_fault(&self) -> Option<Fault> {
-        lock(&self.faults).pop_front()
+    fn next_fault(&self, pixel_id: &str) -> Option<Fault> {
+        lock(&self.faults)
+            .pop_front()
+            .or_else(|| lock(&self.pixel_faults).get(pixel_id).cloned())
     }
 
     fn latency(&self) -> Duration {

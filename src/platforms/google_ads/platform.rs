@@ -77,6 +77,10 @@ impl AdPlatform for GoogleAds {
         self.sink.share_limits(shared);
     }
 
+    fn limits_ready(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.sink.limits_ready())
+    }
+
     fn platform(&self) -> Platform {
         Platform::GoogleAds
     }

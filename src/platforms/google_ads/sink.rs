@@ -116,6 +116,11 @@ impl GoogleAdsSink {
             .share(shared.clone(), super::LABEL, super::TRACE_NAME);
     }
 
+    /// Resolves once the shared holds were read (at once after the first time).
+    pub async fn limits_ready(&self) {
+        self.holds.ready().await;
+    }
+
     pub fn config(&self) -> &GoogleAdsConfig {
         &self.config
     }

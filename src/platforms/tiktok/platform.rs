@@ -59,6 +59,10 @@ impl AdPlatform for Tiktok {
         self.sink.share_limits(shared);
     }
 
+    fn limits_ready(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.sink.limits_ready())
+    }
+
     fn platform(&self) -> Platform {
         Platform::Tiktok
     }

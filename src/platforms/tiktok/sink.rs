@@ -97,6 +97,11 @@ impl TiktokSink {
             .share(shared.clone(), super::LABEL, super::TRACE_NAME);
     }
 
+    /// Resolves once the shared holds were read (at once after the first time).
+    pub async fn limits_ready(&self) {
+        self.holds.ready().await;
+    }
+
     pub fn config(&self) -> &TiktokConfig {
         &self.config
     }

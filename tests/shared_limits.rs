@@ -1,0 +1,228 @@
+//! Limits shared by every worker on a database (docs/operations.md, "Rate limits, throttles and
+//! holds"): two workers keep one rate limit per destination, a throttle one of them is answered
+//! pauses the other, a hold one finds holds for the other with one alert in total, and one
+//! throttled destination does not keep the others of a batch waiting.
+
+mod support;
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use stagecast_sandbox::Fault;
+use support::stack::{Stack, Tuning, PIXEL};
+use support::wait::{wait_for, wait_until, DEADLINE};
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap()
+}
+
+/// Fast settings with Meta limited to `per_second` requests per pixel, bursts of `burst`, and
+/// this worker's requests told apart by `agent` (Meta's `partner_agent`).
+fn limited(s: &Stack, per_second: u32, burst: u32, agent: &str) -> Tuning {
+    let mut t = s.tuning();
+    t.meta.requests_per_second = nz(per_second);
+    t.meta.burst = nz(burst);
+    t.meta.max_batch = 1;
+    t.meta.partner_agent = agent.to_string();
+    // Small claims, so both workers get jobs for the same pixel.
+    t.worker.batch_size = 2;
+    t.worker.concurrency = 2;
+    t
+}
+
+async fn customers(s: &Stack, n: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for id in 1..=n {
+        ids.push(
+            s.customer(
+                id,
+                &format!("c{id}@example.com"),
+                &format!("+55119999{id:05}"),
+                None,
+            )
+            .await,
+        );
+    }
+    ids
+}
+
+async fn paused_until(s: &Stack, pixel: &str) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar(
+        "SELECT paused_until FROM stagecast.destination_limits \
+          WHERE platform = 'facebook' AND destination = $1 AND paused_until > now()",
+    )
+    .bind(pixel)
+    .fetch_optional(s.pool())
+    .await
+    .unwrap()
+    .flatten()
+}
+
+#[tokio::test]
+async fn two_workers_keep_one_rate_limit_per_destination() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 10).await;
+    let (per_second, burst) = (2.0, 2.0);
+    let started = Utc::now();
+    let a = s.start_worker_with(limited(&s, 2, 2, "worker-a"));
+    let b = s.start_worker_with(limited(&s, 2, 2, "worker-b"));
+    for &c in &ids {
+        s.move_to(c, 1).await;
+    }
+    assert!(
+        s.sandbox.wait_for_events(ids.len(), DEADLINE).await,
+        "every event delivered"
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+
+    let mut requests: Vec<_> = s
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.pixel_id == PIXEL)
+        .collect();
+    requests.sort_by_key(|r| r.received_at);
+    let agents: std::collections::HashSet<_> =
+        requests.iter().filter_map(|r| r.partner_agent.clone()).collect();
+    assert_eq!(agents.len(), 2, "both workers sent requests: {agents:?}");
+    // GCRA: by any moment, at most `burst` requests plus `per_second` for every second since
+    // the start. Two workers with limits of their own would send twice that.
+    for (k, r) in requests.iter().enumerate() {
+        let elapsed = (r.received_at - started).num_milliseconds() as f64 / 1000.0;
+        let allowed = burst + per_second * elapsed;
+        assert!(
+            (k + 1) as f64 <= allowed,
+            "request {} arrived {elapsed:.3}s after the start: more than the {allowed:.2} one limit allows",
+            k + 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_throttle_answered_to_one_worker_pauses_the_other() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 3).await;
+    let mut t = s.tuning();
+    // Long enough to see the other worker keep to it; no hint from Meta (code 80004 alone).
+    t.meta.throttle_pause = Duration::from_secs(3);
+    s.sandbox.push_fault(Fault::Throttle {
+        code: 80004,
+        subcode: Some(2446079),
+        regain_minutes: None,
+    });
+    let a = s.start_worker_with(t.clone());
+    s.move_to(ids[0], 1).await;
+    let until = wait_for("worker A's pause to be shared", DEADLINE, || {
+        paused_until(&s, PIXEL)
+    })
+    .await;
+    a.shutdown().await.unwrap();
+
+    // B starts afresh: it knows nothing of the throttle but what the database says.
+    let mut tb = t.clone();
+    tb.worker = s.tuning().worker;
+    let b = s.start_worker_with(tb);
+    for &c in &ids[1..] {
+        s.move_to(c, 1).await;
+    }
+    assert!(s.sandbox.wait_for_events(ids.len(), DEADLINE).await);
+    s.drained().await;
+    b.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    assert_eq!(requests[0].error_code, Some(80004));
+    for r in &requests[1..] {
+        assert!(
+            r.received_at >= until,
+            "a request at {} came before the shared pause ended at {until}",
+            r.received_at
+        );
+    }
+    assert_eq!(
+        requests[1..].iter().map(|r| r.event_count).sum::<usize>(),
+        ids.len(),
+        "after the throttled request, each event once"
+    );
+    let throttled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.deliveries WHERE outcome = 'throttled' AND http_status IS NULL",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        throttled >= 1,
+        "worker B held events back for the pause without a request"
+    );
+}
+
+#[tokio::test]
+async fn a_hold_found_by_one_worker_holds_for_the_other_with_one_alert() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 3).await;
+    s.sandbox.set_pixel_fault(PIXEL, Some(Fault::InvalidToken));
+    let mut t = s.tuning();
+    t.meta.hold_recheck = Duration::from_millis(200);
+    // One job at a time per worker: the first two jobs go to different workers, whose
+    // requests are both in flight before either learns of the hold.
+    t.worker.batch_size = 1;
+    t.worker.concurrency = 1;
+    let mut ta = t.clone();
+    ta.meta.partner_agent = "worker-a".into();
+    let mut tb = t.clone();
+    tb.meta.partner_agent = "worker-b".into();
+    tb.worker = {
+        let mut w = s.tuning().worker;
+        w.batch_size = 1;
+        w.concurrency = 1;
+        w
+    };
+    s.sandbox.hold_answers();
+    let a = s.start_worker_with(ta);
+    let b = s.start_worker_with(tb);
+    s.move_to(ids[0], 1).await;
+    s.move_to(ids[1], 1).await;
+    assert!(
+        s.sandbox.wait_for_in_flight(2, DEADLINE).await,
+        "both workers sent a request"
+    );
+    s.sandbox.release_answers();
+    let held = |c: i64| {
+        let pool = s.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM stagecast.jobs \
+                  WHERE customer_id = $1 AND status = 'pending' AND last_error LIKE 'held:%'",
+            )
+            .bind(c)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 1
+        }
+    };
+    wait_until("the first two jobs to be held", DEADLINE, || async {
+        held(ids[0]).await && held(ids[1]).await
+    })
+    .await;
+    // A third job, and the first two rechecked: nobody sends while the token is the same.
+    s.move_to(ids[2], 1).await;
+    wait_until("the third job to be held", DEADLINE, || held(ids[2])).await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    let agents: std::collections::HashSet<_> =
+        requests.iter().filter_map(|r| r.partner_agent.clone()).collect();
+    assert_eq!(agents.len(), 2, "each worker was refused once: {agents:?}");
+    assert_eq!(requests.len(), 2, "the hold kept every other request back");
+    let alerts: Vec<String> = sqlx::query_scalar("SELECT cause FROM stagecast.alerts")
+        .fetch_all(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(alerts, ["token_invalid"], "one alert across both workers");
+}
