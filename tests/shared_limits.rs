@@ -85,8 +85,10 @@ async fn two_workers_keep_one_rate_limit_per_destination() {
         .filter(|r| r.pixel_id == PIXEL)
         .collect();
     requests.sort_by_key(|r| r.received_at);
-    let agents: std::collections::HashSet<_> =
-        requests.iter().filter_map(|r| r.partner_agent.clone()).collect();
+    let agents: std::collections::HashSet<_> = requests
+        .iter()
+        .filter_map(|r| r.partner_agent.clone())
+        .collect();
     assert_eq!(agents.len(), 2, "both workers sent requests: {agents:?}");
     // GCRA: by any moment, at most `burst` requests plus `per_second` for every second since
     // the start. Two workers with limits of their own would send twice that.
@@ -216,8 +218,10 @@ async fn a_hold_found_by_one_worker_holds_for_the_other_with_one_alert() {
     b.shutdown().await.unwrap();
 
     let requests = s.sandbox.requests();
-    let agents: std::collections::HashSet<_> =
-        requests.iter().filter_map(|r| r.partner_agent.clone()).collect();
+    let agents: std::collections::HashSet<_> = requests
+        .iter()
+        .filter_map(|r| r.partner_agent.clone())
+        .collect();
     assert_eq!(agents.len(), 2, "each worker was refused once: {agents:?}");
     assert_eq!(requests.len(), 2, "the hold kept every other request back");
     let alerts: Vec<String> = sqlx::query_scalar("SELECT cause FROM stagecast.alerts")
@@ -225,4 +229,106 @@ async fn a_hold_found_by_one_worker_holds_for_the_other_with_one_alert() {
         .await
         .unwrap();
     assert_eq!(alerts, ["token_invalid"], "one alert across both workers");
+}
+
+/// 50 pixels (ids 1–50, dataset ids `9000000000000001`…), a campaign per pixel and one customer
+/// per campaign, all through the CRM role; a Lead stage (1). Returns the dataset ids.
+async fn seed_fifty(s: &Stack) -> Vec<String> {
+    let datasets: Vec<String> = (1..=50).map(|i| format!("90000000000000{i:02}")).collect();
+    for (i, dataset) in datasets.iter().enumerate() {
+        let id = i as i64 + 1;
+        s.sandbox.add_pixel(dataset, support::stack::TOKEN);
+        sqlx::query(
+            "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, is_default) \
+             VALUES ($1, 'facebook', 'Pixel ' || $1, $2, $3, true, $1 = 1)",
+        )
+        .bind(id)
+        .bind(dataset)
+        .bind(s.keys.seal(support::stack::TOKEN))
+        .execute(s.crm())
+        .await
+        .expect("insert pixel");
+    }
+    s.crm_exec(
+        r#"
+        INSERT INTO utm_campaigns (id, name, pixel_id)
+             SELECT g, 'Campaign ' || g, g FROM generate_series(1, 50) g;
+        INSERT INTO crm_stages (id, name, funnel_category, utm_event)
+             VALUES (1, 'Qualificado', 'meio', '[{"platform":"facebook","event_name":"Lead"}]');
+        INSERT INTO customers (id, name, email, phone, utm_campaign_id, client_ip)
+             SELECT g, 'Cliente ' || g, 'c' || g || '@example.com',
+                    '+55 11 9' || lpad(g::text, 8, '0'), g, '200.150.10.20'
+               FROM generate_series(1, 50) g;
+        INSERT INTO chats (customer_id, channel, external_id)
+             SELECT g, 'whatsapp', 'chat-' || g FROM generate_series(1, 50) g;
+        "#,
+    )
+    .await;
+    datasets
+}
+
+#[tokio::test]
+async fn one_throttled_destination_of_fifty_does_not_hold_back_the_other_49() {
+    let s = Stack::new().await;
+    let datasets = seed_fifty(&s).await;
+    let throttled = datasets[49].clone();
+    // Meta keeps throttling this dataset (code 4, no estimate): it stays paused for the test.
+    s.sandbox.set_pixel_fault(
+        &throttled,
+        Some(Fault::Throttle {
+            code: 4,
+            subcode: None,
+            regain_minutes: None,
+        }),
+    );
+    let mut t = s.tuning();
+    t.meta.throttle_pause = Duration::from_secs(600);
+    let worker = s.start_worker_with(t);
+    // One UPDATE: the 50 jobs are claimed and delivered together.
+    s.crm_exec("UPDATE customers SET stage_id = 1").await;
+    assert!(
+        s.sandbox.wait_for_events(49, DEADLINE).await,
+        "the 49 healthy pixels' events were delivered"
+    );
+    wait_until(
+        "the throttled pixel's job to be rescheduled",
+        DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT count(*) = 1 FROM stagecast.jobs \
+              WHERE customer_id = 50 AND status = 'pending' AND run_at > now()",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    assert!(
+        paused_until(&s, &throttled).await.is_some(),
+        "the throttled pixel is still paused while the others are delivered"
+    );
+    worker.shutdown().await.unwrap();
+
+    let requests = s.sandbox.requests();
+    for dataset in &datasets[..49] {
+        let accepted = requests
+            .iter()
+            .filter(|r| &r.pixel_id == dataset && r.accepted())
+            .count();
+        assert_eq!(accepted, 1, "pixel {dataset}");
+    }
+    let to_throttled: Vec<_> = requests
+        .iter()
+        .filter(|r| r.pixel_id == throttled)
+        .collect();
+    assert_eq!(to_throttled.len(), 1, "nothing more sent while paused");
+    assert_eq!(to_throttled[0].error_code, Some(4));
+    let done: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.job_archive WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(done, 49, "the 49 jobs are done, the throttled one waits");
 }
