@@ -5,7 +5,10 @@
 
 -- One row per destination: the GCRA "theoretical arrival time" of the next request (advanced in
 -- the same statement that grants a slot) and the pause the platform asked for, if any.
-CREATE TABLE stagecast.destination_limits (
+-- UNLOGGED: written on every request, and a transaction that writes only unlogged tables does
+-- not wait for a WAL flush at commit. A server crash empties it, which costs nothing worth
+-- keeping: a fresh start of the limit, and a throttle the platform will answer again.
+CREATE UNLOGGED TABLE stagecast.destination_limits (
     platform     text        NOT NULL,
     destination  text        NOT NULL,
     tat          timestamptz NOT NULL,
@@ -33,8 +36,9 @@ CREATE TABLE stagecast.destination_holds (
 );
 
 -- The workers sharing these limits, seen within the last seconds: when the database cannot be
--- reached, each worker falls back to its share (the limit divided by their number).
-CREATE TABLE stagecast.limit_peers (
+-- reached, each worker falls back to its share (the limit divided by their number). UNLOGGED
+-- for the same reason: it is rewritten every second and rebuilt as soon as workers run.
+CREATE UNLOGGED TABLE stagecast.limit_peers (
     peer    text        PRIMARY KEY,
     seen_at timestamptz NOT NULL
 );

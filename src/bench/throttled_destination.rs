@@ -89,7 +89,18 @@ pub(super) async fn run(store: &Store, pool: &PgPool, args: &BenchArgs) -> anyho
         throttled.as_secs_f64(),
         others as f64 / throttled.as_secs_f64()
     );
-    let waiting: i64 = sqlx::query_scalar(include_str!("../../sql/bench/pending_jobs.sql"))
+    // The 49's outcomes are written back shortly after their events were accepted.
+    let written_back = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(include_str!("../../sql/bench/running_jobs.sql"))
+            .fetch_one(pool)
+            .await?;
+        if running == 0 || written_back.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting: i64 = sqlx::query_scalar(include_str!("../../sql/bench/waiting_jobs.sql"))
         .fetch_one(pool)
         .await?;
     println!(

@@ -1,2 +1,0 @@
--- Jobs still in the queue, not failed (the benchmark's throttled destination's).
-SELECT count(*) FROM stagecast.jobs WHERE status IN ('pending', 'running')
