@@ -161,7 +161,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: RATE_LIMIT_WAITS,
         kind: MetricType::Counter,
         labels: &["platform", "reason"],
-        help: "Requests not sent at once: `limiter` (held by the per-destination rate limit, --meta-rate-limit, --tiktok-rate-limit, --google-ads-rate-limit, shared by every worker on the database), `paused` (the destination is paused after the platform throttled it or its usage headers ran high, as seen by any worker; the events are rescheduled without spending an attempt); `local_share` (granted by this worker's local limiter at its share of the limit because the database did not answer the shared limit's statement; docs/operations.md, "Rate limits, throttles and holds").",
+        help: "Requests not sent at once: `limiter` (held by the per-destination rate limit, --meta-rate-limit, --tiktok-rate-limit, --google-ads-rate-limit, shared by every worker on the database), `paused` (the destination is paused after the platform throttled it or its usage headers ran high, as seen by any worker; the events are rescheduled without spending an attempt); `local_share` (granted by this worker's local limiter at its share of the limit because the database did not answer the shared limit's statement; docs/operations.md, section Rate limits, throttles and holds).",
     },
     MetricDef {
         name: PARTIAL_SUCCESSES,
