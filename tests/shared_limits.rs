@@ -332,3 +332,31 @@ async fn one_throttled_destination_of_fifty_does_not_hold_back_the_other_49() {
     .unwrap();
     assert_eq!(done, 49, "the 49 jobs are done, the throttled one waits");
 }
+
+#[tokio::test]
+async fn a_database_that_does_not_answer_the_limit_falls_back_to_the_local_share() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 2).await;
+    // The superuser locks the limits table as a stuck migration or a long admin transaction
+    // would: every slot statement waits on it (no role of a deployment takes this lock).
+    let mut lock = s.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE stagecast.destination_limits IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let worker = s.start_worker();
+    s.move_to(ids[0], 1).await;
+    s.move_to(ids[1], 1).await;
+    assert!(
+        s.sandbox.wait_for_events(2, DEADLINE).await,
+        "delivered by the local share while the limits table is locked"
+    );
+    lock.commit().await.unwrap();
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    for &c in &ids {
+        assert_eq!(s.jobs_of(c).await.len(), 1);
+        assert_eq!(s.jobs_of(c).await[0].0, "done");
+    }
+}

@@ -18,6 +18,10 @@ use crate::store::{Store, StoreError};
 
 /// How long a shared-limit statement may take before the worker falls back to its local share.
 pub const DB_TIMEOUT: Duration = Duration::from_millis(500);
+/// The server-side bound of the same statements (their own pool's `statement_timeout` and
+/// `lock_timeout`): a little shorter, so the server gives up first and no connection is left
+/// waiting on a lock.
+const SERVER_TIMEOUT: Duration = Duration::from_millis(400);
 /// After a failure, the local share is used this long before the database is tried again.
 pub const DB_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often the workers' presence (and each platform's holds) is re-read.
@@ -36,7 +40,10 @@ pub enum SharedLimitError {
 }
 
 struct Inner {
+    /// The pipeline's store: only its connection options are used, for `limits`.
     store: Store,
+    /// The limits' own small pool, bounded server-side (built on first use, in the runtime).
+    limits: std::sync::OnceLock<Store>,
     peer: String,
     peers: AtomicU32,
     down_until: Mutex<Option<Instant>>,
@@ -64,6 +71,7 @@ impl SharedLimits {
         Self {
             inner: Arc::new(Inner {
                 store,
+                limits: std::sync::OnceLock::new(),
                 peer,
                 peers: AtomicU32::new(1),
                 down_until: Mutex::new(None),
@@ -91,7 +99,7 @@ impl SharedLimits {
             return Err(SharedLimitError::Unavailable);
         }
         self.announce_if_due();
-        let result = match tokio::time::timeout(DB_TIMEOUT, f(self.inner.store.clone())).await {
+        let result = match tokio::time::timeout(DB_TIMEOUT, f(self.limits_store())).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => SharedLimitError::Store(e),
             Err(_) => SharedLimitError::Timeout(DB_TIMEOUT),
@@ -113,6 +121,13 @@ impl SharedLimits {
         rt.spawn(async move {
             let _ = this.run(platform, f).await;
         });
+    }
+
+    fn limits_store(&self) -> Store {
+        self.inner
+            .limits
+            .get_or_init(|| self.inner.store.limits_store(SERVER_TIMEOUT))
+            .clone()
     }
 
     fn is_down(&self) -> bool {
@@ -161,10 +176,9 @@ impl SharedLimits {
             return;
         };
         let inner = Arc::clone(&self.inner);
+        let store = self.limits_store();
         rt.spawn(async move {
-            let announce = inner
-                .store
-                .announce_limit_peer(&inner.peer, PEER_WINDOW.as_secs_f64());
+            let announce = store.announce_limit_peer(&inner.peer, PEER_WINDOW.as_secs_f64());
             if let Ok(Ok(n)) = tokio::time::timeout(DB_TIMEOUT, announce).await {
                 inner.peers.store(
                     u32::try_from(n).unwrap_or(u32::MAX).max(1),

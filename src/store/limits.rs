@@ -13,7 +13,13 @@ mod sql {
         include_str!("../../sql/release_destination_hold.sql");
     pub const CLAIM_HOLD_PROBE: &str = include_str!("../../sql/claim_hold_probe.sql");
     pub const ANNOUNCE_LIMIT_PEER: &str = include_str!("../../sql/announce_limit_peer.sql");
+    pub const LIMIT_SESSION_SETTINGS: &str = include_str!("../../sql/limit_session_settings.sql");
 }
+
+/// Connections of the shared limits' own pool: few (their statements take a fraction of a
+/// millisecond), so a slow or locked limits table can neither take the claim's and the
+/// write-back's connections nor be waited on longer than `statement_timeout`.
+const LIMIT_POOL_SIZE: u32 = 3;
 
 /// The answer to a slot request: paused (for that many seconds), or go after `wait_for` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
@@ -52,6 +58,30 @@ pub struct NewHold<'a> {
 }
 
 impl Store {
+    /// A store on a small pool of its own for the shared limits, to the same database as this
+    /// one, whose sessions give up on any statement after `timeout` (server side). Connects
+    /// lazily; call it inside the runtime.
+    pub fn limits_store(&self, timeout: std::time::Duration) -> Store {
+        let bound = super::millis(timeout);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .after_connect(move |conn, _meta| {
+                let bound = bound.clone();
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute(super::session::PIN_SEARCH_PATH).await?;
+                    sqlx::query(sql::LIMIT_SESSION_SETTINGS)
+                        .bind(bound)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .max_connections(LIMIT_POOL_SIZE)
+            .acquire_timeout(timeout)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        Store::new(pool)
+    }
+
     /// Reserve the next request slot of a destination (GCRA over the shared row).
     pub async fn take_request_slot(
         &self,
