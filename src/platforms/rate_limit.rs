@@ -348,4 +348,31 @@ mod tests {
             start.elapsed()
         );
     }
+
+    #[tokio::test]
+    async fn an_unreachable_database_falls_back_to_this_workers_share() {
+        // Nothing listens on port 9: every shared statement fails at once.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:9/none")
+            .unwrap();
+        let shared = SharedLimits::new(crate::store::Store::new(pool));
+        let l = DestinationLimiter::new("test", nz(20), nz(4), Duration::from_secs(60));
+        l.share(shared.clone());
+        let stop = CancellationToken::new();
+        assert!(
+            matches!(l.acquire("a", &stop).await, Slot::Ready { .. }),
+            "delivery goes on without the database"
+        );
+        l.throttled("a", None);
+        assert!(
+            matches!(l.acquire("a", &stop).await, Slot::Paused { .. }),
+            "a throttle still pauses this worker"
+        );
+        // Two workers seen: each gets half the burst (and half the rate).
+        let half = l.fallback_limiter(2);
+        let key = "b".to_string();
+        assert!(half.check_key(&key).is_ok());
+        assert!(half.check_key(&key).is_ok());
+        assert!(half.check_key(&key).is_err(), "a burst of 4 shared by 2");
+    }
 }
