@@ -360,3 +360,58 @@ async fn a_database_that_does_not_answer_the_limit_falls_back_to_the_local_share
         assert_eq!(s.jobs_of(c).await[0].0, "done");
     }
 }
+
+#[tokio::test]
+async fn a_job_waiting_on_its_destinations_limit_does_not_hold_back_the_capacity_of_the_others() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    const OTHER: &str = "5555666677778888";
+    s.sandbox.add_pixel(OTHER, support::stack::TOKEN);
+    sqlx::query(
+        "INSERT INTO pixels (id, platform, name, pixel_id, access_token_enc, active, is_default) \
+         VALUES (2, 'facebook', 'Other', $1, $2, true, false)",
+    )
+    .bind(OTHER)
+    .bind(s.keys.seal(support::stack::TOKEN))
+    .execute(s.crm())
+    .await
+    .unwrap();
+    s.crm_exec("INSERT INTO utm_campaigns (id, name, pixel_id) VALUES (2, 'Other', 2)")
+        .await;
+    let ids = customers(&s, 3).await;
+    // Customers 2 and 3 send to the other pixel.
+    s.crm_exec("UPDATE customers SET utm_campaign_id = 2 WHERE id IN (2, 3)")
+        .await;
+    // The main pixel's shared limit is spent for an hour, as if other workers had used it: its
+    // request waits in the limiter (set by the superuser: no role of a deployment writes it).
+    s.exec(
+        "INSERT INTO stagecast.destination_limits (platform, destination, tat) \
+         VALUES ('facebook', '1111222233334444', now() + interval '1 hour')",
+    )
+    .await;
+    let mut t = s.tuning();
+    // Room for two jobs: the waiting one, and one more.
+    t.worker.concurrency = 2;
+    t.worker.batch_size = 2;
+    s.crm_exec("UPDATE customers SET stage_id = 1 WHERE id IN (1, 2)")
+        .await;
+    let worker = s.start_worker_with(t);
+    assert!(s.sandbox.wait_for_events(1, DEADLINE).await);
+    // The first job still waits for its slot; its batch is not done. The other pixel's next job
+    // is claimed and delivered meanwhile, with the capacity the delivered job gave back.
+    s.move_to(ids[2], 1).await;
+    assert!(s.sandbox.wait_for_events(2, DEADLINE).await);
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.jobs WHERE customer_id = $1 AND status = 'running'",
+    )
+    .bind(ids[0])
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(waiting, 1, "the first job is still waiting for its slot");
+    assert!(
+        s.sandbox.requests().iter().all(|r| r.pixel_id == OTHER),
+        "nothing was sent to the main pixel"
+    );
+    worker.shutdown().await.unwrap();
+}
