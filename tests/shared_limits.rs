@@ -1,7 +1,9 @@
 //! Limits shared by every worker on a database (docs/operations.md, "Rate limits, throttles and
 //! holds"): two workers keep one rate limit per destination, a throttle one of them is answered
-//! pauses the other, a hold one finds holds for the other with one alert in total, and one
-//! throttled destination does not keep the others of a batch waiting.
+//! pauses the other, a hold one finds holds for the other with one alert in total, a database
+//! that does not answer falls back to the local share; and no head-of-line blocking: one
+//! throttled destination does not keep the others of a batch waiting, nor does a job waiting on
+//! its destination's limit keep the capacity of the jobs already done.
 
 mod support;
 
