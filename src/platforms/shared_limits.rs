@@ -6,13 +6,14 @@
 //! A database that does not answer within [`DB_TIMEOUT`] must neither stall delivery nor let
 //! the workers exceed the limit wildly: for [`DB_RETRY_AFTER`] each worker then uses its local
 //! limiter at its share of the limit (the limit divided by the workers seen recently), and
-//! pauses and holds it learns stay in its own memory until the database answers again.
+//! pauses and holds it learns meanwhile stay in its own memory (the other workers learn them
+//! from their own throttled or refused request).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,8 @@ struct Inner {
     peer: String,
     peers: AtomicU32,
     down_until: Mutex<Option<Instant>>,
+    /// Between a failure and the next statement that answers: logged once each way.
+    outage: AtomicBool,
     last_announce: Mutex<Option<Instant>>,
 }
 
@@ -75,6 +78,7 @@ impl SharedLimits {
                 peer,
                 peers: AtomicU32::new(1),
                 down_until: Mutex::new(None),
+                outage: AtomicBool::new(false),
                 last_announce: Mutex::new(None),
             }),
         }
@@ -100,7 +104,12 @@ impl SharedLimits {
         }
         self.announce_if_due();
         let result = match tokio::time::timeout(DB_TIMEOUT, f(self.limits_store())).await {
-            Ok(Ok(v)) => return Ok(v),
+            Ok(Ok(v)) => {
+                if self.inner.outage.swap(false, Ordering::Relaxed) {
+                    info!(platform, "shared limits available again");
+                }
+                return Ok(v);
+            }
             Ok(Err(e)) => SharedLimitError::Store(e),
             Err(_) => SharedLimitError::Timeout(DB_TIMEOUT),
         };
