@@ -91,7 +91,7 @@ pub const PII_FIELDS: [&str; 13] = [
     "lead_id",
 ];
 /// Why a request slot was not granted at once (`platforms::rate_limit`).
-pub const RATE_LIMIT_REASONS: [&str; 2] = ["limiter", "paused"];
+pub const RATE_LIMIT_REASONS: [&str; 3] = ["limiter", "paused", "local_share"];
 /// What became of a job written on its own after its write-back batch failed.
 pub const ISOLATION_RESULTS: [&str; 4] = ["applied", "degraded", "deferred", "unwritable"];
 /// What became of CRM changes the triggers could not queue (`queue::worker`).
@@ -164,7 +164,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: RATE_LIMIT_WAITS,
         kind: MetricType::Counter,
         labels: &["platform", "reason"],
-        help: "Requests not sent at once: `limiter` (held by the local per-pixel limiter, --meta-rate-limit, --tiktok-rate-limit), `paused` (the pixel is paused after the platform throttled it or its usage headers ran high; the events are rescheduled without spending an attempt).",
+        help: "Requests not sent at once: `limiter` (held by the per-destination rate limit, --meta-rate-limit, --tiktok-rate-limit, --google-ads-rate-limit, shared by every worker on the database), `paused` (the destination is paused after the platform throttled it or its usage headers ran high, as seen by any worker; the events are rescheduled without spending an attempt); `local_share` (granted by this worker's local limiter at its share of the limit because the database did not answer the shared limit's statement; docs/operations.md, section Rate limits, throttles and holds).",
     },
     MetricDef {
         name: PARTIAL_SUCCESSES,

@@ -35,6 +35,13 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON stagecast.workers TO :"worker";
 -- Read by `stagecast doctor` only (it lists the stage configs the trigger found invalid).
 GRANT SELECT ON stagecast.config_problems TO :"worker";
 
+-- Limits shared by all workers (migration 20261202130000): a request slot and a pause per
+-- destination (INSERT ... ON CONFLICT UPDATE, SELECT), holds (read, written, lifted: DELETE)
+-- and the workers' presence (upserted, stale rows deleted).
+GRANT SELECT, INSERT, UPDATE ON stagecast.destination_limits TO :"worker";
+GRANT SELECT, INSERT, UPDATE, DELETE ON stagecast.destination_holds TO :"worker";
+GRANT SELECT, INSERT, UPDATE, DELETE ON stagecast.limit_peers TO :"worker";
+
 -- The adapter views, the worker's only reads of the CRM (docs/crm-integration.md §5).
 GRANT SELECT ON stagecast.crm_stages, stagecast.crm_pixels, stagecast.crm_campaigns,
                 stagecast.crm_customers, stagecast.crm_contacts, stagecast.crm_chats,

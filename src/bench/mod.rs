@@ -7,6 +7,11 @@
 //! 2. Throughput: N customers moved to a Purchase stage in one UPDATE; events/s from the
 //!    commit until the local validating Graph sandbox accepted all N events.
 //! 3. Idle latency: single-customer moves on an idle worker, commit → event accepted.
+//!
+//! `--one-throttled` measures instead throughput to 50 destinations with one of them throttled
+//! (`throttled_destination.rs`).
+
+mod throttled_destination;
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +66,10 @@ pub struct BenchArgs {
     /// claimed --batch-size at a time (against the same burst with fresh statistics).
     #[arg(long)]
     pub analyze_drained_queue: bool,
+    /// Measure only throughput to 50 destinations: --customers jobs spread over them, all
+    /// healthy, then --customers more with one destination throttled by Meta.
+    #[arg(long)]
+    pub one_throttled: bool,
 }
 
 const PIXEL: &str = "424242";
@@ -98,6 +107,9 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     store.migrate().await?;
     if args.analyze_drained_queue {
         return analyze_drained_queue(&store, &pool, args).await;
+    }
+    if args.one_throttled {
+        return throttled_destination::run(&store, &pool, args).await;
     }
     let keys = KeyRing::parse(&KeyRing::generate_key_entry("bench")?)?;
     sqlx::raw_sql(include_str!("../../sql/bench/seed.sql"))

@@ -29,6 +29,8 @@ impl Pipeline {
         pending: Vec<PendingEvent>,
         pixels: &[PixelRow],
     ) {
+        // A worker that just started first learns the holds other workers found.
+        self.platforms.limits_ready().await;
         let mut groups: HashMap<(Platform, i64), Vec<usize>> = HashMap::new();
         for (i, p) in pending.iter().enumerate() {
             groups.entry((p.platform, p.pixel_ref)).or_default().push(i);

@@ -100,6 +100,10 @@ impl Pipeline {
         }
         // Each platform's series exist from the start (a no-op before the recorder is installed).
         platforms.register_metrics();
+        // Every worker on this database shares one rate limit, pause and hold per destination.
+        platforms.share_limits(&crate::platforms::shared_limits::SharedLimits::new(
+            store.clone(),
+        ));
         Ok(Self {
             store,
             platforms,

@@ -4,7 +4,9 @@
 //! per-event outcome and the neutral delivery error every platform maps into (`outcome`), the
 //! interface ([`AdPlatform`], [`Destination`]), the [`Registry`] built at start, the platforms'
 //! flags (`args`), token reading (`credentials`), the per-destination limiter
-//! (`rate_limit`) and the holds of destinations refused for their configuration (`holds`). Then one module per platform, each split like Vector's HTTP sinks: config →
+//! (`rate_limit`), the holds of destinations refused for their configuration (`holds`), and
+//! their link to the database, which every worker on it shares (`shared_limits`). Then one
+//! module per platform, each split like Vector's HTTP sinks: config →
 //! request builder (`payload`) → service (`client`), with a `RetryLogic` (`retry`) deciding
 //! *whether* to retry, kept apart from the queue's backoff deciding *when*, and a sink.
 
@@ -20,6 +22,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod response;
 pub mod send_loop;
+pub mod shared_limits;
 pub mod tiktok;
 
 pub use platform::{AdPlatform, Destination};

@@ -91,6 +91,16 @@ pub trait AdPlatform: Send + Sync + 'static {
     fn ad_campaigns(&self) -> Option<&dyn AdCampaigns> {
         None
     }
+
+    /// Share its rate limits, pauses and holds with every worker on the database (called once
+    /// when a pipeline is built; a platform without limits ignores it).
+    fn share_limits(&self, _shared: &crate::platforms::shared_limits::SharedLimits) {}
+
+    /// Resolves when its shared state was read once (a worker that just started learns the
+    /// holds found before it, before its first request).
+    fn limits_ready(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A resolved destination: one per `pixels` row in a batch of jobs, holding its credentials.

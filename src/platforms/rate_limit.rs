@@ -1,14 +1,23 @@
-//! Per-destination rate limiting: a GCRA limiter per destination (governor), plus a
-//! pause when the platform says we are throttled. Paused destinations are not called at all:
-//! their jobs are rescheduled after the pause without spending an attempt.
+//! Per-destination rate limiting: a GCRA limiter per destination, plus a pause when the
+//! platform says we are throttled. Paused destinations are not called at all: their jobs are
+//! rescheduled after the pause without spending an attempt.
+//!
+//! With [`SharedLimits`] attached (every worker's pipeline), the limit and the pauses are the
+//! database's: each request takes its slot from the destination's row (one statement, which also
+//! says whether another worker learned a pause), so N workers together keep one limit. A pause
+//! this worker learns applies here at once and is written for the others in the background.
+//! When the database does not answer, the local limiter (governor) takes over at this worker's
+//! share of the limit ([`super::shared_limits`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
+
+use super::shared_limits::SharedLimits;
 
 /// Pauses without a hint from the platform start at `first_pause` (60 s in production) and
 /// double per consecutive throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the
@@ -27,6 +36,12 @@ pub struct DestinationLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     pauses: Mutex<HashMap<String, Pause>>,
     first_pause: Duration,
+    per_second: NonZeroU32,
+    burst: NonZeroU32,
+    shared: OnceLock<SharedLimits>,
+    /// The local limiter at this worker's share (limit / peers), built when the database
+    /// fails, rebuilt when the number of peers changed.
+    fallback: Mutex<Option<(u32, Arc<DefaultKeyedRateLimiter<String>>)>>,
 }
 
 impl std::fmt::Debug for DestinationLimiter {
@@ -60,6 +75,86 @@ impl DestinationLimiter {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             pauses: Mutex::new(HashMap::new()),
             first_pause: first_pause.max(Duration::from_millis(1)),
+            per_second,
+            burst,
+            shared: OnceLock::new(),
+            fallback: Mutex::new(None),
+        }
+    }
+
+    /// Share the limit and the pauses with every worker on `shared`'s database (once; a second
+    /// call is ignored).
+    pub fn share(&self, shared: SharedLimits) {
+        let _ = self.shared.set(shared);
+    }
+
+    fn pause_locally(&self, key: &str, until: Instant) {
+        let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pauses.entry(key.to_string()).or_insert(Pause {
+            until,
+            consecutive: 0,
+        });
+        entry.until = entry.until.max(until);
+    }
+
+    /// The local limiter while the shared one is unavailable: this worker's share of the limit.
+    fn fallback_limiter(&self, peers: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
+        let mut fallback = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, limiter)) = fallback.as_ref() {
+            if *n == peers {
+                return Arc::clone(limiter);
+            }
+        }
+        let period = Duration::from_secs_f64(f64::from(peers) / f64::from(self.per_second.get()));
+        let burst = NonZeroU32::new(self.burst.get() / peers).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(self.per_second))
+            .allow_burst(burst);
+        let limiter = Arc::new(RateLimiter::keyed(quota));
+        *fallback = Some((peers, Arc::clone(&limiter)));
+        limiter
+    }
+
+    /// Take the slot from the shared row. None: the database is unavailable (use the local
+    /// share).
+    async fn acquire_shared(
+        &self,
+        shared: &SharedLimits,
+        key: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Slot> {
+        let interval = 1.0 / f64::from(self.per_second.get());
+        let tolerance = interval * f64::from(self.burst.get() - 1);
+        let slot = shared
+            .run(self.platform, |store| async move {
+                store
+                    .take_request_slot(self.platform, key, interval, tolerance)
+                    .await
+            })
+            .await
+            .ok()?;
+        if let Some(paused_for) = slot.paused_for {
+            let until = Instant::now() + Duration::from_secs_f64(paused_for.max(0.0));
+            self.pause_locally(key, until);
+            metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "paused")
+                .increment(1);
+            return Some(Slot::Paused { until });
+        }
+        if slot.wait_for <= 0.0 {
+            return Some(Slot::Ready {
+                waited: Duration::ZERO,
+            });
+        }
+        metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "limiter")
+            .increment(1);
+        let wait = Duration::from_secs_f64(slot.wait_for);
+        tokio::select! {
+            _ = shutdown.cancelled() => Some(Slot::Shutdown),
+            _ = tokio::time::sleep(wait) => {
+                metrics::histogram!("stagecast_rate_limit_wait_seconds", "platform" => self.platform)
+                    .record(wait.as_secs_f64());
+                Some(Slot::Ready { waited: wait })
+            }
         }
     }
 
@@ -83,10 +178,30 @@ impl DestinationLimiter {
                 .increment(1);
             return Slot::Paused { until };
         }
+        let limiter = match self.shared.get() {
+            Some(shared) => {
+                if let Some(slot) = self.acquire_shared(shared, key, shutdown).await {
+                    return slot;
+                }
+                metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "local_share")
+                    .increment(1);
+                self.fallback_limiter(shared.peers())
+            }
+            None => return self.acquire_local(&self.limiter, key, shutdown).await,
+        };
+        self.acquire_local(&limiter, key, shutdown).await
+    }
+
+    async fn acquire_local(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<String>,
+        key: &str,
+        shutdown: &CancellationToken,
+    ) -> Slot {
         let key = key.to_string();
         // A free slot is taken at once; only requests the limiter really holds back are
         // counted (elapsed time is never exactly zero, so it cannot tell them apart).
-        if self.limiter.check_key(&key).is_ok() {
+        if limiter.check_key(&key).is_ok() {
             return Slot::Ready {
                 waited: Duration::ZERO,
             };
@@ -96,7 +211,7 @@ impl DestinationLimiter {
         let start = Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => Slot::Shutdown,
-            _ = self.limiter.until_key_ready(&key) => {
+            _ = limiter.until_key_ready(&key) => {
                 let waited = start.elapsed();
                 metrics::histogram!("stagecast_rate_limit_wait_seconds", "platform" => self.platform)
                     .record(waited.as_secs_f64());
@@ -120,7 +235,19 @@ impl DestinationLimiter {
             .min(MAX_PAUSE.max(self.first_pause));
         let until = now + hint.filter(|d| !d.is_zero()).unwrap_or(default);
         pauses.insert(key.to_string(), Pause { until, consecutive });
+        drop(pauses);
+        self.pause_shared(key, until - now);
         until
+    }
+
+    /// Tell the other workers (in the background: this worker pauses at once).
+    fn pause_shared(&self, key: &str, pause: Duration) {
+        if let Some(shared) = self.shared.get() {
+            let (platform, key, secs) = (self.platform, key.to_string(), pause.as_secs_f64());
+            shared.spawn(platform, move |store| async move {
+                store.pause_destination(platform, &key, secs).await
+            });
+        }
     }
 
     /// Usage headers say we are close to the limit: pause briefly instead of getting throttled.
@@ -132,7 +259,10 @@ impl DestinationLimiter {
             consecutive: 0,
         });
         entry.until = entry.until.max(until);
-        entry.until
+        let until = entry.until;
+        drop(pauses);
+        self.pause_shared(key, pause);
+        until
     }
 
     /// A request went through: the next throttle starts from the short pause again.
@@ -217,5 +347,32 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_falls_back_to_this_workers_share() {
+        // Nothing listens on port 9: every shared statement fails at once.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:9/none")
+            .unwrap();
+        let shared = SharedLimits::new(crate::store::Store::new(pool));
+        let l = DestinationLimiter::new("test", nz(20), nz(4), Duration::from_secs(60));
+        l.share(shared.clone());
+        let stop = CancellationToken::new();
+        assert!(
+            matches!(l.acquire("a", &stop).await, Slot::Ready { .. }),
+            "delivery goes on without the database"
+        );
+        l.throttled("a", None);
+        assert!(
+            matches!(l.acquire("a", &stop).await, Slot::Paused { .. }),
+            "a throttle still pauses this worker"
+        );
+        // Two workers seen: each gets half the burst (and half the rate).
+        let half = l.fallback_limiter(2);
+        let key = "b".to_string();
+        assert!(half.check_key(&key).is_ok());
+        assert!(half.check_key(&key).is_ok());
+        assert!(half.check_key(&key).is_err(), "a burst of 4 shared by 2");
     }
 }

@@ -155,6 +155,20 @@ impl Registry {
     }
 
     /// Create each platform's series at zero (`metrics_catalog`), once the recorder is installed.
+    /// Share every platform's limits through `shared`'s database (see `shared_limits`).
+    pub fn share_limits(&self, shared: &super::shared_limits::SharedLimits) {
+        for p in self.iter() {
+            p.share_limits(shared);
+        }
+    }
+
+    /// Resolves when every platform's shared state was read once (at once afterwards).
+    pub async fn limits_ready(&self) {
+        for p in self.iter() {
+            p.limits_ready().await;
+        }
+    }
+
     pub fn register_metrics(&self) {
         for p in self.iter() {
             crate::metrics_catalog::register_platform(p.label());

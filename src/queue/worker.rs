@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sqlx::postgres::PgListener;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
@@ -136,28 +136,50 @@ pub struct BatchContext {
     abandoned: std::sync::Mutex<HashSet<i64>>,
     stats: Arc<WorkerStats>,
     expiring: Arc<Mutex<HashSet<i64>>>,
+    /// The capacity this batch's unfinished jobs hold: a job handed to the completer gives its
+    /// permit back at once, so a slow or rate-limited destination in the batch holds only its
+    /// own jobs' share of the concurrency, never the whole batch's (no head-of-line blocking).
+    permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl BatchContext {
+    /// Give back the capacity of `n` jobs that are done (at most what the batch still holds).
+    fn release_capacity(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut permits = self.permits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = permits.as_mut() {
+            let n = n.min(held.num_permits());
+            drop(held.split(n));
+        }
+    }
+
     /// Hand results to the completer before the whole batch is done, so a job is written back
     /// as soon as its last request answered: a crash later in the batch cannot make it re-send.
     pub async fn complete(&self, write_back: WriteBack) {
         if write_back.is_empty() {
             return;
         }
-        {
+        let newly_done = {
             let mut done = self.completed.lock().unwrap_or_else(|p| p.into_inner());
-            done.extend(write_back.outcomes.iter().map(|o| o.id));
-        }
+            write_back
+                .outcomes
+                .iter()
+                .filter(|o| done.insert(o.id))
+                .count()
+        };
         if self.completer.send(write_back).await.is_err() {
             error!("completer stopped; leases will expire and the jobs will be retried");
         }
+        self.release_capacity(newly_done);
     }
 
     /// The handler gave this job up because its lease may have lapsed: nothing more is
     /// written for it (another worker may hold it now); lease expiry and fencing take over.
     pub fn abandon(&self, job_id: i64) {
-        self.completed
+        let newly = self
+            .completed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job_id);
@@ -165,6 +187,7 @@ impl BatchContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job_id);
+        self.release_capacity(usize::from(newly));
         // Once the heartbeat works again it must not extend this lease: nobody works on the
         // job here any more, and only an expired lease lets a claim (ours too) take it up.
         let_expire(&self.expiring, job_id);
@@ -573,6 +596,7 @@ impl<H: JobHandler> Worker<H> {
                 abandoned: std::sync::Mutex::new(HashSet::new()),
                 stats: stats.clone(),
                 expiring: expiring.clone(),
+                permits: std::sync::Mutex::new(Some(permits)),
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
@@ -583,7 +607,8 @@ impl<H: JobHandler> Worker<H> {
                 if !output.is_empty() && tx.send(output).await.is_err() {
                     error!("completer stopped before a batch was written back; leases will expire and the jobs will be retried");
                 }
-                drop(permits);
+                // What the batch still held goes back now that it is done.
+                drop(ctx);
             });
             in_flight.spawn(task);
         }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod doctor;
 mod liveness;
+mod limits;
 mod rows;
 pub mod sanitize;
 mod session;
@@ -12,6 +13,7 @@ mod vacuum;
 mod write_back;
 
 pub use liveness::{LockSession, Rescue};
+pub use limits::{HoldRow, NewHold, RequestSlot};
 pub use rows::*;
 pub use session::pool_options;
 pub use vacuum::VacuumStatus;

@@ -3,7 +3,7 @@
 use sqlx::postgres::PgPoolOptions;
 use sqlx::Executor as _;
 
-const PIN_SEARCH_PATH: &str = include_str!("../../sql/pin_search_path.sql");
+pub(super) const PIN_SEARCH_PATH: &str = include_str!("../../sql/pin_search_path.sql");
 
 /// Pool options for every command but `migrate` (migrations create the contract tables in the
 /// owner's own schema, so they run with its search_path): each new connection first sets

@@ -281,6 +281,16 @@ impl MetaGraphSandbox {
         self.state.faults.push(fault);
     }
 
+    /// A fault answered to every `/events` request for `pixel_id` while set (after the FIFO
+    /// ones), e.g. one dataset that Meta keeps throttling among many; `None` clears it.
+    pub fn set_pixel_fault(&self, pixel_id: &str, fault: Option<Fault>) {
+        let mut faults = lock(&self.state.pixel_faults);
+        match fault {
+            Some(f) => faults.insert(pixel_id.to_string(), f),
+            None => faults.remove(pixel_id),
+        };
+    }
+
     /// Faults not yet consumed.
     pub fn pending_faults(&self) -> usize {
         self.state.faults.pending()
@@ -409,6 +419,7 @@ impl MetaGraphSandbox {
 pub(crate) struct State {
     registry: Mutex<Registry>,
     faults: FaultQueue<Fault>,
+    pixel_faults: Mutex<HashMap<String, Fault>>,
     latency_nanos: AtomicU64,
     usage_header: Mutex<Option<HeaderValue>>,
     record_events: AtomicBool,
@@ -464,6 +475,7 @@ impl State {
         Self {
             registry: Mutex::default(),
             faults: FaultQueue::default(),
+            pixel_faults: Mutex::default(),
             latency_nanos: AtomicU64::new(0),
             usage_header: Mutex::default(),
             record_events: AtomicBool::new(true),
@@ -475,8 +487,10 @@ impl State {
         }
     }
 
-    fn next_fault(&self) -> Option<Fault> {
-        self.faults.next()
+    fn next_fault(&self, pixel_id: &str) -> Option<Fault> {
+        self.faults
+            .next()
+            .or_else(|| lock(&self.pixel_faults).get(pixel_id).cloned())
     }
 
     fn latency(&self) -> Duration {

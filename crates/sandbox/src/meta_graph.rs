@@ -416,8 +416,8 @@ async fn post_events(
     let received_at = Utc::now();
     let (in_flight, in_flight_at_arrival) = state.enter();
     // Faults come first: a failing proxy or server does not look at the request at all.
-    let fault = state.next_fault();
     let (version, pixel_id) = path.map(|Path(p)| p).unwrap_or_default();
+    let fault = state.next_fault(&pixel_id);
 
     let mut body = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => parse_body(&headers, &bytes),

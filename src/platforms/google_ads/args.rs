@@ -41,7 +41,7 @@ pub struct GoogleAdsArgs {
     /// Conversions per request (1-2000).
     #[arg(long, env = "STAGECAST_GOOGLE_ADS_BATCH_SIZE", default_value_t = super::config::DEFAULT_BATCH)]
     pub google_ads_batch_size: usize,
-    /// Requests per second per Google Ads destination (customer and login customer).
+    /// Requests per second per Google Ads destination (customer and login customer), shared by every worker on the database.
     #[arg(long, env = "STAGECAST_GOOGLE_ADS_RATE_LIMIT", default_value = "10")]
     pub google_ads_rate_limit: NonZeroU32,
     /// Stage changes older than this are not sent to Google Ads (alert event_too_old). Google

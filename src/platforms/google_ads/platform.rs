@@ -100,6 +100,14 @@ impl GoogleAds {
 }
 
 impl AdPlatform for GoogleAds {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
+    fn limits_ready(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.sink.limits_ready())
+    }
+
     fn platform(&self) -> Platform {
         Platform::GoogleAds
     }

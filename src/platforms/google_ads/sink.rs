@@ -92,6 +92,18 @@ impl GoogleAdsSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
+    /// Resolves once the shared holds were read (at once after the first time).
+    pub async fn limits_ready(&self) {
+        self.holds.ready().await;
+    }
+
     pub fn config(&self) -> &GoogleAdsConfig {
         &self.config
     }
@@ -184,7 +196,7 @@ impl SendChunk for Uploads<'_> {
                     config_fingerprint,
                     AlertCause::TokenInvalid,
                     error.clone(),
-                );
+                ).await;
                 warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
@@ -310,14 +322,14 @@ impl SendChunk for Uploads<'_> {
                     config_fingerprint,
                     AlertCause::TokenInvalid,
                     error.clone(),
-                );
+                ).await;
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
             }
             Classification::Hold(error, cause) => {
                 let news = sink
                     .holds
-                    .hold(key, config_fingerprint, cause, error.clone());
+                    .hold(key, config_fingerprint, cause, error.clone()).await;
                 warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, cause, &error, news);

@@ -28,7 +28,7 @@ pub struct MetaArgs {
     /// Events per request (1-1000).
     #[arg(long, env = "STAGECAST_META_BATCH_SIZE", default_value_t = 1000)]
     pub meta_batch_size: usize,
-    /// Requests per second per pixel.
+    /// Requests per second per pixel, shared by every worker on the database.
     #[arg(long, env = "STAGECAST_META_RATE_LIMIT", default_value = "50")]
     pub meta_rate_limit: NonZeroU32,
     /// action_source for pixels that do not set one (website and app are refused: stagecast

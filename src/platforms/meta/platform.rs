@@ -49,6 +49,14 @@ impl Meta {
 }
 
 impl AdPlatform for Meta {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
+    fn limits_ready(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.sink.limits_ready())
+    }
+
     fn platform(&self) -> Platform {
         Platform::Facebook
     }

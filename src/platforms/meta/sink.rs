@@ -71,6 +71,18 @@ impl MetaSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
+    /// Resolves once the shared holds were read (at once after the first time).
+    pub async fn limits_ready(&self) {
+        self.holds.ready().await;
+    }
+
     pub fn config(&self) -> &MetaConfig {
         &self.config
     }
@@ -229,7 +241,7 @@ impl SendChunk for PixelRequests<'_> {
                 let neutral = error.to_delivery_error();
                 let news =
                     sink.holds
-                        .hold(hold_key, &self.config_fingerprint, cause, neutral.clone());
+                        .hold(hold_key, &self.config_fingerprint, cause, neutral.clone()).await;
                 if news {
                     warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
                 } else {

@@ -24,7 +24,7 @@ pub struct TiktokArgs {
     /// Events per request (1-1000).
     #[arg(long, env = "STAGECAST_TIKTOK_BATCH_SIZE", default_value_t = 1000)]
     pub tiktok_batch_size: usize,
-    /// Requests per second per TikTok event source.
+    /// Requests per second per TikTok event source, shared by every worker on the database.
     #[arg(long, env = "STAGECAST_TIKTOK_RATE_LIMIT", default_value = "20")]
     pub tiktok_rate_limit: NonZeroU32,
     /// event_source for TikTok pixel rows whose action_source is empty: crm (a CRM event set)

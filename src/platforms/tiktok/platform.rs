@@ -55,6 +55,14 @@ impl Tiktok {
 }
 
 impl AdPlatform for Tiktok {
+    fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.sink.share_limits(shared);
+    }
+
+    fn limits_ready(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.sink.limits_ready())
+    }
+
     fn platform(&self) -> Platform {
         Platform::Tiktok
     }

@@ -73,6 +73,18 @@ impl TiktokSink {
         })
     }
 
+    /// Share this sink's rate limit, pauses and holds with every worker on the database.
+    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
+        self.limiter.share(shared.clone());
+        self.holds
+            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
+    }
+
+    /// Resolves once the shared holds were read (at once after the first time).
+    pub async fn limits_ready(&self) {
+        self.holds.ready().await;
+    }
+
     pub fn config(&self) -> &TiktokConfig {
         &self.config
     }
@@ -223,7 +235,7 @@ impl SendChunk for TrackRequests<'_> {
                 let neutral = error.to_delivery_error();
                 let news = sink
                     .holds
-                    .hold(key, &self.config_fingerprint, cause, neutral.clone());
+                    .hold(key, &self.config_fingerprint, cause, neutral.clone()).await;
                 if news {
                     warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
                 } else {

@@ -1,0 +1,2 @@
+-- Jobs leased and not yet written back.
+SELECT count(*) FROM stagecast.jobs WHERE status = 'running'
