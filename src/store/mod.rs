@@ -4,16 +4,16 @@
 
 pub mod admin;
 pub mod doctor;
-mod liveness;
 mod limits;
+mod liveness;
 mod rows;
 pub mod sanitize;
 mod session;
 mod vacuum;
 mod write_back;
 
-pub use liveness::{LockSession, Rescue};
 pub use limits::{HoldRow, NewHold, RequestSlot};
+pub use liveness::{LockSession, Rescue};
 pub use rows::*;
 pub use session::pool_options;
 pub use vacuum::VacuumStatus;

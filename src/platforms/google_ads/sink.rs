@@ -191,12 +191,15 @@ impl SendChunk for Uploads<'_> {
             Ok(t) => t,
             Err(e) if e.is_permanent() => {
                 let error = token_error(&e);
-                let news = sink.holds.hold(
-                    key,
-                    config_fingerprint,
-                    AlertCause::TokenInvalid,
-                    error.clone(),
-                ).await;
+                let news = sink
+                    .holds
+                    .hold(
+                        key,
+                        config_fingerprint,
+                        AlertCause::TokenInvalid,
+                        error.clone(),
+                    )
+                    .await;
                 warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
@@ -317,19 +320,23 @@ impl SendChunk for Uploads<'_> {
                 chunks.again(chunk);
             }
             Classification::Unauthenticated(error) => {
-                let news = sink.holds.hold(
-                    key,
-                    config_fingerprint,
-                    AlertCause::TokenInvalid,
-                    error.clone(),
-                ).await;
+                let news = sink
+                    .holds
+                    .hold(
+                        key,
+                        config_fingerprint,
+                        AlertCause::TokenInvalid,
+                        error.clone(),
+                    )
+                    .await;
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
             }
             Classification::Hold(error, cause) => {
                 let news = sink
                     .holds
-                    .hold(key, config_fingerprint, cause, error.clone()).await;
+                    .hold(key, config_fingerprint, cause, error.clone())
+                    .await;
                 warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
                 let all = chunks.with_rest(chunk);
                 sink.emit_held(chunks, all, cause, &error, news);

@@ -239,9 +239,10 @@ impl SendChunk for PixelRequests<'_> {
             }
             Classification::HoldDestination { error, cause } => {
                 let neutral = error.to_delivery_error();
-                let news =
-                    sink.holds
-                        .hold(hold_key, &self.config_fingerprint, cause, neutral.clone()).await;
+                let news = sink
+                    .holds
+                    .hold(hold_key, &self.config_fingerprint, cause, neutral.clone())
+                    .await;
                 if news {
                     warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
                 } else {

@@ -235,7 +235,8 @@ impl SendChunk for TrackRequests<'_> {
                 let neutral = error.to_delivery_error();
                 let news = sink
                     .holds
-                    .hold(key, &self.config_fingerprint, cause, neutral.clone()).await;
+                    .hold(key, &self.config_fingerprint, cause, neutral.clone())
+                    .await;
                 if news {
                     warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
                 } else {
