@@ -45,6 +45,13 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention: Retention,
+    /// Bytes of payload one claim may carry: a job's payload is returned only if it is at most
+    /// this divided by `batch_size` (sql/claim_jobs.sql); larger ones (a bulk change's chunks)
+    /// are handled in SQL.
+    pub claim_max_bytes: usize,
+    /// Bytes one write-back transaction may carry (audit rows with their request text,
+    /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
+    pub write_back_max_bytes: usize,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +66,8 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(10),
             retention: Retention::default(),
+            claim_max_bytes: 4 * 1024 * 1024,
+            write_back_max_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -88,6 +97,12 @@ pub fn heartbeat_timeout(period: Duration) -> Duration {
 impl WorkerConfig {
     pub fn heartbeat_period(&self) -> Duration {
         heartbeat_period(self.lease, self.heartbeat_interval)
+    }
+
+    /// The largest payload a claim returns (see `claim_max_bytes`).
+    pub fn job_payload_max(&self) -> i32 {
+        let per_job = self.claim_max_bytes / self.batch_size.max(1);
+        i32::try_from(per_job).unwrap_or(i32::MAX)
     }
 }
 
@@ -358,6 +373,7 @@ impl<H: JobHandler> Worker<H> {
                 deadline_rx,
                 expiring.clone(),
                 self.handler.clone(),
+                cfg.write_back_max_bytes.max(1),
             ));
 
             let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
@@ -445,7 +461,12 @@ impl<H: JobHandler> Worker<H> {
             let claim_started = Instant::now();
             let jobs = match self
                 .store
-                .claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64())
+                .claim_jobs_bounded(
+                    want as i64,
+                    &cfg.worker_id,
+                    cfg.lease.as_secs_f64(),
+                    cfg.job_payload_max(),
+                )
                 .await
             {
                 Ok(jobs) => {
@@ -639,13 +660,34 @@ async fn complete<H: JobHandler>(
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
     expiring: Arc<Mutex<HashSet<i64>>>,
     handler: Arc<H>,
+    max_bytes: usize,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
-    while let Some(first) = rx.recv().await {
+    // A result that would have pushed the last flush past its byte bound starts the next one.
+    let mut carried: Option<WriteBack> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
         let mut batch = first;
+        let mut bytes = batch.approx_bytes();
+        // Bounded in rows and in bytes; one handler's result larger than the byte bound (its
+        // size is bounded by the claim) is written on its own.
         while batch.outcomes.len() < MAX_OUTCOMES_PER_FLUSH {
             match rx.try_recv() {
-                Ok(more) => batch.append(more),
+                Ok(more) => {
+                    let more_bytes = more.approx_bytes();
+                    if bytes + more_bytes > max_bytes {
+                        carried = Some(more);
+                        break;
+                    }
+                    bytes += more_bytes;
+                    batch.append(more);
+                }
                 Err(_) => break,
             }
         }
@@ -658,6 +700,8 @@ async fn complete<H: JobHandler>(
             let flush = tokio::select! {
                 f = store.flush(&worker_id, &batch, ledger_first) => f,
                 _ = deadline_passed(&mut deadline) => {
+                    let mut batch = batch;
+                    batch.append(carried.take().unwrap_or_default());
                     give_up(batch, &mut rx, "the shutdown deadline passed during the last write-back");
                     return;
                 }
@@ -681,11 +725,13 @@ async fn complete<H: JobHandler>(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "unknown error".into());
             if last_attempt {
+                batch.append(carried.take().unwrap_or_default());
                 give_up(batch, &mut rx, &e);
                 break;
             }
             if deadline.borrow().is_some() {
                 // Shutting down: one last attempt, with everything still queued.
+                batch.append(carried.take().unwrap_or_default());
                 while let Ok(more) = rx.try_recv() {
                     batch.append(more);
                 }
