@@ -55,15 +55,22 @@ impl Pipeline {
                 }),
             }
         }
-        // Expansions wait for their turn (EXPANSIONS_AT_ONCE) without holding up the stage
-        // changes claimed with them.
+        // Chunks claimed together are expanded EXPANSIONS_AT_ONCE at a time (the semaphore is
+        // fair: in claim order), without holding up the stage changes claimed with them.
         let expand = async {
-            let mut expanded = HandlerOutput::default();
-            for job in batches {
+            let parts = futures_util::future::join_all(batches.into_iter().map(|job| async {
                 let span = job_span(&job);
-                self.expand_batch(ctx, job, &mut expanded)
+                let mut part = HandlerOutput::default();
+                self.expand_batch(ctx, job, &mut part)
                     .instrument(span)
-                    .await
+                    .await;
+                part
+            }))
+            .await;
+            let mut expanded = HandlerOutput::default();
+            for part in parts {
+                expanded.write_back.append(part.write_back);
+                expanded.finalized.extend(part.finalized);
             }
             expanded
         };
