@@ -673,24 +673,13 @@ async fn complete<H: JobHandler>(
                 None => break,
             },
         };
-        let mut batch = first;
-        let mut bytes = batch.approx_bytes();
-        // Bounded in rows and in bytes; one handler's result larger than the byte bound (its
-        // size is bounded by the claim) is written on its own.
-        while batch.outcomes.len() < MAX_OUTCOMES_PER_FLUSH {
-            match rx.try_recv() {
-                Ok(more) => {
-                    let more_bytes = more.approx_bytes();
-                    if bytes + more_bytes > max_bytes {
-                        carried = Some(more);
-                        break;
-                    }
-                    bytes += more_bytes;
-                    batch.append(more);
-                }
-                Err(_) => break,
-            }
-        }
+        let mut batch = gather(
+            first,
+            &mut rx,
+            &mut carried,
+            MAX_OUTCOMES_PER_FLUSH,
+            max_bytes,
+        );
         let mut failures = 0u32;
         let mut last_attempt = false;
         // After a lock, timeout or refused row the fast path would only fail again: retries go
@@ -753,6 +742,36 @@ async fn complete<H: JobHandler>(
             }
         }
     }
+}
+
+/// One flush's worth: `first` and whatever else is already queued, up to `max_rows` outcomes
+/// and `max_bytes` ([`WriteBack::approx_bytes`]). The result that would cross the byte bound
+/// is left in `carried` for the next flush; a single result larger than the bound (its size is
+/// bounded by the claim) is written on its own.
+fn gather(
+    first: WriteBack,
+    rx: &mut mpsc::Receiver<WriteBack>,
+    carried: &mut Option<WriteBack>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> WriteBack {
+    let mut batch = first;
+    let mut bytes = batch.approx_bytes();
+    while batch.outcomes.len() < max_rows {
+        match rx.try_recv() {
+            Ok(more) => {
+                let more_bytes = more.approx_bytes();
+                if bytes + more_bytes > max_bytes {
+                    *carried = Some(more);
+                    break;
+                }
+                bytes += more_bytes;
+                batch.append(more);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Resolves when the shutdown deadline has been set and has passed.
@@ -1174,7 +1193,48 @@ async fn maintain<H: JobHandler>(
 
 #[cfg(test)]
 mod tests {
-    use super::escalate;
+    use super::{escalate, gather};
+    use crate::store::{OutcomeRow, WriteBack};
+
+    fn result(id: i64, error_bytes: usize) -> WriteBack {
+        WriteBack {
+            outcomes: vec![OutcomeRow {
+                id,
+                attempt: 1,
+                outcome: "retry",
+                run_at: None,
+                error: Some("x".repeat(error_bytes)),
+                destinations: None,
+            }],
+            ..WriteBack::default()
+        }
+    }
+
+    fn ids(w: &WriteBack) -> Vec<i64> {
+        w.outcomes.iter().map(|o| o.id).collect()
+    }
+
+    #[test]
+    fn a_flush_is_bounded_in_bytes_and_the_next_result_waits_for_the_next_flush() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        for id in 2..=5 {
+            tx.try_send(result(id, 400)).unwrap();
+        }
+        let bound = 3 * result(1, 400).approx_bytes();
+        let mut carried = None;
+        let first = gather(result(1, 400), &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&first), vec![1, 2, 3]);
+        assert!(first.approx_bytes() <= bound);
+        let next = carried.take().expect("result 4 carried over");
+        let second = gather(next, &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&second), vec![4, 5]);
+        assert!(carried.is_none());
+        // One result larger than the bound is written on its own.
+        tx.try_send(result(7, 10)).unwrap();
+        let alone = gather(result(6, 10 * bound), &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&alone), vec![6]);
+        assert_eq!(carried.map(|c| ids(&c)), Some(vec![7]));
+    }
 
     #[test]
     fn failures_escalate_at_the_threshold_then_every_hundredth() {
