@@ -238,3 +238,53 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
     let customer_ids: HashSet<i64> = per_customer.iter().map(|&(c, _)| c).collect();
     assert_eq!(customer_ids, (1..=n).collect::<HashSet<i64>>());
 }
+
+#[tokio::test]
+async fn the_first_chunks_are_delivered_while_a_later_one_is_not_yet_expanded() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let n = 2_000;
+    customers(&s, n).await;
+    bulk_move(&s, n, 2, 500).await;
+    // The last chunk stays unexpanded for as long as this transaction holds its row (claims
+    // skip locked rows): the superuser stands in for an expansion still running, which no role
+    // of a deployment could stage on purpose.
+    let last: i64 =
+        sqlx::query_scalar("SELECT max(id) FROM stagecast.jobs WHERE kind = 'stage_change_batch'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    let mut hold = s.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM stagecast.jobs WHERE id = $1 FOR UPDATE")
+        .bind(last)
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let worker = s.start_worker();
+    wait_for_value(
+        "the first three chunks' events accepted",
+        DEADLINE,
+        || async { s.sandbox.accepted_events() },
+        |&a| a >= 1_500,
+    )
+    .await;
+    let unexpanded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change_batch' AND status = 'pending'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(unexpanded, 1, "the last chunk is still queued whole");
+    assert_eq!(s.sandbox.accepted_events(), 1_500);
+    hold.commit().await.unwrap();
+    wait_for_value(
+        "every event accepted",
+        DEADLINE,
+        || async { s.sandbox.accepted_events() },
+        |&a| a >= n as usize,
+    )
+    .await;
+    s.drained().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(s.sandbox.accepted_events(), n as usize);
+}

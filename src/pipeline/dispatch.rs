@@ -12,11 +12,12 @@ use crate::store::{ClaimedJob, OutcomeRow};
 
 /// Bulk-change chunks one process expands at once. Each expansion is one INSERT of up to a
 /// chunk's jobs (5,000 by default, ≈ 0.1 s); a 1,000,000-customer UPDATE is 200 chunks, claimed
-/// within a few claims. Expanded all at once they would take every pooled connection and share
-/// the cores, so the first chunk's jobs would commit only with the last (nothing delivered until
-/// everything is expanded). Two at a time: the first jobs are claimable after one chunk's time,
-/// and delivery keeps connections while the rest is expanded. More workers expand more at once.
-pub(super) const EXPANSIONS_AT_ONCE: usize = 2;
+/// within a few claims. Expanded all at once they would take every pooled connection (the
+/// heartbeat's too: leases then lapse) and share the cores, so the first chunk's jobs would
+/// commit only with the last. One at a time: the first jobs are claimable after one chunk's
+/// time, and one expansion (≈ 50,000 jobs/s) outpaces delivery. More workers expand more at
+/// once.
+pub(super) const EXPANSIONS_AT_ONCE: usize = 1;
 
 /// The shortest time between two ANALYZEs of the queue after expansions (one ANALYZE reads a
 /// 30,000-row sample; per chunk it would cost more than the chunk).

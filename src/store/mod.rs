@@ -340,12 +340,16 @@ impl Store {
 
     /// Refresh the queue's statistics (after a bulk insert, rather than waiting for
     /// autoanalyze). The caller rate-limits it: two at once on one table wait for each other.
+    /// Bounded by [`Bounds::MAINTENANCE`]: behind a VACUUM of the queue it gives up instead of
+    /// holding a connection.
     pub async fn analyze_jobs(&self) -> Result<()> {
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
         timed(
             "analyze_jobs",
-            sqlx::query(sql::ANALYZE_JOBS).execute(&self.pool),
+            sqlx::query(sql::ANALYZE_JOBS).execute(&mut *tx),
         )
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
