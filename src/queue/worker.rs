@@ -367,13 +367,12 @@ impl<H: JobHandler> Worker<H> {
             let (deadline_tx, deadline_rx) = watch::channel(None);
             let mut completer = tokio::spawn(complete(
                 self.store.clone(),
-                cfg.worker_id.clone(),
+                cfg.clone(),
                 done_rx,
                 stats.clone(),
                 deadline_rx,
                 expiring.clone(),
                 self.handler.clone(),
-                cfg.write_back_max_bytes.max(1),
             ));
 
             let result = self.produce(&shutdown, &wake, done_tx, &clock, &expiring, &stats).await;
@@ -654,15 +653,15 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// logging what it could not write.
 async fn complete<H: JobHandler>(
     store: Store,
-    worker_id: String,
+    cfg: WorkerConfig,
     mut rx: mpsc::Receiver<WriteBack>,
     stats: Arc<WorkerStats>,
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
     expiring: Arc<Mutex<HashSet<i64>>>,
     handler: Arc<H>,
-    max_bytes: usize,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
+    let (worker_id, max_bytes) = (cfg.worker_id, cfg.write_back_max_bytes.max(1));
     // A result that would have pushed the last flush past its byte bound starts the next one.
     let mut carried: Option<WriteBack> = None;
     loop {
