@@ -1,6 +1,6 @@
 -- A bulk change is queued as stage_change_batch jobs of at most `stagecast.stage_change_chunk`
 -- customers each (default 5,000) instead of one job carrying every customer. Why:
--- * bounded worker memory: one 1,000,000-row UPDATE was one job whose payload (≈ 45 MB of
+-- * bounded worker memory: one 1,000,000-row UPDATE was one job whose payload (≈ 40 MB of
 --   jsonb) the worker claimed and held whole; a chunk is ≈ 200 kB and is never claimed with its
 --   payload (sql/claim_jobs.sql withholds large payloads), only expanded in SQL;
 -- * first event fast: each chunk is expanded in its own statement and transaction, so the first
