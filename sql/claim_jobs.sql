@@ -9,6 +9,14 @@
 -- row (measured: 91 s instead of 22 ms for 1,000 claimed out of 100,000). So the UPDATE is
 -- anchored on the primary key by `id = ANY(array of the picked ids)`, an index condition whatever
 -- the statistics say; `rescued` is read from the array of the expired ones the same way.
+-- Bounded in bytes as well as rows: a payload is returned only if it is at most $4 bytes
+-- (stored, and as sent: jsonb travels as its text), else as JSON null, so a claim of $1 jobs
+-- carries at most $1 × $4 bytes of payload whatever the backlog. The worker passes its claim
+-- budget divided by its batch size (default 4 MiB / 1,000 ≈ 4 kB; a stage change is ≈ 200
+-- bytes). What is withheld is a bulk change's chunk (≈ 200 kB for 5,000 customers), which the
+-- worker never needs whole: sql/expand_stage_change_batch.sql reads it in the database.
+-- pg_column_size is checked first: it reads the stored size without de-TOASTing, so a large
+-- payload is never decompressed here.
 WITH expired AS (
     SELECT id
       FROM stagecast.jobs
@@ -39,5 +47,8 @@ UPDATE stagecast.jobs j
                          THEN 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped or stalled'
                          ELSE j.last_error END
  WHERE j.id = ANY((SELECT array_agg(id) FROM picked)::bigint[])
-RETURNING j.id, j.kind, j.payload, j.attempts, j.max_attempts, j.created_at,
+RETURNING j.id, j.kind,
+          CASE WHEN pg_column_size(j.payload) <= $4 AND octet_length(j.payload::text) <= $4
+               THEN j.payload ELSE 'null'::jsonb END AS payload,
+          j.attempts, j.max_attempts, j.created_at,
           coalesce(j.id = ANY((SELECT array_agg(id) FROM picked WHERE rescued)::bigint[]), false) AS rescued

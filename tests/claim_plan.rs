@@ -134,7 +134,12 @@ async fn the_worker_statements_keep_their_plan_after_an_analyze_of_the_drained_q
         CLAIM_SETTINGS,
         &["2000ms", "30000ms"],
         CLAIM_JOBS,
-        |q| q.bind(1000_i64).bind("worker-a").bind(30.0_f64),
+        |q| {
+            q.bind(1000_i64)
+                .bind("worker-a")
+                .bind(30.0_f64)
+                .bind(stagecast::store::DEFAULT_JOB_PAYLOAD_MAX)
+        },
     )
     .await;
     assert_no_scan_of_the_whole_queue("claim_jobs.sql", &claim);

@@ -4,8 +4,11 @@
 //!    single-row stage changes, then a bulk UPDATE, then single-row ones again (and, in another
 //!    session, bulk first on a never-analyzed table, then single-row), each statement timed with
 //!    the trigger (`customers`) and without it (`customers_bare`, an identical table).
-//! 2. Throughput: N customers moved to a Purchase stage in one UPDATE; events/s from the
-//!    commit until the local validating Graph sandbox accepted all N events.
+//! 2. Throughput (`throughput.rs`): for each N of `--customers`, N customers moved to a
+//!    Purchase stage in one UPDATE, worked by `stagecast run` subprocesses
+//!    (`worker_process.rs`, which also reads their peak RSS); commit → first and → last event
+//!    accepted by the local validating Graph sandbox; then the no-op queue ceiling of the same
+//!    N (`baseline.rs`) and the pipeline's events/s as a fraction of it.
 //! 3. Idle latency: single-customer moves on an idle worker, commit → event accepted.
 //!
 //! `--one-throttled` measures instead throughput to 50 destinations with one of them throttled
@@ -15,25 +18,27 @@ mod throttled_destination;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::Connection as _;
 
+mod baseline;
+mod throughput;
+mod worker_process;
+
 use crate::local_pg::{FindOptions, LocalPostgres};
-use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::platforms::meta::MetaConfig;
-use crate::platforms::{PlatformsConfig, Registry};
-use crate::queue::{Worker, WorkerConfig, WorkerHandle};
 use crate::secrets::KeyRing;
 use crate::store::Store;
 use stagecast_sandbox::MetaGraphSandbox;
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
-    /// Customers moved to the Purchase stage in one UPDATE.
-    #[arg(long, default_value_t = 100_000)]
-    pub customers: i64,
+    /// Customers moved to the Purchase stage in one UPDATE: one throughput run per size of the
+    /// list (e.g. 10000,100000,1000000), each on customers of its own, each followed by the
+    /// no-op queue ceiling of the same size.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "10000,100000")]
+    pub customers: Vec<i64>,
     /// Rows of the bulk UPDATE used to measure the trigger's overhead.
     #[arg(long, default_value_t = 10_000)]
     pub overhead_rows: i64,
@@ -49,7 +54,7 @@ pub struct BenchArgs {
     /// Single-customer moves measured for idle latency.
     #[arg(long, default_value_t = 50)]
     pub latency_probes: usize,
-    /// Worker processes' worth of workers, run in this process.
+    /// `stagecast run` worker processes.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Jobs in flight per worker.
@@ -62,8 +67,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep: bool,
     /// Measure only the claim after the queue was analyzed while drained: a burst of
-    /// --customers jobs worked off, VACUUM (ANALYZE) of the empty queue, then the next burst,
-    /// claimed --batch-size at a time (against the same burst with fresh statistics).
+    /// jobs worked off (the largest of --customers), VACUUM (ANALYZE) of the empty queue, then
+    /// the next burst, claimed --batch-size at a time (against the same burst with fresh statistics).
     #[arg(long)]
     pub analyze_drained_queue: bool,
     /// Measure only throughput to 50 destinations: --customers jobs spread over them, all
@@ -76,8 +81,12 @@ const PIXEL: &str = "424242";
 const TOKEN: &str = "EAABENCH-token";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.customers < 1 || args.overhead_rows < 1 || args.overhead_singles < 1 {
-        bail!("--customers, --overhead-rows and --overhead-singles must be at least 1");
+    if args.customers.is_empty()
+        || args.customers.iter().any(|&n| n < 1)
+        || args.overhead_rows < 1
+        || args.overhead_singles < 1
+    {
+        bail!("--customers (each size), --overhead-rows and --overhead-singles must be at least 1");
     }
     let pg = LocalPostgres::find_or_start(FindOptions::from_env()).await?;
     let db = format!("stagecast_bench_{}", std::process::id());
@@ -97,8 +106,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
-    // The worker's own metrics give the per-statement breakdown printed below.
-    crate::ops::prometheus();
     let pool = PgPoolOptions::new()
         .max_connections(8 + 4 * args.workers as u32)
         .connect(url)
@@ -111,7 +118,8 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
     if args.one_throttled {
         return throttled_destination::run(&store, &pool, args).await;
     }
-    let keys = KeyRing::parse(&KeyRing::generate_key_entry("bench")?)?;
+    let key_entry = KeyRing::generate_key_entry("bench")?;
+    let keys = KeyRing::parse(&key_entry)?;
     sqlx::raw_sql(include_str!("../../sql/bench/seed.sql"))
         .execute(&pool)
         .await?;
@@ -124,7 +132,9 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     let singles = args.overhead_singles as i64;
-    let total = args.customers + args.overhead_rows + args.latency_probes as i64 + singles + 10;
+    // Each throughput size moves customers of its own, from 1 on; the others come after.
+    let moved: i64 = args.customers.iter().sum();
+    let total = moved + args.overhead_rows + args.latency_probes as i64 + singles + 10;
     let t = Instant::now();
     sqlx::query(include_str!("../../sql/bench/insert_customers.sql"))
         .bind(total)
@@ -147,8 +157,8 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
 
     // 1. Overhead of the trigger on the CRM's own write, in warm sessions. Bulk rows come after
     // the throughput range, single-row moves after the latency probes.
-    let bulk = (args.customers + 1, args.customers + args.overhead_rows);
-    let first_single = args.customers + args.overhead_rows + args.latency_probes as i64 + 1;
+    let bulk = (moved + 1, moved + args.overhead_rows);
+    let first_single = moved + args.overhead_rows + args.latency_probes as i64 + 1;
     let shape = Overhead {
         bulk,
         singles: (first_single..first_single + singles).collect(),
@@ -191,62 +201,40 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // 2. Throughput.
+    // 2. Throughput, per size, against the no-op ceiling.
     let sandbox = MetaGraphSandbox::start().await?;
     sandbox.add_pixel(PIXEL, TOKEN);
     sandbox.set_record_events(false);
-    let workers = start_workers(&store, &sandbox, &keys, args)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = Instant::now();
-    sqlx::query(include_str!("../../sql/bench/move_range.sql"))
-        .bind(1_i64)
-        .bind(args.customers)
-        .bind(2_i64)
-        .execute(&pool)
-        .await?;
-    let committed = Instant::now();
-    let n = args.customers as usize;
-    if !sandbox.wait_for_events(n, Duration::from_secs(600)).await {
-        bail!(
-            "only {} of {n} events arrived within 10 minutes",
-            sandbox.accepted_events()
+    let graph_url = sandbox.base_url();
+    let setup = worker_process::WorkerSetup {
+        database_url: url,
+        graph_url: &graph_url,
+        keys: &key_entry,
+        processes: args.workers.max(1),
+        concurrency: args.concurrency,
+        batch_size: args.batch_size,
+    };
+    let mut runs = Vec::new();
+    let mut first = 1;
+    for &n in &args.customers {
+        let run = throughput::run(&store, &pool, &sandbox, &setup, first, n).await?;
+        first += n;
+        runs.push(run);
+    }
+    throughput::report(&runs, setup.processes);
+    if let Some(largest) = runs.iter().max_by_key(|r| r.n) {
+        println!(
+            "  time in the database by statement, N = {} run:",
+            largest.n
         );
+        print_db_breakdown(&largest.metrics);
     }
-    let sent = Instant::now();
-    if !store.wait_until_drained(Duration::from_secs(600)).await? {
-        bail!("the queue did not drain within 10 minutes");
-    }
-    let drained = Instant::now();
-    let delivered: i64 = sqlx::query_scalar(include_str!("../../sql/bench/delivered_count.sql"))
-        .fetch_one(&pool)
-        .await?;
-    let requests = sandbox.requests().len();
-    let accepted = sandbox.accepted_events();
-    println!(
-        "Throughput: {n} customers → Purchase, one UPDATE, {} worker(s):",
-        args.workers
-    );
-    println!("  CRM UPDATE statement  {:>8.1} ms", ms(committed - t0));
-    println!(
-        "  commit → all {n} events accepted by the Graph sandbox  {:>7.2} s  = {:>8.0} events/s",
-        (sent - committed).as_secs_f64(),
-        n as f64 / (sent - committed).as_secs_f64()
-    );
-    println!(
-        "  commit → all outcomes written back                    {:>7.2} s  = {:>8.0} events/s",
-        (drained - committed).as_secs_f64(),
-        n as f64 / (drained - committed).as_secs_f64()
-    );
-    println!("  {requests} requests, {accepted} events accepted, {delivered} delivered rows in the audit\n");
-    if accepted != n || delivered as usize != n {
-        bail!("expected exactly {n} deliveries, saw {accepted} accepted and {delivered} audited");
-    }
-
-    print_db_breakdown();
 
     // 3. Idle latency.
     let mut latencies = Vec::with_capacity(args.latency_probes);
-    let base = args.customers + args.overhead_rows;
+    let base = moved + args.overhead_rows;
+    sandbox.clear();
+    let workers = worker_process::WorkerProcesses::start(&setup).await?;
     for i in 0..args.latency_probes as i64 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let before = sandbox.accepted_events();
@@ -278,9 +266,7 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<()> {
         ms(pct(0.9)),
         ms(*latencies.last().unwrap_or(&Duration::ZERO))
     );
-    for w in workers {
-        w.shutdown().await?;
-    }
+    workers.stop().await;
     Ok(())
 }
 
@@ -293,7 +279,7 @@ async fn analyze_drained_queue(
     pool: &sqlx::PgPool,
     args: &BenchArgs,
 ) -> anyhow::Result<()> {
-    let n = args.customers;
+    let n = args.customers.iter().copied().max().unwrap_or(1);
     let batch = args.batch_size.max(1) as i64;
     println!("Claim latency, {n} jobs claimed {batch} at a time (median / mean / max per claim):");
     for (label, analyze_after_burst) in [
@@ -348,29 +334,33 @@ async fn analyze_drained_queue(
     Ok(())
 }
 
-/// Where the database time went during the throughput run (from the worker's own metrics).
-fn print_db_breakdown() {
-    let text = crate::ops::prometheus().render();
-    let mut rows: Vec<(String, f64, f64)> = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("stagecast_db_query_duration_seconds_sum"))
-    {
-        let (Some(q), Some(v)) = (line.split('"').nth(1), line.rsplit(' ').next()) else {
+/// Where the database time went during a throughput run, from the workers' own metrics
+/// (`text`: their /metrics, summed over processes).
+fn print_db_breakdown(text: &str) {
+    let mut rows: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in text.lines() {
+        let (sum, rest) =
+            if let Some(r) = line.strip_prefix("stagecast_db_query_duration_seconds_sum") {
+                (true, r)
+            } else if let Some(r) = line.strip_prefix("stagecast_db_query_duration_seconds_count") {
+                (false, r)
+            } else {
+                continue;
+            };
+        let (Some(q), Some(v)) = (rest.split('"').nth(1), rest.rsplit(' ').next()) else {
             continue;
         };
-        let count_line = format!("stagecast_db_query_duration_seconds_count{{query=\"{q}\"}}");
-        let count = text
-            .lines()
-            .find(|l| l.starts_with(&count_line))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0.0);
-        rows.push((q.to_string(), v.parse().unwrap_or(0.0), count));
+        let v: f64 = v.parse().unwrap_or(0.0);
+        let row = rows.entry(q.to_string()).or_default();
+        if sum {
+            row.0 += v;
+        } else {
+            row.1 += v;
+        }
     }
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("  time in the database by statement (all workers, wall clock):");
-    for (q, secs, count) in rows {
+    let mut rows: Vec<(String, (f64, f64))> = rows.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    for (q, (secs, count)) in rows {
         println!("    {q:<28} {secs:>7.2} s  over {count:>6.0} calls");
     }
     println!();
@@ -378,46 +368,6 @@ fn print_db_breakdown() {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn start_workers(
-    store: &Store,
-    sandbox: &MetaGraphSandbox,
-    keys: &KeyRing,
-    args: &BenchArgs,
-) -> anyhow::Result<Vec<WorkerHandle>> {
-    (0..args.workers.max(1))
-        .map(|_| {
-            let meta = MetaConfig {
-                graph_url: sandbox.base_url(),
-                requests_per_second: std::num::NonZeroU32::new(10_000).expect("nonzero"),
-                burst: std::num::NonZeroU32::new(1_000).expect("nonzero"),
-                ..MetaConfig::default()
-            };
-            let platforms = Registry::from_config(&PlatformsConfig {
-                meta,
-                ..PlatformsConfig::default()
-            })
-            .context("platform configuration")?;
-            let pipeline = Pipeline::new(
-                store.clone(),
-                platforms,
-                Some(keys.clone()),
-                PipelineConfig::default(),
-            )
-            .context("pipeline configuration")?;
-            Ok(Worker::new(
-                store.clone(),
-                pipeline,
-                WorkerConfig {
-                    concurrency: args.concurrency,
-                    batch_size: args.batch_size,
-                    ..WorkerConfig::default()
-                },
-            )
-            .spawn())
-        })
-        .collect()
 }
 
 const BULK_TARGET: f64 = 1.5;

@@ -6,11 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use sqlx::PgPool;
 use stagecast_sandbox::{Fault, MetaGraphSandbox};
 
-use super::{start_workers, BenchArgs};
+use super::BenchArgs;
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::platforms::meta::MetaConfig;
+use crate::platforms::{PlatformsConfig, Registry};
+use crate::queue::{Worker, WorkerConfig, WorkerHandle};
 use crate::secrets::KeyRing;
 use crate::store::Store;
 
@@ -36,7 +40,8 @@ pub(super) async fn run(store: &Store, pool: &PgPool, args: &BenchArgs) -> anyho
         .bind(DESTINATIONS)
         .execute(pool)
         .await?;
-    let n = args.customers;
+    // The first --customers size: this scenario measures the comparison, not the scale.
+    let n = args.customers.first().copied().unwrap_or(10_000);
     sqlx::query(include_str!("../../sql/bench/insert_spread_customers.sql"))
         .bind(2 * n)
         .bind(DESTINATIONS)
@@ -139,4 +144,46 @@ async fn burst(
         );
     }
     Ok(committed.elapsed())
+}
+
+/// In-process workers (the throughput bench runs `stagecast run` subprocesses to read their
+/// memory; here only the comparison between the two phases matters).
+fn start_workers(
+    store: &Store,
+    sandbox: &MetaGraphSandbox,
+    keys: &KeyRing,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<WorkerHandle>> {
+    (0..args.workers.max(1))
+        .map(|_| {
+            let meta = MetaConfig {
+                graph_url: sandbox.base_url(),
+                requests_per_second: std::num::NonZeroU32::new(10_000).expect("nonzero"),
+                burst: std::num::NonZeroU32::new(1_000).expect("nonzero"),
+                ..MetaConfig::default()
+            };
+            let platforms = Registry::from_config(&PlatformsConfig {
+                meta,
+                ..PlatformsConfig::default()
+            })
+            .context("platform configuration")?;
+            let pipeline = Pipeline::new(
+                store.clone(),
+                platforms,
+                Some(keys.clone()),
+                PipelineConfig::default(),
+            )
+            .context("pipeline configuration")?;
+            Ok(Worker::new(
+                store.clone(),
+                pipeline,
+                WorkerConfig {
+                    concurrency: args.concurrency,
+                    batch_size: args.batch_size,
+                    ..WorkerConfig::default()
+                },
+            )
+            .spawn())
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! Handler dispatch: a claimed batch split by job kind (`kinds`). Stage changes are processed
-//! together (their events are batched per destination); a bulk change is expanded into
-//! stage changes in SQL; an attribution job runs on its own; an unknown kind fails visibly.
+//! together (their events are batched per destination); a bulk change, queued in chunks, is
+//! expanded into stage changes in SQL, a chunk per statement, alongside; an attribution job runs on its own; an unknown kind fails visibly.
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn, Instrument};
@@ -10,6 +10,19 @@ use super::{job_span, kinds, Pipeline};
 use crate::queue::{BatchContext, HandlerOutput, RetryDecision};
 use crate::store::{ClaimedJob, OutcomeRow};
 
+/// Bulk-change chunks one process expands at once. Each expansion is one INSERT of up to a
+/// chunk's jobs (5,000 by default, ≈ 0.1 s); a 1,000,000-customer UPDATE is 200 chunks, claimed
+/// within a few claims. Expanded all at once they would take every pooled connection (the
+/// heartbeat's too: leases then lapse) and share the cores, so the first chunk's jobs would
+/// commit only with the last. One at a time: the first jobs are claimable after one chunk's
+/// time, and one expansion (≈ 50,000 jobs/s) outpaces delivery. More workers expand more at
+/// once.
+pub(super) const EXPANSIONS_AT_ONCE: usize = 1;
+
+/// The shortest time between two ANALYZEs of the queue after expansions (one ANALYZE reads a
+/// 30,000-row sample; per chunk it would cost more than the chunk).
+const ANALYZE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Pipeline {
     pub(super) async fn handle_batch(
         &self,
@@ -18,13 +31,11 @@ impl Pipeline {
     ) -> HandlerOutput {
         let mut out = HandlerOutput::default();
         let mut stage_changes = Vec::new();
+        let mut batches = Vec::new();
         for job in jobs {
             match job.kind.as_str() {
                 kinds::STAGE_CHANGE => stage_changes.push(job),
-                kinds::STAGE_CHANGE_BATCH => {
-                    let span = job_span(&job);
-                    self.expand_batch(ctx, job, &mut out).instrument(span).await
-                }
+                kinds::STAGE_CHANGE_BATCH => batches.push(job),
                 kinds::ATTRIBUTION => {
                     let span = job_span(&job);
                     let write_back = self.attribute(job).instrument(span).await;
@@ -45,14 +56,58 @@ impl Pipeline {
                 }),
             }
         }
-        if !stage_changes.is_empty() {
-            self.process_stage_changes(ctx, stage_changes, &mut out)
-                .await;
+        // Chunks claimed together are expanded EXPANSIONS_AT_ONCE at a time (the semaphore is
+        // fair: in claim order), without holding up the stage changes claimed with them.
+        let expand = async {
+            let parts = futures_util::future::join_all(batches.into_iter().map(|job| async {
+                let span = job_span(&job);
+                let mut part = HandlerOutput::default();
+                self.expand_batch(ctx, job, &mut part)
+                    .instrument(span)
+                    .await;
+                part
+            }))
+            .await;
+            let mut expanded = HandlerOutput::default();
+            for part in parts {
+                expanded.write_back.append(part.write_back);
+                expanded.finalized.extend(part.finalized);
+            }
+            expanded
+        };
+        let process = async {
+            let mut processed = HandlerOutput::default();
+            if !stage_changes.is_empty() {
+                self.process_stage_changes(ctx, stage_changes, &mut processed)
+                    .await;
+            }
+            processed
+        };
+        let (expanded, processed) = tokio::join!(expand, process);
+        for part in [expanded, processed] {
+            out.write_back.append(part.write_back);
+            out.finalized.extend(part.finalized);
         }
         out
     }
 
     async fn expand_batch(&self, ctx: &BatchContext, job: ClaimedJob, out: &mut HandlerOutput) {
+        // The payload is not needed (the expansion reads it in SQL) and, for a chunk, was
+        // withheld by the claim anyway.
+        let job = ClaimedJob {
+            payload: serde_json::Value::Null,
+            ..job
+        };
+        let _turn = tokio::select! {
+            permit = self.expansions.acquire() => permit.ok(),
+            _ = ctx.shutdown.cancelled() => {
+                // Given back whole: the next worker expands it (attempt refunded).
+                let row = outcome_row(&job, "released", None, Some("released on shutdown before its expansion".into()));
+                debug!(outcome = row.outcome, "job finished");
+                out.write_back.outcomes.push(row);
+                return;
+            }
+        };
         match self
             .store
             .expand_stage_change_batch(job.id, &ctx.worker_id, job.attempts)
@@ -65,6 +120,9 @@ impl Pipeline {
                 );
                 debug!(outcome = "expanded", "job finished");
                 out.finalized.push(job.id);
+                if created >= 1000 {
+                    self.analyze_after_expansion().await;
+                }
             }
             Ok(None) => {
                 warn!(
@@ -80,6 +138,22 @@ impl Pipeline {
                 debug!(outcome = row.outcome, "job finished");
                 out.write_back.outcomes.push(row);
             }
+        }
+    }
+
+    /// A bulk insert: refresh the queue's statistics now rather than waiting for autoanalyze,
+    /// at most once per [`ANALYZE_EVERY`] in this process. A failure only costs stale
+    /// statistics (every queue statement is plan-proofed against them).
+    async fn analyze_after_expansion(&self) {
+        {
+            let mut at = self.analyzed_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some_and(|t| t.elapsed() < ANALYZE_EVERY) {
+                return;
+            }
+            *at = Some(std::time::Instant::now());
+        }
+        if let Err(e) = self.store.analyze_jobs().await {
+            warn!(error = %e, "could not refresh the queue's statistics after an expansion");
         }
     }
 

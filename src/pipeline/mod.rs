@@ -73,6 +73,10 @@ pub struct Pipeline {
     config: PipelineConfig,
     warned_no_keys: std::sync::atomic::AtomicBool,
     ad_campaigns: attribution::AdCampaignCache,
+    /// Bulk-change chunks expanded at once by this process ([`dispatch::EXPANSIONS_AT_ONCE`]).
+    expansions: tokio::sync::Semaphore,
+    /// When this process last refreshed the queue's statistics after an expansion.
+    analyzed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -112,6 +116,8 @@ impl Pipeline {
             config,
             warned_no_keys: std::sync::atomic::AtomicBool::new(false),
             ad_campaigns: attribution::AdCampaignCache::default(),
+            expansions: tokio::sync::Semaphore::new(dispatch::EXPANSIONS_AT_ONCE),
+            analyzed_at: std::sync::Mutex::new(None),
         })
     }
 

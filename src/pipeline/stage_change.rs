@@ -50,6 +50,12 @@ impl Pipeline {
         for w in works.iter_mut() {
             match serde_json::from_value::<StageChangePayload>(w.job.payload.clone()) {
                 Ok(p) => w.change = Some(p),
+                // The claim withholds payloads over its per-job bound (a stage change's is
+                // about 200 bytes): this one is not what the enqueue functions write.
+                Err(_) if w.job.payload.is_null() => w.failures.push(
+                    "invalid stage_change payload: too large to be claimed (one is about 200 bytes)"
+                        .into(),
+                ),
                 Err(e) => w
                     .failures
                     .push(format!("invalid stage_change payload: {e}")),

@@ -57,6 +57,13 @@ pub struct WorkerConfig {
     /// Pause between attempts to take the liveness lock (again): short, because after a
     /// restart live workers must be back within the grace.
     pub lock_retry: Duration,
+    /// Bytes of payload one claim may carry: a job's payload is returned only if it is at most
+    /// this divided by `batch_size` (sql/claim_jobs.sql); larger ones (a bulk change's chunks)
+    /// are handled in SQL.
+    pub claim_max_bytes: usize,
+    /// Bytes one write-back transaction may carry (audit rows with their request text,
+    /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
+    pub write_back_max_bytes: usize,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +84,8 @@ impl Default for WorkerConfig {
             rescue_grace: Duration::from_secs(2),
             restart_grace: Duration::from_secs(10),
             lock_retry: Duration::from_millis(250),
+            claim_max_bytes: 4 * 1024 * 1024,
+            write_back_max_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -106,6 +115,12 @@ pub fn heartbeat_timeout(period: Duration) -> Duration {
 impl WorkerConfig {
     pub fn heartbeat_period(&self) -> Duration {
         heartbeat_period(self.lease, self.heartbeat_interval)
+    }
+
+    /// The largest payload a claim returns (see `claim_max_bytes`).
+    pub fn job_payload_max(&self) -> i32 {
+        let per_job = self.claim_max_bytes / self.batch_size.max(1);
+        i32::try_from(per_job).unwrap_or(i32::MAX)
     }
 }
 
@@ -426,7 +441,7 @@ impl<H: JobHandler> Worker<H> {
             let (deadline_tx, deadline_rx) = watch::channel(None);
             let mut completer = tokio::spawn(complete(
                 self.store.clone(),
-                cfg.worker_id.clone(),
+                cfg.clone(),
                 done_rx,
                 stats.clone(),
                 deadline_rx,
@@ -534,7 +549,12 @@ impl<H: JobHandler> Worker<H> {
             let claim_started = Instant::now();
             let jobs = match self
                 .store
-                .claim_jobs(want as i64, &cfg.worker_id, cfg.lease.as_secs_f64())
+                .claim_jobs_bounded(
+                    want as i64,
+                    &cfg.worker_id,
+                    cfg.lease.as_secs_f64(),
+                    cfg.job_payload_max(),
+                )
                 .await
             {
                 Ok(jobs) => {
@@ -754,7 +774,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 /// logging what it could not write.
 async fn complete<H: JobHandler>(
     store: Store,
-    worker_id: String,
+    cfg: WorkerConfig,
     mut rx: mpsc::Receiver<WriteBack>,
     stats: Arc<WorkerStats>,
     mut deadline: watch::Receiver<Option<tokio::time::Instant>>,
@@ -762,14 +782,24 @@ async fn complete<H: JobHandler>(
     handler: Arc<H>,
 ) {
     const MAX_OUTCOMES_PER_FLUSH: usize = 5000;
-    while let Some(first) = rx.recv().await {
-        let mut batch = first;
-        while batch.outcomes.len() < MAX_OUTCOMES_PER_FLUSH {
-            match rx.try_recv() {
-                Ok(more) => batch.append(more),
-                Err(_) => break,
-            }
-        }
+    let (worker_id, max_bytes) = (cfg.worker_id, cfg.write_back_max_bytes.max(1));
+    // A result that would have pushed the last flush past its byte bound starts the next one.
+    let mut carried: Option<WriteBack> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
+        let mut batch = gather(
+            first,
+            &mut rx,
+            &mut carried,
+            MAX_OUTCOMES_PER_FLUSH,
+            max_bytes,
+        );
         let mut failures = 0u32;
         let mut last_attempt = false;
         // After a lock, timeout or refused row the fast path would only fail again: retries go
@@ -779,6 +809,8 @@ async fn complete<H: JobHandler>(
             let flush = tokio::select! {
                 f = store.flush(&worker_id, &batch, ledger_first) => f,
                 _ = deadline_passed(&mut deadline) => {
+                    let mut batch = batch;
+                    batch.append(carried.take().unwrap_or_default());
                     give_up(batch, &mut rx, "the shutdown deadline passed during the last write-back");
                     return;
                 }
@@ -802,11 +834,13 @@ async fn complete<H: JobHandler>(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "unknown error".into());
             if last_attempt {
+                batch.append(carried.take().unwrap_or_default());
                 give_up(batch, &mut rx, &e);
                 break;
             }
             if deadline.borrow().is_some() {
                 // Shutting down: one last attempt, with everything still queued.
+                batch.append(carried.take().unwrap_or_default());
                 while let Ok(more) = rx.try_recv() {
                     batch.append(more);
                 }
@@ -828,6 +862,36 @@ async fn complete<H: JobHandler>(
             }
         }
     }
+}
+
+/// One flush's worth: `first` and whatever else is already queued, up to `max_rows` outcomes
+/// and `max_bytes` ([`WriteBack::approx_bytes`]). The result that would cross the byte bound
+/// is left in `carried` for the next flush; a single result larger than the bound (its size is
+/// bounded by the claim) is written on its own.
+fn gather(
+    first: WriteBack,
+    rx: &mut mpsc::Receiver<WriteBack>,
+    carried: &mut Option<WriteBack>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> WriteBack {
+    let mut batch = first;
+    let mut bytes = batch.approx_bytes();
+    while batch.outcomes.len() < max_rows {
+        match rx.try_recv() {
+            Ok(more) => {
+                let more_bytes = more.approx_bytes();
+                if bytes + more_bytes > max_bytes {
+                    *carried = Some(more);
+                    break;
+                }
+                bytes += more_bytes;
+                batch.append(more);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Resolves when the shutdown deadline has been set and has passed.
@@ -1255,7 +1319,48 @@ async fn maintain<H: JobHandler>(
 
 #[cfg(test)]
 mod tests {
-    use super::escalate;
+    use super::{escalate, gather};
+    use crate::store::{OutcomeRow, WriteBack};
+
+    fn result(id: i64, error_bytes: usize) -> WriteBack {
+        WriteBack {
+            outcomes: vec![OutcomeRow {
+                id,
+                attempt: 1,
+                outcome: "retry",
+                run_at: None,
+                error: Some("x".repeat(error_bytes)),
+                destinations: None,
+            }],
+            ..WriteBack::default()
+        }
+    }
+
+    fn ids(w: &WriteBack) -> Vec<i64> {
+        w.outcomes.iter().map(|o| o.id).collect()
+    }
+
+    #[test]
+    fn a_flush_is_bounded_in_bytes_and_the_next_result_waits_for_the_next_flush() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        for id in 2..=5 {
+            tx.try_send(result(id, 400)).unwrap();
+        }
+        let bound = 3 * result(1, 400).approx_bytes();
+        let mut carried = None;
+        let first = gather(result(1, 400), &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&first), vec![1, 2, 3]);
+        assert!(first.approx_bytes() <= bound);
+        let next = carried.take().expect("result 4 carried over");
+        let second = gather(next, &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&second), vec![4, 5]);
+        assert!(carried.is_none());
+        // One result larger than the bound is written on its own.
+        tx.try_send(result(7, 10)).unwrap();
+        let alone = gather(result(6, 10 * bound), &mut rx, &mut carried, 5000, bound);
+        assert_eq!(ids(&alone), vec![6]);
+        assert_eq!(carried.map(|c| ids(&c)), Some(vec![7]));
+    }
 
     #[test]
     fn failures_escalate_at_the_threshold_then_every_hundredth() {

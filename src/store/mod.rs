@@ -83,6 +83,10 @@ impl Bounds {
     };
 }
 
+/// The largest payload a claim returns by default (4 MiB per claim of 1,000 jobs; a stage
+/// change's is about 200 bytes). Larger ones, a bulk change's chunks, are expanded in SQL.
+pub const DEFAULT_JOB_PAYLOAD_MAX: i32 = 4 * 1024 * 1024 / 1000;
+
 fn millis(d: std::time::Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
@@ -244,12 +248,27 @@ impl Store {
     }
 
     /// Lease up to `limit` due jobs (and jobs whose lease expired) for `worker`, waiting for
-    /// a lock at most [`Bounds::CLAIM`] (a locked queue is a claim error, retried).
+    /// a lock at most [`Bounds::CLAIM`] (a locked queue is a claim error, retried). Payloads
+    /// over [`DEFAULT_JOB_PAYLOAD_MAX`] come back as JSON null ([`Store::claim_jobs_bounded`]).
     pub async fn claim_jobs(
         &self,
         limit: i64,
         worker: &str,
         lease_secs: f64,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_jobs_bounded(limit, worker, lease_secs, DEFAULT_JOB_PAYLOAD_MAX)
+            .await
+    }
+
+    /// [`Store::claim_jobs`], returning a job's payload only if it is at most
+    /// `max_payload_bytes` (else JSON null): a claim then carries at most `limit ×
+    /// max_payload_bytes` bytes of payload (sql/claim_jobs.sql).
+    pub async fn claim_jobs_bounded(
+        &self,
+        limit: i64,
+        worker: &str,
+        lease_secs: f64,
+        max_payload_bytes: i32,
     ) -> Result<Vec<ClaimedJob>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::CLAIM_SETTINGS)
@@ -263,6 +282,7 @@ impl Store {
                 .bind(limit)
                 .bind(worker)
                 .bind(lease_secs)
+                .bind(max_payload_bytes)
                 .fetch_all(&mut *tx),
         )
         .await?;
@@ -300,8 +320,10 @@ impl Store {
         Ok(extended)
     }
 
-    /// Expand a `stage_change_batch` job into per-customer jobs. `None` when the worker no
-    /// longer holds the job (its lease expired and another worker took it).
+    /// Expand a `stage_change_batch` job (one chunk of a bulk change, at most
+    /// `stagecast.stage_change_chunk` customers) into per-customer jobs, in one statement: the
+    /// chunk is expanded and archived, or not at all. `None` when the worker no longer holds
+    /// the job (its lease expired and another worker took it).
     pub async fn expand_stage_change_batch(
         &self,
         job_id: i64,
@@ -317,15 +339,22 @@ impl Store {
                 .fetch_one(&self.pool),
         )
         .await?;
-        if created >= 1000 {
-            // A bulk insert: refresh statistics now rather than waiting for autoanalyze.
-            timed(
-                "analyze_jobs",
-                sqlx::query(sql::ANALYZE_JOBS).execute(&self.pool),
-            )
-            .await?;
-        }
         Ok((archived > 0).then_some(created as u64))
+    }
+
+    /// Refresh the queue's statistics (after a bulk insert, rather than waiting for
+    /// autoanalyze). The caller rate-limits it: two at once on one table wait for each other.
+    /// Bounded by [`Bounds::MAINTENANCE`]: behind a VACUUM of the queue it gives up instead of
+    /// holding a connection.
+    pub async fn analyze_jobs(&self) -> Result<()> {
+        let mut tx = self.begin_bounded(Bounds::MAINTENANCE).await?;
+        timed(
+            "analyze_jobs",
+            sqlx::query(sql::ANALYZE_JOBS).execute(&mut *tx),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Delete finished jobs, audit rows and alerts past their retention (bounded by
@@ -634,6 +663,36 @@ pub struct WriteBack {
 impl WriteBack {
     pub fn is_empty(&self) -> bool {
         self.outcomes.is_empty() && self.deliveries.is_empty() && self.alerts.is_empty()
+    }
+
+    /// About how many bytes this batch sends to the database: the variable-length fields (the
+    /// audit's request and response text dominate) plus a fixed share per row. A response shared
+    /// by the events of one request is counted once per event: an over-estimate, which only
+    /// makes flushes smaller.
+    pub fn approx_bytes(&self) -> usize {
+        const ROW: usize = 64;
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let arc = |s: &Option<std::sync::Arc<str>>| s.as_ref().map_or(0, |s| s.len());
+        let outcomes: usize = self.outcomes.iter().map(|o| ROW + len(&o.error)).sum();
+        let deliveries: usize = self
+            .deliveries
+            .iter()
+            .map(|d| {
+                ROW + d.destination.len()
+                    + d.event_id.len()
+                    + d.event_name.len()
+                    + len(&d.error)
+                    + len(&d.trace_id)
+                    + arc(&d.request)
+                    + arc(&d.response)
+            })
+            .sum();
+        let alerts: usize = self
+            .alerts
+            .iter()
+            .map(|a| ROW + a.dedup_key.len() + a.message.len() + a.details.to_string().len())
+            .sum();
+        outcomes + deliveries + alerts
     }
 
     pub fn append(&mut self, mut other: WriteBack) {
