@@ -45,6 +45,9 @@ fn every_fuzz_target_has_a_cargo_fuzz_binary_and_a_corpus() {
             manifest.contains(&format!("name = \"{name}\"")),
             "fuzz/Cargo.toml has no [[bin]] {name}"
         );
-        assert!(root.join("corpus").join(name).is_dir(), "no corpus for {name}");
+        assert!(
+            root.join("corpus").join(name).is_dir(),
+            "no corpus for {name}"
+        );
     }
 }

@@ -7,6 +7,11 @@
 //! 2. Throughput: N customers moved to a Purchase stage in one UPDATE; events/s from the
 //!    commit until the local validating Graph sandbox accepted all N events.
 //! 3. Idle latency: single-customer moves on an idle worker, commit → event accepted.
+//!
+//! `stagecast bench chaos` ([`chaos`]) is the other measurement: nothing lost or sent under a
+//! new id while worker processes are killed, Postgres restarts and the platform misbehaves.
+
+pub mod chaos;
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +31,8 @@ use stagecast_sandbox::MetaGraphSandbox;
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Customers moved to the Purchase stage in one UPDATE.
     #[arg(long, default_value_t = 100_000)]
     pub customers: i64,
@@ -63,10 +70,21 @@ pub struct BenchArgs {
     pub analyze_drained_queue: bool,
 }
 
+#[derive(Debug, clap::Subcommand, Clone)]
+pub enum BenchCommand {
+    /// Stage changes while worker processes are SIGKILLed, Postgres (a throwaway cluster of
+    /// its own) restarts and the Graph sandbox fails requests; exits non-zero when an event was
+    /// lost or sent under a new id.
+    Chaos(chaos::ChaosArgs),
+}
+
 const PIXEL: &str = "424242";
 const TOKEN: &str = "EAABENCH-token";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Chaos(chaos)) = args.command {
+        return chaos::run(chaos).await;
+    }
     if args.customers < 1 || args.overhead_rows < 1 || args.overhead_singles < 1 {
         bail!("--customers, --overhead-rows and --overhead-singles must be at least 1");
     }
