@@ -65,6 +65,18 @@ pub struct ChaosArgs {
     /// How long Postgres stays down when it is restarted (once, half-way through the writes).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub pg_down_for: Duration,
+    /// The workers' `--meta-batch-size`: smaller batches make more requests for the faults
+    /// and the kills to hit.
+    #[arg(long, default_value_t = 200)]
+    pub meta_batch_size: usize,
+    /// The workers' `--batch-size` (jobs per claim) and `--concurrency`: every job a worker
+    /// holds when it is killed has spent an attempt (a crashed attempt counts, by design), so
+    /// a worker that claims far more than it sends in a few seconds burns the attempt budget of
+    /// everything it holds at each kill.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
     /// The workers' `--lease`: how long a killed worker's jobs wait for another worker.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
@@ -186,6 +198,9 @@ async fn chaos(
             ("STAGECAST_KEYS".into(), key_entry),
         ],
         lease: humantime::format_duration(args.lease).to_string(),
+        batch: args.meta_batch_size.to_string(),
+        claim: args.batch_size.to_string(),
+        concurrency: args.concurrency.to_string(),
         logs: logs.to_owned(),
         slots: Vec::new(),
         spawned: 0,
@@ -390,6 +405,9 @@ struct Workers {
     exe: PathBuf,
     env: Vec<(String, String)>,
     lease: String,
+    batch: String,
+    claim: String,
+    concurrency: String,
     logs: PathBuf,
     slots: Vec<Worker>,
     spawned: usize,
@@ -433,6 +451,13 @@ impl Workers {
                 "1s",
             ])
             .args(["--drain-timeout", "5s", "--meta-partner-agent", &agent])
+            .args([
+                "--meta-batch-size",
+                &self.batch,
+                "--batch-size",
+                &self.claim,
+            ])
+            .args(["--concurrency", &self.concurrency])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -599,9 +624,18 @@ async fn report(
         }
         *copies.entry(event_id).or_default() += 1;
     }
+    let rejected: HashSet<i64> =
+        sqlx::query_scalar(include_str!("../../sql/bench/chaos_rejected_customers.sql"))
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect();
     let lost_ids: Vec<i64> = (1..=args.changes)
-        .filter(|c| !ids_of.contains_key(c))
+        .filter(|c| !ids_of.contains_key(c) && !rejected.contains(c))
         .collect();
+    let rejected_alone = (1..=args.changes)
+        .filter(|c| !ids_of.contains_key(c) && rejected.contains(c))
+        .count();
     let lost = lost_ids.len();
     let new_ids = ids_of.values().filter(|ids| ids.len() > 1).count();
 
@@ -665,6 +699,13 @@ async fn report(
         "   (must be 0)",
     );
     line("events sent under a new id", new_ids, "   (must be 0)");
+    if rejected_alone > 0 {
+        line(
+            "failed: an injected rejection met a request of 1 event",
+            rejected_alone,
+            "   (as Meta would fail a bad event)",
+        );
+    }
     if unknown > 0 {
         line(
             "accepted events of no stage change of this run",
