@@ -49,7 +49,7 @@ fn check_hash(h: &Hashed) {
     let s = h.as_str();
     assert!(
         s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
-        "not a SHA-256 hex digest: {s:?}"
+        "not a SHA-256 hash in hex: {s:?}"
     );
 }
 
