@@ -774,3 +774,78 @@ fn ranges(ids: &[i64]) -> String {
     }
     out.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_547_200 + secs, 0).expect("a valid time")
+    }
+
+    fn request(agent: &str, received: i64, answered: Option<i64>) -> RequestRecord {
+        RequestRecord {
+            version: "v21.0".into(),
+            pixel_id: PIXEL.into(),
+            event_count: 1,
+            event_ids: vec!["e".into()],
+            status: 200,
+            error_code: None,
+            error_subcode: None,
+            auth: None,
+            fault: None,
+            outcome_unknown_to_client: false,
+            received_at: at(received),
+            in_flight_at_arrival: 0,
+            answered_at: answered.map(at),
+            partner_agent: Some(agent.into()),
+        }
+    }
+
+    #[test]
+    fn a_re_send_is_blamed_on_what_happened_to_the_previous_copy() {
+        let mut timeline = Timeline::default();
+        timeline.kills.insert("chaos-0-1".into(), at(10));
+        timeline.exits.insert("chaos-1-2".into(), at(10));
+        timeline.pg_restart = Some((at(100), at(103)));
+        let killed = |received, answered| {
+            classify(&request("chaos-0-1", received, answered), false, &timeline)
+        };
+        assert_eq!(killed(9, None), Resend::InFlightAtKill);
+        assert_eq!(killed(9, Some(11)), Resend::InFlightAtKill);
+        assert_eq!(killed(8, Some(9)), Resend::AnsweredThenKilled);
+        assert_eq!(
+            classify(&request("chaos-1-2", 9, Some(9)), false, &timeline),
+            Resend::ExitedByItself
+        );
+        let mut hang = request("chaos-0-1", 9, Some(13));
+        hang.outcome_unknown_to_client = true;
+        assert_eq!(classify(&hang, false, &timeline), Resend::Hang);
+        let survivor = |answered| classify(&request("chaos-2-3", 99, answered), false, &timeline);
+        assert_eq!(survivor(Some(101)), Resend::PostgresRestart);
+        assert_eq!(survivor(Some(110)), Resend::PostgresRestart);
+        assert_eq!(survivor(Some(200)), Resend::Unexplained);
+        assert_eq!(survivor(None), Resend::Unexplained);
+        assert_eq!(
+            classify(&request("chaos-2-3", 1, Some(1)), true, &timeline),
+            Resend::SameRequest
+        );
+    }
+
+    #[test]
+    fn lost_customers_print_as_ranges() {
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), "1-3, 5, 7-8");
+        assert_eq!(ranges(&[]), "");
+        let many: Vec<i64> = (0..50).map(|i| i * 2).collect();
+        assert!(ranges(&many).ends_with(", …"));
+    }
+
+    #[test]
+    fn external_ids_are_read_as_a_string_or_a_list() {
+        let one = serde_json::json!({"user_data": {"external_id": "a"}});
+        let two = serde_json::json!({"user_data": {"external_id": ["a", "b"]}});
+        assert_eq!(external_ids(&one), ["a"]);
+        assert_eq!(external_ids(&two), ["a", "b"]);
+        assert!(external_ids(&serde_json::json!({})).is_empty());
+    }
+}
