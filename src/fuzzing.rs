@@ -7,8 +7,11 @@
 
 use crate::pii::{Hashed, Normalizer};
 
+/// A fuzz target's body: arbitrary bytes in, a panic only on a bug.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (the file names under `fuzz/fuzz_targets/` and `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("whatsapp_referral", whatsapp_referral),
     ("utm_event", utm_event),
     ("pii_phone", pii_phone),
