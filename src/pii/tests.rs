@@ -510,3 +510,15 @@ fn google_emails_drop_gmail_dots_and_plus_tags_only_for_gmail() {
         "a digest is not hashed twice"
     );
 }
+
+/// Found by the `pii_phone` fuzz target: with region BR, an invalid Brazilian number written
+/// with `+55` was re-read through Brazil's "00 + carrier code" rule as `+95…` (Myanmar). That
+/// rule is for numbers dialled with `00`; a `+` already names the country.
+#[test]
+fn a_plus_number_is_never_re_read_as_a_carrier_prefixed_one() {
+    let digits = br().phone_digits("+55 95 58675-4321").unwrap();
+    assert!(digits.starts_with("55"), "{digits}");
+    assert_eq!(br().phone_digits(&format!("+{digits}")).unwrap(), digits);
+    // Dialled with 00 + carrier 21, the rule still applies.
+    assert_eq!(br().phone_digits("0021 1 650 555 0100").unwrap(), "16505550100");
+}
