@@ -520,5 +520,8 @@ fn a_plus_number_is_never_re_read_as_a_carrier_prefixed_one() {
     assert!(digits.starts_with("55"), "{digits}");
     assert_eq!(br().phone_digits(&format!("+{digits}")).unwrap(), digits);
     // Dialled with 00 + carrier 21, the rule still applies.
-    assert_eq!(br().phone_digits("0021 1 650 555 0100").unwrap(), "16505550100");
+    assert_eq!(
+        br().phone_digits("0021 1 650 555 0100").unwrap(),
+        "16505550100"
+    );
 }
