@@ -186,9 +186,17 @@ pub(crate) fn normalize(raw: &str, region: &Region) -> Result<String, PiiError> 
         // Not valid per the library's metadata, but the country code is explicit and known (e.g.
         // a Brazilian WhatsApp id without the 9th digit): keep it. The library still normalises
         // it (drops a stray trunk 0 after the country code).
+        // If what that leaves is a valid number, take its canonical spelling, so normalising
+        // the result again gives the same digits (one number, one hash).
         return parse(None, &intl)
             .as_ref()
             .and_then(e164_digits)
+            .map(|d| {
+                parse(None, &format!("+{d}"))
+                    .as_ref()
+                    .and_then(valid_digits)
+                    .unwrap_or(d)
+            })
             .ok_or(PiiError::PhoneUnknownCountryCode);
     }
 

@@ -525,3 +525,12 @@ fn a_plus_number_is_never_re_read_as_a_carrier_prefixed_one() {
         "16505550100"
     );
 }
+
+/// Found by the `pii_phone` fuzz target: an invalid international number was kept with one
+/// trunk 0 dropped, and that result was itself a valid number spelled differently, so
+/// normalising the output again changed it (two hashes for one number).
+#[test]
+fn an_invalid_international_number_normalises_to_a_fixed_point() {
+    let digits = br().phone_digits("00 5 30 0 02410043").unwrap();
+    assert_eq!(br().phone_digits(&format!("+{digits}")).unwrap(), digits);
+}
