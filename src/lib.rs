@@ -11,6 +11,8 @@ pub mod cli;
 pub mod console;
 pub mod demo;
 pub mod doctor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_client;
 pub mod local_pg;
 pub mod locale;

@@ -183,3 +183,68 @@ async fn killed_owner_leaves_nothing_behind() {
         processes_mentioning(&dir)
     );
 }
+
+/// `stagecast bench chaos` crash-restarts its cluster: same port (URLs stay valid), a new
+/// postmaster, committed data kept (the database commits synchronously, as the chaos run sets
+/// it), and the directory still deleted on drop. Any other server is refused untouched.
+#[tokio::test]
+async fn a_throwaway_cluster_restarts_on_its_port_and_keeps_synchronous_commits() {
+    if !binaries_present().await {
+        return;
+    }
+    let mut pg = LocalPostgres::start_throwaway(false).await.expect("starts");
+    let url = pg.create_database("restart_me").await.expect("database");
+    let mut admin = sqlx::PgConnection::connect(pg.admin_url()).await.unwrap();
+    sqlx::raw_sql("ALTER DATABASE restart_me SET synchronous_commit = on")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let before = pg.throwaway_pid().expect("a postmaster");
+    let dir = pg.throwaway_dir().expect("a directory").to_owned();
+
+    pg.restart_throwaway(Duration::from_millis(200))
+        .await
+        .expect("restarts");
+
+    assert_ne!(pg.throwaway_pid(), Some(before), "a new postmaster");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut conn).await.is_err(),
+        "the old session died with the server"
+    );
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("same URL");
+    let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    conn.close().await.unwrap();
+    drop(pg);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[tokio::test]
+async fn only_a_throwaway_cluster_is_ever_restarted() {
+    // The suite's server, reached by URL: a server stagecast did not start (even when it is
+    // the suite's own throwaway cluster, a URL does not own it). Refused before anything is sent.
+    let url = support::server().await.admin_url().to_owned();
+    let mut pg = LocalPostgres::find_or_start(stagecast::local_pg::FindOptions {
+        database_url: Some(url),
+        ..Default::default()
+    })
+    .await
+    .expect("reachable");
+    let err = pg
+        .restart_throwaway(Duration::ZERO)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, stagecast::local_pg::LocalPgError::NotThrowaway { .. }),
+        "{err}"
+    );
+}

@@ -12,8 +12,11 @@
 //! 3. Idle latency: single-customer moves on an idle worker, commit → event accepted.
 //!
 //! `--one-throttled` measures instead throughput to 50 destinations with one of them throttled
-//! (`throttled_destination.rs`).
+//! (`throttled_destination.rs`). `stagecast bench chaos` ([`chaos`]) is the other measurement:
+//! nothing lost or sent under a new id while worker processes are killed, Postgres restarts and
+//! the platform misbehaves.
 
+pub mod chaos;
 mod throttled_destination;
 
 use std::time::{Duration, Instant};
@@ -34,6 +37,8 @@ use stagecast_sandbox::MetaGraphSandbox;
 
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Customers moved to the Purchase stage in one UPDATE: one throughput run per size of the
     /// list (e.g. 10000,100000,1000000), each on customers of its own, each followed by the
     /// no-op queue ceiling of the same size.
@@ -77,10 +82,21 @@ pub struct BenchArgs {
     pub one_throttled: bool,
 }
 
+#[derive(Debug, clap::Subcommand, Clone)]
+pub enum BenchCommand {
+    /// Stage changes while worker processes are SIGKILLed, Postgres (a throwaway cluster of
+    /// its own) restarts and the Graph sandbox fails requests; exits non-zero when an event was
+    /// lost or sent under a new id.
+    Chaos(chaos::ChaosArgs),
+}
+
 const PIXEL: &str = "424242";
 const TOKEN: &str = "EAABENCH-token";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Chaos(chaos)) = args.command {
+        return chaos::run(chaos).await;
+    }
     if args.customers.is_empty()
         || args.customers.iter().any(|&n| n < 1)
         || args.overhead_rows < 1

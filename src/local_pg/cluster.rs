@@ -114,6 +114,8 @@ pub(crate) struct Cluster {
     dir: PathBuf,
     port: u16,
     version: String,
+    /// Kept to start the same postmaster again ([`Cluster::restart`]).
+    bins: ServerBinaries,
     postmaster: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -184,6 +186,7 @@ impl Cluster {
             dir,
             port: 0,
             version: bins.version_string.clone(),
+            bins: bins.clone(),
             postmaster: None,
             watchdog: None,
         };
@@ -197,8 +200,35 @@ impl Cluster {
             );
         }
         cluster.initdb(bins, run_as.as_ref()).await?;
-        cluster.run_postmaster(bins, run_as.as_ref()).await?;
+        cluster.run_postmaster(bins, run_as.as_ref(), None).await?;
         Ok(cluster)
+    }
+
+    /// Stops the postmaster the hard way (SIGQUIT: every backend is dropped, as in a crash,
+    /// and the next start runs crash recovery), leaves it down for `down_for`, then starts it
+    /// again on the same port, so URLs handed out before stay valid. For `stagecast bench
+    /// chaos`, which must never restart anyone else's server: only a throwaway cluster has one.
+    pub(crate) async fn restart(&mut self, down_for: Duration) -> Result<(), LocalPgError> {
+        if let Some(mut pm) = self.postmaster.take() {
+            let _ = std::process::Command::new("sh")
+                .args(["-c", "kill -QUIT \"$1\"", "sh", &pm.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(pm.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if matches!(pm.try_wait(), Ok(None)) {
+                let _ = pm.kill();
+            }
+            let _ = pm.wait();
+        }
+        tokio::time::sleep(down_for).await;
+        let run_as = run_as().await?;
+        let bins = self.bins.clone();
+        let port = self.port;
+        self.run_postmaster(&bins, run_as.as_ref(), Some(port))
+            .await
     }
 
     async fn initdb(
@@ -244,15 +274,25 @@ impl Cluster {
         })
     }
 
+    /// Starts the postmaster on `port`, or on a free port when `None` (retrying when another
+    /// process takes it first).
     async fn run_postmaster(
         &mut self,
         bins: &ServerBinaries,
         run_as: Option<&RunAs>,
+        port: Option<u16>,
     ) -> Result<(), LocalPgError> {
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            self.port = free_port()?;
-            let log = fs::File::create(self.log_path())
+            self.port = match port {
+                Some(p) => p,
+                None => free_port()?,
+            };
+            // Appended to, so a restarted server's log keeps the first run's lines.
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
                 .map_err(io_err(format!("creating {}", self.log_path().display())))?;
             let log2 = log
                 .try_clone()
@@ -297,6 +337,10 @@ impl Cluster {
                     if tail.contains("could not bind") || tail.contains("already in use") {
                         last_failure = format!("port {} was taken", self.port);
                         self.postmaster = None;
+                        if port.is_some() {
+                            // The same port again: give the old socket a moment to go.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
                         continue;
                     }
                     return Err(LocalPgError::ServerStart {

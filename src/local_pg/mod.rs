@@ -119,6 +119,9 @@ pub enum LocalPgError {
     )]
     InvalidDatabaseName(String),
 
+    #[error("{server} is not a throwaway cluster started by stagecast: it is never restarted")]
+    NotThrowaway { server: String },
+
     /// A CREATE/DROP DATABASE (or the connection for it) failed. `code` is the SQLSTATE, if any.
     #[error("{action} on {server} failed: {reason}{hint}")]
     Admin {
@@ -444,6 +447,18 @@ impl LocalPostgres {
     /// The throwaway cluster's directory (data, socket, log), if this is one.
     pub fn throwaway_dir(&self) -> Option<&Path> {
         self.cluster.as_ref().map(|c| c.dir())
+    }
+
+    /// Crash-restarts the throwaway cluster (SIGQUIT, down for `down_for`, started again on the
+    /// same port). Refused for any other server: stagecast never restarts a server it did not
+    /// start.
+    pub async fn restart_throwaway(&mut self, down_for: Duration) -> Result<(), LocalPgError> {
+        match self.cluster.as_mut() {
+            Some(cluster) => cluster.restart(down_for).await,
+            None => Err(LocalPgError::NotThrowaway {
+                server: self.description.clone(),
+            }),
+        }
     }
 
     /// The throwaway cluster's postmaster PID, if this is one.

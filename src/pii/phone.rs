@@ -48,6 +48,9 @@ struct Dialled {
     digits: String,
     /// A country code is explicitly present (`+`, `00`, or a WhatsApp id).
     international: bool,
+    /// It was dialled with `00` (stripped from `digits`): only then can a Brazilian carrier
+    /// code sit between the prefix and the country code.
+    via_00: bool,
     /// The input was nothing but digits (how WhatsApp `wa_id`s and exports look), as opposed
     /// to a number formatted for humans such as `(60) 92000-0000`.
     bare: bool,
@@ -69,6 +72,7 @@ fn lex(raw: &str) -> Result<Dialled, PiiError> {
 
     let bare = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     let mut international = false;
+    let mut via_00 = false;
     if let Some((user, domain)) = text.split_once('@') {
         match domain.trim() {
             d if WA_PHONE_DOMAINS.contains(&d) => {
@@ -111,6 +115,7 @@ fn lex(raw: &str) -> Result<Dialled, PiiError> {
         if let Some(rest) = digits.strip_prefix("00") {
             digits = rest.to_owned();
             international = true;
+            via_00 = true;
         }
     }
     if digits.len() > MAX_DIGITS {
@@ -126,6 +131,7 @@ fn lex(raw: &str) -> Result<Dialled, PiiError> {
     Ok(Dialled {
         digits,
         international,
+        via_00,
         bare,
     })
 }
@@ -165,8 +171,9 @@ pub(crate) fn normalize(raw: &str, region: &Region) -> Result<String, PiiError> 
         if let Some(d) = parse(None, &intl).as_ref().and_then(valid_digits) {
             return Ok(d);
         }
-        // Brazil dials abroad as 00 + 2-digit carrier + country code (`0021 1 650…`).
-        if region.id == country::Id::BR {
+        // Brazil dials abroad as 00 + 2-digit carrier + country code (`0021 1 650…`). Never
+        // after a `+`: `+55 95 5867…` (invalid) must not become Myanmar's `+95 5867…`.
+        if region.id == country::Id::BR && dialled.via_00 {
             if let Some(rest) = digits.get(2..) {
                 if let Some(d) = parse(None, &format!("+{rest}"))
                     .as_ref()
@@ -179,9 +186,17 @@ pub(crate) fn normalize(raw: &str, region: &Region) -> Result<String, PiiError> 
         // Not valid per the library's metadata, but the country code is explicit and known (e.g.
         // a Brazilian WhatsApp id without the 9th digit): keep it. The library still normalises
         // it (drops a stray trunk 0 after the country code).
+        // If what that leaves is a valid number, take its canonical spelling, so normalising
+        // the result again gives the same digits (one number, one hash).
         return parse(None, &intl)
             .as_ref()
             .and_then(e164_digits)
+            .map(|d| {
+                parse(None, &format!("+{d}"))
+                    .as_ref()
+                    .and_then(valid_digits)
+                    .unwrap_or(d)
+            })
             .ok_or(PiiError::PhoneUnknownCountryCode);
     }
 

@@ -510,3 +510,27 @@ fn google_emails_drop_gmail_dots_and_plus_tags_only_for_gmail() {
         "a digest is not hashed twice"
     );
 }
+
+/// Found by the `pii_phone` fuzz target: with region BR, an invalid Brazilian number written
+/// with `+55` was re-read through Brazil's "00 + carrier code" rule as `+95…` (Myanmar). That
+/// rule is for numbers dialled with `00`; a `+` already names the country.
+#[test]
+fn a_plus_number_is_never_re_read_as_a_carrier_prefixed_one() {
+    let digits = br().phone_digits("+55 95 58675-4321").unwrap();
+    assert!(digits.starts_with("55"), "{digits}");
+    assert_eq!(br().phone_digits(&format!("+{digits}")).unwrap(), digits);
+    // Dialled with 00 + carrier 21, the rule still applies.
+    assert_eq!(
+        br().phone_digits("0021 1 650 555 0100").unwrap(),
+        "16505550100"
+    );
+}
+
+/// Found by the `pii_phone` fuzz target: an invalid international number was kept with one
+/// trunk 0 dropped, and that result was itself a valid number spelled differently, so
+/// normalising the output again changed it (two hashes for one number).
+#[test]
+fn an_invalid_international_number_normalises_to_a_fixed_point() {
+    let digits = br().phone_digits("00 5 30 0 02410043").unwrap();
+    assert_eq!(br().phone_digits(&format!("+{digits}")).unwrap(), digits);
+}

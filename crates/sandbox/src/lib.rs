@@ -660,3 +660,18 @@ impl Drop for InFlight {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Entry points for stagecast's fuzz targets (`fuzz/`, and the corpus replay in its test suite).
+/// Not an API for anything else.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes an `/events` body sent with `content_type` and validates its events as of `now`
+    /// (Unix seconds): `Ok(events)` or Graph's `(code, subcode)`.
+    pub fn meta_events_request(
+        content_type: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<usize, (i64, Option<i64>)> {
+        crate::meta_graph::check_events_body(content_type, body, now)
+    }
+}

@@ -740,3 +740,31 @@ async fn unsupported_method(method: Method) -> Response {
     ))
     .into_response(None)
 }
+
+/// The body decoding and event validation of `POST …/events` without a server, path or token:
+/// `Ok(n)` when Graph would take the `n` events, else the error code and subcode. For the fuzz
+/// targets (`stagecast::fuzzing`); the answer must never be a panic.
+pub(crate) fn check_events_body(
+    content_type: &str,
+    bytes: &[u8],
+    now: i64,
+) -> Result<usize, (i64, Option<i64>)> {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        if !content_type.is_empty() {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+    }
+    let mut body = parse_body(&headers, bytes);
+    let result = (|| {
+        if let Some(e) = body.error.take() {
+            return Err(e);
+        }
+        let events = events_of(body.data.as_ref())?;
+        for (index, event) in events.iter().enumerate() {
+            validate::validate_event(index, event, now)?;
+        }
+        Ok(events.len())
+    })();
+    result.map_err(|e| (e.code, e.subcode))
+}
