@@ -145,7 +145,7 @@ static CATALOG: [EventDef; 29] = [
         l(
             "O cliente fez uma doação para a sua organização.",
             "The customer made a donation to your organisation.",
-            "El cliente hizo una donación a tu organización.",
+            "El cliente hizo una donación a la organización.",
         ),
         None,
     ),
@@ -208,7 +208,7 @@ static CATALOG: [EventDef; 29] = [
         l(
             "O cliente pesquisou produtos ou serviços no seu site ou app.",
             "The customer searched for products or services on your site or app.",
-            "El cliente buscó productos o servicios en tu sitio o app.",
+            "El cliente buscó productos o servicios en el sitio o la app de la empresa.",
         ),
         None,
     ),
