@@ -448,3 +448,38 @@ async fn bad_configuration_is_an_alert_naming_the_destination_never_a_panic() {
     assert!(accepted[0].get("consent").is_none(), "{:?}", accepted[0]);
     assert!(s.alert_causes(d).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_worker_without_an_oauth_client_holds_with_a_configuration_alert_not_a_token_one() {
+    // The OAuth client is the process's configuration, not the pixel's token: the agents'
+    // alert must not tell them to generate a new token.
+    let (s, c) = stack_with_customer().await;
+    let mut t: Tuning = s.tuning();
+    t.google_ads.client_secret = None;
+    let worker = s.start_worker_with(t);
+    s.move_to(c, 2).await;
+    wait_until("the Google job held", DEADLINE, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM stagecast.jobs WHERE status = 'pending' AND last_error LIKE 'held:%'",
+        )
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    assert!(s.google.requests().is_empty(), "no upload without a token");
+    let alerts: Vec<(String, String)> =
+        sqlx::query_as("SELECT cause, message FROM stagecast.alerts ORDER BY id")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].0, "request_refused", "{alerts:?}");
+    assert!(
+        alerts[0].1.contains("--google-ads-client-id"),
+        "the alert names the missing setting: {}",
+        alerts[0].1
+    );
+}

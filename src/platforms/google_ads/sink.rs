@@ -191,18 +191,20 @@ impl SendChunk for Uploads<'_> {
             Ok(t) => t,
             Err(e) if e.is_permanent() => {
                 let error = token_error(&e);
+                // A revoked refresh token is the pixel's (a new one fixes it); a missing or
+                // refused OAuth client is this process's configuration, which the agents'
+                // token alert would send them to fix in the wrong place.
+                let cause = match e {
+                    TokenError::InvalidGrant(_) => AlertCause::TokenInvalid,
+                    _ => AlertCause::RequestRefused,
+                };
                 let news = sink
                     .holds
-                    .hold(
-                        key,
-                        config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    )
+                    .hold(key, config_fingerprint, cause, error.clone())
                     .await;
                 warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
                 let all = chunks.with_rest(chunk);
-                sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
+                sink.emit_held(chunks, all, cause, &error, news);
                 return;
             }
             Err(e) => {
