@@ -399,3 +399,74 @@ async fn every_lock_vanishing_at_once_steals_nothing_from_live_workers() {
     .unwrap();
     assert_eq!(attempts, vec![1, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_job_on_its_last_attempt_is_delivered_not_given_up() {
+    // A kill spends the attempt of every job the worker held, sent or not: in a crash loop
+    // jobs would run out of attempts without a single answer from the platform. A release by
+    // the liveness lock gives that attempt back (fencing still sees attempts grow).
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    customers(&s, 1).await;
+    s.crm_exec("UPDATE customers SET stage_id = 1 WHERE id = 1")
+        .await;
+    let max: i32 =
+        sqlx::query_scalar("SELECT max_attempts FROM stagecast.jobs WHERE kind = 'stage_change'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    // A worker that died holding the job on its last attempt: registered, its lock gone.
+    s.exec("INSERT INTO stagecast.workers (worker_id) VALUES ('died-on-last-attempt')")
+        .await;
+    s.exec(
+        "UPDATE stagecast.jobs SET status = 'running', locked_by = 'died-on-last-attempt', \
+                locked_until = now() + interval '120 seconds', attempts = max_attempts, \
+                updated_at = now() - interval '1 minute' \
+          WHERE kind = 'stage_change'",
+    )
+    .await;
+    let worker = s.start_worker_with(long_lease(&s));
+    wait_until("the job finished", DEADLINE, || async {
+        scalar(
+            &s,
+            "SELECT count(*) FROM stagecast.jobs WHERE status IN ('pending', 'running')",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let stats = worker.shutdown().await.unwrap();
+    assert_eq!(stats.get(&stats.dead_worker_jobs_released), 1);
+    let failed: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(last_error, '') FROM stagecast.jobs WHERE status = 'failed'",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert!(failed.is_empty(), "given up: {failed:?}");
+    let (attempts, note): (i32, Option<String>) = sqlx::query_as(
+        "SELECT attempts, note FROM stagecast.job_archive WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        attempts,
+        max + 1,
+        "the dead worker's last attempt, then the rescue's"
+    );
+    assert_eq!(
+        scalar(
+            &s,
+            "SELECT count(*) FROM stagecast.deliveries WHERE outcome = 'delivered'"
+        )
+        .await,
+        1,
+        "delivered, not given up (archive note: {note:?})"
+    );
+    assert_eq!(
+        scalar(&s, "SELECT count(*) FROM stagecast.alerts").await,
+        0,
+        "no delivery_gave_up alert"
+    );
+}

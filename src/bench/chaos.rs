@@ -70,9 +70,9 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 200)]
     pub meta_batch_size: usize,
     /// The workers' `--batch-size` (jobs per claim) and `--concurrency`: every job a worker
-    /// holds when it is killed has spent an attempt (a crashed attempt counts, by design), so
-    /// a worker that claims far more than it sends in a few seconds burns the attempt budget of
-    /// everything it holds at each kill.
+    /// holds when it is killed has spent an attempt; the dead-worker rescue refunds it up to
+    /// 10 times a job, so with large claims a long run can still exhaust the budget of jobs
+    /// held at every kill.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 200)]
