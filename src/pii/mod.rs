@@ -56,6 +56,16 @@ impl Hashed {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The digests as a JSON array of strings: how every platform's payload lists a match key.
+    pub fn json_array(items: &[Hashed]) -> serde_json::Value {
+        serde_json::Value::Array(
+            items
+                .iter()
+                .map(|h| serde_json::Value::String(h.0.clone()))
+                .collect(),
+        )
+    }
 }
 
 impl fmt::Display for Hashed {

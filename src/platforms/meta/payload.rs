@@ -154,14 +154,7 @@ pub fn build_event(
     let user = &event.user;
     let mut ud = Map::new();
     let mut keys = MatchKeys::default();
-    let list = |items: &[crate::pii::Hashed]| {
-        Value::Array(
-            items
-                .iter()
-                .map(|h| Value::String(h.as_str().to_string()))
-                .collect(),
-        )
-    };
+    let list = crate::pii::Hashed::json_array;
     let one = |h: &crate::pii::Hashed| Value::Array(vec![Value::String(h.as_str().to_string())]);
     if !user.emails.is_empty() {
         ud.insert("em".into(), list(&user.emails));

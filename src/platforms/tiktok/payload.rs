@@ -22,14 +22,7 @@ pub fn build_event(
     let user = &event.user;
     let mut keys = MatchKeys::default();
     let mut u = Map::new();
-    let list = |items: &[crate::pii::Hashed]| {
-        Value::Array(
-            items
-                .iter()
-                .map(|h| Value::String(h.as_str().to_string()))
-                .collect(),
-        )
-    };
+    let list = crate::pii::Hashed::json_array;
     if !user.emails.is_empty() {
         u.insert("email".into(), list(&user.emails));
         keys.em = true;
