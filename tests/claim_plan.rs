@@ -16,6 +16,7 @@ const CLAIM_SETTINGS: &str = include_str!("../sql/claim_settings.sql");
 const COMPLETE_JOBS: &str = include_str!("../sql/complete_jobs.sql");
 const WRITE_BACK_SETTINGS: &str = include_str!("../sql/write_back_settings.sql");
 const EXTEND_LEASES: &str = include_str!("../sql/extend_leases.sql");
+const LOAD_STAGE_CHANGE_CONTEXTS: &str = include_str!("../sql/load_stage_change_contexts.sql");
 
 const BURST: i64 = 100_000;
 
@@ -216,4 +217,45 @@ async fn the_worker_statements_keep_their_plan_after_an_analyze_of_the_drained_q
         serde_json::json!(["jobs_dedup_pending_idx"]),
         "{plan:#}"
     );
+}
+
+/// The pipeline's read of a batch's context, on a CRM customers table that was never analyzed
+/// (a bulk import, autovacuum off) and holds many more customers than the batch: each customer
+/// is looked up by its key. Before, the planner merge-joined the batch against an index scan of
+/// customers from its first id, reading every customer up to the batch's highest id: with the
+/// batch at the top of a 1,000,000-customer table, a million rows per 1,000 events.
+#[tokio::test]
+async fn the_context_read_looks_customers_up_by_key_in_a_table_never_analyzed() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.exec("ALTER TABLE customers SET (autovacuum_enabled = false)")
+        .await;
+    s.crm_exec(
+        "INSERT INTO customers (id, name, email, phone, utm_campaign_id, sale_price)
+         SELECT g, 'Cliente ' || g, 'cliente' || g || '@example.com',
+                '+55 11 9' || lpad(g::text, 8, '0'), 1, 100
+           FROM generate_series(1, 50000) g",
+    )
+    .await;
+    let jobs: Vec<i64> = (1..=1000).collect();
+    let customers: Vec<i64> = (49_001..=50_000).collect();
+    let stages = vec![2_i64; 1000];
+    let plan = explain(&s, "SELECT 1", &[], LOAD_STAGE_CHANGE_CONTEXTS, |q| {
+        q.bind(jobs.clone())
+            .bind(customers.clone())
+            .bind(stages.clone())
+    })
+    .await;
+    let shape: Vec<String> = plan.iter().map(describe).collect();
+    let reads: Vec<&Value> = plan
+        .iter()
+        .filter(|n| n["Relation Name"] == "customers")
+        .collect();
+    assert!(!reads.is_empty(), "no read of customers: {shape:#?}");
+    for n in reads {
+        assert!(
+            n["Index Cond"].is_string(),
+            "customers read without a key (a scan from the first customer): {shape:#?}"
+        );
+    }
 }

@@ -414,20 +414,23 @@ impl Store {
         let job_ids: Vec<i64> = keys.iter().map(|k| k.job_id).collect();
         let customer_ids: Vec<i64> = keys.iter().map(|k| k.customer_id).collect();
         let stage_ids: Vec<i64> = keys.iter().map(|k| k.stage_id).collect();
-        Ok(
+        Ok(timed(
+            "load_stage_change_contexts",
             sqlx::query_as::<_, StageChangeContext>(sql::LOAD_STAGE_CHANGE_CONTEXTS)
                 .bind(job_ids)
                 .bind(customer_ids)
                 .bind(stage_ids)
-                .fetch_all(&self.pool)
-                .await?,
+                .fetch_all(&self.pool),
         )
+        .await?)
     }
 
     pub async fn load_pixels(&self) -> Result<Vec<PixelRow>> {
-        Ok(sqlx::query_as::<_, PixelRow>(sql::LOAD_PIXELS)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(timed(
+            "load_pixels",
+            sqlx::query_as::<_, PixelRow>(sql::LOAD_PIXELS).fetch_all(&self.pool),
+        )
+        .await?)
     }
 
     /// The ledger: which of these event ids are already delivered, as (event id, job id of the
@@ -445,32 +448,44 @@ impl Store {
     // ---- attribution ----------------------------------------------------------------------
 
     pub async fn load_message(&self, message_id: i64) -> Result<Option<MessageRow>> {
-        Ok(sqlx::query_as(sql::LOAD_MESSAGE)
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(timed(
+            "load_message",
+            sqlx::query_as(sql::LOAD_MESSAGE)
+                .bind(message_id)
+                .fetch_optional(&self.pool),
+        )
+        .await?)
     }
 
     /// Customers matching any of these phone digit strings, best match first.
     pub async fn find_customers_by_phone(&self, digits: &[String]) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(sql::FIND_CUSTOMERS_BY_PHONE)
-            .bind(digits)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(timed(
+            "find_customers_by_phone",
+            sqlx::query_scalar(sql::FIND_CUSTOMERS_BY_PHONE)
+                .bind(digits)
+                .fetch_all(&self.pool),
+        )
+        .await?)
     }
 
     pub async fn match_campaign_by_ad(&self, ad_id: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_AD)
-            .bind(ad_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(timed(
+            "match_campaign_by_ad",
+            sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_AD)
+                .bind(ad_id)
+                .fetch_optional(&self.pool),
+        )
+        .await?)
     }
 
     pub async fn match_campaign_by_campaign_id(&self, campaign_id: &str) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_CAMPAIGN_ID)
-            .bind(campaign_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(timed(
+            "match_campaign_by_campaign_id",
+            sqlx::query_scalar(sql::MATCH_CAMPAIGN_BY_CAMPAIGN_ID)
+                .bind(campaign_id)
+                .fetch_optional(&self.pool),
+        )
+        .await?)
     }
 
     /// Store first-touch ad data (only if the customer has none, or completes one without a
@@ -481,12 +496,15 @@ impl Store {
         metadata: &serde_json::Value,
         campaign_id: Option<i64>,
     ) -> Result<FirstTouch> {
-        let result: String = sqlx::query_scalar(sql::RECORD_FIRST_TOUCH)
-            .bind(customer_id)
-            .bind(metadata)
-            .bind(campaign_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let result: String = timed(
+            "record_first_touch",
+            sqlx::query_scalar(sql::RECORD_FIRST_TOUCH)
+                .bind(customer_id)
+                .bind(metadata)
+                .bind(campaign_id)
+                .fetch_one(&self.pool),
+        )
+        .await?;
         Ok(match result.as_str() {
             "recorded" => FirstTouch::Recorded,
             "completed" => FirstTouch::Completed,

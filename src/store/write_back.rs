@@ -339,20 +339,26 @@ async fn write_parts(
     }
     if !batch.alerts.is_empty() {
         let json = encode("alerts", &batch.alerts)?;
-        let new: Vec<(i64, String)> = sqlx::query_as(sql::INSERT_ALERTS)
-            .bind(sanitize::json(&json).as_ref())
-            .fetch_all(&mut *conn)
-            .await?;
+        let new: Vec<(i64, String)> = timed(
+            "insert_alerts",
+            sqlx::query_as(sql::INSERT_ALERTS)
+                .bind(sanitize::json(&json).as_ref())
+                .fetch_all(&mut *conn),
+        )
+        .await?;
         report.new_alerts = new.len() as u64;
         let new_ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
         report.new_alert_causes = new.into_iter().map(|(_, cause)| cause).collect();
         if !new_ids.is_empty() {
             // Never fails for one alert: the chat post of each runs in its own exception block
             // (see the migration 20261201110000), a refused one keeps its reason in chat_error.
-            let posted: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(sql::POST_ALERTS)
-                .bind(&new_ids)
-                .fetch_all(&mut *conn)
-                .await?;
+            let posted: Vec<(i64, Option<i64>, Option<String>)> = timed(
+                "post_alerts",
+                sqlx::query_as(sql::POST_ALERTS)
+                    .bind(&new_ids)
+                    .fetch_all(&mut *conn),
+            )
+            .await?;
             report.posted_alerts = posted.iter().filter(|p| p.1.is_some()).count() as u64;
             for (alert, _, reason) in &posted {
                 if let Some(reason) = reason {
