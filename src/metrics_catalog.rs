@@ -176,7 +176,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: JOBS_CLAIMED,
         kind: MetricType::Counter,
         labels: &["kind"],
-        help: "Jobs leased by this worker (including jobs rescued from an expired lease).",
+        help: "Jobs leased by this worker: claimed (including jobs rescued from an expired lease), or leased to it at birth by its expansion of a bulk change.",
     },
     MetricDef {
         name: JOBS_COMPLETED,

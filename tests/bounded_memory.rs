@@ -96,10 +96,11 @@ async fn a_bulk_update_is_queued_and_expanded_in_chunks_of_the_configured_size()
     for b in &batches {
         created.push(
             s.store
-                .expand_stage_change_batch(b.id, "w", b.attempts)
+                .expand_stage_change_batch(b.id, "w", b.attempts, 0, 30.0)
                 .await
                 .unwrap()
-                .expect("held by w"),
+                .expect("held by w")
+                .created,
         );
     }
     assert_eq!(created, vec![3000, 3000, 3000, 3000, 3000, 3000, 2000]);
@@ -177,18 +178,33 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
     bulk_move(&s, n, 2, 250).await;
     assert_eq!(chunk_sizes(&s).await.len(), 8);
 
-    // A worker claims four chunks with a 1 s lease, expands two, and dies holding the others.
+    // A worker claims four chunks with a 1 s lease, expands two (leasing 100 of the first's
+    // jobs to itself at birth, as a worker with capacity free does), and dies holding the
+    // others and those 100 jobs.
     let dead = s.store.claim_jobs(4, "dead-worker", 1.0).await.unwrap();
     assert_eq!(dead.len(), 4);
-    for b in &dead[..2] {
-        assert_eq!(
-            s.store
-                .expand_stage_change_batch(b.id, "dead-worker", b.attempts)
-                .await
-                .unwrap(),
-            Some(250)
-        );
+    for (b, lease) in dead[..2].iter().zip([100, 0]) {
+        let expansion = s
+            .store
+            .expand_stage_change_batch(b.id, "dead-worker", b.attempts, lease, 1.0)
+            .await
+            .unwrap()
+            .expect("held by the dead worker");
+        assert_eq!(expansion.created, 250);
+        assert_eq!(expansion.leased.len(), lease);
+        assert!(expansion
+            .leased
+            .iter()
+            .all(|j| j.attempts == 1 && j.kind == "stage_change"));
     }
+    let leased_to_the_dead: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change' AND status = 'running' \
+         AND locked_by = 'dead-worker'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(leased_to_the_dead, 100);
 
     // A live worker takes the rest up (the two held chunks once their lease expires).
     // Small claims: on a loaded machine a debug build works a 1,000-job batch slowly.
@@ -207,8 +223,8 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
     assert_eq!(accepted, n as usize, "no event sent twice");
     assert_eq!(
         stats.rescued.load(std::sync::atomic::Ordering::Relaxed),
-        2,
-        "the two chunks the dead worker held were rescued"
+        2 + 100,
+        "the two chunks the dead worker held and the 100 jobs leased to it at birth were rescued"
     );
 
     // Exactly one job per customer, all done; every chunk expanded once.
@@ -240,6 +256,57 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
     assert_eq!((delivered, events, customers), (n, n, n));
     let customer_ids: HashSet<i64> = per_customer.iter().map(|&(c, _)| c).collect();
     assert_eq!(customer_ids, (1..=n).collect::<HashSet<i64>>());
+}
+
+/// The expanding worker leases a chunk's jobs to itself at birth, as far as its capacity is
+/// free, and works on them without claiming them; the rest are claimed as usual. Every customer
+/// still gets exactly one event and one job.
+#[tokio::test]
+async fn an_expanded_chunk_is_worked_by_its_expander_without_a_claim_within_its_capacity() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let n = 3_000;
+    customers(&s, n).await;
+    bulk_move(&s, n, 2, 5_000).await;
+    assert_eq!(chunk_sizes(&s).await, vec![3_000]);
+
+    let mut tuning = s.tuning();
+    tuning.worker.concurrency = 1_000;
+    tuning.worker.batch_size = 250;
+    let worker = s.start_worker_with(tuning);
+    wait_for_value(
+        "every customer's event accepted",
+        DEADLINE * 2,
+        || async { s.sandbox.accepted_events() },
+        |&a| a >= n as usize,
+    )
+    .await;
+    s.drained().await;
+    let stats = worker.shutdown().await.unwrap();
+    let claimed = stats.claimed.load(std::sync::atomic::Ordering::Relaxed);
+    let adopted = stats.adopted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        adopted > 0 && adopted < 1_000,
+        "leased at birth: some, never more than the capacity left by the claim ({adopted})"
+    );
+    assert_eq!(
+        claimed + adopted,
+        1 + n as u64,
+        "the chunk and the jobs not leased at birth were claimed, the others not"
+    );
+    assert_eq!(
+        s.sandbox.accepted_events(),
+        n as usize,
+        "no event sent twice"
+    );
+    let (jobs, customers, attempts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT customer_id), max(attempts)::bigint FROM stagecast.job_archive \
+         WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((jobs, customers, attempts), (n, n, 1));
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ const CLAIM_SETTINGS: &str = include_str!("../sql/claim_settings.sql");
 const COMPLETE_JOBS: &str = include_str!("../sql/complete_jobs.sql");
 const WRITE_BACK_SETTINGS: &str = include_str!("../sql/write_back_settings.sql");
 const EXTEND_LEASES: &str = include_str!("../sql/extend_leases.sql");
+const EXPAND_STAGE_CHANGE_BATCH: &str = include_str!("../sql/expand_stage_change_batch.sql");
 const LOAD_STAGE_CHANGE_CONTEXTS: &str = include_str!("../sql/load_stage_change_contexts.sql");
 
 const BURST: i64 = 100_000;
@@ -112,8 +113,13 @@ fn assert_no_scan_of_the_whole_queue(what: &str, plan: &[Value]) {
         if n["Node Type"] == "Nested Loop" {
             // A nested loop is fine only when its inner side is a keyed probe, never a scan
             // of the table repeated per outer row.
+            // Only its outer and inner sides loop; a CTE or init plan under it runs once.
             for child in n["Plans"].as_array().into_iter().flatten() {
-                if child["Relation Name"] == "jobs" {
+                let looped = matches!(
+                    child["Parent Relationship"].as_str(),
+                    Some("Outer" | "Inner")
+                );
+                if looped && child["Relation Name"] == "jobs" {
                     assert!(
                         child["Index Cond"].is_string(),
                         "{what}: a nested loop over an unkeyed scan of stagecast.jobs: {shape:#?}"
@@ -198,6 +204,25 @@ async fn the_worker_statements_keep_their_plan_after_an_analyze_of_the_drained_q
     )
     .await;
     assert_no_scan_of_the_whole_queue("extend_leases.sql", &beat);
+
+    // The expansion of a chunk, leasing its jobs at birth: the batch job by primary key, the
+    // dedup of the leased rows a probe of the pending-only index per row.
+    let expand = explain(&s, "SELECT 1", &[], EXPAND_STAGE_CHANGE_BATCH, |q| {
+        q.bind(1_i64)
+            .bind("w")
+            .bind(1_i32)
+            .bind(5000_i64)
+            .bind(60.0_f64)
+    })
+    .await;
+    assert_no_scan_of_the_whole_queue("expand_stage_change_batch.sql", &expand);
+    let shape: Vec<String> = expand.iter().map(describe).collect();
+    assert!(
+        expand
+            .iter()
+            .any(|n| n["Index Name"] == "jobs_dedup_pending_idx"),
+        "the leased rows' dedup probes jobs_dedup_pending_idx: {shape:#?}"
+    );
 
     // The CRM trigger's insert: its dedup is the ON CONFLICT arbiter, a probe of the unique
     // partial index per row whatever the statistics.

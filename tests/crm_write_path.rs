@@ -859,10 +859,11 @@ async fn the_same_change_enqueued_twice_is_one_job_and_a_repeat_in_a_bulk_update
     for b in &batches {
         created += s
             .store
-            .expand_stage_change_batch(b.id, "w", b.attempts)
+            .expand_stage_change_batch(b.id, "w", b.attempts, 0, 30.0)
             .await
             .unwrap()
-            .expect("still held");
+            .expect("still held")
+            .created;
     }
     assert_eq!(
         created,

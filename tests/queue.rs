@@ -200,9 +200,10 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     for j in batches.iter().filter(|j| j.kind == "stage_change_batch") {
         created.push(
             s.store
-                .expand_stage_change_batch(j.id, "w", j.attempts)
+                .expand_stage_change_batch(j.id, "w", j.attempts, 0, 30.0)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|e| e.created),
         );
     }
     created.sort();
@@ -221,9 +222,10 @@ async fn a_bulk_update_queues_one_batch_job_expanded_into_deduplicated_jobs() {
     // A stale worker cannot expand a batch it no longer holds.
     assert_eq!(
         s.store
-            .expand_stage_change_batch(batches[0].id, "other", 1)
+            .expand_stage_change_batch(batches[0].id, "other", 1, 0, 30.0)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|e| e.created),
         None
     );
 }

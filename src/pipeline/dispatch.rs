@@ -1,6 +1,8 @@
 //! Handler dispatch: a claimed batch split by job kind (`kinds`). Stage changes are processed
 //! together (their events are batched per destination); a bulk change, queued in chunks, is
-//! expanded into stage changes in SQL, a chunk per statement, alongside; an attribution job runs on its own; an unknown kind fails visibly.
+//! expanded into stage changes in SQL, a chunk per statement, alongside, and the new jobs the
+//! worker has capacity for are leased to it in that statement and processed here without a
+//! claim; an attribution job runs on its own; an unknown kind fails visibly.
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn, Instrument};
@@ -16,8 +18,16 @@ use crate::store::{ClaimedJob, OutcomeRow};
 /// heartbeat's too: leases then lapse) and share the cores, so the first chunk's jobs would
 /// commit only with the last. One at a time: the first jobs are claimable after one chunk's
 /// time, and one expansion (≈ 50,000 jobs/s) outpaces delivery. More workers expand more at
-/// once.
+/// once. The turn is the statement's only: the jobs it leased are worked on after it.
 pub(super) const EXPANSIONS_AT_ONCE: usize = 1;
+
+/// At most this many of a chunk's jobs are leased to the expanding worker at birth (a chunk is
+/// 5,000 by default; the worker's free capacity bounds it further).
+const LEASED_AT_EXPANSION_MAX: usize = 5_000;
+
+/// Leased jobs are processed this many at a time, like a claimed batch of the default size:
+/// one context query and one ledger read each.
+const LEASED_BATCH: usize = 1_000;
 
 /// The shortest time between two ANALYZEs of the queue after expansions (one ANALYZE reads a
 /// 30,000-row sample; per chunk it would cost more than the chunk).
@@ -98,7 +108,7 @@ impl Pipeline {
             payload: serde_json::Value::Null,
             ..job
         };
-        let _turn = tokio::select! {
+        let turn = tokio::select! {
             permit = self.expansions.acquire() => permit.ok(),
             _ = ctx.shutdown.cancelled() => {
                 // Given back whole: the next worker expands it (attempt refunded).
@@ -108,20 +118,45 @@ impl Pipeline {
                 return;
             }
         };
-        match self
+        // Lease the new jobs to ourselves as far as the worker has capacity free: they are
+        // worked on here without a claim; the rest wait, pending, for any worker's claim.
+        let borrowed = ctx.borrow_capacity(LEASED_AT_EXPANSION_MAX);
+        ctx.skip_heartbeat(job.id);
+        let expanded = self
             .store
-            .expand_stage_change_batch(job.id, &ctx.worker_id, job.attempts)
-            .await
-        {
-            Ok(Some(created)) => {
+            .expand_stage_change_batch(
+                job.id,
+                &ctx.worker_id,
+                job.attempts,
+                borrowed,
+                ctx.lease_duration.as_secs_f64(),
+            )
+            .await;
+        ctx.resume_heartbeat(job.id);
+        drop(turn);
+        let leased = match &expanded {
+            Ok(Some(e)) => e.leased.len(),
+            _ => 0,
+        };
+        ctx.give_back_capacity(borrowed.saturating_sub(leased));
+        match expanded {
+            Ok(Some(expansion)) => {
                 info!(
                     job_id = job.id,
-                    created, "expanded a bulk stage change into jobs"
+                    created = expansion.created,
+                    leased,
+                    "expanded a bulk stage change into jobs"
                 );
                 debug!(outcome = "expanded", "job finished");
                 out.finalized.push(job.id);
-                if created >= 1000 {
+                if expansion.created >= 1000 {
                     self.analyze_after_expansion().await;
+                }
+                if !expansion.leased.is_empty() {
+                    ctx.adopt(&expansion.leased);
+                    metrics::counter!(crate::metrics_catalog::JOBS_CLAIMED, "kind" => kinds::STAGE_CHANGE)
+                        .increment(leased as u64);
+                    self.process_leased(ctx, expansion.leased, out).await;
                 }
             }
             Ok(None) => {
@@ -138,6 +173,32 @@ impl Pipeline {
                 debug!(outcome = row.outcome, "job finished");
                 out.write_back.outcomes.push(row);
             }
+        }
+    }
+
+    /// The jobs an expansion leased to this worker, processed like claimed batches of
+    /// [`LEASED_BATCH`] at once (their events still batch per destination across them).
+    async fn process_leased(
+        &self,
+        ctx: &BatchContext,
+        leased: Vec<ClaimedJob>,
+        out: &mut HandlerOutput,
+    ) {
+        let mut rest = leased;
+        let mut batches = Vec::new();
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(LEASED_BATCH));
+            batches.push(std::mem::replace(&mut rest, tail));
+        }
+        let parts = futures_util::future::join_all(batches.into_iter().map(|jobs| async move {
+            let mut part = HandlerOutput::default();
+            self.process_stage_changes(ctx, jobs, &mut part).await;
+            part
+        }))
+        .await;
+        for part in parts {
+            out.write_back.append(part.write_back);
+            out.finalized.extend(part.finalized);
         }
     }
 

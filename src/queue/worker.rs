@@ -155,9 +155,67 @@ pub struct BatchContext {
     /// permit back at once, so a slow or rate-limited destination in the batch holds only its
     /// own jobs' share of the concurrency, never the whole batch's (no head-of-line blocking).
     permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// The worker's capacity, for jobs a handler takes on beyond its claimed batch.
+    capacity: Arc<Semaphore>,
+    /// Jobs the handler took on beyond the claimed batch (leased to this worker in SQL, e.g. a
+    /// bulk change's jobs leased at their expansion): covered like the batch's own, so a panic
+    /// or a forgotten one still gets an outcome instead of a lease heart-beaten forever.
+    adopted: std::sync::Mutex<Vec<(i64, i32)>>,
+    /// How long a lease this worker takes lasts.
+    pub lease_duration: Duration,
 }
 
 impl BatchContext {
+    /// Take up to `max` of the worker's free capacity for jobs beyond the claimed batch,
+    /// without waiting: how many it got. It comes back like the batch's own, as jobs complete
+    /// ([`Self::give_back_capacity`] returns what went unused).
+    pub fn borrow_capacity(&self, max: usize) -> usize {
+        let n = self.capacity.available_permits().min(max);
+        if n == 0 {
+            return 0;
+        }
+        let Ok(extra) = self.capacity.clone().try_acquire_many_owned(n as u32) else {
+            return 0;
+        };
+        let mut permits = self.permits.lock().unwrap_or_else(|p| p.into_inner());
+        match permits.as_mut() {
+            Some(held) => held.merge(extra),
+            None => *permits = Some(extra),
+        }
+        n
+    }
+
+    /// Give back `n` borrowed permits that no job uses.
+    pub fn give_back_capacity(&self, n: usize) {
+        self.release_capacity(n);
+    }
+
+    /// Keep `job_id` out of the heartbeat while a statement of this batch holds its row lock
+    /// (an expansion deletes the chunk's row): the beat would wait for that lock and, past its
+    /// bound, fail for every lease this worker holds. The row's lease is not extended meanwhile;
+    /// the statement is fenced like a write-back. [`Self::resume_heartbeat`] undoes it.
+    pub fn skip_heartbeat(&self, job_id: i64) {
+        let_expire(&self.expiring, job_id);
+    }
+
+    pub fn resume_heartbeat(&self, job_id: i64) {
+        self.expiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job_id);
+    }
+
+    /// Jobs leased to this worker outside a claim, now this batch's to finish.
+    pub fn adopt(&self, jobs: &[ClaimedJob]) {
+        self.stats
+            .adopted
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        self.adopted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(jobs.iter().map(|j| (j.id, j.attempts)));
+    }
+
     /// Give back the capacity of `n` jobs that are done (at most what the batch still holds).
     fn release_capacity(&self, n: usize) {
         if n == 0 {
@@ -272,6 +330,8 @@ pub enum WorkerError {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub claimed: AtomicU64,
+    /// Jobs leased to this worker outside a claim (a bulk change's, at their expansion).
+    pub adopted: AtomicU64,
     pub rescued: AtomicU64,
     pub applied: AtomicU64,
     pub fenced_out: AtomicU64,
@@ -599,7 +659,9 @@ impl<H: JobHandler> Worker<H> {
             let lease = clock.register_since(claim_started, generation);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats, self.handler.kinds());
-            // Only this loop acquires permits and it claimed no more than were free.
+            // It claimed no more than were free; only a batch borrowing capacity for the jobs
+            // it leases itself (a bulk change's, at expansion) can have taken some meanwhile,
+            // and those come back as that batch's jobs complete.
             let permits = capacity
                 .clone()
                 .acquire_many_owned(got as u32)
@@ -617,6 +679,9 @@ impl<H: JobHandler> Worker<H> {
                 stats: stats.clone(),
                 expiring: expiring.clone(),
                 permits: std::sync::Mutex::new(Some(permits)),
+                capacity: capacity.clone(),
+                adopted: std::sync::Mutex::new(Vec::new()),
+                lease_duration: cfg.lease,
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
@@ -694,10 +759,17 @@ async fn run_handler<H: JobHandler>(
     ctx: &BatchContext,
     jobs: Vec<ClaimedJob>,
 ) -> WriteBack {
-    let expected: Vec<(i64, i32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
+    let mut expected: Vec<(i64, i32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
     let result = AssertUnwindSafe(handler.handle(ctx, jobs))
         .catch_unwind()
         .await;
+    expected.extend(
+        ctx.adopted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied(),
+    );
     let (mut write_back, finalized) = match result {
         Ok(out) => (out.write_back, out.finalized),
         Err(panic) => {

@@ -322,24 +322,62 @@ impl Store {
 
     /// Expand a `stage_change_batch` job (one chunk of a bulk change, at most
     /// `stagecast.stage_change_chunk` customers) into per-customer jobs, in one statement: the
-    /// chunk is expanded and archived, or not at all. `None` when the worker no longer holds
-    /// the job (its lease expired and another worker took it).
+    /// chunk is expanded and archived, or not at all. Up to `lease` of the new jobs are leased to
+    /// `worker` at birth (attempt 1, for `lease_secs`) and returned for it to work on without a
+    /// claim. `None` when the worker no longer holds the batch job (its lease expired and
+    /// another worker took it).
     pub async fn expand_stage_change_batch(
         &self,
         job_id: i64,
         worker: &str,
         attempt: i32,
-    ) -> Result<Option<u64>> {
-        let (created, archived): (i64, i64) = timed(
+        lease: usize,
+        lease_secs: f64,
+    ) -> Result<Option<Expansion>> {
+        type Row = (
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<serde_json::Value>,
+            Option<i32>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = timed(
             "expand_stage_change_batch",
             sqlx::query_as(sql::EXPAND_STAGE_CHANGE_BATCH)
                 .bind(job_id)
                 .bind(worker)
                 .bind(attempt)
-                .fetch_one(&self.pool),
+                .bind(i64::try_from(lease).unwrap_or(i64::MAX))
+                .bind(lease_secs)
+                .fetch_all(&self.pool),
         )
         .await?;
-        Ok((archived > 0).then_some(created as u64))
+        let Some(&(created, archived, ..)) = rows.first() else {
+            return Ok(None);
+        };
+        if archived == 0 {
+            return Ok(None);
+        }
+        let leased = rows
+            .into_iter()
+            .filter_map(|(_, _, id, kind, payload, max_attempts, created_at)| {
+                Some(ClaimedJob {
+                    id: id?,
+                    kind: kind?,
+                    payload: payload?,
+                    attempts: 1,
+                    max_attempts: max_attempts?,
+                    created_at: created_at?,
+                    rescued: false,
+                })
+            })
+            .collect();
+        Ok(Some(Expansion {
+            created: created as u64,
+            leased,
+        }))
     }
 
     /// Refresh the queue's statistics (after a bulk insert, rather than waiting for

@@ -17,6 +17,15 @@ pub struct ClaimedJob {
     pub rescued: bool,
 }
 
+/// A bulk change's chunk expanded into per-customer jobs.
+#[derive(Debug)]
+pub struct Expansion {
+    /// Jobs created (leased and pending).
+    pub created: u64,
+    /// The ones leased at birth to the expanding worker (attempt 1), to work on unclaimed.
+    pub leased: Vec<ClaimedJob>,
+}
+
 /// Which context to load for a stage-change job.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextKey {
