@@ -45,6 +45,35 @@ macro_rules! sink_destination {
 }
 pub(crate) use sink_destination;
 
+/// What every platform's sink (`limiter: DestinationLimiter`, `holds: DestinationHolds`,
+/// `config`) has alike: a `Debug` that shows the config but not the client (it holds
+/// credentials), and sharing its rate limit, pauses and holds with every worker on the database.
+macro_rules! sink_limits {
+    ($sink:ident, $label:expr, $trace_name:expr) => {
+        impl std::fmt::Debug for $sink {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($sink))
+                    .field("config", &self.config)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $sink {
+            /// Share this sink's rate limit, pauses and holds with every worker on the database.
+            pub fn share_limits(&self, shared: &$crate::platforms::shared_limits::SharedLimits) {
+                self.limiter.share(shared.clone());
+                self.holds.share(shared.clone(), $label, $trace_name);
+            }
+
+            /// Resolves once the shared holds were read (at once after the first time).
+            pub async fn limits_ready(&self) {
+                self.holds.ready().await;
+            }
+        }
+    };
+}
+pub(crate) use sink_limits;
+
 /// One platform's request for one chunk: build it, send it, classify the answer and report
 /// the chunk's results (or put it back) through [`Chunks`].
 pub trait SendChunk {

@@ -23,7 +23,7 @@ use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, Prepar
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    record_request, sink_destination, Chunks, HoldTarget, SendChunk, SendLoop,
+    record_request, sink_destination, sink_limits, Chunks, HoldTarget, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -48,13 +48,7 @@ pub struct GoogleAdsSink {
     config: GoogleAdsConfig,
 }
 
-impl std::fmt::Debug for GoogleAdsSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GoogleAdsSink")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+sink_limits!(GoogleAdsSink, super::LABEL, super::TRACE_NAME);
 
 fn token_error(e: &TokenError) -> DeliveryError {
     let code = match e {
@@ -90,18 +84,6 @@ impl GoogleAdsSink {
             holds: DestinationHolds::new(config.hold_probe),
             config,
         })
-    }
-
-    /// Share this sink's rate limit, pauses and holds with every worker on the database.
-    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
-        self.limiter.share(shared.clone());
-        self.holds
-            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
-    }
-
-    /// Resolves once the shared holds were read (at once after the first time).
-    pub async fn limits_ready(&self) {
-        self.holds.ready().await;
     }
 
     pub fn config(&self) -> &GoogleAdsConfig {

@@ -18,7 +18,7 @@ use crate::platforms::outcome::{EventOutcome, PreparedEvent};
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    record_request, sink_destination, Chunks, HoldTarget, SendChunk, SendLoop,
+    record_request, sink_destination, sink_limits, Chunks, HoldTarget, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -46,13 +46,7 @@ pub struct MetaSink {
     config: MetaConfig,
 }
 
-impl std::fmt::Debug for MetaSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaSink")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+sink_limits!(MetaSink, super::LABEL, super::TRACE_NAME);
 
 impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
@@ -69,18 +63,6 @@ impl MetaSink {
             holds: DestinationHolds::new(config.hold_probe),
             config,
         })
-    }
-
-    /// Share this sink's rate limit, pauses and holds with every worker on the database.
-    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
-        self.limiter.share(shared.clone());
-        self.holds
-            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
-    }
-
-    /// Resolves once the shared holds were read (at once after the first time).
-    pub async fn limits_ready(&self) {
-        self.holds.ready().await;
     }
 
     pub fn config(&self) -> &MetaConfig {
