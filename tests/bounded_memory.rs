@@ -358,3 +358,78 @@ async fn the_first_chunks_are_delivered_while_a_later_one_is_not_yet_expanded() 
     worker.shutdown().await.unwrap();
     assert_eq!(s.sandbox.accepted_events(), n as usize);
 }
+
+/// `--claim-max-bytes` reaches the worker `stagecast run` starts: a stage change padded past
+/// the default per-job bound (which would withhold it: "too large to be claimed") is claimed
+/// whole and delivered under a larger budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_budget_flag_reaches_the_worker() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.move_to(1, 1).await;
+    s.exec(
+        "UPDATE stagecast.jobs SET payload = payload || jsonb_build_object('padding', repeat('x', 20000)) \
+          WHERE kind = 'stage_change'",
+    )
+    .await;
+    let size: i32 = sqlx::query_scalar(
+        "SELECT octet_length(payload::text) FROM stagecast.jobs WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(size > stagecast::store::DEFAULT_JOB_PAYLOAD_MAX, "{size}");
+    // 1 MiB over 10 jobs: about 100 KiB a job.
+    let mut worker = s
+        .worker_command()
+        .args(["--batch-size", "10"])
+        .env("STAGECAST_CLAIM_MAX_BYTES", "1MiB")
+        .env("STAGECAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the stagecast binary");
+    assert!(
+        s.sandbox.wait_for_events(1, DEADLINE).await,
+        "the padded stage change is delivered"
+    );
+    worker.kill().await.unwrap();
+    let failed: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(last_error, '') FROM stagecast.jobs WHERE status = 'failed'",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// A claim budget of nothing, or too small for the batch, is refused before connecting, naming
+/// the flag and what would fit.
+#[tokio::test]
+async fn a_claim_budget_of_zero_or_too_small_for_the_batch_is_refused() {
+    for (args, says) in [
+        (&["--claim-max-bytes", "0"][..], "must be more than 0 bytes"),
+        (
+            &["--claim-max-bytes", "64KiB", "--batch-size", "1000"][..],
+            "lower --batch-size to at most 64",
+        ),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagecast"))
+            .env_clear()
+            .arg("run")
+            .args(args)
+            // Never reached: the settings are checked before connecting.
+            .args(["--database-url", "postgres://stagecast@127.0.0.1:1/none"])
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--claim-max-bytes") && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("could not connect"), "{stderr}");
+    }
+}

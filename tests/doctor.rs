@@ -690,3 +690,88 @@ async fn google_ads_credentials_are_checked_by_a_token_exchange() {
         Some("STAGECAST_GOOGLE_ADS_TOKEN_URL"),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_are_listed_alive_or_dead_with_the_jobs_each_runs() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    // A worker killed without a trace: registered, its lock gone with its session, one job of
+    // its still leased.
+    let dead = "deadhost-4242-0badc0de";
+    s.exec(&format!(
+        "INSERT INTO stagecast.workers (worker_id) VALUES ('{dead}');
+         INSERT INTO stagecast.jobs (kind, payload, status, attempts, locked_by, locked_until)
+         VALUES ('stage_change', '{{}}', 'running', 1, '{dead}', now() + interval '1 hour')"
+    ))
+    .await;
+    // The live worker would release the dead one's job (and forget it) after the grace: not
+    // within this test.
+    let mut t = s.tuning();
+    t.worker.rescue_grace = std::time::Duration::from_secs(3600);
+    let worker = s.start_worker_with(t);
+    let live = worker.worker_id().to_string();
+    // Its one request is held in flight: its job stays running.
+    s.sandbox.hold_answers();
+    s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.move_to(1, 1).await;
+    wait::wait_until("the live worker runs its job", wait::DEADLINE, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM stagecast.jobs WHERE status = 'running' AND locked_by = $1",
+        )
+        .bind(&live)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+
+    let out = doctor(&s.db.worker_url, &s.sandbox.base_url(), Some(KEYS), &[]).await;
+    let o = &out.stdout;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a dead worker is a warning\n{o}\n{}",
+        out.stderr
+    );
+    assert_check(o, "✓", "Workers: 1 alive, 1 dead", None);
+    assert_check(
+        o,
+        "✓",
+        &format!("Worker {live}: alive (holds its liveness lock); started "),
+        None,
+    );
+    assert_check(o, "✓", "ago, 1 job(s) running", None);
+    assert_check(
+        o,
+        "!",
+        &format!("Worker {dead}: dead: its liveness lock is not held"),
+        Some("a live worker releases its jobs"),
+    );
+
+    let json = doctor(
+        &s.db.worker_url,
+        &s.sandbox.base_url(),
+        Some(KEYS),
+        &["--json"],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let ids: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&format!("queue.worker.{live}").as_str()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&format!("queue.worker.{dead}").as_str()),
+        "{ids:?}"
+    );
+
+    s.sandbox.release_answers();
+    worker.shutdown().await.unwrap();
+}

@@ -316,6 +316,16 @@ async fn with_database(
             &e,
         )),
     }
+    match store.doctor_workers().await {
+        Ok(workers) => checks.extend(queue::check_workers(&workers, chrono::Utc::now())),
+        Err(e) => checks.push(read_failed(
+            Group::Queue,
+            "queue.workers",
+            "Workers",
+            schema,
+            &e,
+        )),
+    }
     match store.doctor_queue_health().await {
         Ok(h) => checks.extend(queue::check_health(&h, chrono::Utc::now())),
         Err(e) => checks.push(read_failed(Group::Queue, "queue.read", "Queue", schema, &e)),

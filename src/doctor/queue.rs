@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::report::{Check, Group};
-use crate::store::doctor::{QueueHealth, TableLock};
+use crate::store::doctor::{QueueHealth, TableLock, WorkerRow};
 
 /// A due job waiting longer than this means no worker is taking jobs (or they cannot keep up).
 /// Workers claim within ~1 s (LISTEN, 1 s poll), so minutes are far outside normal.
@@ -84,6 +84,56 @@ pub fn check_locks(locks: &[TableLock], now: DateTime<Utc>) -> Check {
         ),
         "end that transaction (COMMIT or ROLLBACK in its session), or as an admin: SELECT pg_terminate_backend(<pid>); the worker catches up by itself (docs/operations.md, Table locks)",
     )
+}
+
+/// The workers: one line each (alive, dead, or only named by the jobs it runs) after a count.
+/// A dead worker is a warning: a live one releases its jobs within seconds and forgets it, so
+/// one that stays means no worker is alive to rescue it (docs/operations.md, Dead-worker rescue).
+pub fn check_workers(workers: &[WorkerRow], now: DateTime<Utc>) -> Vec<Check> {
+    let alive = workers.iter().filter(|w| w.alive == Some(true)).count();
+    let dead = workers
+        .iter()
+        .filter(|w| w.registered && w.alive != Some(true))
+        .count();
+    let summary = check("workers", "Workers");
+    let mut checks = vec![if workers.is_empty() {
+        summary.ok("none registered: no worker is running")
+    } else {
+        summary.ok(format!("{alive} alive, {dead} dead"))
+    }];
+    for w in workers {
+        let c = check(
+            &format!("worker.{}", w.worker_id),
+            &format!("Worker {}", w.worker_id),
+        );
+        let started = w
+            .started_at
+            .map(|t| format!("started {} ago, ", since(t, now)))
+            .unwrap_or_default();
+        let jobs = format!("{started}{} job(s) running", w.jobs_running);
+        checks.push(if !w.registered {
+            c.ok(format!(
+                "not registered (a worker of an older version, or one just found dead): {jobs}, taken over when their lease expires"
+            ))
+        } else if w.alive == Some(true) {
+            c.ok(format!("alive (holds its liveness lock); {jobs}"))
+        } else {
+            let missing = w
+                .lock_missing_since
+                .map(|t| format!(" (seen missing {} ago)", since(t, now)))
+                .unwrap_or_default();
+            let fix = if alive > 0 {
+                "nothing: a live worker releases its jobs and forgets it within seconds; if it stays, check the live workers' logs"
+            } else {
+                "start a worker (`stagecast run`): only a live worker releases a dead one's jobs before their lease expires"
+            };
+            c.warning(
+                format!("dead: its liveness lock is not held{missing}; {jobs}"),
+                fix,
+            )
+        });
+    }
+    checks
 }
 
 pub fn check_health(h: &QueueHealth, now: DateTime<Utc>) -> Vec<Check> {
@@ -220,6 +270,56 @@ mod tests {
             "{}",
             hidden.found
         );
+    }
+
+    #[test]
+    fn workers_alive_dead_and_unregistered() {
+        let now = Utc::now();
+        let row = |id: &str, registered: bool, alive: Option<bool>, jobs: i64| WorkerRow {
+            worker_id: id.into(),
+            registered,
+            started_at: registered.then(|| now - chrono::Duration::minutes(10)),
+            alive,
+            lock_missing_since: (alive == Some(false)).then(|| now - chrono::Duration::seconds(5)),
+            jobs_running: jobs,
+        };
+        let none = check_workers(&[], now);
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].status, Status::Ok);
+        assert_eq!(none[0].found, "none registered: no worker is running");
+
+        let rows = [
+            row("a-1-x", true, Some(true), 3),
+            row("b-2-y", true, Some(false), 1),
+            row("c-3-z", false, None, 2),
+        ];
+        let checks = check_workers(&rows, now);
+        assert_eq!(checks[0].found, "1 alive, 1 dead");
+        assert_eq!(checks[1].id, "queue.worker.a-1-x");
+        assert_eq!(checks[1].status, Status::Ok);
+        assert_eq!(
+            checks[1].found,
+            "alive (holds its liveness lock); started 10 min ago, 3 job(s) running"
+        );
+        assert_eq!(checks[2].status, Status::Warning);
+        assert_eq!(
+            checks[2].found,
+            "dead: its liveness lock is not held (seen missing 5 s ago); started 10 min ago, 1 job(s) running"
+        );
+        assert!(checks[2].fix.as_deref().unwrap().starts_with("nothing"));
+        assert_eq!(checks[3].status, Status::Ok);
+        assert!(
+            checks[3].found.starts_with("not registered"),
+            "{:?}",
+            checks[3]
+        );
+        // With no live worker, the dead one's fix is to start one.
+        let alone = check_workers(&rows[1..2], now);
+        assert!(alone[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .starts_with("start a worker"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alerts::AlertCause;
+use crate::platforms::holds::{DestinationHolds, HoldState};
 use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
 use crate::queue::Lease;
@@ -43,6 +44,35 @@ macro_rules! sink_destination {
     };
 }
 pub(crate) use sink_destination;
+
+/// What every platform's sink (`limiter: DestinationLimiter`, `holds: DestinationHolds`,
+/// `config`) has alike: a `Debug` that shows the config but not the client (it holds
+/// credentials), and sharing its rate limit, pauses and holds with every worker on the database.
+macro_rules! sink_limits {
+    ($sink:ident, $label:expr, $trace_name:expr) => {
+        impl std::fmt::Debug for $sink {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($sink))
+                    .field("config", &self.config)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $sink {
+            /// Share this sink's rate limit, pauses and holds with every worker on the database.
+            pub fn share_limits(&self, shared: &$crate::platforms::shared_limits::SharedLimits) {
+                self.limiter.share(shared.clone());
+                self.holds.share(shared.clone(), $label, $trace_name);
+            }
+
+            /// Resolves once the shared holds were read (at once after the first time).
+            pub async fn limits_ready(&self) {
+                self.holds.ready().await;
+            }
+        }
+    };
+}
+pub(crate) use sink_limits;
 
 /// One platform's request for one chunk: build it, send it, classify the answer and report
 /// the chunk's results (or put it back) through [`Chunks`].
@@ -99,11 +129,6 @@ impl<'a> Chunks<'a> {
         self.work.push(chunk);
     }
 
-    /// Every chunk not yet sent, taken out: nothing more will be sent.
-    pub fn take_all(&mut self) -> Vec<Vec<PreparedEvent>> {
-        std::mem::take(&mut self.work)
-    }
-
     /// `chunk` and every chunk not yet sent, taken out: nothing more will be sent.
     pub fn with_rest(&mut self, chunk: Vec<PreparedEvent>) -> Vec<Vec<PreparedEvent>> {
         std::iter::once(chunk).chain(self.work.drain(..)).collect()
@@ -138,10 +163,44 @@ impl<'a> Chunks<'a> {
         );
     }
 
-    /// `Held` for every event of `chunks`; only the first result carries `alert` (one alert
-    /// per hold).
+    /// The destination is held already: every event of the delivery is `Held` with the hold's
+    /// cause and error, no request, no alert (the hold raised it).
+    pub fn held_all(
+        &mut self,
+        hold: &HoldTarget<'_>,
+        cause: AlertCause,
+        error: &DeliveryError,
+        status: Option<u16>,
+    ) {
+        let all = std::mem::take(&mut self.work);
+        self.emit_held(all, hold.until(), cause, false, status, error, None);
+    }
+
+    /// The platform refused the destination's configuration (not its events): hold it, and
+    /// report `chunk` and every chunk not yet sent as `Held`; nothing more will be sent. The
+    /// first result carries the alert when the hold is news (one alert per hold). Returns
+    /// whether it was news.
+    pub async fn hold_rest(
+        &mut self,
+        chunk: Vec<PreparedEvent>,
+        hold: &HoldTarget<'_>,
+        cause: AlertCause,
+        error: DeliveryError,
+        status: Option<u16>,
+        body: Option<&Arc<str>>,
+    ) -> bool {
+        let news = hold
+            .holds
+            .hold(hold.key, &hold.fingerprint, cause, error.clone())
+            .await;
+        let all = self.with_rest(chunk);
+        self.emit_held(all, hold.until(), cause, news, status, &error, body);
+        news
+    }
+
+    /// `Held` for every event of `chunks`; only the first result carries `alert`.
     #[allow(clippy::too_many_arguments)]
-    pub fn emit_held(
+    fn emit_held(
         &self,
         chunks: Vec<Vec<PreparedEvent>>,
         until: DateTime<Utc>,
@@ -170,6 +229,37 @@ impl<'a> Chunks<'a> {
                     .collect(),
             );
         }
+    }
+}
+
+/// A delivery's destination as its platform's holds know it (`platforms::holds`): which
+/// configuration it is sent with, and when the jobs of a held one look again.
+pub struct HoldTarget<'a> {
+    pub holds: &'a DestinationHolds,
+    /// The destination's key in the holds (its batch key).
+    pub key: &'a str,
+    /// The configuration in use ([`crate::platforms::holds::fingerprint`]).
+    pub fingerprint: String,
+    /// How long a held destination's jobs wait before they look again...
+    pub recheck: Duration,
+    /// ...and how long when `recheck` is out of chrono's range.
+    pub recheck_fallback: chrono::Duration,
+}
+
+impl HoldTarget<'_> {
+    /// Whether the destination may be sent to now.
+    pub fn state(&self) -> HoldState {
+        self.holds.state(self.key, &self.fingerprint)
+    }
+
+    /// A request succeeded: the hold (if any) is lifted. True if there was one.
+    pub fn release(&self) -> bool {
+        self.holds.release(self.key)
+    }
+
+    /// When held jobs look again, from now.
+    fn until(&self) -> DateTime<Utc> {
+        held_until(self.recheck, self.recheck_fallback)
     }
 }
 

@@ -47,9 +47,10 @@ pub struct WorkerConfig {
     pub maintenance_interval: Duration,
     pub retention: Retention,
     /// How often the liveness lock is checked and dead workers' jobs are looked for
-    /// (src/queue/liveness.rs).
+    /// (src/queue/liveness.rs; `--rescue-interval`).
     pub rescue_interval: Duration,
-    /// How long a worker's lock must stay missing before its jobs are released.
+    /// How long a worker's lock must stay missing before its jobs are released
+    /// (`--rescue-grace`).
     pub rescue_grace: Duration,
     /// Nothing is released this long after the server started: every lock vanished with the
     /// restart, and live workers need the time to take theirs again.
@@ -59,10 +60,11 @@ pub struct WorkerConfig {
     pub lock_retry: Duration,
     /// Bytes of payload one claim may carry: a job's payload is returned only if it is at most
     /// this divided by `batch_size` (sql/claim_jobs.sql); larger ones (a bulk change's chunks)
-    /// are handled in SQL.
+    /// are handled in SQL. `--claim-max-bytes`.
     pub claim_max_bytes: usize,
     /// Bytes one write-back transaction may carry (audit rows with their request text,
     /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
+    /// `--write-back-max-bytes`.
     pub write_back_max_bytes: usize,
 }
 

@@ -28,6 +28,12 @@ const HEARTBEAT: &str = "--heartbeat-interval (STAGECAST_HEARTBEAT_INTERVAL)";
 const DRAIN: &str = "--drain-timeout (STAGECAST_DRAIN_TIMEOUT)";
 const RETENTION_AUDIT: &str = "--retention-audit (STAGECAST_RETENTION_AUDIT)";
 const MAX_JOB_AGE: &str = "--max-job-age (STAGECAST_MAX_JOB_AGE)";
+const CLAIM_MAX_BYTES: &str = "--claim-max-bytes (STAGECAST_CLAIM_MAX_BYTES)";
+const BATCH_SIZE: &str = "--batch-size (STAGECAST_BATCH_SIZE)";
+
+/// The least payload a claim must return per job: a stage change's is about 200 bytes, and a
+/// payload over the share is refused for a job kind that cannot be expanded in SQL.
+const MIN_CLAIM_BYTES_PER_JOB: usize = 1024;
 
 fn show(d: Duration) -> String {
     // Whole milliseconds: humantime would print nanoseconds of a division.
@@ -65,6 +71,25 @@ pub fn check(worker: &WorkerArgs, platforms: &[RequestLimits]) -> Vec<Conflict> 
     }
     for limits in platforms {
         out.extend(platform_rules(worker, lease, beat, beat_timeout, limits));
+    }
+    let batch = worker.batch_size.max(1);
+    if worker.claim_max_bytes / batch < MIN_CLAIM_BYTES_PER_JOB {
+        out.push(Conflict {
+            rule: "claim_bytes_per_job",
+            first: CLAIM_MAX_BYTES,
+            second: BATCH_SIZE,
+            problem: format!(
+                "{} over {batch} jobs leaves {} bytes of payload per job, under {}: stage changes would fail as too large to be claimed.",
+                super::show_bytes(worker.claim_max_bytes),
+                worker.claim_max_bytes / batch,
+                super::show_bytes(MIN_CLAIM_BYTES_PER_JOB),
+            ),
+            fix: format!(
+                "raise --claim-max-bytes to at least {}, or lower --batch-size to at most {}.",
+                super::show_bytes(batch * MIN_CLAIM_BYTES_PER_JOB),
+                (worker.claim_max_bytes / MIN_CLAIM_BYTES_PER_JOB).max(1)
+            ),
+        });
     }
     let retried_until = worker.max_job_age + worker.retry_cap.max(worker.retry_base);
     if worker.retention_audit < retried_until {
@@ -231,6 +256,26 @@ mod tests {
         assert!(c[1]
             .to_string()
             .contains("--google-ads-timeout (STAGECAST_GOOGLE_ADS_TIMEOUT)"));
+    }
+
+    #[test]
+    fn a_claim_budget_too_small_for_its_batch_names_both_settings() {
+        let (w, m) = meta_settings(&["--claim-max-bytes", "64KiB", "--batch-size", "1000"]);
+        let c = check(&w, &m);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        assert_eq!(c[0].rule, "claim_bytes_per_job");
+        let text = c[0].to_string();
+        assert!(
+            text.contains("--claim-max-bytes (STAGECAST_CLAIM_MAX_BYTES)"),
+            "{text}"
+        );
+        assert!(text.contains("65 bytes of payload per job"), "{text}");
+        assert!(
+            text.contains("at least 1000 KiB, or lower --batch-size to at most 64"),
+            "{text}"
+        );
+        let (w, m) = meta_settings(&["--claim-max-bytes", "64KiB", "--batch-size", "64"]);
+        assert!(check(&w, &m).is_empty());
     }
 
     fn rules(args: &[&str]) -> Vec<&'static str> {

@@ -61,6 +61,23 @@ pub struct WorkerArgs {
     /// How long failed and cancelled jobs are kept for inspection and replay.
     #[arg(long, env = "STAGECAST_RETENTION_FAILED", default_value = "30days", value_parser = humantime::parse_duration)]
     pub retention_failed: Duration,
+    /// Payload bytes one claim may carry (B, KiB, MiB or GiB; 64KiB-1GiB), split evenly over
+    /// --batch-size: a job's payload is claimed only within its share (a bulk change's chunks,
+    /// larger, are expanded in SQL). At least 1 KiB per job (checked at start).
+    #[arg(long, env = "STAGECAST_CLAIM_MAX_BYTES", default_value = "4MiB", value_parser = claim_bytes)]
+    pub claim_max_bytes: usize,
+    /// Bytes one write-back transaction may carry (B, KiB, MiB or GiB; 64KiB-1GiB): audit rows
+    /// with their request and response text, outcomes, alerts. Results queue up meanwhile.
+    #[arg(long, env = "STAGECAST_WRITE_BACK_MAX_BYTES", default_value = "8MiB", value_parser = write_back_bytes)]
+    pub write_back_max_bytes: usize,
+    /// How often each worker checks that it holds its liveness lock and looks for dead workers
+    /// whose jobs to release (50ms-30s; docs/operations.md, Dead-worker rescue).
+    #[arg(long, env = "STAGECAST_RESCUE_INTERVAL", default_value = "500ms", value_parser = rescue_interval)]
+    pub rescue_interval: Duration,
+    /// How long a worker's liveness lock must stay missing before its jobs are released (1s-10m;
+    /// after a Postgres crash, the time live workers have to take their locks back).
+    #[arg(long, env = "STAGECAST_RESCUE_GRACE", default_value = "2s", value_parser = rescue_grace)]
+    pub rescue_grace: Duration,
     /// How long the delivery audit and alerts are kept. The audit is the delivery ledger: at
     /// least --meta-max-event-age and --max-job-age plus --retry-cap (checked at start).
     #[arg(long, env = "STAGECAST_RETENTION_AUDIT", default_value = "30days", value_parser = humantime::parse_duration)]
@@ -94,6 +111,10 @@ impl WorkerArgs {
                 failed: self.retention_failed,
                 audit: self.retention_audit,
             },
+            claim_max_bytes: self.claim_max_bytes,
+            write_back_max_bytes: self.write_back_max_bytes,
+            rescue_interval: self.rescue_interval,
+            rescue_grace: self.rescue_grace,
             ..WorkerConfig::default()
         }
     }
@@ -116,6 +137,180 @@ impl PipelineArgs {
             default_region: self.default_region.clone(),
             default_currency: self.default_currency.trim().to_ascii_uppercase(),
             retry,
+        }
+    }
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+const GIB: usize = 1024 * MIB;
+
+/// `4MiB`, `512KiB`, `1GiB`, `65536` or `65536B`: a byte count (binary units, as the defaults
+/// are written). Zero is refused: no bound of these may be empty.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit_bytes = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => KIB,
+        "MiB" => MIB,
+        "GiB" => GIB,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: write a number of bytes with B, KiB, MiB or GiB (e.g. 4MiB)"
+            ))
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 4MiB, 512KiB, 65536)"))?;
+    let bytes = n
+        .checked_mul(unit_bytes)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes == 0 {
+        return Err("must be more than 0 bytes".into());
+    }
+    Ok(bytes)
+}
+
+/// `4 MiB`, `64 KiB`, `1000 B`: a byte count as the messages write it.
+pub fn show_bytes(n: usize) -> String {
+    match n {
+        n if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
+        n if n >= MIB && n % MIB == 0 => format!("{} MiB", n / MIB),
+        n if n >= KIB && n % KIB == 0 => format!("{} KiB", n / KIB),
+        n => format!("{n} B"),
+    }
+}
+
+fn bytes_between(s: &str, min: usize, max: usize) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if !(min..=max).contains(&n) {
+        return Err(format!(
+            "{} is out of range: between {} and {}",
+            show_bytes(n),
+            show_bytes(min),
+            show_bytes(max)
+        ));
+    }
+    Ok(n)
+}
+
+fn claim_bytes(s: &str) -> Result<usize, String> {
+    bytes_between(s, 64 * KIB, GIB)
+}
+
+fn write_back_bytes(s: &str) -> Result<usize, String> {
+    bytes_between(s, 64 * KIB, GIB)
+}
+
+fn duration_between(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if !(min..=max).contains(&d) {
+        return Err(format!(
+            "{} is out of range: between {} and {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+fn rescue_interval(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_millis(50), Duration::from_secs(30))
+}
+
+fn rescue_grace(s: &str) -> Result<Duration, String> {
+    duration_between(s, Duration::from_secs(1), Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<WorkerArgs, String> {
+        // Only flags: nothing of this process's environment may decide the test.
+        let cmd = <Cli as clap::CommandFactory>::command().mut_args(|a| a.env(None));
+        let m = cmd
+            .try_get_matches_from(std::iter::once("stagecast").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(<Cli as clap::FromArgMatches>::from_arg_matches(&m)
+            .unwrap()
+            .worker)
+    }
+
+    #[test]
+    fn the_defaults_are_the_workers_own() {
+        let c = parse(&[]).unwrap().worker_config();
+        let d = WorkerConfig::default();
+        assert_eq!(c.claim_max_bytes, d.claim_max_bytes);
+        assert_eq!(c.write_back_max_bytes, d.write_back_max_bytes);
+        assert_eq!(c.rescue_interval, d.rescue_interval);
+        assert_eq!(c.rescue_grace, d.rescue_grace);
+        assert_eq!(
+            c.job_payload_max(),
+            crate::store::DEFAULT_JOB_PAYLOAD_MAX,
+            "4 MiB over the default batch"
+        );
+    }
+
+    #[test]
+    fn the_bounds_reach_the_worker_config() {
+        let c = parse(&[
+            "--claim-max-bytes",
+            "16MiB",
+            "--write-back-max-bytes",
+            "512KiB",
+            "--rescue-interval",
+            "2s",
+            "--rescue-grace",
+            "30s",
+            "--batch-size",
+            "100",
+        ])
+        .unwrap()
+        .worker_config();
+        assert_eq!(c.claim_max_bytes, 16 * MIB);
+        assert_eq!(c.job_payload_max(), (16 * MIB / 100) as i32);
+        assert_eq!(c.write_back_max_bytes, 512 * KIB);
+        assert_eq!(c.rescue_interval, Duration::from_secs(2));
+        assert_eq!(c.rescue_grace, Duration::from_secs(30));
+        assert_eq!(
+            parse(&["--claim-max-bytes", "65536"])
+                .unwrap()
+                .claim_max_bytes,
+            64 * KIB
+        );
+    }
+
+    #[test]
+    fn zero_and_absurd_values_are_refused_with_the_range() {
+        for (flag, value, says) in [
+            ("--claim-max-bytes", "0", "must be more than 0 bytes"),
+            ("--claim-max-bytes", "1KiB", "between 64 KiB and 1 GiB"),
+            ("--claim-max-bytes", "2GiB", "between 64 KiB and 1 GiB"),
+            ("--claim-max-bytes", "4MB", "unknown unit \"MB\""),
+            ("--write-back-max-bytes", "0B", "must be more than 0 bytes"),
+            (
+                "--write-back-max-bytes",
+                "99999999999999999999",
+                "not a byte count",
+            ),
+            ("--rescue-interval", "0s", "between 50ms and 30s"),
+            ("--rescue-interval", "1h", "between 50ms and 30s"),
+            ("--rescue-grace", "100ms", "between 1s and 10m"),
+        ] {
+            let e = parse(&[flag, value]).err().unwrap_or_default();
+            assert!(e.contains(flag) && e.contains(says), "{flag} {value}: {e}");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{PixelRow, Result, Store};
+use super::{timed, PixelRow, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ServerInfo {
@@ -80,7 +80,24 @@ pub struct TableLock {
     pub visible: bool,
 }
 
+/// A worker as sql/doctor/workers.sql sees it: registered (with its liveness lock held or not),
+/// or only named by the jobs it runs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkerRow {
+    /// `<hostname>-<pid>-<random>`.
+    pub worker_id: String,
+    /// Has a row in `stagecast.workers`; false: only its running jobs name it.
+    pub registered: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    /// Its liveness lock is held (`None` when not registered: it has none).
+    pub alive: Option<bool>,
+    /// When a rescuer first saw its lock missing.
+    pub lock_missing_since: Option<DateTime<Utc>>,
+    pub jobs_running: i64,
+}
+
 mod sql {
+    pub const WORKERS: &str = include_str!("../../sql/doctor/workers.sql");
     pub const TABLE_LOCKS: &str = include_str!("../../sql/doctor/table_locks.sql");
     pub const SERVER_INFO: &str = include_str!("../../sql/doctor/server_info.sql");
     pub const MIGRATIONS_TABLE_EXISTS: &str =
@@ -155,6 +172,14 @@ impl Store {
         Ok(sqlx::query_as(sql::TABLE_LOCKS)
             .fetch_all(self.pool())
             .await?)
+    }
+
+    pub async fn doctor_workers(&self) -> Result<Vec<WorkerRow>> {
+        Ok(timed(
+            "workers",
+            sqlx::query_as(sql::WORKERS).fetch_all(self.pool()),
+        )
+        .await?)
     }
 
     pub async fn doctor_queue_health(&self) -> Result<QueueHealth> {

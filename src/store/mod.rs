@@ -83,8 +83,9 @@ impl Bounds {
     };
 }
 
-/// The largest payload a claim returns by default (4 MiB per claim of 1,000 jobs; a stage
-/// change's is about 200 bytes). Larger ones, a bulk change's chunks, are expanded in SQL.
+/// The largest payload a claim returns by default (4 MiB per claim of 1,000 jobs, the defaults
+/// of `--claim-max-bytes` and `--batch-size`; a stage change's is about 200 bytes). Larger
+/// ones, a bulk change's chunks, are expanded in SQL.
 pub const DEFAULT_JOB_PAYLOAD_MAX: i32 = 4 * 1024 * 1024 / 1000;
 
 fn millis(d: std::time::Duration) -> String {

@@ -23,7 +23,7 @@ use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, Prepar
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    record_request, sink_destination, sink_limits, Chunks, HoldTarget, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -48,13 +48,7 @@ pub struct GoogleAdsSink {
     config: GoogleAdsConfig,
 }
 
-impl std::fmt::Debug for GoogleAdsSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GoogleAdsSink")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+sink_limits!(GoogleAdsSink, super::LABEL, super::TRACE_NAME);
 
 fn token_error(e: &TokenError) -> DeliveryError {
     let code = match e {
@@ -92,28 +86,12 @@ impl GoogleAdsSink {
         })
     }
 
-    /// Share this sink's rate limit, pauses and holds with every worker on the database.
-    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
-        self.limiter.share(shared.clone());
-        self.holds
-            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
-    }
-
-    /// Resolves once the shared holds were read (at once after the first time).
-    pub async fn limits_ready(&self) {
-        self.holds.ready().await;
-    }
-
     pub fn config(&self) -> &GoogleAdsConfig {
         &self.config
     }
 
     pub fn tokens(&self) -> &TokenSource {
         &self.tokens
-    }
-
-    fn held_until(&self) -> chrono::DateTime<Utc> {
-        held_until(self.config.hold_probe, chrono::Duration::minutes(15))
     }
 
     /// Send `events` to `dest`, streaming the results of each request to `ctx.results` (exactly
@@ -125,18 +103,24 @@ impl GoogleAdsSink {
         ctx: DeliveryContext<'_>,
     ) {
         let key = dest.batch_key.as_str();
-        let config_fingerprint = fingerprint(&[
-            &dest.customer_id,
-            dest.login_customer_id.as_deref().unwrap_or(""),
-            dest.refresh_token.expose(),
-            &self.config.client_id,
-        ]);
+        let hold = HoldTarget {
+            holds: &self.holds,
+            key,
+            fingerprint: fingerprint(&[
+                &dest.customer_id,
+                dest.login_customer_id.as_deref().unwrap_or(""),
+                dest.refresh_token.expose(),
+                &self.config.client_id,
+            ]),
+            // Held jobs look again when the next probe is due.
+            recheck: self.config.hold_probe,
+            recheck_fallback: chrono::Duration::minutes(15),
+        };
         let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
-        match self.holds.state(key, &config_fingerprint) {
+        match hold.state() {
             HoldState::Open | HoldState::Probe => {}
             HoldState::Held { cause, error } => {
-                let all = chunks.take_all();
-                self.emit_held(&chunks, all, cause, &error, false);
+                chunks.held_all(&hold, cause, &error, error.http_status);
                 return;
             }
         }
@@ -152,25 +136,12 @@ impl GoogleAdsSink {
         let mut uploads = Uploads {
             sink: self,
             dest,
-            config_fingerprint,
+            hold,
             refreshed_after_401: false,
         };
         send_loop
             .run(chunks, ctx.shutdown, ctx.lease, &mut uploads)
             .await;
-    }
-
-    /// Held events: the first result carries the alert when the hold is news.
-    fn emit_held(
-        &self,
-        chunks: &Chunks<'_>,
-        held: Vec<Vec<PreparedEvent>>,
-        cause: AlertCause,
-        error: &DeliveryError,
-        alert: bool,
-    ) {
-        let until = self.held_until();
-        chunks.emit_held(held, until, cause, alert, error.http_status, error, None);
     }
 }
 
@@ -178,7 +149,7 @@ impl GoogleAdsSink {
 struct Uploads<'a> {
     sink: &'a GoogleAdsSink,
     dest: &'a GoogleAdsDestination,
-    config_fingerprint: String,
+    hold: HoldTarget<'a>,
     refreshed_after_401: bool,
 }
 
@@ -186,7 +157,6 @@ impl SendChunk for Uploads<'_> {
     async fn send(&mut self, chunk: Vec<PreparedEvent>, chunks: &mut Chunks<'_>) {
         let (sink, dest) = (self.sink, self.dest);
         let key = dest.batch_key.as_str();
-        let config_fingerprint = self.config_fingerprint.as_str();
         let token = match sink.tokens.access_token(&dest.refresh_token).await {
             Ok(t) => t,
             Err(e) if e.is_permanent() => {
@@ -198,13 +168,11 @@ impl SendChunk for Uploads<'_> {
                     TokenError::InvalidGrant(_) => AlertCause::TokenInvalid,
                     _ => AlertCause::RequestRefused,
                 };
-                let news = sink
-                    .holds
-                    .hold(key, config_fingerprint, cause, error.clone())
+                let status = error.http_status;
+                chunks
+                    .hold_rest(chunk, &self.hold, cause, error, status, None)
                     .await;
                 warn!(customer = %dest.customer_id, error = %e, "Google refused this destination's OAuth credentials; holding its events");
-                let all = chunks.with_rest(chunk);
-                sink.emit_held(chunks, all, cause, &error, news);
                 return;
             }
             Err(e) => {
@@ -248,7 +216,7 @@ impl SendChunk for Uploads<'_> {
         match classification {
             Classification::Rows(rows) => {
                 sink.limiter.succeeded(key);
-                sink.holds.release(key);
+                self.hold.release();
                 let results = chunk
                     .into_iter()
                     .zip(rows)
@@ -322,26 +290,17 @@ impl SendChunk for Uploads<'_> {
                 chunks.again(chunk);
             }
             Classification::Unauthenticated(error) => {
-                let news = sink
-                    .holds
-                    .hold(
-                        key,
-                        config_fingerprint,
-                        AlertCause::TokenInvalid,
-                        error.clone(),
-                    )
+                let (cause, status) = (AlertCause::TokenInvalid, error.http_status);
+                chunks
+                    .hold_rest(chunk, &self.hold, cause, error, status, None)
                     .await;
-                let all = chunks.with_rest(chunk);
-                sink.emit_held(chunks, all, AlertCause::TokenInvalid, &error, news);
             }
             Classification::Hold(error, cause) => {
-                let news = sink
-                    .holds
-                    .hold(key, config_fingerprint, cause, error.clone())
-                    .await;
                 warn!(customer = %dest.customer_id, %error, "Google Ads refused this destination's configuration; holding its events");
-                let all = chunks.with_rest(chunk);
-                sink.emit_held(chunks, all, cause, &error, news);
+                let status = error.http_status;
+                chunks
+                    .hold_rest(chunk, &self.hold, cause, error, status, None)
+                    .await;
             }
             Classification::Fail(error) => {
                 chunks.emit(

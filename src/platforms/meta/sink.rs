@@ -18,7 +18,7 @@ use crate::platforms::outcome::{EventOutcome, PreparedEvent};
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    record_request, sink_destination, sink_limits, Chunks, HoldTarget, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -46,13 +46,7 @@ pub struct MetaSink {
     config: MetaConfig,
 }
 
-impl std::fmt::Debug for MetaSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetaSink")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+sink_limits!(MetaSink, super::LABEL, super::TRACE_NAME);
 
 impl MetaSink {
     pub fn new(config: MetaConfig) -> Result<Self, MetaConfigError> {
@@ -69,18 +63,6 @@ impl MetaSink {
             holds: DestinationHolds::new(config.hold_probe),
             config,
         })
-    }
-
-    /// Share this sink's rate limit, pauses and holds with every worker on the database.
-    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
-        self.limiter.share(shared.clone());
-        self.holds
-            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
-    }
-
-    /// Resolves once the shared holds were read (at once after the first time).
-    pub async fn limits_ready(&self) {
-        self.holds.ready().await;
     }
 
     pub fn config(&self) -> &MetaConfig {
@@ -104,22 +86,26 @@ impl MetaSink {
         let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
         // A pixel held for its configuration sends nothing while that configuration is the one
         // in use (or one probe request when it is due): the events wait, no attempt spent.
-        let config_fingerprint = fingerprint(&[
-            &dest.pixel_id,
-            dest.token.expose(),
-            &self.config.api_version,
-        ]);
+        let hold = HoldTarget {
+            holds: &self.holds,
+            key: &dest.batch_key,
+            fingerprint: fingerprint(&[
+                &dest.pixel_id,
+                dest.token.expose(),
+                &self.config.api_version,
+            ]),
+            recheck: self.config.hold_recheck,
+            recheck_fallback: chrono::Duration::seconds(60),
+        };
         let mut probing = false;
-        match self.holds.state(&dest.batch_key, &config_fingerprint) {
+        match hold.state() {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
                 debug!(pixel = %dest.pixel_id, "held pixel: probing with one request");
             }
             HoldState::Held { cause, error } => {
-                let until = self.hold_until();
-                let all = chunks.take_all();
-                chunks.emit_held(all, until, cause, false, None, &error, None);
+                chunks.held_all(&hold, cause, &error, None);
                 return;
             }
         }
@@ -134,17 +120,12 @@ impl MetaSink {
         let mut requests = PixelRequests {
             sink: self,
             dest,
-            config_fingerprint,
+            hold,
             probing,
         };
         send_loop
             .run(chunks, ctx.shutdown, ctx.lease, &mut requests)
             .await;
-    }
-
-    /// When a held pixel's jobs look again.
-    fn hold_until(&self) -> chrono::DateTime<chrono::Utc> {
-        held_until(self.config.hold_recheck, chrono::Duration::seconds(60))
     }
 }
 
@@ -152,7 +133,7 @@ impl MetaSink {
 struct PixelRequests<'a> {
     sink: &'a MetaSink,
     dest: &'a MetaDestination,
-    config_fingerprint: String,
+    hold: HoldTarget<'a>,
     /// The pixel is held and this delivery is its probe.
     probing: bool,
 }
@@ -160,7 +141,6 @@ struct PixelRequests<'a> {
 impl SendChunk for PixelRequests<'_> {
     async fn send(&mut self, chunk: Vec<PreparedEvent>, chunks: &mut Chunks<'_>) {
         let (sink, dest) = (self.sink, self.dest);
-        let hold_key = dest.batch_key.as_str();
         let started = Instant::now();
         let parts: Vec<&[u8]> = chunk.iter().map(|e| e.json.as_bytes()).collect();
         let body = request_body(
@@ -200,7 +180,7 @@ impl SendChunk for PixelRequests<'_> {
                 events_received, ..
             } => {
                 sink.limiter.succeeded(&dest.pixel_id);
-                if sink.holds.release(hold_key) || self.probing {
+                if self.hold.release() || self.probing {
                     warn!(pixel = %dest.pixel_id, "Meta accepts this pixel's requests again; its held events are sent");
                     self.probing = false;
                 }
@@ -238,20 +218,16 @@ impl SendChunk for PixelRequests<'_> {
                 chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
             }
             Classification::HoldDestination { error, cause } => {
+                // One alert per hold: on the first event of the request that found it.
                 let neutral = error.to_delivery_error();
-                let news = sink
-                    .holds
-                    .hold(hold_key, &self.config_fingerprint, cause, neutral.clone())
+                let news = chunks
+                    .hold_rest(chunk, &self.hold, cause, neutral, status, body.as_ref())
                     .await;
                 if news {
                     warn!(pixel = %dest.pixel_id, %error, "Meta refused this pixel's requests (not its events); holding its events until its configuration changes");
                 } else {
                     debug!(pixel = %dest.pixel_id, %error, "held pixel still refused");
                 }
-                let until = sink.hold_until();
-                // One alert per hold: on the first event of the request that found it.
-                let all = chunks.with_rest(chunk);
-                chunks.emit_held(all, until, cause, news, status, &neutral, body.as_ref());
             }
         }
     }

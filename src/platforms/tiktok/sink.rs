@@ -22,7 +22,7 @@ use crate::platforms::outcome::{EventOutcome, PreparedEvent};
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    record_request, sink_destination, sink_limits, Chunks, HoldTarget, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -48,13 +48,7 @@ pub struct TiktokSink {
     config: TiktokConfig,
 }
 
-impl std::fmt::Debug for TiktokSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TiktokSink")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+sink_limits!(TiktokSink, super::LABEL, super::TRACE_NAME);
 
 impl TiktokSink {
     pub fn new(config: TiktokConfig) -> Result<Self, TiktokConfigError> {
@@ -73,29 +67,12 @@ impl TiktokSink {
         })
     }
 
-    /// Share this sink's rate limit, pauses and holds with every worker on the database.
-    pub fn share_limits(&self, shared: &crate::platforms::shared_limits::SharedLimits) {
-        self.limiter.share(shared.clone());
-        self.holds
-            .share(shared.clone(), super::LABEL, super::TRACE_NAME);
-    }
-
-    /// Resolves once the shared holds were read (at once after the first time).
-    pub async fn limits_ready(&self) {
-        self.holds.ready().await;
-    }
-
     pub fn config(&self) -> &TiktokConfig {
         &self.config
     }
 
     pub fn client(&self) -> &TiktokClient {
         &self.client
-    }
-
-    /// When a held event source's jobs look again.
-    fn hold_until(&self) -> chrono::DateTime<chrono::Utc> {
-        held_until(self.config.hold_recheck, chrono::Duration::seconds(60))
     }
 
     /// Send `events` to `dest`, streaming the results of each request to `ctx.results` as soon
@@ -111,18 +88,22 @@ impl TiktokSink {
         let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
         // An event source held for its token sends nothing while that token is the one in use
         // (or one probe request when it is due): the events wait, no attempt spent.
-        let config_fingerprint = fingerprint(&[&dest.source_id, dest.token.expose()]);
+        let hold = HoldTarget {
+            holds: &self.holds,
+            key,
+            fingerprint: fingerprint(&[&dest.source_id, dest.token.expose()]),
+            recheck: self.config.hold_recheck,
+            recheck_fallback: chrono::Duration::seconds(60),
+        };
         let mut probing = false;
-        match self.holds.state(key, &config_fingerprint) {
+        match hold.state() {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
                 debug!(event_source = %dest.source_id, "held event source: probing with one request");
             }
             HoldState::Held { cause, error } => {
-                let until = self.hold_until();
-                let all = chunks.take_all();
-                chunks.emit_held(all, until, cause, false, None, &error, None);
+                chunks.held_all(&hold, cause, &error, None);
                 return;
             }
         }
@@ -137,7 +118,7 @@ impl TiktokSink {
         let mut requests = TrackRequests {
             sink: self,
             dest,
-            config_fingerprint,
+            hold,
             probing,
         };
         send_loop
@@ -150,7 +131,7 @@ impl TiktokSink {
 struct TrackRequests<'a> {
     sink: &'a TiktokSink,
     dest: &'a TiktokDestination,
-    config_fingerprint: String,
+    hold: HoldTarget<'a>,
     /// The event source is held and this delivery is its probe.
     probing: bool,
 }
@@ -188,7 +169,7 @@ impl SendChunk for TrackRequests<'_> {
                 request_id,
             } => {
                 sink.limiter.succeeded(key);
-                if sink.holds.release(key) || self.probing {
+                if self.hold.release() || self.probing {
                     warn!(event_source = %dest.source_id, "TikTok accepts this event source's token again; its held events are sent");
                     self.probing = false;
                 }
@@ -232,20 +213,16 @@ impl SendChunk for TrackRequests<'_> {
                 chunks.emit(chunk, outcome, status, Some(&error), body.as_ref());
             }
             Classification::HoldDestination { error, cause } => {
+                // One alert per hold: on the first event of the request that found it.
                 let neutral = error.to_delivery_error();
-                let news = sink
-                    .holds
-                    .hold(key, &self.config_fingerprint, cause, neutral.clone())
+                let news = chunks
+                    .hold_rest(chunk, &self.hold, cause, neutral, status, body.as_ref())
                     .await;
                 if news {
                     warn!(event_source = %dest.source_id, %error, "TikTok refused this event source's token; holding its events until the token changes");
                 } else {
                     debug!(event_source = %dest.source_id, %error, "held event source still refused");
                 }
-                let until = sink.hold_until();
-                // One alert per hold: on the first event of the request that found it.
-                let all = chunks.with_rest(chunk);
-                chunks.emit_held(all, until, cause, news, status, &neutral, body.as_ref());
             }
             Classification::FailDestination { error, cause } => {
                 warn!(event_source = %dest.source_id, %error, "TikTok refused this destination's configuration; failing its events");
