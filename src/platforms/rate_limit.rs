@@ -18,6 +18,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use super::shared_limits::SharedLimits;
+use crate::store::{HoldQuery, HoldRow};
 
 /// Pauses without a hint from the platform start at `first_pause` (60 s in production) and
 /// double per consecutive throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the
@@ -51,7 +52,7 @@ impl std::fmt::Debug for DestinationLimiter {
 }
 
 /// The result of waiting for a request slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     /// Go ahead; `waited` is how long the limiter held us (a metric).
     Ready { waited: Duration },
@@ -59,6 +60,9 @@ pub enum Slot {
     Paused { until: Instant },
     /// Shutting down: do not start the request.
     Shutdown,
+    /// Another worker held the destination for the configuration asked about (the slot
+    /// statement found its hold; this worker's cache had not): send nothing.
+    Held(HoldRow),
 }
 
 impl DestinationLimiter {
@@ -121,6 +125,7 @@ impl DestinationLimiter {
         &self,
         shared: &SharedLimits,
         key: &str,
+        hold: Option<HoldQuery<'_>>,
         shutdown: &CancellationToken,
     ) -> Option<Slot> {
         let interval = 1.0 / f64::from(self.per_second.get());
@@ -128,11 +133,14 @@ impl DestinationLimiter {
         let slot = shared
             .run(self.platform, |store| async move {
                 store
-                    .take_request_slot(self.platform, key, interval, tolerance)
+                    .take_request_slot(self.platform, key, interval, tolerance, hold)
                     .await
             })
             .await
             .ok()?;
+        if let Some(row) = hold.and_then(|h| slot.hold(h)) {
+            return Some(Slot::Held(row));
+        }
         if let Some(paused_for) = slot.paused_for {
             let until = Instant::now() + Duration::from_secs_f64(paused_for.max(0.0));
             self.pause_locally(key, until);
@@ -168,6 +176,18 @@ impl DestinationLimiter {
 
     /// Wait for a request slot for `key`, unless paused or shutting down.
     pub async fn acquire(&self, key: &str, shutdown: &CancellationToken) -> Slot {
+        self.acquire_unless_held(key, None, shutdown).await
+    }
+
+    /// [`Self::acquire`], also checking (when shared, in the same statement) that no worker
+    /// holds `hold`: a hold written by another worker stops this request even before this
+    /// worker's cache of holds has read it.
+    pub async fn acquire_unless_held(
+        &self,
+        key: &str,
+        hold: Option<HoldQuery<'_>>,
+        shutdown: &CancellationToken,
+    ) -> Slot {
         if shutdown.is_cancelled() {
             return Slot::Shutdown;
         }
@@ -180,7 +200,7 @@ impl DestinationLimiter {
         }
         let limiter = match self.shared.get() {
             Some(shared) => {
-                if let Some(slot) = self.acquire_shared(shared, key, shutdown).await {
+                if let Some(slot) = self.acquire_shared(shared, key, hold, shutdown).await {
                     return slot;
                 }
                 metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "local_share")

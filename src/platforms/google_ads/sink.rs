@@ -23,7 +23,7 @@ use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, Prepar
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    held_until, record_request, sink_destination, Chunks, HoldCheck, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -132,14 +132,15 @@ impl GoogleAdsSink {
             &self.config.client_id,
         ]);
         let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
-        match self.holds.state(key, &config_fingerprint) {
-            HoldState::Open | HoldState::Probe => {}
+        let probing = match self.holds.state(key, &config_fingerprint).await {
+            HoldState::Open => false,
+            HoldState::Probe => true,
             HoldState::Held { cause, error } => {
                 let all = chunks.take_all();
                 self.emit_held(&chunks, all, cause, &error, false);
                 return;
             }
-        }
+        };
         let send_loop = SendLoop {
             limiter: &self.limiter,
             limiter_key: key,
@@ -148,11 +149,18 @@ impl GoogleAdsSink {
             request_time: self.config.timeout * 2,
             platform_name: "Google Ads",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| HoldCheck {
+                holds: &self.holds,
+                key,
+                fingerprint: &config_fingerprint,
+                until: self.held_until(),
+                with_status: true,
+            }),
         };
         let mut uploads = Uploads {
             sink: self,
             dest,
-            config_fingerprint,
+            config_fingerprint: config_fingerprint.clone(),
             refreshed_after_401: false,
         };
         send_loop

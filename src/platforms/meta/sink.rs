@@ -18,7 +18,7 @@ use crate::platforms::outcome::{EventOutcome, PreparedEvent};
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    held_until, record_request, sink_destination, Chunks, HoldCheck, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -110,7 +110,7 @@ impl MetaSink {
             &self.config.api_version,
         ]);
         let mut probing = false;
-        match self.holds.state(&dest.batch_key, &config_fingerprint) {
+        match self.holds.state(&dest.batch_key, &config_fingerprint).await {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
@@ -130,11 +130,18 @@ impl MetaSink {
             request_time: self.config.timeout,
             platform_name: "Meta",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| HoldCheck {
+                holds: &self.holds,
+                key: &dest.batch_key,
+                fingerprint: &config_fingerprint,
+                until: self.hold_until(),
+                with_status: false,
+            }),
         };
         let mut requests = PixelRequests {
             sink: self,
             dest,
-            config_fingerprint,
+            config_fingerprint: config_fingerprint.clone(),
             probing,
         };
         send_loop

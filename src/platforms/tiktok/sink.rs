@@ -22,7 +22,7 @@ use crate::platforms::outcome::{EventOutcome, PreparedEvent};
 use crate::platforms::platform::DeliveryContext;
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter};
 use crate::platforms::send_loop::{
-    held_until, record_request, sink_destination, Chunks, SendChunk, SendLoop,
+    held_until, record_request, sink_destination, Chunks, HoldCheck, SendChunk, SendLoop,
 };
 use crate::secrets::Secret;
 
@@ -113,7 +113,7 @@ impl TiktokSink {
         // (or one probe request when it is due): the events wait, no attempt spent.
         let config_fingerprint = fingerprint(&[&dest.source_id, dest.token.expose()]);
         let mut probing = false;
-        match self.holds.state(key, &config_fingerprint) {
+        match self.holds.state(key, &config_fingerprint).await {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
@@ -133,11 +133,18 @@ impl TiktokSink {
             request_time: self.config.timeout,
             platform_name: "TikTok",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| HoldCheck {
+                holds: &self.holds,
+                key,
+                fingerprint: &config_fingerprint,
+                until: self.hold_until(),
+                with_status: false,
+            }),
         };
         let mut requests = TrackRequests {
             sink: self,
             dest,
-            config_fingerprint,
+            config_fingerprint: config_fingerprint.clone(),
             probing,
         };
         send_loop
