@@ -347,6 +347,85 @@ async fn two_workers_that_both_find_a_holds_probe_due_send_one_probe() {
     assert_eq!(third.state("1", &fingerprint).await, HoldState::Open);
 }
 
+async fn throttle_streak(s: &Stack, pixel: &str) -> i32 {
+    sqlx::query_scalar(
+        "SELECT throttles FROM stagecast.destination_limits \
+          WHERE platform = 'facebook' AND destination = $1",
+    )
+    .bind(pixel)
+    .fetch_one(s.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_throttle_streak_is_shared_so_a_second_worker_throttled_next_pauses_twice_as_long() {
+    use stagecast::platforms::rate_limit::DestinationLimiter;
+    use stagecast::platforms::shared_limits::SharedLimits;
+    use std::time::Instant;
+    let s = Stack::new().await;
+    // Doubled, still under the longest pause (15 minutes).
+    let first = Duration::from_secs(120);
+    let worker = || {
+        let l = DestinationLimiter::new("facebook", nz(100), nz(10), first);
+        l.share(SharedLimits::new(s.store.clone()));
+        l
+    };
+    let (a, b) = (worker(), worker());
+    a.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1);
+    // B's request was in flight: throttled while the pause runs, the same episode.
+    b.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1, "one episode, not two");
+    // The pause has just ended (as if two minutes had passed) and B is throttled again at once:
+    // the streak goes on, though B itself was throttled only once since.
+    s.exec("UPDATE stagecast.destination_limits SET paused_until = now() - interval '1 second'")
+        .await;
+    let until = b.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 2);
+    assert!(
+        until > Instant::now() + first * 2 - Duration::from_secs(30),
+        "the second throttle of the streak pauses twice the first"
+    );
+    // Long after the last pause: a new streak, from the first pause again.
+    s.exec("UPDATE stagecast.destination_limits SET paused_until = now() - interval '1 hour'")
+        .await;
+    let until = a.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1);
+    assert!(until < Instant::now() + first + Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_pause_learned_while_the_database_does_not_answer_is_written_once_it_does() {
+    use stagecast::platforms::rate_limit::{DestinationLimiter, Slot};
+    use stagecast::platforms::shared_limits::SharedLimits;
+    let s = Stack::new().await;
+    let l = DestinationLimiter::new("facebook", nz(100), nz(10), Duration::from_secs(600));
+    l.share(SharedLimits::new(s.store.clone()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    // The limits table locked (as in the local-share test): the pause cannot be written.
+    let mut lock = s.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE stagecast.destination_limits IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    l.throttled(PIXEL, None).await;
+    assert!(
+        matches!(l.acquire(PIXEL, &stop).await, Slot::Paused { .. }),
+        "paused here at once"
+    );
+    lock.commit().await.unwrap();
+    assert_eq!(paused_until(&s, PIXEL).await, None, "not written yet");
+    // The database answers again: the next slot this worker takes (for any destination, after
+    // the retry delay) writes the pause for the others.
+    wait_until("the pause to be written", DEADLINE, || async {
+        l.acquire("another-pixel", &stop).await;
+        paused_until(&s, PIXEL).await.is_some()
+    })
+    .await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1, "counted as a throttle");
+}
+
 /// 50 pixels (ids 1–50, dataset ids `9000000000000001`…), a campaign per pixel and one customer
 /// per campaign, all through the CRM role; a Lead stage (1). Returns the dataset ids.
 async fn seed_fifty(s: &Stack) -> Vec<String> {

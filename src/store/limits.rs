@@ -61,6 +61,15 @@ impl RequestSlot {
     }
 }
 
+/// A pause to record (see [`Store::pause_destination`]); seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PauseRequest {
+    pub hint: Option<f64>,
+    pub first: f64,
+    pub max: f64,
+    pub throttle: bool,
+}
+
 /// The answer to a probe claim (sql/claim_hold_probe.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeClaim {
@@ -150,23 +159,28 @@ impl Store {
         .await?)
     }
 
-    /// Pause a destination for every worker for `secs` (a longer pause already there stays).
+    /// Pause a destination for every worker (a longer pause already there stays): for `hint`
+    /// seconds, or (a throttle without a hint) `first` seconds doubled per throttle of the
+    /// shared streak, at most `max`. `throttle` false: usage ran high, `hint` is the pause and
+    /// the streak is kept. Returns the pause in force, in seconds from now, and the streak.
     pub async fn pause_destination(
         &self,
         platform: &str,
         destination: &str,
-        secs: f64,
-    ) -> Result<()> {
-        timed(
+        pause: PauseRequest,
+    ) -> Result<(f64, i32)> {
+        Ok(timed(
             "pause_destination",
-            sqlx::query(sql::PAUSE_DESTINATION)
+            sqlx::query_as(sql::PAUSE_DESTINATION)
                 .bind(platform)
                 .bind(destination)
-                .bind(secs)
-                .execute(&self.pool),
+                .bind(pause.hint)
+                .bind(pause.first)
+                .bind(pause.max)
+                .bind(pause.throttle)
+                .fetch_one(&self.pool),
         )
-        .await?;
-        Ok(())
+        .await?)
     }
 
     /// Record a hold; true when it is news (the caller raises the one alert).

@@ -300,7 +300,7 @@ impl SendChunk for Uploads<'_> {
                 );
             }
             Classification::Throttle(error, delay) => {
-                let until = instant_to_utc(sink.limiter.throttled(key, delay));
+                let until = instant_to_utc(sink.limiter.throttled(key, delay).await);
                 warn!(customer = %dest.customer_id, %error, %until, "Google Ads throttled this destination; pausing it");
                 chunks.emit(
                     chunk,

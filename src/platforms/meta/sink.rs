@@ -187,7 +187,7 @@ impl SendChunk for PixelRequests<'_> {
                         .regain_minutes
                         .map(|m| std::time::Duration::from_secs(m * 60))
                         .unwrap_or(std::time::Duration::from_secs(30));
-                    sink.limiter.slow_down(&dest.pixel_id, pause);
+                    sink.limiter.slow_down(&dest.pixel_id, pause).await;
                     warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
                 }
                 (classify(r), Some(r.status), r.audit())
@@ -228,7 +228,7 @@ impl SendChunk for PixelRequests<'_> {
                 );
             }
             Classification::Throttle { error, regain } => {
-                let until = instant_to_utc(sink.limiter.throttled(&dest.pixel_id, regain));
+                let until = instant_to_utc(sink.limiter.throttled(&dest.pixel_id, regain).await);
                 warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
                 let error = error.to_delivery_error();
                 let outcome = EventOutcome::Throttled { until };

@@ -221,7 +221,7 @@ impl SendChunk for TrackRequests<'_> {
                 );
             }
             Classification::Throttle(error) => {
-                let until = instant_to_utc(sink.limiter.throttled(key, None));
+                let until = instant_to_utc(sink.limiter.throttled(key, None).await);
                 warn!(event_source = %dest.source_id, %error, %until, "TikTok throttled this event source; pausing it");
                 let error = error.to_delivery_error();
                 let outcome = EventOutcome::Throttled { until };
