@@ -482,8 +482,10 @@ async fn a_stalled_workers_expired_lease_refunds_the_attempt_up_to_ten_times_a_j
     customers(&s, 2).await;
     // One statement per customer: a job each (a bulk change would be one batch job).
     for id in [1, 2] {
-        s.crm_exec(&format!("UPDATE customers SET stage_id = 1 WHERE id = {id}"))
-            .await;
+        s.crm_exec(&format!(
+            "UPDATE customers SET stage_id = 1 WHERE id = {id}"
+        ))
+        .await;
     }
     let max: i32 = scalar(
         &s,

@@ -266,8 +266,7 @@ async fn a_hold_another_worker_wrote_stops_the_next_request_before_the_cache_has
     // Another worker is refused for the token now and holds the pixel. This worker's cache of
     // holds is read again only when it is next asked, and answers from what it last read.
     hold_written_by_another_worker(&s, "now() + interval '1 hour'").await;
-    s.sandbox
-        .set_pixel_fault(PIXEL, Some(Fault::InvalidToken));
+    s.sandbox.set_pixel_fault(PIXEL, Some(Fault::InvalidToken));
     s.move_to(ids[1], 1).await;
     wait_until("the second job to be held", DEADLINE, || async {
         sqlx::query_scalar::<_, bool>(
@@ -336,7 +335,10 @@ async fn two_workers_that_both_find_a_holds_probe_due_send_one_probe() {
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert!(next_probe_later, "the winner pushed the next probe back for both");
+    assert!(
+        next_probe_later,
+        "the winner pushed the next probe back for both"
+    );
     // Lifted by another worker meanwhile: a due probe finds it gone and sends as usual.
     s.exec("UPDATE stagecast.destination_holds SET next_probe = now() - interval '1 second'")
         .await;

@@ -382,13 +382,21 @@ mod tests {
                 error: err.clone()
             }
         );
-        assert_eq!(holds.state("2", &a).await, HoldState::Open, "per destination");
+        assert_eq!(
+            holds.state("2", &a).await,
+            HoldState::Open,
+            "per destination"
+        );
         assert_eq!(
             holds.state("1", &b).await,
             HoldState::Open,
             "a new token lifts it"
         );
-        assert_eq!(holds.state("1", &a).await, HoldState::Open, "lifted for good");
+        assert_eq!(
+            holds.state("1", &a).await,
+            HoldState::Open,
+            "lifted for good"
+        );
 
         let probing = DestinationHolds::new(Duration::ZERO);
         probing.hold("1", &a, AlertCause::TokenInvalid, err).await;

@@ -4,8 +4,10 @@
 //!
 //! With [`SharedLimits`] attached (every worker's pipeline), the limit and the pauses are the
 //! database's: each request takes its slot from the destination's row (one statement, which also
-//! says whether another worker learned a pause), so N workers together keep one limit. A pause
-//! this worker learns applies here at once and is written for the others in the background.
+//! says whether another worker learned a pause, or held the destination), so N workers together
+//! keep one limit. A pause this worker learns applies here at once and is written for the others,
+//! with the throttle streak every worker shares (sql/pause_destination.sql); one the database
+//! could not take is written after the next slot statement that answers.
 //! When the database does not answer, the local limiter (governor) takes over at this worker's
 //! share of the limit ([`super::shared_limits`]).
 
@@ -23,7 +25,8 @@ use crate::store::{HoldQuery, HoldRow, PauseRequest};
 
 /// Pauses without a hint from the platform start at `first_pause` (60 s in production) and
 /// double per consecutive throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the
-/// account).
+/// account). When shared, the streak is the database's; this worker's own counts only while
+/// the database does not answer.
 const MAX_PAUSE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy)]
@@ -291,10 +294,9 @@ impl DestinationLimiter {
                 .saturating_mul(1u32 << (consecutive - 1).min(8))
                 .min(self.max_pause());
             let until = now + hint.unwrap_or(default);
-            let entry = pauses.entry(key.to_string()).or_insert(Pause {
-                until,
-                consecutive,
-            });
+            let entry = pauses
+                .entry(key.to_string())
+                .or_insert(Pause { until, consecutive });
             entry.until = entry.until.max(until);
             entry.consecutive = consecutive;
             entry.until
@@ -363,7 +365,10 @@ impl DestinationLimiter {
             return;
         };
         let (platform, shared) = (self.platform, shared.clone());
-        let (first, max) = (self.first_pause.as_secs_f64(), self.max_pause().as_secs_f64());
+        let (first, max) = (
+            self.first_pause.as_secs_f64(),
+            self.max_pause().as_secs_f64(),
+        );
         let unwritten = Arc::clone(&self.unwritten);
         rt.spawn(async move {
             for (key, (until, throttle)) in pending {

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alerts::AlertCause;
-use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::holds::DestinationHolds;
+use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
-use crate::store::HoldQuery;
 use crate::queue::Lease;
+use crate::store::HoldQuery;
 
 /// `Destination` for a platform's destination struct that has `sink: Arc<Sink>` and
 /// `batch_key: String`, its sink having `deliver(&self, &Dest, Vec<PreparedEvent>,
@@ -217,10 +217,14 @@ impl SendLoop<'_> {
     ) {
         let mut check_hold = true;
         while let Some(chunk) = chunks.next() {
-            let hold = self.hold.as_ref().filter(|_| check_hold).map(|h| HoldQuery {
-                key: h.key,
-                fingerprint: h.fingerprint,
-            });
+            let hold = self
+                .hold
+                .as_ref()
+                .filter(|_| check_hold)
+                .map(|h| HoldQuery {
+                    key: h.key,
+                    fingerprint: h.fingerprint,
+                });
             match self
                 .limiter
                 .acquire_unless_held(self.limiter_key, hold, shutdown)
