@@ -418,10 +418,10 @@ async fn a_pause_learned_while_the_database_does_not_answer_is_written_once_it_d
     );
     lock.commit().await.unwrap();
     assert_eq!(paused_until(&s, PIXEL).await, None, "not written yet");
-    // The database answers again: the next slot this worker takes (for any destination, after
-    // the retry delay) writes the pause for the others.
+    // The database answers again (after the retry delay): the next request this worker tries,
+    // even to the paused destination itself, writes the pause for the others.
     wait_until("the pause to be written", DEADLINE, || async {
-        l.acquire("another-pixel", &stop).await;
+        l.acquire(PIXEL, &stop).await;
         paused_until(&s, PIXEL).await.is_some()
     })
     .await;

@@ -7,7 +7,7 @@
 //! says whether another worker learned a pause, or held the destination), so N workers together
 //! keep one limit. A pause this worker learns applies here at once and is written for the others,
 //! with the throttle streak every worker shares (sql/pause_destination.sql); one the database
-//! could not take is written after the next slot statement that answers.
+//! could not take is written by the next request tried once the database answers again.
 //! When the database does not answer, the local limiter (governor) takes over at this worker's
 //! share of the limit ([`super::shared_limits`]).
 
@@ -228,6 +228,11 @@ impl DestinationLimiter {
             return Slot::Shutdown;
         }
         if let Some(until) = self.paused_until(key) {
+            // No slot statement for a paused destination, so its pause (if unwritten) is
+            // tried here; while the database is marked down that costs no round trip.
+            if let Some(shared) = self.shared.get() {
+                self.flush_unwritten(shared);
+            }
             // Counted so throttling shows up as requests held back, not only as the throttled
             // responses that started the pause.
             metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "paused")
@@ -310,7 +315,7 @@ impl DestinationLimiter {
 
     /// Write a pause for the other workers; returns the pause in force here afterwards. A
     /// pause that cannot be written (the database down or slow) is kept in `unwritten` and
-    /// written after the next slot statement that answers.
+    /// written by the next request tried once the database answers again.
     async fn pause_shared(
         &self,
         key: &str,

@@ -7,7 +7,7 @@
 //! the workers exceed the limit wildly: for [`DB_RETRY_AFTER`] each worker then uses its local
 //! limiter at its share of the limit (the limit divided by the workers seen recently); holds it
 //! learns meanwhile stay in its own memory (the other workers learn them from their own refused
-//! request), and pauses are kept and written once a statement answers again
+//! request), and pauses are kept and written once the database answers again
 //! (`DestinationLimiter`'s `unwritten`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
