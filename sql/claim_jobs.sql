@@ -1,7 +1,8 @@
 -- Lease up to $1 jobs for worker $2 for $3 seconds.
 -- Expired leases (a worker died or stalled) are reclaimed by this same query, so crash rescue
 -- needs no separate sweeper (sql/rescue_dead_workers.sql only cuts a dead worker's leases short);
--- `rescued` tells the caller which ones (lease-expiry metric).
+-- `rescued` tells the caller which ones (lease-expiry metric), and their attempt is refunded
+-- (below; docs/operations.md, "Dead-worker rescue").
 -- Each CTE is an optimisation fence (Oban's lesson): the LIMIT applies before the UPDATE.
 -- Plan-proofing (the settings are in claim_settings.sql): the queue is often analyzed while
 -- drained, and then the planner believes a burst of 100,000 jobs is an empty table. Joining the
@@ -42,6 +43,16 @@ UPDATE stagecast.jobs j
        locked_by = $2,
        locked_until = now() + make_interval(secs => $3::float8),
        attempts = j.attempts + 1,
+       -- A rescued job's attempt was spent by a claim whose worker died or stalled, sent or
+       -- not: given back up to 10 times a job (the dead-worker rescue only cuts the lease short
+       -- and leaves the refund to this claim, so it is counted once, here, for both).
+       rescues = j.rescues
+                 + CASE WHEN j.id = ANY((SELECT array_agg(id) FROM picked WHERE rescued)::bigint[])
+                        THEN 1 ELSE 0 END,
+       max_attempts = j.max_attempts
+                 + CASE WHEN j.id = ANY((SELECT array_agg(id) FROM picked WHERE rescued)::bigint[])
+                             AND j.rescues < 10
+                        THEN 1 ELSE 0 END,
        updated_at = now(),
        last_error = CASE WHEN j.id = ANY((SELECT array_agg(id) FROM picked WHERE rescued)::bigint[])
                          THEN 'lease expired: worker ' || coalesce(j.locked_by, '?') || ' stopped or stalled'

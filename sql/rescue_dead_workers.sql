@@ -39,11 +39,10 @@ WITH live AS (
        AND now() - pg_catalog.pg_postmaster_start_time() > make_interval(secs => $2::float8)
 ), released AS (
     -- The attempt the dead worker's claim spent is given back, up to 10 times a job
-    -- (migrations/20261202140000_rescued_attempts_refunded.sql says why).
+    -- (migrations/20261202140000_rescued_attempts_refunded.sql says why), by the claim that
+    -- takes the job up as an expired lease (sql/claim_jobs.sql), as for any lease that expired.
     UPDATE stagecast.jobs j
-       SET locked_until = now(),
-           rescues = j.rescues + 1,
-           max_attempts = j.max_attempts + CASE WHEN j.rescues < 10 THEN 1 ELSE 0 END
+       SET locked_until = now()
      WHERE EXISTS (SELECT 1 FROM dead)
        AND j.status = 'running' AND j.locked_until > now()
        AND j.locked_by IN (SELECT worker_id FROM dead)

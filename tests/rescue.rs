@@ -470,3 +470,82 @@ async fn a_dead_workers_job_on_its_last_attempt_is_delivered_not_given_up() {
         "no delivery_gave_up alert"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_workers_expired_lease_refunds_the_attempt_up_to_ten_times_a_job() {
+    // A worker that stalls (a frozen VM, a process stopped with SIGSTOP) holds its jobs until
+    // their lease expires; to its jobs it is as good as dead, and its claim spent their attempt
+    // whether or not a request left. The claim that takes an expired lease up gives it back,
+    // with the dead-worker rescue's counter and cap: a job rescued 10 times already pays.
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    customers(&s, 2).await;
+    // One statement per customer: a job each (a bulk change would be one batch job).
+    for id in [1, 2] {
+        s.crm_exec(&format!(
+            "UPDATE customers SET stage_id = 1 WHERE id = {id}"
+        ))
+        .await;
+    }
+    let max: i32 = scalar(
+        &s,
+        "SELECT max(max_attempts)::bigint FROM stagecast.jobs WHERE kind = 'stage_change'",
+    )
+    .await
+    .try_into()
+    .unwrap();
+    // Both on their last attempt, leased to a worker that stalled (no worker row: nothing tells
+    // it is dead, only the lease): customer 2's job was rescued 10 times already.
+    s.exec(
+        "UPDATE stagecast.jobs SET status = 'running', locked_by = 'stalled', \
+                locked_until = now() - interval '1 second', attempts = max_attempts, \
+                rescues = CASE WHEN customer_id = 2 THEN 10 ELSE 0 END, \
+                updated_at = now() - interval '1 minute' \
+          WHERE kind = 'stage_change'",
+    )
+    .await;
+    let worker = s.start_worker_with(long_lease(&s));
+    wait_until("both jobs finished", DEADLINE, || async {
+        scalar(
+            &s,
+            "SELECT count(*) FROM stagecast.jobs WHERE status IN ('pending', 'running')",
+        )
+        .await
+            == 0
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let (attempts, note): (i32, Option<String>) = sqlx::query_as(
+        "SELECT attempts, note FROM stagecast.job_archive \
+          WHERE kind = 'stage_change' AND customer_id = 1",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap_or_else(|e| panic!("customer 1's job is not archived as done: {e}"));
+    assert_eq!(
+        attempts,
+        max + 1,
+        "the stalled claim's attempt, then the rescue's (note: {note:?})"
+    );
+    let (status, rescues, max_attempts): (String, i32, i32) = sqlx::query_as(
+        "SELECT status, rescues, max_attempts FROM stagecast.jobs \
+          WHERE kind = 'stage_change' AND customer_id = 2",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), rescues, max_attempts),
+        ("failed", 11, max),
+        "past 10 refunds the expired lease is paid for: given up, counted"
+    );
+    assert_eq!(
+        scalar(
+            &s,
+            "SELECT count(*) FROM stagecast.deliveries WHERE outcome = 'delivered'"
+        )
+        .await,
+        1,
+        "customer 1's event delivered, customer 2's given up unsent"
+    );
+}

@@ -233,6 +233,201 @@ async fn a_hold_found_by_one_worker_holds_for_the_other_with_one_alert() {
     assert_eq!(alerts, ["token_invalid"], "one alert across both workers");
 }
 
+/// A hold as another worker's sql/hold_destination.sql writes it, for pixel 1 (the hold key is
+/// the pixel's row id) with the standard token: Meta said the token expired.
+async fn hold_written_by_another_worker(s: &Stack, next_probe: &str) {
+    let api_version = s.tuning().meta.api_version;
+    let fingerprint =
+        stagecast::platforms::holds::fingerprint(&[PIXEL, support::stack::TOKEN, &api_version]);
+    sqlx::query(&format!(
+        "INSERT INTO stagecast.destination_holds \
+                (platform, destination, fingerprint, cause, http_status, error_code, error_subcode, \
+                 message, next_probe, held_since) \
+         VALUES ('facebook', '1', $1, 'token_invalid', 400, '190', 463, \
+                 'Error validating access token: Session has expired', {next_probe}, now())"
+    ))
+    .bind(fingerprint)
+    .execute(s.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_hold_another_worker_wrote_stops_the_next_request_before_the_cache_has_read_it() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 2).await;
+    let worker = s.start_worker();
+    s.move_to(ids[0], 1).await;
+    assert!(
+        s.sandbox.wait_for_events(1, DEADLINE).await,
+        "the first event delivered: the worker has read the (empty) holds"
+    );
+    // Another worker is refused for the token now and holds the pixel. This worker's cache of
+    // holds is read again only when it is next asked, and answers from what it last read.
+    hold_written_by_another_worker(&s, "now() + interval '1 hour'").await;
+    s.sandbox.set_pixel_fault(PIXEL, Some(Fault::InvalidToken));
+    s.move_to(ids[1], 1).await;
+    wait_until("the second job to be held", DEADLINE, || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT count(*) = 1 FROM stagecast.jobs \
+              WHERE customer_id = $1 AND status = 'pending' AND last_error LIKE 'held:%'",
+        )
+        .bind(ids[1])
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let requests = s.sandbox.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "no request after the other worker's hold: {:?}",
+        requests.iter().map(|r| r.error_code).collect::<Vec<_>>()
+    );
+    let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM stagecast.alerts")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(alerts, 0, "the hold's alert is the other worker's");
+}
+
+#[tokio::test]
+async fn two_workers_that_both_find_a_holds_probe_due_send_one_probe() {
+    use stagecast::platforms::holds::{DestinationHolds, HoldState};
+    use stagecast::platforms::shared_limits::SharedLimits;
+    let s = Stack::new().await;
+    hold_written_by_another_worker(&s, "now() - interval '1 second'").await;
+    let api_version = s.tuning().meta.api_version;
+    let fingerprint =
+        stagecast::platforms::holds::fingerprint(&[PIXEL, support::stack::TOKEN, &api_version]);
+    // Two workers: each its own holds and its own pool of shared limits.
+    let workers: Vec<DestinationHolds> = (0..2)
+        .map(|_| {
+            let holds = DestinationHolds::new(Duration::from_secs(3600));
+            holds.share(SharedLimits::new(s.store.clone()), "facebook", "fbtrace_id");
+            holds
+        })
+        .collect();
+    for holds in &workers {
+        holds.ready().await;
+    }
+    // Both read the hold with its probe due; both ask at the same time.
+    let (a, b) = tokio::join!(
+        workers[0].state("1", &fingerprint),
+        workers[1].state("1", &fingerprint)
+    );
+    let states = [a, b];
+    assert_eq!(
+        states.iter().filter(|s| **s == HoldState::Probe).count(),
+        1,
+        "one probe between the two: {states:?}"
+    );
+    assert!(
+        states.iter().any(|s| matches!(s, HoldState::Held { .. })),
+        "the other holds: {states:?}"
+    );
+    let next_probe_later: bool = sqlx::query_scalar(
+        "SELECT next_probe > now() + interval '59 minutes' FROM stagecast.destination_holds",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(
+        next_probe_later,
+        "the winner pushed the next probe back for both"
+    );
+    // Lifted by another worker meanwhile: a due probe finds it gone and sends as usual.
+    s.exec("UPDATE stagecast.destination_holds SET next_probe = now() - interval '1 second'")
+        .await;
+    let third = DestinationHolds::new(Duration::from_secs(3600));
+    third.share(SharedLimits::new(s.store.clone()), "facebook", "fbtrace_id");
+    third.ready().await;
+    s.exec("DELETE FROM stagecast.destination_holds").await;
+    assert_eq!(third.state("1", &fingerprint).await, HoldState::Open);
+}
+
+async fn throttle_streak(s: &Stack, pixel: &str) -> i32 {
+    sqlx::query_scalar(
+        "SELECT throttles FROM stagecast.destination_limits \
+          WHERE platform = 'facebook' AND destination = $1",
+    )
+    .bind(pixel)
+    .fetch_one(s.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_throttle_streak_is_shared_so_a_second_worker_throttled_next_pauses_twice_as_long() {
+    use stagecast::platforms::rate_limit::DestinationLimiter;
+    use stagecast::platforms::shared_limits::SharedLimits;
+    use std::time::Instant;
+    let s = Stack::new().await;
+    // Doubled, still under the longest pause (15 minutes).
+    let first = Duration::from_secs(120);
+    let worker = || {
+        let l = DestinationLimiter::new("facebook", nz(100), nz(10), first);
+        l.share(SharedLimits::new(s.store.clone()));
+        l
+    };
+    let (a, b) = (worker(), worker());
+    a.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1);
+    // B's request was in flight: throttled while the pause runs, the same episode.
+    b.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1, "one episode, not two");
+    // The pause has just ended (as if two minutes had passed) and B is throttled again at once:
+    // the streak goes on, though B itself was throttled only once since.
+    s.exec("UPDATE stagecast.destination_limits SET paused_until = now() - interval '1 second'")
+        .await;
+    let until = b.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 2);
+    assert!(
+        until > Instant::now() + first * 2 - Duration::from_secs(30),
+        "the second throttle of the streak pauses twice the first"
+    );
+    // Long after the last pause: a new streak, from the first pause again.
+    s.exec("UPDATE stagecast.destination_limits SET paused_until = now() - interval '1 hour'")
+        .await;
+    let until = a.throttled(PIXEL, None).await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1);
+    assert!(until < Instant::now() + first + Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_pause_learned_while_the_database_does_not_answer_is_written_once_it_does() {
+    use stagecast::platforms::rate_limit::{DestinationLimiter, Slot};
+    use stagecast::platforms::shared_limits::SharedLimits;
+    let s = Stack::new().await;
+    let l = DestinationLimiter::new("facebook", nz(100), nz(10), Duration::from_secs(600));
+    l.share(SharedLimits::new(s.store.clone()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    // The limits table locked (as in the local-share test): the pause cannot be written.
+    let mut lock = s.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE stagecast.destination_limits IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    l.throttled(PIXEL, None).await;
+    assert!(
+        matches!(l.acquire(PIXEL, &stop).await, Slot::Paused { .. }),
+        "paused here at once"
+    );
+    lock.commit().await.unwrap();
+    assert_eq!(paused_until(&s, PIXEL).await, None, "not written yet");
+    // The database answers again (after the retry delay): the next request this worker tries,
+    // even to the paused destination itself, writes the pause for the others.
+    wait_until("the pause to be written", DEADLINE, || async {
+        l.acquire(PIXEL, &stop).await;
+        paused_until(&s, PIXEL).await.is_some()
+    })
+    .await;
+    assert_eq!(throttle_streak(&s, PIXEL).await, 1, "counted as a throttle");
+}
+
 /// 50 pixels (ids 1–50, dataset ids `9000000000000001`…), a campaign per pixel and one customer
 /// per campaign, all through the CRM role; a Lead stage (1). Returns the dataset ids.
 async fn seed_fifty(s: &Stack) -> Vec<String> {

@@ -13,8 +13,9 @@
 //! database (`stagecast.destination_holds`): the statement that records a hold tells whether it
 //! is news, so one alert is raised across all workers; each worker reads the holds of its
 //! platform about every second ([`super::shared_limits::REFRESH_EVERY`]) into the map `state`
-//! answers from, so a worker may send one more request to a destination in the second after
-//! another held it (refused again, no second alert). A release or a probe is written in the
+//! answers from; between reads, the statement that takes each request's slot checks the hold too
+//! (`SendLoop::hold`), so a hold another worker wrote stops the next request here at once. A due
+//! probe is claimed in the database (one worker of all sends it); a release is written in the
 //! background. Without a database (or while it does not answer) holds are this process's own.
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::shared_limits::{SharedLimits, REFRESH_EVERY};
 use crate::alerts::AlertCause;
 use crate::platforms::outcome::DeliveryError;
-use crate::store::{HoldRow, NewHold};
+use crate::store::{HoldRow, NewHold, ProbeClaim};
 
 #[derive(Debug, Clone)]
 struct Hold {
@@ -170,39 +171,65 @@ impl DestinationHolds {
     }
 
     /// Whether `key` may send with the configuration `fingerprint`. A changed fingerprint lifts
-    /// the hold; a due probe is handed out once per `probe_every` (across workers when shared).
-    pub fn state(&self, key: &str, fingerprint: &str) -> HoldState {
+    /// the hold; a due probe is handed out once per `probe_every`: when shared, as a claim in
+    /// the database that one worker of all wins (sql/claim_hold_probe.sql), so two workers that
+    /// both see the probe due do not both send it.
+    pub async fn state(&self, key: &str, fingerprint: &str) -> HoldState {
         self.refresh_if_due();
-        let mut holds = self.lock();
-        let Some(hold) = holds.get_mut(key) else {
-            return HoldState::Open;
-        };
-        if hold.fingerprint != fingerprint {
-            let old = hold.fingerprint.clone();
-            holds.remove(key);
-            drop(holds);
-            self.changed();
-            self.write_behind(key, move |store, platform, key| async move {
-                store
-                    .release_destination_hold(platform, &key, Some(&old))
-                    .await
-            });
-            return HoldState::Open;
-        }
-        let now = Instant::now();
-        if now >= hold.next_probe {
+        let (cause, error) = {
+            let mut holds = self.lock();
+            let Some(hold) = holds.get_mut(key) else {
+                return HoldState::Open;
+            };
+            if hold.fingerprint != fingerprint {
+                let old = hold.fingerprint.clone();
+                holds.remove(key);
+                drop(holds);
+                self.changed();
+                self.write_behind(key, move |store, platform, key| async move {
+                    store
+                        .release_destination_hold(platform, &key, Some(&old))
+                        .await
+                });
+                return HoldState::Open;
+            }
+            let now = Instant::now();
+            if now < hold.next_probe {
+                return HoldState::Held {
+                    cause: hold.cause,
+                    error: hold.error.clone(),
+                };
+            }
+            // Pushed back here first: this process's other deliveries hold meanwhile.
             hold.next_probe = now + self.probe_every;
-            drop(holds);
-            self.changed();
-            let secs = self.probe_every.as_secs_f64();
-            self.write_behind(key, move |store, platform, key| async move {
-                store.claim_hold_probe(platform, &key, secs).await
-            });
+            (hold.cause, hold.error.clone())
+        };
+        self.changed();
+        let Some(shared) = self.shared.get() else {
             return HoldState::Probe;
-        }
-        HoldState::Held {
-            cause: hold.cause,
-            error: hold.error.clone(),
+        };
+        let (platform, secs) = (shared.platform, self.probe_every.as_secs_f64());
+        let claim = shared
+            .limits
+            .run(platform, |store| async move {
+                store
+                    .claim_hold_probe(platform, key, fingerprint, secs)
+                    .await
+            })
+            .await;
+        match claim {
+            // The database unavailable: this worker's own memory decides, as without one.
+            Ok(ProbeClaim::Probe) | Err(_) => HoldState::Probe,
+            Ok(ProbeClaim::Held) => HoldState::Held { cause, error },
+            Ok(ProbeClaim::Open) => {
+                let mut holds = self.lock();
+                if holds.get(key).is_some_and(|h| h.fingerprint == fingerprint) {
+                    holds.remove(key);
+                }
+                drop(holds);
+                self.changed();
+                HoldState::Open
+            }
         }
     }
 
@@ -258,6 +285,18 @@ impl DestinationHolds {
             })
             .await
             .unwrap_or(local_news)
+    }
+
+    /// A hold the slot statement found (another worker wrote it; the cache had not read it):
+    /// kept here as a refresh would. Its cause and error, unless the cause is one this version
+    /// does not know.
+    pub fn learn(&self, row: HoldRow) -> Option<(AlertCause, DeliveryError)> {
+        let trace_name = self.shared.get().map_or("", |s| s.trace_name);
+        let (key, hold) = hold_from_row(row, trace_name, Instant::now())?;
+        let found = (hold.cause, hold.error.clone());
+        self.lock().insert(key, hold);
+        self.changed();
+        Some(found)
     }
 
     /// A request to `key` succeeded: whatever was held is lifted (for every worker).
@@ -323,7 +362,7 @@ mod tests {
         let b = fingerprint(&["pixel", "token-b"]);
         assert_ne!(a, b);
         assert!(!a.contains("token"), "the fingerprint is a hash");
-        assert_eq!(holds.state("1", &a), HoldState::Open);
+        assert_eq!(holds.state("1", &a).await, HoldState::Open);
         let err = DeliveryError::local("expired");
         assert!(
             holds
@@ -337,24 +376,32 @@ mod tests {
             "the same hold again is no news: no second alert"
         );
         assert_eq!(
-            holds.state("1", &a),
+            holds.state("1", &a).await,
             HoldState::Held {
                 cause: AlertCause::TokenInvalid,
                 error: err.clone()
             }
         );
-        assert_eq!(holds.state("2", &a), HoldState::Open, "per destination");
         assert_eq!(
-            holds.state("1", &b),
+            holds.state("2", &a).await,
+            HoldState::Open,
+            "per destination"
+        );
+        assert_eq!(
+            holds.state("1", &b).await,
             HoldState::Open,
             "a new token lifts it"
         );
-        assert_eq!(holds.state("1", &a), HoldState::Open, "lifted for good");
+        assert_eq!(
+            holds.state("1", &a).await,
+            HoldState::Open,
+            "lifted for good"
+        );
 
         let probing = DestinationHolds::new(Duration::ZERO);
         probing.hold("1", &a, AlertCause::TokenInvalid, err).await;
-        assert_eq!(probing.state("1", &a), HoldState::Probe);
+        assert_eq!(probing.state("1", &a).await, HoldState::Probe);
         assert!(probing.release("1"));
-        assert_eq!(probing.state("1", &a), HoldState::Open);
+        assert_eq!(probing.state("1", &a).await, HoldState::Open);
     }
 }

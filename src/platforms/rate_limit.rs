@@ -4,13 +4,16 @@
 //!
 //! With [`SharedLimits`] attached (every worker's pipeline), the limit and the pauses are the
 //! database's: each request takes its slot from the destination's row (one statement, which also
-//! says whether another worker learned a pause), so N workers together keep one limit. A pause
-//! this worker learns applies here at once and is written for the others in the background.
+//! says whether another worker learned a pause, or held the destination), so N workers together
+//! keep one limit. A pause this worker learns applies here at once and is written for the others,
+//! with the throttle streak every worker shares (sql/pause_destination.sql); one the database
+//! could not take is written by the next request tried once the database answers again.
 //! When the database does not answer, the local limiter (governor) takes over at this worker's
 //! share of the limit ([`super::shared_limits`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,10 +21,12 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use super::shared_limits::SharedLimits;
+use crate::store::{HoldQuery, HoldRow, PauseRequest};
 
 /// Pauses without a hint from the platform start at `first_pause` (60 s in production) and
 /// double per consecutive throttle up to `MAX_PAUSE` (Meta's error guide: back off, pause the
-/// account).
+/// account). When shared, the streak is the database's; this worker's own counts only while
+/// the database does not answer.
 const MAX_PAUSE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +47,36 @@ pub struct DestinationLimiter {
     /// The local limiter at this worker's share (limit / peers), built when the database
     /// fails, rebuilt when the number of peers changed.
     fallback: Mutex<Option<(u32, Arc<DefaultKeyedRateLimiter<String>>)>>,
+    /// Pauses learned while the database did not answer, not yet written for the others.
+    unwritten: Arc<Unwritten>,
+}
+
+/// Pauses to write when the database answers again: until when, and whether a throttle (which
+/// counts in the shared streak) rather than a slow-down.
+#[derive(Default)]
+struct Unwritten {
+    pauses: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Whether `pauses` is not empty: read on every slot taken, so without the lock.
+    any: AtomicBool,
+}
+
+impl Unwritten {
+    fn keep(&self, key: &str, until: Instant, throttle: bool) {
+        let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pauses.entry(key.to_string()).or_insert((until, throttle));
+        entry.0 = entry.0.max(until);
+        entry.1 |= throttle;
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Option<HashMap<String, (Instant, bool)>> {
+        if !self.any.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        Some(std::mem::take(
+            &mut *self.pauses.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
 }
 
 impl std::fmt::Debug for DestinationLimiter {
@@ -51,7 +86,7 @@ impl std::fmt::Debug for DestinationLimiter {
 }
 
 /// The result of waiting for a request slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     /// Go ahead; `waited` is how long the limiter held us (a metric).
     Ready { waited: Duration },
@@ -59,6 +94,9 @@ pub enum Slot {
     Paused { until: Instant },
     /// Shutting down: do not start the request.
     Shutdown,
+    /// Another worker held the destination for the configuration asked about (the slot
+    /// statement found its hold; this worker's cache had not): send nothing.
+    Held(HoldRow),
 }
 
 impl DestinationLimiter {
@@ -79,6 +117,7 @@ impl DestinationLimiter {
             burst,
             shared: OnceLock::new(),
             fallback: Mutex::new(None),
+            unwritten: Arc::default(),
         }
     }
 
@@ -121,6 +160,7 @@ impl DestinationLimiter {
         &self,
         shared: &SharedLimits,
         key: &str,
+        hold: Option<HoldQuery<'_>>,
         shutdown: &CancellationToken,
     ) -> Option<Slot> {
         let interval = 1.0 / f64::from(self.per_second.get());
@@ -128,11 +168,15 @@ impl DestinationLimiter {
         let slot = shared
             .run(self.platform, |store| async move {
                 store
-                    .take_request_slot(self.platform, key, interval, tolerance)
+                    .take_request_slot(self.platform, key, interval, tolerance, hold)
                     .await
             })
             .await
             .ok()?;
+        self.flush_unwritten(shared);
+        if let Some(row) = hold.and_then(|h| slot.hold(h)) {
+            return Some(Slot::Held(row));
+        }
         if let Some(paused_for) = slot.paused_for {
             let until = Instant::now() + Duration::from_secs_f64(paused_for.max(0.0));
             self.pause_locally(key, until);
@@ -168,10 +212,27 @@ impl DestinationLimiter {
 
     /// Wait for a request slot for `key`, unless paused or shutting down.
     pub async fn acquire(&self, key: &str, shutdown: &CancellationToken) -> Slot {
+        self.acquire_unless_held(key, None, shutdown).await
+    }
+
+    /// [`Self::acquire`], also checking (when shared, in the same statement) that no worker
+    /// holds `hold`: a hold written by another worker stops this request even before this
+    /// worker's cache of holds has read it.
+    pub async fn acquire_unless_held(
+        &self,
+        key: &str,
+        hold: Option<HoldQuery<'_>>,
+        shutdown: &CancellationToken,
+    ) -> Slot {
         if shutdown.is_cancelled() {
             return Slot::Shutdown;
         }
         if let Some(until) = self.paused_until(key) {
+            // No slot statement for a paused destination, so its pause (if unwritten) is
+            // tried here; while the database is marked down that costs no round trip.
+            if let Some(shared) = self.shared.get() {
+                self.flush_unwritten(shared);
+            }
             // Counted so throttling shows up as requests held back, not only as the throttled
             // responses that started the pause.
             metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "paused")
@@ -180,7 +241,7 @@ impl DestinationLimiter {
         }
         let limiter = match self.shared.get() {
             Some(shared) => {
-                if let Some(slot) = self.acquire_shared(shared, key, shutdown).await {
+                if let Some(slot) = self.acquire_shared(shared, key, hold, shutdown).await {
                     return slot;
                 }
                 metrics::counter!("stagecast_rate_limit_waits_total", "platform" => self.platform, "reason" => "local_share")
@@ -221,48 +282,137 @@ impl DestinationLimiter {
     }
 
     /// The platform throttled `key`: pause it for `hint` (the platform's estimate) or an
-    /// exponentially growing default. Returns when the pause ends.
-    pub fn throttled(&self, key: &str, hint: Option<Duration>) -> Instant {
-        let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let consecutive = pauses
-            .get(key)
-            .map(|p| p.consecutive.saturating_add(1))
-            .unwrap_or(1);
-        let default = self
-            .first_pause
-            .saturating_mul(1u32 << (consecutive - 1).min(8))
-            .min(MAX_PAUSE.max(self.first_pause));
-        let until = now + hint.filter(|d| !d.is_zero()).unwrap_or(default);
-        pauses.insert(key.to_string(), Pause { until, consecutive });
-        drop(pauses);
-        self.pause_shared(key, until - now);
-        until
+    /// exponentially growing default. Returns when the pause ends. This worker pauses at once;
+    /// when shared, the pause and its streak are the database's (every worker's throttles
+    /// count), and its answer is awaited (bounded by `DB_TIMEOUT`).
+    pub async fn throttled(&self, key: &str, hint: Option<Duration>) -> Instant {
+        let hint = hint.filter(|d| !d.is_zero());
+        let local = {
+            let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let consecutive = pauses
+                .get(key)
+                .map(|p| p.consecutive.saturating_add(1))
+                .unwrap_or(1);
+            let default = self
+                .first_pause
+                .saturating_mul(1u32 << (consecutive - 1).min(8))
+                .min(self.max_pause());
+            let until = now + hint.unwrap_or(default);
+            let entry = pauses
+                .entry(key.to_string())
+                .or_insert(Pause { until, consecutive });
+            entry.until = entry.until.max(until);
+            entry.consecutive = consecutive;
+            entry.until
+        };
+        self.pause_shared(key, hint, local, true).await
     }
 
-    /// Tell the other workers (in the background: this worker pauses at once).
-    fn pause_shared(&self, key: &str, pause: Duration) {
-        if let Some(shared) = self.shared.get() {
-            let (platform, key, secs) = (self.platform, key.to_string(), pause.as_secs_f64());
-            shared.spawn(platform, move |store| async move {
-                store.pause_destination(platform, &key, secs).await
-            });
+    fn max_pause(&self) -> Duration {
+        MAX_PAUSE.max(self.first_pause)
+    }
+
+    /// Write a pause for the other workers; returns the pause in force here afterwards. A
+    /// pause that cannot be written (the database down or slow) is kept in `unwritten` and
+    /// written by the next request tried once the database answers again.
+    async fn pause_shared(
+        &self,
+        key: &str,
+        hint: Option<Duration>,
+        local: Instant,
+        throttle: bool,
+    ) -> Instant {
+        let Some(shared) = self.shared.get() else {
+            return local;
+        };
+        let pause = PauseRequest {
+            hint: hint.map(|d| d.as_secs_f64()),
+            first: self.first_pause.as_secs_f64(),
+            max: self.max_pause().as_secs_f64(),
+            throttle,
+        };
+        let platform = self.platform;
+        let written = shared
+            .run(platform, |store| async move {
+                store.pause_destination(platform, key, pause).await
+            })
+            .await;
+        match written {
+            Ok((paused_for, streak)) => {
+                // The database's pause and streak (every worker's throttles) replace this
+                // worker's own guess, which knew only its own.
+                let until = Instant::now() + Duration::from_secs_f64(paused_for.max(0.0));
+                let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+                pauses.insert(
+                    key.to_string(),
+                    Pause {
+                        until,
+                        consecutive: u32::try_from(streak).unwrap_or(0),
+                    },
+                );
+                until
+            }
+            Err(_) => {
+                self.unwritten.keep(key, local, throttle);
+                local
+            }
         }
     }
 
-    /// Usage headers say we are close to the limit: pause briefly instead of getting throttled.
-    pub fn slow_down(&self, key: &str, pause: Duration) -> Instant {
-        let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
-        let until = Instant::now() + pause;
-        let entry = pauses.entry(key.to_string()).or_insert(Pause {
-            until,
-            consecutive: 0,
+    /// The database answers again: write the pauses learned while it did not, in the
+    /// background (each for what is left of it; one statement per pause, once).
+    fn flush_unwritten(&self, shared: &SharedLimits) {
+        let Some(pending) = self.unwritten.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (platform, shared) = (self.platform, shared.clone());
+        let (first, max) = (
+            self.first_pause.as_secs_f64(),
+            self.max_pause().as_secs_f64(),
+        );
+        let unwritten = Arc::clone(&self.unwritten);
+        rt.spawn(async move {
+            for (key, (until, throttle)) in pending {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    continue;
+                }
+                let pause = PauseRequest {
+                    hint: Some(left.as_secs_f64()),
+                    first,
+                    max,
+                    throttle,
+                };
+                let k = key.clone();
+                let written = shared
+                    .run(platform, |store| async move {
+                        store.pause_destination(platform, &k, pause).await
+                    })
+                    .await;
+                if written.is_err() {
+                    unwritten.keep(&key, until, throttle);
+                }
+            }
         });
-        entry.until = entry.until.max(until);
-        let until = entry.until;
-        drop(pauses);
-        self.pause_shared(key, pause);
-        until
+    }
+
+    /// Usage headers say we are close to the limit: pause briefly instead of getting throttled.
+    pub async fn slow_down(&self, key: &str, pause: Duration) -> Instant {
+        let until = {
+            let mut pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+            let until = Instant::now() + pause;
+            let entry = pauses.entry(key.to_string()).or_insert(Pause {
+                until,
+                consecutive: 0,
+            });
+            entry.until = entry.until.max(until);
+            entry.until
+        };
+        self.pause_shared(key, Some(pause), until, false).await
     }
 
     /// A request went through: the next throttle starts from the short pause again.
@@ -295,16 +445,16 @@ mod tests {
     async fn throttle_pauses_only_that_destination_and_grows() {
         let l = DestinationLimiter::new("test", nz(100), nz(10), Duration::from_secs(60));
         let stop = CancellationToken::new();
-        let first = l.throttled("a", None);
+        let first = l.throttled("a", None).await;
         assert!(first > Instant::now() + Duration::from_secs(50));
         assert!(matches!(l.acquire("a", &stop).await, Slot::Paused { .. }));
         assert!(matches!(l.acquire("b", &stop).await, Slot::Ready { .. }));
-        let second = l.throttled("a", None);
+        let second = l.throttled("a", None).await;
         assert!(
             second > first + Duration::from_secs(50),
             "second pause should be about twice the first"
         );
-        let hinted = l.throttled("c", Some(Duration::from_secs(5)));
+        let hinted = l.throttled("c", Some(Duration::from_secs(5))).await;
         assert!(hinted < Instant::now() + Duration::from_secs(6));
     }
 
@@ -363,7 +513,7 @@ mod tests {
             matches!(l.acquire("a", &stop).await, Slot::Ready { .. }),
             "delivery goes on without the database"
         );
-        l.throttled("a", None);
+        l.throttled("a", None).await;
         assert!(
             matches!(l.acquire("a", &stop).await, Slot::Paused { .. }),
             "a throttle still pauses this worker"

@@ -22,6 +22,7 @@ use crate::platforms::holds::{DestinationHolds, HoldState};
 use crate::platforms::outcome::{DeliveryError, EventOutcome, EventResult, PreparedEvent};
 use crate::platforms::rate_limit::{instant_to_utc, DestinationLimiter, Slot};
 use crate::queue::Lease;
+use crate::store::HoldQuery;
 
 /// `Destination` for a platform's destination struct that has `sink: Arc<Sink>` and
 /// `batch_key: String`, its sink having `deliver(&self, &Dest, Vec<PreparedEvent>,
@@ -246,10 +247,22 @@ pub struct HoldTarget<'a> {
     pub recheck_fallback: chrono::Duration,
 }
 
-impl HoldTarget<'_> {
+impl<'a> HoldTarget<'a> {
     /// Whether the destination may be sent to now.
-    pub fn state(&self) -> HoldState {
-        self.holds.state(self.key, &self.fingerprint)
+    pub async fn state(&self) -> HoldState {
+        self.holds.state(self.key, &self.fingerprint).await
+    }
+
+    /// The check the send loop makes with every slot it takes (`with_status`: held events
+    /// carry the hold error's HTTP status, as Google Ads' do).
+    pub fn check(&self, with_status: bool) -> HoldCheck<'a> {
+        HoldCheck {
+            holds: self.holds,
+            key: self.key,
+            fingerprint: self.fingerprint.clone(),
+            until: self.until(),
+            with_status,
+        }
     }
 
     /// A request succeeded: the hold (if any) is lifted. True if there was one.
@@ -277,6 +290,21 @@ pub struct SendLoop<'a> {
     pub platform_name: &'static str,
     /// `DeliveryError::trace_name` for the platform.
     pub trace_name: &'static str,
+    /// The destination's hold, checked with every slot (None: not checked, as for a probe).
+    pub hold: Option<HoldCheck<'a>>,
+}
+
+/// A destination's hold as the send loop checks it with each slot taken.
+pub struct HoldCheck<'a> {
+    pub holds: &'a DestinationHolds,
+    /// The hold key (`Destination::batch_key`).
+    pub key: &'a str,
+    /// The fingerprint of the configuration about to be sent.
+    pub fingerprint: String,
+    /// When the held events look again.
+    pub until: DateTime<Utc>,
+    /// Whether held events carry the hold error's HTTP status (Google Ads' do).
+    pub with_status: bool,
 }
 
 impl SendLoop<'_> {
@@ -288,9 +316,37 @@ impl SendLoop<'_> {
         lease: &Lease,
         sender: &mut S,
     ) {
+        let mut check_hold = true;
         while let Some(chunk) = chunks.next() {
-            match self.limiter.acquire(self.limiter_key, shutdown).await {
+            let hold = self
+                .hold
+                .as_ref()
+                .filter(|_| check_hold)
+                .map(|h| HoldQuery {
+                    key: h.key,
+                    fingerprint: &h.fingerprint,
+                });
+            match self
+                .limiter
+                .acquire_unless_held(self.limiter_key, hold, shutdown)
+                .await
+            {
                 Slot::Ready { .. } => {}
+                Slot::Held(row) => {
+                    let check = self.hold.as_ref().expect("a hold is found only when asked");
+                    // Learned here too, so this worker's next deliveries hold at once.
+                    if let Some((cause, error)) = check.holds.learn(row) {
+                        let status = error.http_status.filter(|_| check.with_status);
+                        let all = chunks.with_rest(chunk);
+                        chunks.emit_held(all, check.until, cause, false, status, &error, None);
+                        break;
+                    }
+                    // A cause this version does not know (the cache skips it too): no slot
+                    // was taken; take one without the check.
+                    check_hold = false;
+                    chunks.again(chunk);
+                    continue;
+                }
                 Slot::Shutdown => {
                     for c in chunks.with_rest(chunk) {
                         chunks.emit(c, EventOutcome::NotStarted, None, None, None);

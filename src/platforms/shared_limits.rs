@@ -5,9 +5,10 @@
 //!
 //! A database that does not answer within [`DB_TIMEOUT`] must neither stall delivery nor let
 //! the workers exceed the limit wildly: for [`DB_RETRY_AFTER`] each worker then uses its local
-//! limiter at its share of the limit (the limit divided by the workers seen recently), and
-//! pauses and holds it learns meanwhile stay in its own memory (the other workers learn them
-//! from their own throttled or refused request).
+//! limiter at its share of the limit (the limit divided by the workers seen recently); holds it
+//! learns meanwhile stay in its own memory (the other workers learn them from their own refused
+//! request), and pauses are kept and written once the database answers again
+//! (`DestinationLimiter`'s `unwritten`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -21,15 +21,68 @@ mod sql {
 /// write-back's connections nor be waited on longer than `statement_timeout`.
 const LIMIT_POOL_SIZE: u32 = 3;
 
-/// The answer to a slot request: paused (for that many seconds), or go after `wait_for` seconds.
-#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+/// The answer to a slot request: held (the `hold_*` fields, when a hold was asked about), paused
+/// (for that many seconds), or go after `wait_for` seconds.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RequestSlot {
     pub paused_for: Option<f64>,
     pub wait_for: f64,
+    pub hold_cause: Option<String>,
+    pub hold_http_status: Option<i32>,
+    pub hold_error_code: Option<String>,
+    pub hold_error_subcode: Option<i64>,
+    pub hold_trace_id: Option<String>,
+    pub hold_message: Option<String>,
+    pub hold_probe_in: Option<f64>,
+}
+
+/// Which hold a slot request also checks (sql/take_request_slot.sql): the destination's hold
+/// key and the fingerprint of the configuration about to be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldQuery<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+impl RequestSlot {
+    /// The hold the slot found (no slot was taken then), as a stored row.
+    pub fn hold(&self, query: HoldQuery<'_>) -> Option<HoldRow> {
+        Some(HoldRow {
+            destination: query.key.to_string(),
+            fingerprint: query.fingerprint.to_string(),
+            cause: self.hold_cause.clone()?,
+            http_status: self.hold_http_status,
+            error_code: self.hold_error_code.clone(),
+            error_subcode: self.hold_error_subcode,
+            trace_id: self.hold_trace_id.clone(),
+            message: self.hold_message.clone().unwrap_or_default(),
+            probe_in: self.hold_probe_in.unwrap_or(0.0),
+        })
+    }
+}
+
+/// A pause to record (see [`Store::pause_destination`]); seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PauseRequest {
+    pub hint: Option<f64>,
+    pub first: f64,
+    pub max: f64,
+    pub throttle: bool,
+}
+
+/// The answer to a probe claim (sql/claim_hold_probe.sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeClaim {
+    /// This worker sends the probe.
+    Probe,
+    /// Another worker claimed it: hold.
+    Held,
+    /// The hold of this configuration is gone (lifted by another worker).
+    Open,
 }
 
 /// A hold as stored (the error's fields, `probe_in` seconds until the next probe).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HoldRow {
     pub destination: String,
     pub fingerprint: String,
@@ -82,13 +135,15 @@ impl Store {
         Store::new(pool)
     }
 
-    /// Reserve the next request slot of a destination (GCRA over the shared row).
+    /// Reserve the next request slot of a destination (GCRA over the shared row), unless it is
+    /// paused or (`hold` given) held for that configuration.
     pub async fn take_request_slot(
         &self,
         platform: &str,
         destination: &str,
         interval_secs: f64,
         tolerance_secs: f64,
+        hold: Option<HoldQuery<'_>>,
     ) -> Result<RequestSlot> {
         Ok(timed(
             "take_request_slot",
@@ -97,28 +152,35 @@ impl Store {
                 .bind(destination)
                 .bind(interval_secs)
                 .bind(tolerance_secs)
+                .bind(hold.map(|h| h.key))
+                .bind(hold.map(|h| h.fingerprint))
                 .fetch_one(&self.pool),
         )
         .await?)
     }
 
-    /// Pause a destination for every worker for `secs` (a longer pause already there stays).
+    /// Pause a destination for every worker (a longer pause already there stays): for `hint`
+    /// seconds, or (a throttle without a hint) `first` seconds doubled per throttle of the
+    /// shared streak, at most `max`. `throttle` false: usage ran high, `hint` is the pause and
+    /// the streak is kept. Returns the pause in force, in seconds from now, and the streak.
     pub async fn pause_destination(
         &self,
         platform: &str,
         destination: &str,
-        secs: f64,
-    ) -> Result<()> {
-        timed(
+        pause: PauseRequest,
+    ) -> Result<(f64, i32)> {
+        Ok(timed(
             "pause_destination",
-            sqlx::query(sql::PAUSE_DESTINATION)
+            sqlx::query_as(sql::PAUSE_DESTINATION)
                 .bind(platform)
                 .bind(destination)
-                .bind(secs)
-                .execute(&self.pool),
+                .bind(pause.hint)
+                .bind(pause.first)
+                .bind(pause.max)
+                .bind(pause.throttle)
+                .fetch_one(&self.pool),
         )
-        .await?;
-        Ok(())
+        .await?)
     }
 
     /// Record a hold; true when it is news (the caller raises the one alert).
@@ -171,23 +233,29 @@ impl Store {
         Ok(())
     }
 
-    /// This worker probes a held destination: the next probe, for all, `secs` from now.
+    /// This worker found a held destination's probe due: claim it (one worker of all wins).
     pub async fn claim_hold_probe(
         &self,
         platform: &str,
         destination: &str,
+        fingerprint: &str,
         secs: f64,
-    ) -> Result<()> {
-        timed(
+    ) -> Result<ProbeClaim> {
+        let claim: String = timed(
             "claim_hold_probe",
-            sqlx::query(sql::CLAIM_HOLD_PROBE)
+            sqlx::query_scalar(sql::CLAIM_HOLD_PROBE)
                 .bind(platform)
                 .bind(destination)
                 .bind(secs)
-                .execute(&self.pool),
+                .bind(fingerprint)
+                .fetch_one(&self.pool),
         )
         .await?;
-        Ok(())
+        Ok(match claim.as_str() {
+            "probe" => ProbeClaim::Probe,
+            "open" => ProbeClaim::Open,
+            _ => ProbeClaim::Held,
+        })
     }
 
     /// Say `peer` shares the limits; how many peers (itself included) were seen within

@@ -12,7 +12,7 @@ mod session;
 mod vacuum;
 mod write_back;
 
-pub use limits::{HoldRow, NewHold, RequestSlot};
+pub use limits::{HoldQuery, HoldRow, NewHold, PauseRequest, ProbeClaim, RequestSlot};
 pub use liveness::{LockSession, Rescue};
 pub use rows::*;
 pub use session::pool_options;

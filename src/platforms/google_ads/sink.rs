@@ -117,13 +117,14 @@ impl GoogleAdsSink {
             recheck_fallback: chrono::Duration::minutes(15),
         };
         let mut chunks = Chunks::new(events, self.config.max_batch, ctx.results);
-        match hold.state() {
-            HoldState::Open | HoldState::Probe => {}
+        let probing = match hold.state().await {
+            HoldState::Open => false,
+            HoldState::Probe => true,
             HoldState::Held { cause, error } => {
                 chunks.held_all(&hold, cause, &error, error.http_status);
                 return;
             }
-        }
+        };
         let send_loop = SendLoop {
             limiter: &self.limiter,
             limiter_key: key,
@@ -132,6 +133,7 @@ impl GoogleAdsSink {
             request_time: self.config.timeout * 2,
             platform_name: "Google Ads",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| hold.check(true)),
         };
         let mut uploads = Uploads {
             sink: self,
@@ -260,7 +262,7 @@ impl SendChunk for Uploads<'_> {
                 );
             }
             Classification::Throttle(error, delay) => {
-                let until = instant_to_utc(sink.limiter.throttled(key, delay));
+                let until = instant_to_utc(sink.limiter.throttled(key, delay).await);
                 warn!(customer = %dest.customer_id, %error, %until, "Google Ads throttled this destination; pausing it");
                 chunks.emit(
                     chunk,

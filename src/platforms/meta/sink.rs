@@ -98,7 +98,7 @@ impl MetaSink {
             recheck_fallback: chrono::Duration::seconds(60),
         };
         let mut probing = false;
-        match hold.state() {
+        match hold.state().await {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
@@ -116,6 +116,7 @@ impl MetaSink {
             request_time: self.config.timeout,
             platform_name: "Meta",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| hold.check(false)),
         };
         let mut requests = PixelRequests {
             sink: self,
@@ -160,7 +161,7 @@ impl SendChunk for PixelRequests<'_> {
                         .regain_minutes
                         .map(|m| std::time::Duration::from_secs(m * 60))
                         .unwrap_or(std::time::Duration::from_secs(30));
-                    sink.limiter.slow_down(&dest.pixel_id, pause);
+                    sink.limiter.slow_down(&dest.pixel_id, pause).await;
                     warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
                 }
                 (classify(r), Some(r.status), r.audit())
@@ -201,7 +202,7 @@ impl SendChunk for PixelRequests<'_> {
                 );
             }
             Classification::Throttle { error, regain } => {
-                let until = instant_to_utc(sink.limiter.throttled(&dest.pixel_id, regain));
+                let until = instant_to_utc(sink.limiter.throttled(&dest.pixel_id, regain).await);
                 warn!(pixel = %dest.pixel_id, %error, %until, "Meta throttled this pixel; pausing it");
                 let error = error.to_delivery_error();
                 let outcome = EventOutcome::Throttled { until };

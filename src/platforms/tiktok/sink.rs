@@ -96,7 +96,7 @@ impl TiktokSink {
             recheck_fallback: chrono::Duration::seconds(60),
         };
         let mut probing = false;
-        match hold.state() {
+        match hold.state().await {
             HoldState::Open => {}
             HoldState::Probe => {
                 probing = true;
@@ -114,6 +114,7 @@ impl TiktokSink {
             request_time: self.config.timeout,
             platform_name: "TikTok",
             trace_name: super::TRACE_NAME,
+            hold: (!probing).then(|| hold.check(false)),
         };
         let mut requests = TrackRequests {
             sink: self,
@@ -195,7 +196,7 @@ impl SendChunk for TrackRequests<'_> {
                 );
             }
             Classification::Throttle(error) => {
-                let until = instant_to_utc(sink.limiter.throttled(key, None));
+                let until = instant_to_utc(sink.limiter.throttled(key, None).await);
                 warn!(event_source = %dest.source_id, %error, %until, "TikTok throttled this event source; pausing it");
                 let error = error.to_delivery_error();
                 let outcome = EventOutcome::Throttled { until };
