@@ -454,8 +454,7 @@ async fn the_throttle_pause_setting_applies_when_meta_gives_no_estimate() {
         regain_minutes: None,
     };
     let pause =
-        pause_of_a_worker_process(no_estimate.clone(), &[("STAGECAST_THROTTLE_PAUSE", "2s")])
-            .await;
+        pause_of_a_worker_process(no_estimate.clone(), &[("STAGECAST_THROTTLE_PAUSE", "2s")]).await;
     assert!(
         pause >= chrono::Duration::milliseconds(1900) && pause < chrono::Duration::seconds(30),
         "paused {pause} with STAGECAST_THROTTLE_PAUSE=2s (the default is 60s)"
