@@ -612,3 +612,67 @@ async fn a_job_waiting_on_its_destinations_limit_does_not_hold_back_the_capacity
     );
     worker.shutdown().await.unwrap();
 }
+
+/// The pause a `stagecast run` process (settings from `env`) takes after one throttle answer
+/// (`fault`), measured from the sandbox's record of that request to the pause it shared with the
+/// other workers; then the worker is stopped.
+async fn pause_of_a_worker_process(fault: Fault, env: &[(&str, &str)]) -> chrono::Duration {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let ids = customers(&s, 1).await;
+    s.sandbox.push_fault(fault);
+    let mut cmd = s.worker_command();
+    cmd.env("STAGECAST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the stagecast binary");
+    s.move_to(ids[0], 1).await;
+    let until = wait_for("the worker's pause to be shared", DEADLINE, || {
+        paused_until(&s, PIXEL)
+    })
+    .await;
+    let throttled = s.sandbox.requests()[0].clone();
+    assert_eq!(throttled.error_code, Some(4));
+    support::process::signal(&child, "TERM");
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    until - throttled.received_at
+}
+
+#[tokio::test]
+async fn the_throttle_pause_setting_applies_when_meta_gives_no_estimate() {
+    let no_estimate = Fault::Throttle {
+        code: 4,
+        subcode: None,
+        regain_minutes: None,
+    };
+    let pause =
+        pause_of_a_worker_process(no_estimate.clone(), &[("STAGECAST_THROTTLE_PAUSE", "2s")]).await;
+    assert!(
+        pause >= chrono::Duration::milliseconds(1900) && pause < chrono::Duration::seconds(30),
+        "paused {pause} with STAGECAST_THROTTLE_PAUSE=2s (the default is 60s)"
+    );
+    let pause = pause_of_a_worker_process(no_estimate, &[]).await;
+    assert!(
+        pause >= chrono::Duration::seconds(59),
+        "paused {pause} by default"
+    );
+}
+
+#[tokio::test]
+async fn meta_s_estimate_wins_over_the_throttle_pause_setting() {
+    // X-Business-Use-Case-Usage `estimated_time_to_regain_access` is in minutes
+    // (https://developers.facebook.com/docs/graph-api/overview/rate-limiting).
+    let estimated = Fault::Throttle {
+        code: 4,
+        subcode: None,
+        regain_minutes: Some(2),
+    };
+    let pause = pause_of_a_worker_process(estimated, &[("STAGECAST_THROTTLE_PAUSE", "2s")]).await;
+    assert!(
+        pause >= chrono::Duration::seconds(119),
+        "paused {pause}: Meta estimated 2 minutes"
+    );
+}

@@ -77,6 +77,12 @@ pub struct ChaosArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// The workers' `--throttle-pause`: the sandbox's throttle fault gives no estimate, so every
+    /// worker pauses the run's only pixel this long (doubling while throttles follow each
+    /// other). With `stagecast run`'s 60 s, a dozen throttles in a run of 100,000 changes kept
+    /// the pipeline paused past the timeout; the run tests recovery, not Meta's patience.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub throttle_pause: Duration,
     /// The workers' `--lease`: how long a killed worker's jobs wait for another worker.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
@@ -198,6 +204,7 @@ async fn chaos(
             ("STAGECAST_KEYS".into(), key_entry),
         ],
         lease: humantime::format_duration(args.lease).to_string(),
+        throttle_pause: humantime::format_duration(args.throttle_pause).to_string(),
         batch: args.meta_batch_size.to_string(),
         claim: args.batch_size.to_string(),
         concurrency: args.concurrency.to_string(),
@@ -212,11 +219,12 @@ async fn chaos(
     }
     println!(
         "{} stage changes, {} worker processes (one SIGKILLed every {}), one Postgres restart, \
-         a fault in one sandbox request in {}",
+         a fault in one sandbox request in {} (throttle pause {})",
         args.changes,
         args.workers,
         humantime::format_duration(args.kill_every),
-        args.fault_one_in
+        args.fault_one_in,
+        humantime::format_duration(args.throttle_pause)
     );
 
     let committed = Arc::new(AtomicI64::new(0));
@@ -424,6 +432,7 @@ struct Workers {
     exe: PathBuf,
     env: Vec<(String, String)>,
     lease: String,
+    throttle_pause: String,
     batch: String,
     claim: String,
     concurrency: String,
@@ -470,6 +479,7 @@ impl Workers {
                 "1s",
             ])
             .args(["--drain-timeout", "5s", "--meta-partner-agent", &agent])
+            .args(["--throttle-pause", &self.throttle_pause])
             .args([
                 "--meta-batch-size",
                 &self.batch,

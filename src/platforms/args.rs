@@ -22,16 +22,35 @@ pub struct PlatformArgs {
     pub tiktok: TiktokArgs,
     #[command(flatten)]
     pub google_ads: GoogleAdsArgs,
+    /// How long a destination pauses, for every worker on the database, when its platform
+    /// throttles it without saying when to come back (Meta without estimated_time_to_regain_access
+    /// or Retry-After, TikTok's 40100, Google without retryDelay); doubled while the platform
+    /// keeps throttling, up to 15 minutes. The platform's own estimate always wins.
+    #[arg(long, env = "STAGECAST_THROTTLE_PAUSE", default_value = "60s", value_parser = parse_throttle_pause)]
+    pub throttle_pause: Duration,
+}
+
+/// A pause of zero would send to a throttled destination again at once.
+fn parse_throttle_pause(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) {
+        return Err("a throttle pause must be at least 100ms".into());
+    }
+    Ok(d)
 }
 
 impl PlatformArgs {
     /// Every platform's configuration, for [`super::Registry::from_config`].
     pub fn config(&self) -> PlatformsConfig {
-        PlatformsConfig {
+        let mut config = PlatformsConfig {
             meta: self.meta.meta_config(),
             tiktok: self.tiktok.tiktok_config(),
             google_ads: self.google_ads.google_ads_config(),
-        }
+        };
+        config.meta.throttle_pause = self.throttle_pause;
+        config.tiktok.throttle_pause = self.throttle_pause;
+        config.google_ads.throttle_pause = self.throttle_pause;
+        config
     }
 
     /// One Settings line of the doctor per platform.
@@ -82,4 +101,46 @@ pub struct RequestLimits {
     pub lease_rule: &'static str,
     pub drain_rule: &'static str,
     pub retention_rule: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        platforms: PlatformArgs,
+    }
+
+    fn config(args: &[&str]) -> PlatformsConfig {
+        Cli::try_parse_from(std::iter::once("stagecast").chain(args.iter().copied()))
+            .expect("flags parse")
+            .platforms
+            .config()
+    }
+
+    fn pauses(c: &PlatformsConfig) -> [Duration; 3] {
+        [
+            c.meta.throttle_pause,
+            c.tiktok.throttle_pause,
+            c.google_ads.throttle_pause,
+        ]
+    }
+
+    #[test]
+    fn the_throttle_pause_reaches_every_platform() {
+        assert_eq!(pauses(&config(&[])), [Duration::from_secs(60); 3]);
+        assert_eq!(
+            pauses(&config(&["--throttle-pause", "2s"])),
+            [Duration::from_secs(2); 3]
+        );
+        for bad in ["0s", "10ms", "soon"] {
+            assert!(
+                Cli::try_parse_from(["stagecast", "--throttle-pause", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
