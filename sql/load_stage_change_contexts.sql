@@ -16,11 +16,7 @@ SELECT c.job_id,
        cu.currency, cu.utm_metadata, cu.client_ip, cu.client_user_agent, cu.fbclid, cu.fbclid_at,
        cu.ttclid,
        cu.city, cu.state, cu.zip, cu.country, cu.created_at AS customer_created_at,
-       (SELECT jsonb_strip_nulls(jsonb_build_object('fbp', j ->> 'fbp', 'birth_date', j ->> 'birth_date',
-                                                    'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id',
-                                                    'gclid', j ->> 'gclid', 'gbraid', j ->> 'gbraid',
-                                                    'wbraid', j ->> 'wbraid'))
-          FROM (SELECT to_jsonb(cu) AS j) r) AS optional,
+       cu.optional,
        s.id AS stage_id, s.name AS stage_name, s.funnel_category, s.utm_event,
        s.default_value::float8 AS stage_default_value,
        camp.id AS campaign_id, camp.name AS campaign_name, camp.pixel_id AS campaign_pixel_ref,
@@ -30,7 +26,20 @@ SELECT c.job_id,
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS c(job_id, customer_id, stage_id)
   -- One key lookup per customer: OFFSET 0 keeps the planner from flattening the subquery into
   -- a join it may plan as a scan of all customers.
-  LEFT JOIN LATERAL (SELECT * FROM stagecast.crm_customers x WHERE x.id = c.customer_id OFFSET 0) cu ON true
+  -- `optional`: the row is turned into jsonb once (OFFSET 0). Flattened, `j` was replaced by
+  -- its expression and to_jsonb ran once per key read: 0.1 ms a customer, 100 of the query's
+  -- 125 ms per 1,000 (once: 28 ms).
+  LEFT JOIN LATERAL (
+        SELECT x.*,
+               (SELECT jsonb_strip_nulls(jsonb_build_object('fbp', j ->> 'fbp', 'birth_date', j ->> 'birth_date',
+                                                            'gender', j ->> 'gender', 'lead_id', j ->> 'lead_id',
+                                                            'gclid', j ->> 'gclid', 'gbraid', j ->> 'gbraid',
+                                                            'wbraid', j ->> 'wbraid'))
+                  FROM (SELECT to_jsonb(x) AS j OFFSET 0) r) AS optional
+          FROM stagecast.crm_customers x
+         WHERE x.id = c.customer_id
+        OFFSET 0
+  ) cu ON true
   LEFT JOIN stagecast.crm_stages s ON s.id = c.stage_id
   LEFT JOIN LATERAL (
         SELECT * FROM (
