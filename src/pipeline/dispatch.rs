@@ -80,8 +80,7 @@ impl Pipeline {
             .await;
             let mut expanded = HandlerOutput::default();
             for part in parts {
-                expanded.write_back.append(part.write_back);
-                expanded.finalized.extend(part.finalized);
+                expanded.append(part);
             }
             expanded
         };
@@ -95,8 +94,7 @@ impl Pipeline {
         };
         let (expanded, processed) = tokio::join!(expand, process);
         for part in [expanded, processed] {
-            out.write_back.append(part.write_back);
-            out.finalized.extend(part.finalized);
+            out.append(part);
         }
         out
     }
@@ -138,7 +136,7 @@ impl Pipeline {
             Ok(Some(e)) => e.leased.len(),
             _ => 0,
         };
-        ctx.give_back_capacity(borrowed.saturating_sub(leased));
+        ctx.release_capacity(borrowed.saturating_sub(leased));
         match expanded {
             Ok(Some(expansion)) => {
                 info!(
@@ -197,8 +195,7 @@ impl Pipeline {
         }))
         .await;
         for part in parts {
-            out.write_back.append(part.write_back);
-            out.finalized.extend(part.finalized);
+            out.append(part);
         }
     }
 

@@ -170,7 +170,7 @@ pub struct BatchContext {
 impl BatchContext {
     /// Take up to `max` of the worker's free capacity for jobs beyond the claimed batch,
     /// without waiting: how many it got. It comes back like the batch's own, as jobs complete
-    /// ([`Self::give_back_capacity`] returns what went unused).
+    /// ([`Self::release_capacity`] returns what went unused).
     pub fn borrow_capacity(&self, max: usize) -> usize {
         let n = self.capacity.available_permits().min(max);
         if n == 0 {
@@ -185,11 +185,6 @@ impl BatchContext {
             None => *permits = Some(extra),
         }
         n
-    }
-
-    /// Give back `n` borrowed permits that no job uses.
-    pub fn give_back_capacity(&self, n: usize) {
-        self.release_capacity(n);
     }
 
     /// Keep `job_id` out of the heartbeat while a statement of this batch holds its row lock
@@ -218,8 +213,9 @@ impl BatchContext {
             .extend(jobs.iter().map(|j| (j.id, j.attempts)));
     }
 
-    /// Give back the capacity of `n` jobs that are done (at most what the batch still holds).
-    fn release_capacity(&self, n: usize) {
+    /// Give back the capacity of `n` jobs that are done, or borrowed and unused (at most what
+    /// the batch still holds).
+    pub fn release_capacity(&self, n: usize) {
         if n == 0 {
             return;
         }
@@ -284,6 +280,14 @@ pub struct HandlerOutput {
     pub write_back: WriteBack,
     /// Jobs the handler already finalized in SQL itself (e.g. a batch job it expanded).
     pub finalized: Vec<i64>,
+}
+
+impl HandlerOutput {
+    /// Take in what another part of the same batch produced.
+    pub fn append(&mut self, other: HandlerOutput) {
+        self.write_back.append(other.write_back);
+        self.finalized.extend(other.finalized);
+    }
 }
 
 /// Business logic plugged into the queue. It receives whole batches so it can group events
