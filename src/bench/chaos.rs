@@ -11,7 +11,8 @@
 //! - Postgres is a throwaway cluster of this run (never the machine's server), crash-restarted
 //!   (SIGQUIT) once, when half the changes are written.
 //! - One sandbox request in `--fault-one-in` takes a fault: 5xx, HTML 502, throttling (a throttle code,
-//!   and 503 + Retry-After), a hang longer than the workers' `--meta-timeout`, and batches
+//!   and 503 + Retry-After; at most one throttle every four throttle pauses, as a platform
+//!   throttles for the rate), a hang longer than the workers' `--meta-timeout`, and batches
 //!   rejected for an event (the workers split them).
 //!
 //! Then: events lost (a stage change with no accepted event), events sent under a new id (a stage
@@ -59,7 +60,8 @@ pub struct ChaosArgs {
     /// Stop killing after this many kills (default: until every change is delivered).
     #[arg(long)]
     pub kills: Option<usize>,
-    /// One `/events` request in this many gets a fault (0: none).
+    /// One `/events` request in this many gets a fault (0: none). Throttles come at most once
+    /// every four `--throttle-pause`s (10 s at least), as a platform throttles for the rate.
     #[arg(long, default_value_t = 5)]
     pub fault_one_in: usize,
     /// How long Postgres stays down when it is restarted (once, half-way through the writes).
@@ -94,6 +96,14 @@ pub struct ChaosArgs {
     pub keep_logs: bool,
 }
 
+impl ChaosArgs {
+    /// The least time between two throttles: past the pause, the workers' streak starts again
+    /// at 1 only once another first pause has gone by (sql/pause_destination.sql).
+    fn throttle_spacing(&self) -> Duration {
+        (self.throttle_pause * 4).max(Duration::from_secs(10))
+    }
+}
+
 const PIXEL: &str = "434343";
 const TOKEN: &str = "EAACHAOS-token";
 /// The workers' request timeout; the hang fault holds its answer longer than this.
@@ -103,7 +113,7 @@ const HANG: Duration = Duration::from_secs(4);
 /// for about this long (reconnects, retries of the write-back's backoff).
 const PG_RESTART_GRACE: Duration = Duration::from_secs(15);
 
-/// The faults queued in turn (`--fault-every`); the sandbox takes one per `/events` request.
+/// The faults queued in turn (`--fault-one-in`); the sandbox takes one per `/events` request.
 fn faults() -> Vec<(&'static str, Fault)> {
     vec![
         ("HTTP 500", Fault::ServerError(500)),
@@ -233,6 +243,7 @@ async fn chaos(
     let injected = tokio::spawn(inject_faults(
         sandbox.clone(),
         args.fault_one_in,
+        args.throttle_spacing(),
         stop.clone(),
     ));
 
@@ -390,9 +401,16 @@ async fn write_changes(
 
 /// Keeps the sandbox's fault queue topped up with blocks of one fault and `one_in - 1` passes
 /// (the sandbox takes one entry per request, in order); returns how many of each were taken.
+///
+/// A throttle (`throttling`) is queued only once the previous one was taken at least
+/// `throttle_spacing` ago, and otherwise skipped in the rotation: a platform throttles for the
+/// rate, and after a pause the rate is low again. Counted in requests, one in 40 throttled
+/// whatever the rate, so the first burst after every pause met the next one, the workers'
+/// shared streak doubled each pause, and a 100,000-change run sat at the 15 min cap.
 async fn inject_faults(
     sandbox: MetaGraphSandbox,
     one_in: usize,
+    throttle_spacing: Duration,
     stop: Arc<AtomicBool>,
 ) -> Vec<(&'static str, usize)> {
     let faults = faults();
@@ -401,13 +419,35 @@ async fn inject_faults(
         return counts;
     }
     let mut next = 0;
+    // Entries pushed so far; pushed − pending is how many the sandbox has taken.
+    let mut pushed = 0_usize;
+    // The last throttle queued: its position in the queue, and when it was seen taken.
+    let mut throttle_at: Option<usize> = None;
+    let mut throttle_taken: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        if sandbox.pending_faults() < one_in {
-            let i = next % faults.len();
+        let pending = sandbox.pending_faults();
+        if let Some(at) = throttle_at {
+            if pushed - pending > at {
+                throttle_taken = Some(Instant::now());
+                throttle_at = None;
+            }
+        }
+        if pending < one_in {
+            let throttle_allowed = throttle_at.is_none()
+                && throttle_taken.is_none_or(|t| t.elapsed() >= throttle_spacing);
+            let mut i = next % faults.len();
+            while is_throttle(&faults[i].1) && !throttle_allowed {
+                next += 1;
+                i = next % faults.len();
+            }
+            if is_throttle(&faults[i].1) {
+                throttle_at = Some(pushed);
+            }
             sandbox.push_fault(faults[i].1.clone());
             for _ in 1..one_in {
                 sandbox.push_fault(Fault::Pass);
             }
+            pushed += one_in;
             next += 1;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -421,6 +461,11 @@ async fn inject_faults(
         }
     }
     counts
+}
+
+/// The faults a worker answers with a pause of the pixel (and a step of its shared streak).
+fn is_throttle(f: &Fault) -> bool {
+    matches!(f, Fault::Throttle { .. } | Fault::RetryAfter { .. })
 }
 
 struct Worker {
