@@ -25,7 +25,8 @@ pub struct PlatformArgs {
     /// How long a destination pauses, for every worker on the database, when its platform
     /// throttles it without saying when to come back (Meta without estimated_time_to_regain_access
     /// or Retry-After, TikTok's 40100, Google without retryDelay); doubled while the platform
-    /// keeps throttling, up to 15 minutes. The platform's own estimate always wins.
+    /// keeps throttling, up to 15 minutes. The platform's own estimate always wins. Meta's usage
+    /// headers past 90 % without an estimate pause a pixel for half of it.
     #[arg(long, env = "STAGECAST_THROTTLE_PAUSE", default_value = "60s", value_parser = parse_throttle_pause)]
     pub throttle_pause: Duration,
 }

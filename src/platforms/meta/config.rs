@@ -38,7 +38,8 @@ pub struct MetaConfig {
     pub max_event_age: Duration,
     /// The window of `physical_store` events, when it differs (up to 62 days).
     pub physical_store_max_age: Option<Duration>,
-    /// First pause of a pixel Meta throttled without estimating when access returns.
+    /// First pause of a pixel Meta throttled without estimating when access returns; half of
+    /// it after usage headers past 90 % without an estimate.
     pub throttle_pause: Duration,
     /// A pixel held for its configuration (invalid token, request-level error): its jobs look
     /// again this often whether the configuration changed (no request is sent while it has not).

@@ -157,10 +157,12 @@ impl SendChunk for PixelRequests<'_> {
         let (classification, status, body) = match &response {
             Ok(r) => {
                 if let Some(pct) = r.usage_pct.filter(|p| *p >= SLOW_DOWN_AT_PCT) {
+                    // Without Meta's estimate, half a throttle's first pause (30 s by
+                    // default): the budget is close to its end, not spent yet.
                     let pause = r
                         .regain_minutes
                         .map(|m| std::time::Duration::from_secs(m * 60))
-                        .unwrap_or(std::time::Duration::from_secs(30));
+                        .unwrap_or(sink.config.throttle_pause / 2);
                     sink.limiter.slow_down(&dest.pixel_id, pause).await;
                     warn!(pixel = %dest.pixel_id, usage_pct = pct, ?pause, "Meta usage is high; pausing this pixel");
                 }
