@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use stagecast::store::ClaimedJob;
 use support::stack::Stack;
@@ -293,6 +294,63 @@ async fn an_expanded_chunk_is_worked_by_its_expander_without_a_claim_within_its_
         claimed + adopted,
         1 + n as u64,
         "the chunk and the jobs not leased at birth were claimed, the others not"
+    );
+    assert_eq!(
+        s.sandbox.accepted_events(),
+        n as usize,
+        "no event sent twice"
+    );
+    let (jobs, customers, attempts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT customer_id), max(attempts)::bigint FROM stagecast.job_archive \
+         WHERE kind = 'stage_change'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((jobs, customers, attempts), (n, n, 1));
+}
+
+/// Chunks claimed together: the first one's jobs take the free capacity, and the later ones
+/// wait for capacity to come back (the fair semaphore gives it to them before the next claim)
+/// and lease their jobs too, instead of queueing them all pending to be claimed one by one.
+/// Before, every job of the second and third chunks was claimed (adopted stayed below 1,000).
+#[tokio::test]
+async fn chunks_claimed_together_wait_for_capacity_and_lease_their_jobs_at_birth() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let n = 3_000;
+    customers(&s, n).await;
+    bulk_move(&s, n, 2, 1_000).await;
+    assert_eq!(chunk_sizes(&s).await, vec![1_000, 1_000, 1_000]);
+
+    let mut tuning = s.tuning();
+    tuning.worker.concurrency = 1_000;
+    tuning.worker.batch_size = 250;
+    // Long enough that a loaded machine does not turn the wait into a timeout; the default
+    // (2 s) only bounds how long a chunk may wait for a worker busy with slow destinations.
+    tuning.worker.capacity_patience = Duration::from_secs(60);
+    let worker = s.start_worker_with(tuning);
+    wait_for_value(
+        "every customer's event accepted",
+        DEADLINE * 2,
+        || async { s.sandbox.accepted_events() },
+        |&a| a >= n as usize,
+    )
+    .await;
+    s.drained().await;
+    let stats = worker.shutdown().await.unwrap();
+    let claimed = stats.claimed.load(std::sync::atomic::Ordering::Relaxed);
+    let adopted = stats.adopted.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        claimed + adopted,
+        3 + n as u64,
+        "each job claimed or leased at birth, once"
+    );
+    assert!(
+        adopted >= 1_900,
+        "the first chunk leased what the claim left free (997), each later one at least half the \
+         worker's capacity ({adopted} leased at \
+         birth, {claimed} claimed)"
     );
     assert_eq!(
         s.sandbox.accepted_events(),

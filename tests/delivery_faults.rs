@@ -258,6 +258,44 @@ fn usage_header(pct: u32, regain_minutes: u32) -> String {
     .to_string()
 }
 
+/// Usage past 90 % without an estimate: the pause is half of `--throttle-pause` (it was a
+/// fixed 30 s whatever the setting).
+#[tokio::test]
+async fn usage_headers_without_an_estimate_pause_for_half_the_throttle_pause() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let busy = s.customer(1, "b@example.com", "+5511999990002", None).await;
+    let paused = s.customer(2, "c@example.com", "+5511999990003", None).await;
+    let mut t = s.tuning();
+    t.meta.throttle_pause = Duration::from_secs(20 * 60);
+    let worker = s.start_worker_with(t);
+    s.sandbox.set_usage_header(Some(usage_header(95, 0)));
+    s.move_to(busy, 1).await;
+    s.drained().await;
+    s.move_to(paused, 1).await;
+    let paused_for_minutes: f64 = wait_for(
+        "the paused pixel's job to be rescheduled",
+        DEADLINE,
+        || async {
+            sqlx::query_scalar(
+                "SELECT (extract(epoch FROM run_at - now()) / 60)::float8 \
+                   FROM stagecast.jobs WHERE customer_id = $1 AND last_error IS NOT NULL",
+            )
+            .bind(paused)
+            .fetch_optional(s.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    worker.shutdown().await.unwrap();
+    assert!(
+        (9.0..=10.0).contains(&paused_for_minutes),
+        "half of the 20 min throttle pause: {paused_for_minutes} min"
+    );
+    assert_eq!(s.sandbox.requests().len(), 1, "nothing sent while paused");
+}
+
 #[tokio::test]
 async fn usage_headers_past_90_percent_pause_the_pixel_before_meta_throttles_it() {
     let s = Stack::new().await;

@@ -116,9 +116,16 @@ impl Pipeline {
                 return;
             }
         };
-        // Lease the new jobs to ourselves as far as the worker has capacity free: they are
-        // worked on here without a claim; the rest wait, pending, for any worker's claim.
-        let borrowed = ctx.borrow_capacity(LEASED_AT_EXPANSION_MAX);
+        // Lease the new jobs to ourselves as far as the worker has capacity (free, or set free
+        // within its patience, 2 s by default): they are worked on here without a claim; the
+        // rest wait, pending, for any worker's claim. Without the wait, the chunks claimed with
+        // the first found its jobs holding every slot and queued all theirs pending, and each
+        // of those jobs then cost a claim (an UPDATE, new index entries) that leasing at birth
+        // saves. A batch of 1,000 is done in well under a second, so the wait is short while
+        // the worker is busy with its own jobs, and bounded when it is not.
+        let borrowed = ctx
+            .borrow_capacity_waiting(LEASED_BATCH, LEASED_AT_EXPANSION_MAX, ctx.capacity_patience)
+            .await;
         ctx.skip_heartbeat(job.id);
         let expanded = self
             .store
@@ -147,6 +154,8 @@ impl Pipeline {
                 );
                 debug!(outcome = "expanded", "job finished");
                 out.finalized.push(job.id);
+                // The chunk's own slot: it is archived, nothing more to do for it.
+                ctx.release_capacity(1);
                 if expansion.created >= 1000 {
                     self.analyze_after_expansion().await;
                 }
@@ -163,6 +172,7 @@ impl Pipeline {
                     "batch job was taken over by another worker; skipping"
                 );
                 out.finalized.push(job.id);
+                ctx.release_capacity(1);
             }
             Err(e) => {
                 let error = format!("could not expand the bulk stage change: {e}");

@@ -66,6 +66,9 @@ pub struct WorkerConfig {
     /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
     /// `--write-back-max-bytes`.
     pub write_back_max_bytes: usize,
+    /// How long a handler waits for capacity to take on jobs beyond its claimed batch (a bulk
+    /// change's chunk leasing its jobs at expansion) before it leaves them to a claim.
+    pub capacity_patience: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -88,6 +91,7 @@ impl Default for WorkerConfig {
             lock_retry: Duration::from_millis(250),
             claim_max_bytes: 4 * 1024 * 1024,
             write_back_max_bytes: 8 * 1024 * 1024,
+            capacity_patience: Duration::from_secs(2),
         }
     }
 }
@@ -159,12 +163,16 @@ pub struct BatchContext {
     permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
     /// The worker's capacity, for jobs a handler takes on beyond its claimed batch.
     capacity: Arc<Semaphore>,
+    /// Its size (`--concurrency`).
+    capacity_total: usize,
     /// Jobs the handler took on beyond the claimed batch (leased to this worker in SQL, e.g. a
     /// bulk change's jobs leased at their expansion): covered like the batch's own, so a panic
     /// or a forgotten one still gets an outcome instead of a lease heart-beaten forever.
     adopted: std::sync::Mutex<Vec<(i64, i32)>>,
     /// How long a lease this worker takes lasts.
     pub lease_duration: Duration,
+    /// See [`WorkerConfig::capacity_patience`].
+    pub capacity_patience: Duration,
 }
 
 impl BatchContext {
@@ -179,12 +187,45 @@ impl BatchContext {
         let Ok(extra) = self.capacity.clone().try_acquire_many_owned(n as u32) else {
             return 0;
         };
+        self.hold(extra);
+        n
+    }
+
+    /// Like [`Self::borrow_capacity`], but first waits up to `patience` for `want` of it to be
+    /// free (at most half the worker's capacity: more could be held by jobs that wait for this
+    /// very batch). The semaphore is fair, so while this waits, capacity set free goes here
+    /// before the producer's next claim: a handler that can take jobs on without a claim (a
+    /// bulk change's chunk, leased at its expansion) is preferred to claiming them. Shutdown
+    /// or `patience` running out ends the wait with whatever is free.
+    pub async fn borrow_capacity_waiting(
+        &self,
+        want: usize,
+        max: usize,
+        patience: Duration,
+    ) -> usize {
+        let want = want.min(max).min(self.capacity_total / 2);
+        let mut got = 0;
+        if want > 0 && self.capacity.available_permits() < want {
+            let wait = self.capacity.clone().acquire_many_owned(want as u32);
+            tokio::select! {
+                p = tokio::time::timeout(patience, wait) => {
+                    if let Ok(Ok(p)) = p {
+                        got = p.num_permits();
+                        self.hold(p);
+                    }
+                }
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+        got + self.borrow_capacity(max - got)
+    }
+
+    fn hold(&self, extra: OwnedSemaphorePermit) {
         let mut permits = self.permits.lock().unwrap_or_else(|p| p.into_inner());
         match permits.as_mut() {
             Some(held) => held.merge(extra),
             None => *permits = Some(extra),
         }
-        n
     }
 
     /// Keep `job_id` out of the heartbeat while a statement of this batch holds its row lock
@@ -686,8 +727,10 @@ impl<H: JobHandler> Worker<H> {
                 expiring: expiring.clone(),
                 permits: std::sync::Mutex::new(Some(permits)),
                 capacity: capacity.clone(),
+                capacity_total: cfg.concurrency.max(1),
                 adopted: std::sync::Mutex::new(Vec::new()),
                 lease_duration: cfg.lease,
+                capacity_patience: cfg.capacity_patience,
             };
             // Each batch on its own Sentry hub: its scope (job ids) stays its own while other
             // batches run on the same threads.
