@@ -1019,3 +1019,64 @@ async fn replay_is_refused_while_the_same_change_is_pending_but_not_for_a_repeat
     );
     assert!(replayed);
 }
+
+// ---- the wake-up never fails the commit -----------------------------------------------------
+
+/// Notifications on `stagecast_jobs` up to the one with `marker`: how many wake-ups ('') came
+/// before it. Notifications arrive in commit order, and within a transaction in order.
+async fn wake_ups_before(listener: &mut sqlx::postgres::PgListener, marker: &str) -> usize {
+    let mut wake_ups = 0;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("the marker notification arrives")
+            .expect("LISTEN works");
+        match n.payload() {
+            "" => wake_ups += 1,
+            p if p == marker => return wake_ups,
+            other => panic!("unexpected notification {other:?}"),
+        }
+    }
+}
+
+/// A full notification queue fails the commit of a transaction that notified, so the wake-up is
+/// skipped once the queue is past its limit (half by default; `stagecast.notify_queue_limit`
+/// lowers it here, since filling 8 GB is no test): the CRM's write commits, no wake-up is sent,
+/// and the job is delivered by the workers' poll.
+#[tokio::test]
+async fn past_the_notification_queue_limit_the_wake_up_is_skipped_and_the_change_still_delivered() {
+    let s = Stack::new().await;
+    crm_with_customers(&s, 2).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&s.db.url)
+        .await
+        .unwrap();
+    listener.listen("stagecast_jobs").await.unwrap();
+    let mut crm = crm_session(&s).await;
+
+    // Past the limit: committed, queued, not notified.
+    crm_update(&mut crm, "SET stagecast.notify_queue_limit = '0'").await;
+    crm_update(&mut crm, "UPDATE customers SET stage_id = 1 WHERE id = 1").await;
+    // A value that is not a number falls back to the default (half), never an error.
+    crm_update(&mut crm, "SET stagecast.notify_queue_limit = 'lots'").await;
+    crm_update(&mut crm, "BEGIN").await;
+    crm_update(&mut crm, "UPDATE customers SET stage_id = 1 WHERE id = 2").await;
+    crm_update(&mut crm, "SELECT pg_notify('stagecast_jobs', 'marker')").await;
+    crm_update(&mut crm, "COMMIT").await;
+    assert_eq!(
+        wake_ups_before(&mut listener, "marker").await,
+        1,
+        "only the second change (under the default limit) woke the workers"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut crm,
+            "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change'"
+        )
+        .await,
+        2,
+        "both changes queued"
+    );
+    let worker = s.start_worker();
+    assert_delivered_exactly_once(&s, 2).await;
+    worker.shutdown().await.unwrap();
+}
