@@ -31,6 +31,7 @@ WITH ours AS (
     RETURNING id
 )
 SELECT (SELECT count(*) FROM extended) AS extended,
-       coalesce((SELECT array_agg(id) FROM ours
-                  WHERE NOT (id = ANY(coalesce((SELECT array_agg(id) FROM locked), '{}')::bigint[]))),
+       -- A hashed set difference: `NOT (id = ANY(array))` per row was quadratic (125 ms for
+       -- 4,000 jobs).
+       coalesce((SELECT array_agg(id) FROM (SELECT id FROM ours EXCEPT ALL SELECT id FROM locked) s),
                 '{}'::bigint[]) AS skipped
