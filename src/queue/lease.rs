@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub struct LeaseClock {
     lease: Duration,
     epoch: Instant,
-    batches: Mutex<Vec<Weak<BatchState>>>,
+    batches: Batches,
     /// Moved on every loss of the liveness lock.
     generation: Arc<AtomicU64>,
 }
@@ -68,12 +68,16 @@ struct BatchJobs {
     capped: HashMap<i64, u64>,
 }
 
+/// The batches of the clock, still alive.
+type Batches = Arc<Mutex<Vec<Weak<BatchState>>>>;
+
 /// One batch's lease, as the handler and the sink see it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Lease {
     state: Arc<BatchState>,
     epoch: Instant,
     generation: Arc<AtomicU64>,
+    batches: Batches,
 }
 
 impl LeaseClock {
@@ -81,7 +85,7 @@ impl LeaseClock {
         Self {
             lease,
             epoch: Instant::now(),
-            batches: Mutex::new(Vec::new()),
+            batches: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -128,18 +132,30 @@ impl LeaseClock {
         // Batches that finished are dropped here rather than on a timer.
         batches.retain(|b| b.strong_count() > 0);
         batches.push(Arc::downgrade(&state));
+        drop(batches);
+        self.lease(state)
+    }
+
+    fn lease(&self, state: Arc<BatchState>) -> Lease {
         Lease {
             state,
             epoch: self.epoch,
             generation: self.generation.clone(),
+            batches: self.batches.clone(),
         }
     }
 
     /// A heartbeat that started at `started` extended this worker's leases but those of
     /// `skipped` (their rows were held elsewhere); its commit was acknowledged at `finished`.
-    /// Returns the jobs whose own lease may have lapsed since (each once): nothing more may be
-    /// sent for them, and their lease should be left to run out.
-    pub fn renewed(&self, started: Instant, finished: Instant, skipped: &[i64]) -> Vec<i64> {
+    /// Returns the jobs whose own lease may have lapsed since (each once, with the lease of the
+    /// batch that held them): nothing more may be sent for them, and their lease should be
+    /// left to run out unless this worker claimed them again ([`Lease::reclaimed`]).
+    pub fn renewed(
+        &self,
+        started: Instant,
+        finished: Instant,
+        skipped: &[i64],
+    ) -> Vec<(i64, Lease)> {
         let started_n = self.nanos(started);
         let finished_by = self.nanos(finished);
         let renewed_until = self.nanos(started + self.lease);
@@ -151,13 +167,14 @@ impl LeaseClock {
             let credited = b.registered < started_n && finished_by <= before;
             let mut jobs = b.jobs.lock().unwrap_or_else(|p| p.into_inner());
             if !jobs.capped.is_empty() {
+                let lost_before = lost.len();
                 jobs.capped.retain(|id, cap| {
                     if *cap == LOST {
                         true
                     } else if *cap < finished_by {
                         // Not extended before its own deadline: another worker may have it.
                         *cap = LOST;
-                        lost.push(*id);
+                        lost.push((*id, None));
                         true
                     } else {
                         // Extended in time by this beat (or no longer held here): it is as
@@ -165,6 +182,12 @@ impl LeaseClock {
                         skipped.contains(id) || !credited
                     }
                 });
+                if lost.len() > lost_before {
+                    let lease = self.lease(b.clone());
+                    for l in &mut lost[lost_before..] {
+                        l.1 = Some(lease.clone());
+                    }
+                }
             }
             if !skipped.is_empty() {
                 let BatchJobs { ids, capped } = &mut *jobs;
@@ -189,7 +212,10 @@ impl LeaseClock {
                 b.valid_until.fetch_max(renewed_until, Ordering::Relaxed);
             }
         }
-        lost
+        drop(batches);
+        lost.into_iter()
+            .filter_map(|(id, lease)| Some((id, lease?)))
+            .collect()
     }
 }
 
@@ -208,6 +234,22 @@ impl Lease {
         let until =
             self.epoch + Duration::from_nanos(self.state.valid_until.load(Ordering::Relaxed));
         Instant::now() + d <= until
+    }
+
+    /// Whether this worker claimed `job` again after this batch (its lease here lapsed and the
+    /// job came back to it): the job's lease is the newer batch's, not this one's to let run
+    /// out.
+    pub fn reclaimed(&self, job: i64) -> bool {
+        let batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        batches.iter().filter_map(Weak::upgrade).any(|b| {
+            !Arc::ptr_eq(&b, &self.state)
+                && b.registered >= self.state.registered
+                && b.jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ids
+                    .contains(&job)
+        })
     }
 
     /// Jobs leased to this worker outside the claim (e.g. at a bulk change's expansion) that
@@ -369,7 +411,12 @@ mod tests {
         // The next beat answers after job 2's deadline: even if it extended it, another
         // worker may have had it in between.
         let late = beat + Duration::from_secs(1);
-        assert_eq!(clock.renewed(late, late + BEAT, &[]), vec![2]);
+        let lost: Vec<i64> = clock
+            .renewed(late, late + BEAT, &[])
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(lost, vec![2]);
         let later = late + Duration::from_secs(1);
         assert!(clock.renewed(later, later + BEAT, &[]).is_empty(), "once");
         assert_eq!(lease.doubtful(Duration::ZERO), HashSet::from([2]));
@@ -387,5 +434,18 @@ mod tests {
         let beat = Instant::now() + Duration::from_millis(1);
         clock.renewed(beat, beat + BEAT, &[7]);
         assert_eq!(lease.doubtful(Duration::from_secs(9)), HashSet::from([7]));
+    }
+
+    #[test]
+    fn a_job_claimed_again_after_its_lease_lapsed_belongs_to_the_newer_batch() {
+        let clock = LeaseClock::new(LEASE);
+        let old = clock.register(Instant::now() - Duration::from_secs(20), [1, 2]);
+        assert!(!old.reclaimed(1));
+        let new = clock.register(Instant::now(), [1]);
+        assert!(old.reclaimed(1), "its lease is the new batch's now");
+        assert!(!old.reclaimed(2));
+        assert!(!new.reclaimed(1));
+        drop(new);
+        assert!(!old.reclaimed(1));
     }
 }

@@ -262,7 +262,7 @@ impl BatchContext {
         self.release_capacity(usize::from(newly));
         // Once the heartbeat works again it must not extend this lease: nobody works on the
         // job here any more, and only an expired lease lets a claim (ours too) take it up.
-        let_expire(&self.expiring, job_id);
+        let_expire_unless_reclaimed(&self.expiring, &self.lease, job_id);
         self.stats.lease_lost_jobs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics_catalog::LEASE_LOST_JOBS).increment(1);
     }
@@ -657,6 +657,9 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            // Registered first: an older batch giving one of these jobs up from now on sees it
+            // claimed again (Lease::reclaimed) and leaves it in the heartbeat.
+            let lease = clock.register_since(claim_started, generation, jobs.iter().map(|j| j.id));
             {
                 // Claimed again (by this worker): ours to work on and to heart-beat.
                 let mut expiring = expiring.lock().unwrap_or_else(|p| p.into_inner());
@@ -666,7 +669,6 @@ impl<H: JobHandler> Worker<H> {
                     }
                 }
             }
-            let lease = clock.register_since(claim_started, generation, jobs.iter().map(|j| j.id));
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats, self.handler.kinds());
             // It claimed no more than were free; only a batch borrowing capacity for the jobs
@@ -1091,6 +1093,16 @@ fn let_expire(expiring: &Mutex<HashSet<i64>>, job_id: i64) {
     }
 }
 
+/// [`let_expire`] for a job of `lease`'s batch, unless this worker claimed it again since: the
+/// newer claim's lease must go on being extended. Checked under the set's lock, which the
+/// producer takes after registering a claim, so a claim cannot slip in between.
+fn let_expire_unless_reclaimed(expiring: &Mutex<HashSet<i64>>, lease: &Lease, job_id: i64) {
+    let mut set = expiring.lock().unwrap_or_else(|p| p.into_inner());
+    if set.len() < 10_000 && !lease.reclaimed(job_id) {
+        set.insert(job_id);
+    }
+}
+
 /// Extend every lease this worker holds, by default at a third of the lease so one missed beat
 /// is harmless. A row held by another transaction (our own write-back finishing it, an admin's
 /// `SELECT ... FOR UPDATE`) is skipped, not waited for: only that job's lease is not extended,
@@ -1147,9 +1159,10 @@ async fn heartbeat(
                 if !lost.is_empty() {
                     // Nobody may send for them now; their lease must run out so that a claim
                     // (after the row is free) takes them up.
-                    warn!(jobs = ?lost, "rows held by another transaction kept these leases from being extended; the jobs are given up and left to a rescue");
-                    for id in lost {
-                        let_expire(&expiring, id);
+                    let ids: Vec<i64> = lost.iter().map(|(id, _)| *id).collect();
+                    warn!(jobs = ?ids, "rows held by another transaction kept these leases from being extended; the jobs are given up and left to a rescue");
+                    for (id, lease) in &lost {
+                        let_expire_unless_reclaimed(&expiring, lease, *id);
                     }
                 }
                 failures = 0;
