@@ -224,13 +224,13 @@ pub const CATALOG: &[MetricDef] = &[
         name: HEARTBEAT_FAILURES,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Lease heartbeats that failed or did not answer within their timeout (a row lock, a slow or unreachable database). A lease survives one; if they go on, requests stop before a lease can lapse (see `stagecast_lease_lost_jobs_total`).",
+        help: "Lease heartbeats that failed or did not answer within their timeout (a slow or unreachable database, a table lock; a job row held by another transaction is skipped, not waited for). A lease survives one; if they go on, requests stop before a lease can lapse (see `stagecast_lease_lost_jobs_total`).",
     },
     MetricDef {
         name: LEASE_LOST_JOBS,
         kind: MetricType::Counter,
         labels: &[],
-        help: "Jobs this worker gave up because it could not confirm its lease in time (the heartbeat kept failing): no further request is started for them and nothing but the ledger of what they delivered is written; another worker rescues them after the lease (runbook: Lease lost).",
+        help: "Jobs this worker gave up because it could not confirm its lease in time (the heartbeat kept failing, or kept skipping the job's row because another transaction held it): no further request is started for them and nothing but the ledger of what they delivered is written; another worker rescues them after the lease (runbook: Lease lost).",
     },
     MetricDef {
         name: LIVENESS_LOCK_HELD,

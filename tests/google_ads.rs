@@ -100,6 +100,7 @@ async fn deliver(g: &GoogleAds, pixel: &PixelRow, events: &[ConversionEvent]) ->
             assert!(g.check(e, pixel, e.event_time).is_ok());
             PreparedEvent {
                 key,
+                job: 1,
                 event_id: e.event_id.clone(),
                 json: g.encode(e, pixel, now).json,
             }
@@ -107,7 +108,7 @@ async fn deliver(g: &GoogleAds, pixel: &PixelRow, events: &[ConversionEvent]) ->
         .collect();
     let dest = g.destination(pixel, None).expect("destination");
     let clock = LeaseClock::new(Duration::from_secs(600));
-    let lease = clock.register(Instant::now());
+    let lease = clock.register(Instant::now(), [1]);
     let shutdown = CancellationToken::new();
     let (tx, mut rx) = mpsc::unbounded_channel();
     dest.deliver(

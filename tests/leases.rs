@@ -1,7 +1,8 @@
 //! Leases under production conditions (issue 12, finding 7; issue 13, item 6): a worker whose
 //! heartbeat cannot extend its leases stops sending for those jobs and leaves them to a rescue,
-//! which sends each event once; a healthy heartbeat keeps a job that outlives its lease from
-//! being rescued; contradictory lease and timeout settings are refused at start.
+//! which sends each event once; a row held by another transaction costs the heartbeat only that
+//! job's lease, not every lease of the worker; a healthy heartbeat keeps a job that outlives its
+//! lease from being rescued; contradictory lease and timeout settings are refused at start.
 
 mod support;
 
@@ -71,7 +72,7 @@ async fn a_worker_whose_heartbeat_is_blocked_stops_sending_and_a_rescue_delivers
     assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
 
     // Another session locks the job rows (an admin's open transaction, a long migration): the
-    // heartbeat cannot extend the lease, and a rescuing claim skips the locked rows.
+    // heartbeat skips them and cannot extend the lease, and a rescuing claim skips them too.
     let mut locker = s.pool().begin().await.unwrap();
     let locked: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM stagecast.jobs WHERE status = 'running' FOR UPDATE")
@@ -93,7 +94,7 @@ async fn a_worker_whose_heartbeat_is_blocked_stops_sending_and_a_rescue_delivers
     );
     // Nothing is sent for the job while its lease is in doubt (no other worker can have it:
     // the rows are locked).
-    // (The given-up job is no longer heart-beaten, so beats stop waiting on its locked row.)
+    // (The given-up job is no longer heart-beaten: it is excluded, not even skipped.)
     let beats = || stats.get(&stats.heartbeats) + stats.get(&stats.heartbeat_failures);
     let before = beats();
     wait::wait_until("two more heartbeats", wait::DEADLINE, || async {
@@ -207,4 +208,103 @@ async fn contradictory_lease_and_timeout_settings_are_refused_naming_both_flags(
     );
     assert!(stderr.contains("raise --lease"), "a fix is named: {stderr}");
     assert!(!stderr.contains("could not connect"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_lock_on_one_job_costs_the_heartbeat_only_that_jobs_lease() {
+    let s = Stack::new().await;
+    let a = seed_five_event_stage(&s).await;
+    let b = s.customer(2, "b@example.com", "+5511999990002", None).await;
+    // Ten events at one request per second: both jobs run for several leases of 3 s.
+    let mut t = short_lease(&s);
+    t.meta.requests_per_second = NonZeroU32::new(1).unwrap();
+    t.meta.burst = NonZeroU32::new(1).unwrap();
+    s.move_to(a, 5).await;
+    s.move_to(b, 5).await;
+    let worker = s.start_worker_with(t);
+    let stats = worker.stats().clone();
+    wait::wait_until("both jobs to be running", wait::DEADLINE, || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stagecast.jobs WHERE status = 'running'")
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+            == 2
+    })
+    .await;
+    assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
+
+    // An admin's session holds b's job row (SELECT ... FOR UPDATE, left open) through several
+    // leases: the heartbeat must not wait on it, so a's lease stays held and a is delivered.
+    let mut locker = s.pool().begin().await.unwrap();
+    let locked: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM stagecast.jobs WHERE customer_id = $1 AND status = 'running' FOR UPDATE",
+    )
+    .bind(b)
+    .fetch_all(&mut *locker)
+    .await
+    .unwrap();
+    assert_eq!(locked.len(), 1);
+    let beats = stats.get(&stats.heartbeats);
+    wait::wait_until(
+        "a to be delivered while b's row is locked",
+        wait::DEADLINE,
+        || archived(&s, a),
+    )
+    .await;
+    // a was delivered on its first lease (its own claim, extended by every beat), not given up
+    // with b's and rescued.
+    let a_attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(a)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(a_attempts, 1);
+    assert_eq!(stats.get(&stats.rescued), 0);
+    // b's lease was not extended: once it might have lapsed, b is given up (nothing more is
+    // sent for it by this worker), and only b.
+    wait::wait_until(
+        "b to be given up, and beats over more than a lease",
+        wait::DEADLINE,
+        || async {
+            stats.get(&stats.lease_lost_jobs) >= 1 && stats.get(&stats.heartbeats) >= beats + 8
+        },
+    )
+    .await;
+    assert_eq!(
+        stats.get(&stats.heartbeat_failures),
+        0,
+        "no beat waited on the lock"
+    );
+    assert!(
+        stats.get(&stats.heartbeat_skipped) >= 1,
+        "b's row was skipped"
+    );
+    assert_eq!(
+        stats.get(&stats.lease_lost_jobs),
+        1,
+        "only b's lease is in doubt"
+    );
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE id = $1")
+            .bind(locked[0])
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("running", 1));
+
+    // The lock goes: b's lease runs out (no longer extended) and a claim rescues it, sending
+    // what the ledger does not show as delivered, with the same event ids.
+    locker.rollback().await.unwrap();
+    wait::wait_until("b to be done", wait::DEADLINE, || archived(&s, b)).await;
+    let stats = worker.shutdown().await.unwrap();
+    assert_eq!(stats.get(&stats.rescued), 1, "b, once");
+    assert_eq!(stats.get(&stats.heartbeat_failures), 0);
+    assert_eq!(stats.get(&stats.duplicate_deliveries), 0);
+    let sends = sends(&s);
+    assert_eq!(sends.len(), 10, "five events each: {sends:?}");
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "each event sent once: {sends:?}"
+    );
 }

@@ -116,6 +116,71 @@ async fn an_expired_lease_is_rescued_and_the_stale_worker_is_fenced_out() {
 }
 
 #[tokio::test]
+async fn the_heartbeat_skips_a_row_held_elsewhere_and_names_it_instead_of_waiting() {
+    let s = Stack::new().await;
+    insert_jobs(&s, 4).await;
+    let jobs = s.store.claim_jobs(4, "w", 30.0).await.unwrap();
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let (held, excluded, shared) = (ids[0], ids[1], ids[2]);
+    // Another session holds one row as an admin's SELECT ... FOR UPDATE does, and only shares
+    // the key of another (as inserting a row that references it does).
+    let mut locker = s.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM stagecast.jobs WHERE id = $1 FOR UPDATE")
+        .bind(held)
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM stagecast.jobs WHERE id = $1 FOR KEY SHARE")
+        .bind(shared)
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let until = || async {
+        let rows: Vec<(i64, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as("SELECT id, locked_until FROM stagecast.jobs ORDER BY id")
+                .fetch_all(s.pool())
+                .await
+                .unwrap();
+        rows.into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let before = until().await;
+    // The lock is held until the rollback below: a beat that waited on it would fail at its
+    // own 1 s lock bound (the outer bound only keeps the test from hanging).
+    let beat = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.store
+            .extend_leases("w", 120.0, &[excluded], Duration::from_secs(1)),
+    )
+    .await
+    .expect("the beat does not wait on the held row")
+    .expect("the beat succeeds");
+    assert_eq!(
+        beat.skipped,
+        vec![held],
+        "only the held row, not the excluded one"
+    );
+    assert_eq!(beat.extended, 2);
+    let after = until().await;
+    assert_eq!(
+        after[&held], before[&held],
+        "the held row's lease is not extended"
+    );
+    assert_eq!(after[&excluded], before[&excluded]);
+    for id in [shared, ids[3]] {
+        assert!(after[&id] > before[&id], "job {id} is extended");
+    }
+    locker.rollback().await.unwrap();
+    let beat = s
+        .store
+        .extend_leases("w", 120.0, &[], Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(beat.skipped.is_empty());
+    assert_eq!(beat.extended, 4);
+}
+
+#[tokio::test]
 async fn write_back_schedules_retries_refunds_throttled_attempts_and_fails() {
     let s = Stack::new().await;
     insert_jobs(&s, 3).await;

@@ -99,6 +99,7 @@ impl Pipeline {
                     .iter()
                     .map(|&i| PreparedEvent {
                         key: i,
+                        job: works[pending[i].work].job.id,
                         event_id: pending[i].event_id.clone(),
                         json: pending[i].json.clone(),
                     })

@@ -14,6 +14,8 @@ use crate::alerts::AlertCause;
 #[derive(Debug, Clone)]
 pub struct PreparedEvent {
     pub key: usize,
+    /// The job the event is sent for: its own lease may be in doubt ([`crate::queue::Lease::doubtful`]).
+    pub job: i64,
     pub event_id: String,
     /// The encoded event (encoded once, reused by the audit and by every split of a batch).
     pub json: Arc<str>,

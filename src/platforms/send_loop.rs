@@ -6,7 +6,8 @@
 //! - the limiter says shutdown: nothing more is sent, every event left is `NotStarted`;
 //! - the destination is paused (the platform throttled it): the chunk is `Throttled`;
 //! - the lease may lapse before a request could end: every event left is `LeaseLost` (another
-//!   worker will send them).
+//!   worker will send them); if only some jobs' leases may (a heartbeat skipped their rows),
+//!   only their events are, and the rest is sent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -128,6 +129,44 @@ impl<'a> Chunks<'a> {
         let second = chunk.split_off(chunk.len() / 2);
         self.work.push(second);
         self.work.push(chunk);
+    }
+
+    /// Take the events of jobs whose own lease may lapse within `d` (a heartbeat skipped their
+    /// rows, [`Lease::doubtful`]) out of `chunk` and of every chunk not yet sent, as
+    /// `LeaseLost`: nothing more is sent for those jobs. What is left of `chunk`, if anything.
+    pub fn drop_doubtful(
+        &mut self,
+        chunk: Vec<PreparedEvent>,
+        lease: &Lease,
+        d: Duration,
+    ) -> Option<Vec<PreparedEvent>> {
+        let doubtful = lease.doubtful(d);
+        if doubtful.is_empty() {
+            return Some(chunk);
+        }
+        let mut lost = Vec::new();
+        let mut keep = |c: Vec<PreparedEvent>| -> Vec<PreparedEvent> {
+            let (out, kept): (Vec<_>, Vec<_>) =
+                c.into_iter().partition(|e| doubtful.contains(&e.job));
+            lost.extend(out);
+            kept
+        };
+        let chunk = keep(chunk);
+        let work = std::mem::take(&mut self.work);
+        self.work = work
+            .into_iter()
+            .map(&mut keep)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if !lost.is_empty() {
+            warn!(
+                jobs = doubtful.len(),
+                events = lost.len(),
+                "a heartbeat could not extend these jobs' lease (their rows were held elsewhere); not sending them (another worker will)"
+            );
+            self.emit(lost, EventOutcome::LeaseLost, None, None, None);
+        }
+        (!chunk.is_empty()).then_some(chunk)
     }
 
     /// `chunk` and every chunk not yet sent, taken out: nothing more will be sent.
@@ -381,6 +420,9 @@ impl SendLoop<'_> {
                 }
                 break;
             }
+            let Some(chunk) = chunks.drop_doubtful(chunk, lease, self.request_time) else {
+                continue;
+            };
             sender.send(chunk, &mut chunks).await;
         }
     }

@@ -229,9 +229,9 @@ impl BatchContext {
     }
 
     /// Keep `job_id` out of the heartbeat while a statement of this batch holds its row lock
-    /// (an expansion deletes the chunk's row): the beat would wait for that lock and, past its
-    /// bound, fail for every lease this worker holds. The row's lease is not extended meanwhile;
-    /// the statement is fenced like a write-back. [`Self::resume_heartbeat`] undoes it.
+    /// (an expansion deletes the chunk's row): the beat would skip the locked row anyway, and
+    /// would count it as a lease in doubt. The row's lease is not extended meanwhile; the
+    /// statement is fenced like a write-back. [`Self::resume_heartbeat`] undoes it.
     pub fn skip_heartbeat(&self, job_id: i64) {
         let_expire(&self.expiring, job_id);
     }
@@ -245,6 +245,7 @@ impl BatchContext {
 
     /// Jobs leased to this worker outside a claim, now this batch's to finish.
     pub fn adopt(&self, jobs: &[ClaimedJob]) {
+        self.lease.add_jobs(jobs.iter().map(|j| j.id));
         self.stats
             .adopted
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -302,7 +303,7 @@ impl BatchContext {
         self.release_capacity(usize::from(newly));
         // Once the heartbeat works again it must not extend this lease: nobody works on the
         // job here any more, and only an expired lease lets a claim (ours too) take it up.
-        let_expire(&self.expiring, job_id);
+        let_expire_unless_reclaimed(&self.expiring, &self.lease, job_id);
         self.stats.lease_lost_jobs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics_catalog::LEASE_LOST_JOBS).increment(1);
     }
@@ -395,6 +396,9 @@ pub struct WorkerStats {
     /// Heartbeats that extended the leases, and those that failed or timed out.
     pub heartbeats: AtomicU64,
     pub heartbeat_failures: AtomicU64,
+    /// Rows of this worker's running jobs that beats skipped because another transaction held
+    /// them (summed over beats): those leases were not extended by that beat.
+    pub heartbeat_skipped: AtomicU64,
     /// Jobs given up because their lease could not be confirmed in time.
     pub lease_lost_jobs: AtomicU64,
     pub listener_connected: AtomicBool,
@@ -694,6 +698,9 @@ impl<H: JobHandler> Worker<H> {
                 }
                 continue;
             }
+            // Registered first: an older batch giving one of these jobs up from now on sees it
+            // claimed again (Lease::reclaimed) and leaves it in the heartbeat.
+            let lease = clock.register_since(claim_started, generation, jobs.iter().map(|j| j.id));
             {
                 // Claimed again (by this worker): ours to work on and to heart-beat.
                 let mut expiring = expiring.lock().unwrap_or_else(|p| p.into_inner());
@@ -703,7 +710,6 @@ impl<H: JobHandler> Worker<H> {
                     }
                 }
             }
-            let lease = clock.register_since(claim_started, generation);
             stats.claimed.fetch_add(got as u64, Ordering::Relaxed);
             record_claims(&jobs, stats, self.handler.kinds());
             // It claimed no more than were free; only a batch borrowing capacity for the jobs
@@ -1130,10 +1136,23 @@ fn let_expire(expiring: &Mutex<HashSet<i64>>, job_id: i64) {
     }
 }
 
+/// [`let_expire`] for a job of `lease`'s batch, unless this worker claimed it again since: the
+/// newer claim's lease must go on being extended. Checked under the set's lock, which the
+/// producer takes after registering a claim, so a claim cannot slip in between.
+fn let_expire_unless_reclaimed(expiring: &Mutex<HashSet<i64>>, lease: &Lease, job_id: i64) {
+    let mut set = expiring.lock().unwrap_or_else(|p| p.into_inner());
+    if set.len() < 10_000 && !lease.reclaimed(job_id) {
+        set.insert(job_id);
+    }
+}
+
 /// Extend every lease this worker holds, by default at a third of the lease so one missed beat
-/// is harmless. Each beat is bounded (`heartbeat_timeout`) on the server and here, so a row
-/// lock or an outage fails it instead of hanging it; only a beat acknowledged in time moves
-/// the lease clock, which stops new requests before a lease can lapse.
+/// is harmless. A row held by another transaction (our own write-back finishing it, an admin's
+/// `SELECT ... FOR UPDATE`) is skipped, not waited for: only that job's lease is not extended,
+/// and the lease clock stops requests for it, and gives it up, once its own lease might lapse.
+/// Each beat is bounded (`heartbeat_timeout`) on the server and here, so a slow server or an
+/// outage fails it instead of hanging it; only a beat acknowledged in time moves the lease
+/// clock, which stops new requests before a lease can lapse.
 async fn heartbeat(
     store: Store,
     cfg: WorkerConfig,
@@ -1167,9 +1186,28 @@ async fn heartbeat(
         let started = Instant::now();
         let beat = store.extend_leases(&cfg.worker_id, cfg.lease.as_secs_f64(), &excluded, timeout);
         let error = match tokio::time::timeout(timeout, beat).await {
-            Ok(Ok(_)) => {
-                clock.renewed(started, Instant::now());
+            Ok(Ok(beat)) => {
+                let lost = clock.renewed(started, Instant::now(), &beat.skipped);
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .heartbeat_skipped
+                    .fetch_add(beat.skipped.len() as u64, Ordering::Relaxed);
+                if !beat.skipped.is_empty() {
+                    debug!(
+                        skipped = beat.skipped.len(),
+                        extended = beat.extended,
+                        "heartbeat skipped rows held by another transaction"
+                    );
+                }
+                if !lost.is_empty() {
+                    // Nobody may send for them now; their lease must run out so that a claim
+                    // (after the row is free) takes them up.
+                    let ids: Vec<i64> = lost.iter().map(|(id, _)| *id).collect();
+                    warn!(jobs = ?ids, "rows held by another transaction kept these leases from being extended; the jobs are given up and left to a rescue");
+                    for (id, lease) in &lost {
+                        let_expire_unless_reclaimed(&expiring, lease, *id);
+                    }
+                }
                 failures = 0;
                 continue;
             }

@@ -35,7 +35,8 @@ pub struct WorkerArgs {
     pub lease: Duration,
     /// How often the leases of running jobs are extended (default: a third of --lease). Each
     /// beat times out after its period (at most 5s); while beats fail, no request starts for a
-    /// job whose lease might lapse before the request ends.
+    /// job whose lease might lapse before the request ends. A job row another transaction holds
+    /// is skipped, not waited for: only that job's lease goes unextended.
     #[arg(long, env = "STAGECAST_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
     /// Fallback poll interval when no notification arrives.

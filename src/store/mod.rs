@@ -292,33 +292,36 @@ impl Store {
     }
 
     /// Heartbeat: extend the lease of every job `worker` holds but `excluded` (jobs nobody
-    /// works on any more: their lease must run out). Each statement is bounded by
-    /// `timeout` on the server, so a row lock or a slow server fails the beat instead of
-    /// hanging it. Returns how many leases were extended.
+    /// works on any more: their lease must run out) and those whose row another transaction
+    /// holds: these are skipped, not waited for, and returned (sql/extend_leases.sql). The
+    /// statement is bounded by `timeout` on the server, so a slow server or a table lock fails
+    /// the beat instead of hanging it.
     pub async fn extend_leases(
         &self,
         worker: &str,
         lease_secs: f64,
         excluded: &[i64],
         timeout: std::time::Duration,
-    ) -> Result<u64> {
+    ) -> Result<LeaseExtension> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::HEARTBEAT_SETTINGS)
             .bind(format!("{}ms", timeout.as_millis().max(1)))
             .execute(&mut *tx)
             .await?;
-        let extended = timed(
+        let (extended, skipped): (i64, Vec<i64>) = timed(
             "extend_leases",
-            sqlx::query(sql::EXTEND_LEASES)
+            sqlx::query_as(sql::EXTEND_LEASES)
                 .bind(worker)
                 .bind(lease_secs)
                 .bind(excluded)
-                .execute(&mut *tx),
+                .fetch_one(&mut *tx),
         )
-        .await?
-        .rows_affected();
+        .await?;
         tx.commit().await?;
-        Ok(extended)
+        Ok(LeaseExtension {
+            extended: u64::try_from(extended).unwrap_or(0),
+            skipped,
+        })
     }
 
     /// Expand a `stage_change_batch` job (one chunk of a bulk change, at most

@@ -27,6 +27,16 @@ pub struct Expansion {
 }
 
 /// Which context to load for a stage-change job.
+/// What one heartbeat did (sql/extend_leases.sql).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseExtension {
+    /// Leases extended.
+    pub extended: u64,
+    /// This worker's running jobs whose row another transaction held: their lease was not
+    /// extended by this beat.
+    pub skipped: Vec<i64>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ContextKey {
     pub job_id: i64,
