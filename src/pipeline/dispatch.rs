@@ -156,15 +156,22 @@ impl Pipeline {
                 out.finalized.push(job.id);
                 // The chunk's own slot: it is archived, nothing more to do for it.
                 ctx.release_capacity(1);
-                if expansion.created >= 1000 {
-                    self.analyze_after_expansion().await;
-                }
-                if !expansion.leased.is_empty() {
-                    ctx.adopt(&expansion.leased);
-                    metrics::counter!(crate::metrics_catalog::JOBS_CLAIMED, "kind" => kinds::STAGE_CHANGE)
-                        .increment(leased as u64);
-                    self.process_leased(ctx, expansion.leased, out).await;
-                }
+                // The statistics are refreshed alongside the leased jobs' work, not before it:
+                // awaited first, the ANALYZE delayed the bulk change's first event.
+                let analyze = async {
+                    if expansion.created >= 1000 {
+                        self.analyze_after_expansion().await;
+                    }
+                };
+                let work = async {
+                    if !expansion.leased.is_empty() {
+                        ctx.adopt(&expansion.leased);
+                        metrics::counter!(crate::metrics_catalog::JOBS_CLAIMED, "kind" => kinds::STAGE_CHANGE)
+                            .increment(leased as u64);
+                        self.process_leased(ctx, expansion.leased, out).await;
+                    }
+                };
+                tokio::join!(analyze, work);
             }
             Ok(None) => {
                 warn!(
