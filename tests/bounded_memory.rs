@@ -198,14 +198,15 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
             .iter()
             .all(|j| j.attempts == 1 && j.kind == "stage_change"));
     }
-    let leased_to_the_dead: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change' AND status = 'running' \
+    let mut held_by_the_dead: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM stagecast.jobs WHERE kind = 'stage_change' AND status = 'running' \
          AND locked_by = 'dead-worker'",
     )
-    .fetch_one(s.pool())
+    .fetch_all(s.pool())
     .await
     .unwrap();
-    assert_eq!(leased_to_the_dead, 100);
+    assert_eq!(held_by_the_dead.len(), 100);
+    held_by_the_dead.extend(dead[2..].iter().map(|j| j.id));
 
     // A live worker takes the rest up (the two held chunks once their lease expires).
     // Small claims: on a loaded machine a debug build works a 1,000-job batch slowly.
@@ -222,11 +223,22 @@ async fn an_expansion_cut_off_by_a_crash_resumes_and_every_customer_gets_exactly
     s.drained().await;
     let stats = worker.shutdown().await.unwrap();
     assert_eq!(accepted, n as usize, "no event sent twice");
-    assert_eq!(
-        stats.rescued.load(std::sync::atomic::Ordering::Relaxed),
-        2 + 100,
-        "the two chunks the dead worker held and the 100 jobs leased to it at birth were rescued"
+    // Each job the dead worker held was rescued: claimed again at attempt 2. (On a loaded
+    // machine the live worker may lose a lease of its own too and rescue that job as well, so
+    // the rescue count is at least, not exactly, these.)
+    let rescued_attempts: Vec<i32> =
+        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE id = ANY($1)")
+            .bind(&held_by_the_dead)
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(rescued_attempts.len(), 102);
+    assert!(
+        rescued_attempts.iter().all(|&a| a >= 2),
+        "the two chunks the dead worker held and the 100 jobs leased to it at birth were rescued \
+         (claimed again): {rescued_attempts:?}"
     );
+    assert!(stats.rescued.load(std::sync::atomic::Ordering::Relaxed) >= 2 + 100);
 
     // Exactly one job per customer, all done; every chunk expanded once.
     let per_customer: Vec<(i64, i64)> = sqlx::query_as(
@@ -286,12 +298,15 @@ async fn an_expanded_chunk_is_worked_by_its_expander_without_a_claim_within_its_
     let stats = worker.shutdown().await.unwrap();
     let claimed = stats.claimed.load(std::sync::atomic::Ordering::Relaxed);
     let adopted = stats.adopted.load(std::sync::atomic::Ordering::Relaxed);
+    // A job whose lease this worker lost on a loaded machine is claimed again once it expired:
+    // counted as rescued.
+    let rescued = stats.rescued.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         adopted > 0 && adopted < 1_000,
         "leased at birth: some, never more than the capacity left by the claim ({adopted})"
     );
     assert_eq!(
-        claimed + adopted,
+        claimed + adopted - rescued,
         1 + n as u64,
         "the chunk and the jobs not leased at birth were claimed, the others not"
     );
@@ -300,14 +315,18 @@ async fn an_expanded_chunk_is_worked_by_its_expander_without_a_claim_within_its_
         n as usize,
         "no event sent twice"
     );
-    let (jobs, customers, attempts): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT customer_id), max(attempts)::bigint FROM stagecast.job_archive \
-         WHERE kind = 'stage_change'",
+    let (jobs, customers, retried): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE attempts > 1) \
+           FROM stagecast.job_archive WHERE kind = 'stage_change'",
     )
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert_eq!((jobs, customers, attempts), (n, n, 1));
+    assert_eq!((jobs, customers), (n, n));
+    assert!(
+        retried as u64 <= rescued,
+        "no job took a second attempt but by a rescue ({retried} jobs, {rescued} rescued)"
+    );
 }
 
 /// Chunks claimed together: the first one's jobs take the free capacity, and the later ones
@@ -341,10 +360,11 @@ async fn chunks_claimed_together_wait_for_capacity_and_lease_their_jobs_at_birth
     let stats = worker.shutdown().await.unwrap();
     let claimed = stats.claimed.load(std::sync::atomic::Ordering::Relaxed);
     let adopted = stats.adopted.load(std::sync::atomic::Ordering::Relaxed);
+    let rescued = stats.rescued.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        claimed + adopted,
+        claimed + adopted - rescued,
         3 + n as u64,
-        "each job claimed or leased at birth, once"
+        "each job claimed or leased at birth once (or claimed again after its lease lapsed)"
     );
     assert!(
         adopted >= 1_900,
@@ -357,14 +377,18 @@ async fn chunks_claimed_together_wait_for_capacity_and_lease_their_jobs_at_birth
         n as usize,
         "no event sent twice"
     );
-    let (jobs, customers, attempts): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT customer_id), max(attempts)::bigint FROM stagecast.job_archive \
-         WHERE kind = 'stage_change'",
+    let (jobs, customers, retried): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE attempts > 1) \
+           FROM stagecast.job_archive WHERE kind = 'stage_change'",
     )
     .fetch_one(s.pool())
     .await
     .unwrap();
-    assert_eq!((jobs, customers, attempts), (n, n, 1));
+    assert_eq!((jobs, customers), (n, n));
+    assert!(
+        retried as u64 <= rescued,
+        "no job took a second attempt but by a rescue ({retried} jobs, {rescued} rescued)"
+    );
 }
 
 #[tokio::test]
