@@ -308,3 +308,57 @@ async fn a_row_lock_on_one_job_costs_the_heartbeat_only_that_jobs_lease() {
         "each event sent once: {sends:?}"
     );
 }
+
+/// The heartbeat has a connection of its own: while every connection of the pool the worker's
+/// batches share is taken (a burst of claims, contexts and write-backs), its beats still answer
+/// in time and no lease becomes doubtful. On the shared pool each beat waited for a connection
+/// past its bound and failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_answers_while_every_pooled_connection_is_taken() {
+    let s = Stack::new().await;
+    let a = seed_five_event_stage(&s).await;
+    // Five events at one request per second: the job runs for several beats.
+    let mut t = short_lease(&s);
+    t.meta.requests_per_second = NonZeroU32::new(1).unwrap();
+    t.meta.burst = NonZeroU32::new(1).unwrap();
+    s.move_to(a, 5).await;
+    let worker = s.start_worker_with(t);
+    let stats = worker.stats().clone();
+    assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
+
+    // The worker's pool (its role's): every connection it will give (the worker keeps some
+    // for itself: LISTEN, its liveness lock).
+    let pool = s.store.pool();
+    let mut taken = Vec::new();
+    while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await {
+        taken.push(c);
+    }
+    assert!(!taken.is_empty());
+    let (beats, failures) = (
+        stats.get(&stats.heartbeats),
+        stats.get(&stats.heartbeat_failures),
+    );
+    wait::wait_until(
+        "four beats while the pool has no connection free",
+        wait::DEADLINE,
+        || async { stats.get(&stats.heartbeats) >= beats + 4 },
+    )
+    .await;
+    assert_eq!(stats.get(&stats.heartbeat_failures), failures);
+    drop(taken);
+
+    wait::wait_until("the job to be delivered", wait::DEADLINE, || {
+        archived(&s, a)
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+            .bind(a)
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1, "delivered on its first lease");
+    assert_eq!(stats.get(&stats.lease_lost_jobs), 0);
+    assert_eq!(s.sandbox.accepted_events(), 5, "each event once");
+}

@@ -533,7 +533,7 @@ impl<H: JobHandler> Worker<H> {
                 stats.clone(),
             ));
             let mut heartbeat = tokio::spawn(heartbeat(
-                self.store.clone(),
+                self.store.heartbeat_store(),
                 cfg.clone(),
                 clock.clone(),
                 held.clone(),

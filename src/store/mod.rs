@@ -150,6 +150,17 @@ impl Store {
         &self.pool
     }
 
+    /// A store on one connection of its own, to the same database, for the lease heartbeat:
+    /// on the shared pool a beat waited for a connection behind the batches' statements, and
+    /// under load that wait alone ran past the beat's bound, which makes every lease of the
+    /// worker doubtful. Connects lazily; call it inside the runtime.
+    pub fn heartbeat_store(&self) -> Store {
+        let pool = session::pool_options()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        Store::new(pool)
+    }
+
     /// A transaction whose lock waits and statements are bounded by `bounds` (set LOCAL).
     pub async fn begin_bounded(
         &self,
