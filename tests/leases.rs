@@ -362,3 +362,34 @@ async fn the_heartbeat_answers_while_every_pooled_connection_is_taken() {
     assert_eq!(stats.get(&stats.lease_lost_jobs), 0);
     assert_eq!(s.sandbox.accepted_events(), 5, "each event once");
 }
+
+/// The heartbeat does not share the worker's threads: while a batch's CPU work holds them
+/// (here a blocking sleep on the test's one-thread runtime, where the worker runs), beats still
+/// go out. On the worker's runtime a beat waited behind such work, which tokio cannot pre-empt,
+/// and every lease of the worker went into doubt on a loaded host.
+#[tokio::test]
+async fn beats_go_out_while_the_workers_runtime_is_busy() {
+    let s = Stack::new().await;
+    let worker = s.start_worker_with(short_lease(&s));
+    let stats = worker.stats().clone();
+    wait::wait_until("a first beat", wait::DEADLINE, || async {
+        stats.get(&stats.heartbeats) >= 1
+    })
+    .await;
+    let during = tokio::spawn({
+        let stats = stats.clone();
+        async move {
+            let before = stats.get(&stats.heartbeats);
+            // Blocks the runtime's only thread, as CPU-bound work between two awaits does.
+            std::thread::sleep(Duration::from_secs(3));
+            stats.get(&stats.heartbeats) - before
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        during >= 2,
+        "{during} beats in 3 s of a busy runtime (one every 500 ms)"
+    );
+    worker.shutdown().await.unwrap();
+}

@@ -532,15 +532,15 @@ impl<H: JobHandler> Worker<H> {
                 background.clone(),
                 stats.clone(),
             ));
-            let mut heartbeat = tokio::spawn(heartbeat(
-                self.store.heartbeat_store(),
+            let mut heartbeat = spawn_heartbeat(
+                self.store.clone(),
                 cfg.clone(),
                 clock.clone(),
                 held.clone(),
                 background.clone(),
                 stats.clone(),
                 expiring.clone(),
-            ));
+            );
             let mut maintenance = tokio::spawn(maintain(
                 self.store.clone(),
                 self.handler.clone(),
@@ -1144,6 +1144,40 @@ fn let_expire_unless_reclaimed(expiring: &Mutex<HashSet<i64>>, lease: &Lease, jo
     if set.len() < 10_000 && !lease.reclaimed(job_id) {
         set.insert(job_id);
     }
+}
+
+/// The heartbeat on a thread and runtime of its own, with a connection of its own
+/// ([`Store::heartbeat_store`], made inside that runtime, whose I/O it uses). On the worker's
+/// runtime a beat waited for a thread behind the batches' CPU work (hashing, encoding), which
+/// tokio cannot pre-empt: on a loaded host beats came late or not at all, and every lease of
+/// the worker went into doubt. It stops with `stop` (within one beat's bound).
+fn spawn_heartbeat(
+    store: Store,
+    cfg: WorkerConfig,
+    clock: Arc<LeaseClock>,
+    held: watch::Receiver<bool>,
+    stop: CancellationToken,
+    stats: Arc<WorkerStats>,
+    expiring: Arc<Mutex<HashSet<i64>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("stagecast-heartbeat")
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "could not start the heartbeat's runtime; leases will lapse and be rescued");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let store = store.heartbeat_store();
+            heartbeat(store.clone(), cfg, clock, held, stop, stats, expiring).await;
+            store.pool().close().await;
+        });
+    })
 }
 
 /// Extend every lease this worker holds, by default at a third of the lease so one missed beat
