@@ -1,4 +1,4 @@
--- Lease up to $1 jobs for worker $2 for $3 seconds.
+-- Lease up to $1 jobs for worker $2 for $3 seconds ($4: largest payload returned, $5: chunks held).
 -- Expired leases (a worker died or stalled) are reclaimed by this same query, so crash rescue
 -- needs no separate sweeper (sql/rescue_dead_workers.sql only cuts a dead worker's leases short);
 -- `rescued` tells the caller which ones (lease-expiry metric), and their attempt is refunded
@@ -18,6 +18,13 @@
 -- worker never needs whole: sql/expand_stage_change_batch.sql reads it in the database.
 -- pg_column_size is checked first: it reads the stored size without de-TOASTing, so a large
 -- payload is never decompressed here.
+-- Fair to the other workers: a bulk change's chunks (`stage_change_batch` jobs) are taken only
+-- while worker $2 holds fewer than $5 of them unexpanded (at most $5 - held per claim). A worker
+-- expands its chunks one at a time, so a claim that took all 200 chunks of a 1,000,000-row
+-- UPDATE kept the other workers idle while it worked through them. Chunks are picked before the
+-- stage changes (an expansion feeds every worker), and the stage changes without them, so the
+-- LIMIT is never spent on chunks over the cap. The count and the pick both go through
+-- jobs_chunks_idx, which holds only chunks: no claim walks a backlog of stage changes for them.
 WITH expired AS (
     SELECT id
       FROM stagecast.jobs
@@ -25,15 +32,27 @@ WITH expired AS (
      ORDER BY locked_until
      LIMIT $1
        FOR UPDATE SKIP LOCKED
+), chunks AS (
+    SELECT id
+      FROM stagecast.jobs
+     WHERE kind = 'stage_change_batch' AND status = 'pending' AND run_at <= now()
+     ORDER BY run_at, id
+     LIMIT greatest(0, least($1, $5::bigint - (
+               SELECT count(*)
+                 FROM stagecast.jobs
+                WHERE kind = 'stage_change_batch' AND status = 'running' AND locked_by = $2)))
+       FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT id
       FROM stagecast.jobs
-     WHERE status = 'pending' AND run_at <= now()
+     WHERE status = 'pending' AND run_at <= now() AND kind <> 'stage_change_batch'
      ORDER BY run_at, id
      LIMIT $1
        FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id, true AS rescued FROM expired
+    UNION ALL
+    SELECT id, false AS rescued FROM chunks
     UNION ALL
     SELECT id, false AS rescued FROM due
     LIMIT $1

@@ -515,3 +515,124 @@ async fn a_claim_budget_of_zero_or_too_small_for_the_batch_is_refused() {
         assert!(!stderr.contains("could not connect"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_worker_holds_at_most_a_few_chunks_and_leaves_the_rest_to_the_others() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    customers(&s, 16).await;
+    s.move_to(1, 1).await;
+    bulk_move(&s, 16, 2, 2).await;
+    assert_eq!(chunk_sizes(&s).await.len(), 8);
+    let claim = |worker: &'static str| {
+        let store = s.store.clone();
+        async move {
+            store
+                .claim_jobs_fair(1000, worker, 60.0, 4_000, 2)
+                .await
+                .unwrap()
+        }
+    };
+    let count = |jobs: &[ClaimedJob], kind: &str| jobs.iter().filter(|j| j.kind == kind).count();
+    // A's claim takes two chunks, and the stage change queued before them.
+    let a = claim("a").await;
+    assert_eq!(count(&a, "stage_change_batch"), 2, "{a:?}");
+    assert_eq!(count(&a, "stage_change"), 1);
+    assert!(
+        claim("a").await.is_empty(),
+        "A holds two chunks unexpanded: it takes no more"
+    );
+    let b = claim("b").await;
+    assert_eq!(count(&b, "stage_change_batch"), 2, "the next two go to B");
+    // A expanded one: it takes one more chunk, and the stage changes that chunk queued.
+    let first = a.iter().find(|j| j.kind == "stage_change_batch").unwrap();
+    let expansion = s
+        .store
+        .expand_stage_change_batch(first.id, "a", first.attempts, 0, 60.0)
+        .await
+        .unwrap()
+        .expect("held by A");
+    assert_eq!(expansion.created, 2);
+    let again = claim("a").await;
+    assert_eq!(count(&again, "stage_change_batch"), 1, "{again:?}");
+    assert_eq!(count(&again, "stage_change"), 2);
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.jobs WHERE kind = 'stage_change_batch' AND status = 'pending'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(pending, 3, "left for whichever worker has room");
+}
+
+/// The workers holding a bulk change's chunks that are not expanded yet, with how many each.
+async fn chunk_holders(s: &Stack) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT locked_by, count(*) FROM stagecast.jobs \
+          WHERE kind = 'stage_change_batch' AND status = 'running' GROUP BY locked_by ORDER BY locked_by",
+    )
+    .fetch_all(s.pool())
+    .await
+    .expect("chunk holders")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_chunks_of_one_bulk_change() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let n = 16;
+    customers(&s, n).await;
+    let a = s.start_worker();
+    let b = s.start_worker();
+    for w in [&a, &b] {
+        support::wait::wait_until("both workers idle", DEADLINE, || async {
+            w.stats().get(&w.stats().idle_waits) > 0
+        })
+        .await;
+    }
+    // Every expansion waits (it archives its chunk) until the test lets go: what each worker
+    // claimed stays visible in jobs.locked_by meanwhile.
+    let mut archive = s.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE stagecast.job_archive IN SHARE MODE")
+        .execute(&mut *archive)
+        .await
+        .unwrap();
+    bulk_move(&s, n, 2, 2).await;
+    assert_eq!(chunk_sizes(&s).await.len(), 8);
+    let holders = wait_for_value(
+        "both workers to hold chunks",
+        DEADLINE,
+        || chunk_holders(&s),
+        |h| h.len() == 2,
+    )
+    .await;
+    for (worker, held) in &holders {
+        assert!(
+            *held <= stagecast::queue::WorkerConfig::default().chunks_held_max as i64,
+            "{worker} holds {held} chunks: {holders:?}"
+        );
+    }
+    archive.rollback().await.unwrap();
+
+    assert!(
+        s.sandbox.wait_for_events(n as usize, DEADLINE).await,
+        "every customer's event accepted"
+    );
+    s.drained().await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    let expanded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM stagecast.job_archive WHERE kind = 'stage_change_batch' AND note = 'expanded'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(expanded, 8);
+    let ids: HashSet<String> = s
+        .sandbox
+        .received()
+        .iter()
+        .map(|r| r.event["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), n as usize, "one event per customer");
+}

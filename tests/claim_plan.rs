@@ -146,6 +146,7 @@ async fn the_worker_statements_keep_their_plan_after_an_analyze_of_the_drained_q
                 .bind("worker-a")
                 .bind(30.0_f64)
                 .bind(stagecast::store::DEFAULT_JOB_PAYLOAD_MAX)
+                .bind(2_i64)
         },
     )
     .await;
@@ -156,6 +157,16 @@ async fn the_worker_statements_keep_their_plan_after_an_analyze_of_the_drained_q
             .iter()
             .any(|n| n["Index Name"] == "jobs_claimable_idx"),
         "the due jobs are picked through jobs_claimable_idx: {shape:#?}"
+    );
+    // A bulk change's chunks (the worker's own count and the due ones) through the index of
+    // chunks alone: never a walk of the 100,000 stage changes for them.
+    let on_chunks = claim
+        .iter()
+        .filter(|n| n["Index Name"] == "jobs_chunks_idx")
+        .count();
+    assert_eq!(
+        on_chunks, 2,
+        "the held and the due chunks are read through jobs_chunks_idx: {shape:#?}"
     );
     let update_scan = claim
         .iter()

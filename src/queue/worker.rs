@@ -62,6 +62,11 @@ pub struct WorkerConfig {
     /// this divided by `batch_size` (sql/claim_jobs.sql); larger ones (a bulk change's chunks)
     /// are handled in SQL. `--claim-max-bytes`.
     pub claim_max_bytes: usize,
+    /// A bulk change's chunks (`stage_change_batch` jobs) this worker holds at most before it
+    /// has expanded them: a claim takes only what is missing, and leaves the other chunks to
+    /// the other workers. The pipeline expands one chunk at a time (≈ 0.1 s for 5,000
+    /// customers), so two keep it busy: one expanding, the next one claimed.
+    pub chunks_held_max: usize,
     /// Bytes one write-back transaction may carry (audit rows with their request text,
     /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
     /// `--write-back-max-bytes`.
@@ -90,6 +95,7 @@ impl Default for WorkerConfig {
             restart_grace: Duration::from_secs(10),
             lock_retry: Duration::from_millis(250),
             claim_max_bytes: 4 * 1024 * 1024,
+            chunks_held_max: 2,
             write_back_max_bytes: 8 * 1024 * 1024,
             capacity_patience: Duration::from_secs(2),
         }
@@ -660,11 +666,12 @@ impl<H: JobHandler> Worker<H> {
             let claim_started = Instant::now();
             let jobs = match self
                 .store
-                .claim_jobs_bounded(
+                .claim_jobs_fair(
                     want as i64,
                     &cfg.worker_id,
                     cfg.lease.as_secs_f64(),
                     cfg.job_payload_max(),
+                    cfg.chunks_held_max.max(1) as i64,
                 )
                 .await
             {

@@ -274,13 +274,30 @@ impl Store {
 
     /// [`Store::claim_jobs`], returning a job's payload only if it is at most
     /// `max_payload_bytes` (else JSON null): a claim then carries at most `limit ×
-    /// max_payload_bytes` bytes of payload (sql/claim_jobs.sql).
+    /// max_payload_bytes` bytes of payload (sql/claim_jobs.sql). Takes any number of a bulk
+    /// change's chunks; the worker claims with [`Store::claim_jobs_fair`].
     pub async fn claim_jobs_bounded(
         &self,
         limit: i64,
         worker: &str,
         lease_secs: f64,
         max_payload_bytes: i32,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_jobs_fair(limit, worker, lease_secs, max_payload_bytes, limit)
+            .await
+    }
+
+    /// [`Store::claim_jobs_bounded`], leaving a bulk change's chunks (`stage_change_batch`
+    /// jobs) to the other workers once `worker` holds `chunks_held_max` of them unexpanded:
+    /// it expands them one at a time, so taking more would only keep them from the others
+    /// (sql/claim_jobs.sql).
+    pub async fn claim_jobs_fair(
+        &self,
+        limit: i64,
+        worker: &str,
+        lease_secs: f64,
+        max_payload_bytes: i32,
+        chunks_held_max: i64,
     ) -> Result<Vec<ClaimedJob>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::CLAIM_SETTINGS)
@@ -295,6 +312,7 @@ impl Store {
                 .bind(worker)
                 .bind(lease_secs)
                 .bind(max_payload_bytes)
+                .bind(chunks_held_max)
                 .fetch_all(&mut *tx),
         )
         .await?;
