@@ -393,3 +393,69 @@ async fn beats_go_out_while_the_workers_runtime_is_busy() {
     );
     worker.shutdown().await.unwrap();
 }
+
+/// A write-back in flight holds the row locks of the jobs it finishes until it commits: the
+/// heartbeat leaves those rows out instead of waiting on them. It waited, timed out, and every
+/// lease of the worker became doubtful: a whole claimed batch was given up unsent (a bulk
+/// change's 250 jobs in tests/bounded_memory.rs). The write-back here is held up by a
+/// superuser's uncommitted archive row with the job's id, which its insert must wait for after
+/// it has deleted the job's row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_does_not_wait_on_the_rows_of_a_write_back_in_flight() {
+    let s = Stack::new().await;
+    s.seed_standard().await;
+    let c = s.customer(1, "a@example.com", "+5511999990001", None).await;
+    s.move_to(c, 1).await;
+    let job: i64 = sqlx::query_scalar("SELECT id FROM stagecast.jobs WHERE customer_id = $1")
+        .bind(c)
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    let mut blocker = s.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO stagecast.job_archive (id, kind, payload, attempts, created_at) \
+         VALUES ($1, 'stage_change', '{}', 0, now())",
+    )
+    .bind(job)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let worker = s.start_worker();
+    assert!(s.sandbox.wait_for_events(1, wait::DEADLINE).await);
+    wait::wait_until(
+        "the write-back to wait with the job's row locked",
+        wait::DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                  AND query LIKE '-- Write back a batch of outcomes%' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+                > 0
+        },
+    )
+    .await;
+    let stats = worker.stats().clone();
+    let failed_before = stats.get(&stats.heartbeat_failures);
+    let beats = || stats.get(&stats.heartbeats) + stats.get(&stats.heartbeat_failures);
+    let before = beats();
+    wait::wait_until("three more beats", wait::DEADLINE, || async {
+        beats() >= before + 3
+    })
+    .await;
+    assert_eq!(
+        stats.get(&stats.heartbeat_failures),
+        failed_before,
+        "no beat waited on the rows of the write-back in flight"
+    );
+    blocker.rollback().await.unwrap();
+    wait::wait_until("the job to be done", wait::DEADLINE, || archived(&s, c)).await;
+    worker.shutdown().await.unwrap();
+    let sends = sends(&s);
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "each event sent once: {sends:?}"
+    );
+}

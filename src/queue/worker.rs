@@ -64,8 +64,8 @@ pub struct WorkerConfig {
     pub claim_max_bytes: usize,
     /// A bulk change's chunks (`stage_change_batch` jobs) this worker holds at most before it
     /// has expanded them: a claim takes only what is missing, and leaves the other chunks to
-    /// the other workers. The pipeline expands one chunk at a time (≈ 0.1 s for 5,000
-    /// customers), so two keep it busy: one expanding, the next one claimed.
+    /// the other workers. The pipeline expands one chunk at a time (≈ 0.1–0.2 s for 5,000
+    /// customers, docs/performance.md), so two keep it busy: one expanding, the next one claimed.
     pub chunks_held_max: usize,
     /// Bytes one write-back transaction may carry (audit rows with their request text,
     /// outcomes, alerts), besides its row bound: results queue up while a flush runs.
