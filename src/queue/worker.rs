@@ -1157,7 +1157,7 @@ fn let_expire_unless_reclaimed(expiring: &Mutex<HashSet<i64>>, lease: &Lease, jo
 /// ([`Store::heartbeat_store`], made inside that runtime, whose I/O it uses). On the worker's
 /// runtime a beat waited for a thread behind the batches' CPU work (hashing, encoding), which
 /// tokio cannot pre-empt: on a loaded host beats came late or not at all, and every lease of
-/// the worker went into doubt. It stops with `stop` (within one beat's bound).
+/// the worker went into doubt. It stops with `stop`, mid-beat too.
 fn spawn_heartbeat(
     store: Store,
     cfg: WorkerConfig,
@@ -1181,8 +1181,14 @@ fn spawn_heartbeat(
         };
         runtime.block_on(async move {
             let store = store.heartbeat_store();
-            heartbeat(store.clone(), cfg, clock, held, stop, stats, expiring).await;
-            store.pool().close().await;
+            // Stopped mid-beat too: the worker's runtime, which waits for this thread when it
+            // shuts down, must not wait for a beat the database is slow to answer.
+            let cancelled = stop.clone();
+            tokio::select! {
+                _ = heartbeat(store.clone(), cfg, clock, held, stop, stats, expiring) => {}
+                _ = cancelled.cancelled() => {}
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), store.pool().close()).await;
         });
     })
 }
