@@ -37,6 +37,24 @@ fn short_lease(s: &Stack) -> Tuning {
     t
 }
 
+/// A job's (status, attempts) in the hot table.
+async fn job_state(s: &Stack, id: i64) -> (String, i32) {
+    sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+}
+
+/// The attempts of a customer's archived (finished) job.
+async fn archived_attempts(s: &Stack, customer: i64) -> i32 {
+    sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
+        .bind(customer)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+}
+
 async fn archived(s: &Stack, customer: i64) -> bool {
     sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM stagecast.job_archive WHERE customer_id = $1",
@@ -107,12 +125,7 @@ async fn a_worker_whose_heartbeat_is_blocked_stops_sending_and_a_rescue_delivers
         "no request after the lease lapsed"
     );
     // Nothing was written for the job but the ledger of what it delivered.
-    let (status, attempts): (String, i32) =
-        sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE id = $1")
-            .bind(locked[0])
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
+    let (status, attempts) = job_state(&s, locked[0]).await;
     assert_eq!((status.as_str(), attempts), ("running", 1));
     wait::wait_until(
         "what it delivered to reach the ledger",
@@ -181,12 +194,7 @@ async fn the_heartbeat_keeps_a_job_that_outlives_its_lease_from_being_rescued() 
     assert_eq!(a.get(&a.rescued) + b.get(&b.rescued), 0, "never rescued");
     assert_eq!(a.get(&a.lease_lost_jobs) + b.get(&b.lease_lost_jobs), 0);
     assert!(sends(&s).values().all(|&n| n == 1));
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
-            .bind(c)
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
+    let attempts = archived_attempts(&s, c).await;
     assert_eq!(attempts, 1);
 }
 
@@ -253,12 +261,7 @@ async fn a_row_lock_on_one_job_costs_the_heartbeat_only_that_jobs_lease() {
     .await;
     // a was delivered on its first lease (its own claim, extended by every beat), not given up
     // with b's and rescued.
-    let a_attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
-            .bind(a)
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
+    let a_attempts = archived_attempts(&s, a).await;
     assert_eq!(a_attempts, 1);
     assert_eq!(stats.get(&stats.rescued), 0);
     // b's lease was not extended: once it might have lapsed, b is given up (nothing more is
@@ -285,12 +288,7 @@ async fn a_row_lock_on_one_job_costs_the_heartbeat_only_that_jobs_lease() {
         1,
         "only b's lease is in doubt"
     );
-    let (status, attempts): (String, i32) =
-        sqlx::query_as("SELECT status, attempts FROM stagecast.jobs WHERE id = $1")
-            .bind(locked[0])
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
+    let (status, attempts) = job_state(&s, locked[0]).await;
     assert_eq!((status.as_str(), attempts), ("running", 1));
 
     // The lock goes: b's lease runs out (no longer extended) and a claim rescues it, sending
@@ -352,12 +350,7 @@ async fn the_heartbeat_answers_while_every_pooled_connection_is_taken() {
     })
     .await;
     worker.shutdown().await.unwrap();
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM stagecast.job_archive WHERE customer_id = $1")
-            .bind(a)
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
+    let attempts = archived_attempts(&s, a).await;
     assert_eq!(attempts, 1, "delivered on its first lease");
     assert_eq!(stats.get(&stats.lease_lost_jobs), 0);
     assert_eq!(s.sandbox.accepted_events(), 5, "each event once");
