@@ -247,6 +247,22 @@ async fn a_job_that_keeps_failing_gives_up_after_its_attempt_budget_with_an_aler
 }
 
 /// `X-Business-Use-Case-Usage` at `pct` % of the budget, regaining access in `regain_minutes`.
+/// Once a paused pixel's job for `customer` is rescheduled: its status, attempts, minutes
+/// until it runs again and last error.
+async fn rescheduled(s: &Stack, customer: i64) -> (String, i32, f64, Option<String>) {
+    wait_for("the paused pixel's job to be rescheduled", DEADLINE, || async {
+        sqlx::query_as(
+            "SELECT status, attempts, (extract(epoch FROM run_at - now()) / 60)::float8, last_error \
+               FROM stagecast.jobs WHERE customer_id = $1 AND last_error IS NOT NULL",
+        )
+        .bind(customer)
+        .fetch_optional(s.pool())
+        .await
+        .unwrap()
+    })
+    .await
+}
+
 fn usage_header(pct: u32, regain_minutes: u32) -> String {
     serde_json::json!({ PIXEL: [{
         "type": "ads_management",
@@ -273,21 +289,7 @@ async fn usage_headers_without_an_estimate_pause_for_half_the_throttle_pause() {
     s.move_to(busy, 1).await;
     s.drained().await;
     s.move_to(paused, 1).await;
-    let paused_for_minutes: f64 = wait_for(
-        "the paused pixel's job to be rescheduled",
-        DEADLINE,
-        || async {
-            sqlx::query_scalar(
-                "SELECT (extract(epoch FROM run_at - now()) / 60)::float8 \
-                   FROM stagecast.jobs WHERE customer_id = $1 AND last_error IS NOT NULL",
-            )
-            .bind(paused)
-            .fetch_optional(s.pool())
-            .await
-            .unwrap()
-        },
-    )
-    .await;
+    let (_, _, paused_for_minutes, _) = rescheduled(&s, paused).await;
     worker.shutdown().await.unwrap();
     assert!(
         (9.0..=10.0).contains(&paused_for_minutes),
@@ -317,18 +319,7 @@ async fn usage_headers_past_90_percent_pause_the_pixel_before_meta_throttles_it(
     // The next stage change is not sent: rescheduled for the end of the pause, its attempt
     // refunded.
     s.move_to(paused, 1).await;
-    let (status, attempts, paused_for_minutes, error): (String, i32, f64, Option<String>) =
-        wait_for("the paused pixel's job to be rescheduled", DEADLINE, || async {
-            sqlx::query_as(
-                "SELECT status, attempts, (extract(epoch FROM run_at - now()) / 60)::float8, last_error \
-                   FROM stagecast.jobs WHERE customer_id = $1 AND last_error IS NOT NULL",
-            )
-            .bind(paused)
-            .fetch_optional(s.pool())
-            .await
-            .unwrap()
-        })
-        .await;
+    let (status, attempts, paused_for_minutes, error) = rescheduled(&s, paused).await;
     worker.shutdown().await.unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
     assert!(
